@@ -1,0 +1,567 @@
+# cython: language_level=3
+"""Nationwide account consolidation: the hot loops behind ``ceecore.accounts``.
+
+``update`` makes two passes over a canonical record batch, both without the GIL:
+
+1. per line, in parallel: check the data contract (a reject reason, 0 = accepted),
+   parse the HTS code, port and origin, convert money to integer cents, look up the
+   line's Center, and hash the keys;
+2. per shard, in parallel: fold accepted lines into their importer's account. An
+   importer lives in exactly one shard (by hash), so shards never share memory.
+
+The state is exact and order-free: counters are integer sums, min/max, bit sets and
+sets of distinct keys, so any batching and any merge order give the same accounts.
+"""
+from cython.parallel cimport prange
+from libc.math cimport isfinite, llround
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from ceecore._kernels._columns cimport (
+    NUM_DATE32, NUM_FLOAT64, NUM_INT64, BatchView, NumCol, StrCol,
+    get_date32, get_f64, get_i64, get_str,
+)
+from ceecore._kernels._hashtable cimport (
+    IntSet, StrTable, hash_bytes, intset_add, intset_free, intset_init, mix64,
+    strtable_add, strtable_free, strtable_init,
+)
+
+# Reject reasons, in the order rows are checked; the position is the code.
+REJECT_REASONS = (
+    "ok",
+    "missing_entry_number", "bad_entry_number",
+    "missing_line_number", "bad_line_number",
+    "missing_importer_id", "bad_importer_id",
+    "missing_port_code", "bad_port_code",
+    "missing_entry_date", "bad_entry_date",
+    "missing_hts_code", "bad_hts_code",
+    "missing_country_of_origin", "bad_country_of_origin",
+    "missing_entered_value", "bad_entered_value",
+    "bad_duty_paid", "bad_duty_rate",
+    "bad_quantity", "bad_gross_weight_kg",
+    "bad_manufacturer_id",
+)
+
+cdef enum:
+    OK = 0
+    MISSING_ENTRY_NUMBER, BAD_ENTRY_NUMBER
+    MISSING_LINE_NUMBER, BAD_LINE_NUMBER
+    MISSING_IMPORTER_ID, BAD_IMPORTER_ID
+    MISSING_PORT_CODE, BAD_PORT_CODE
+    MISSING_ENTRY_DATE, BAD_ENTRY_DATE
+    MISSING_HTS_CODE, BAD_HTS_CODE
+    MISSING_COUNTRY, BAD_COUNTRY
+    MISSING_ENTERED_VALUE, BAD_ENTERED_VALUE
+    BAD_DUTY_PAID, BAD_DUTY_RATE
+    BAD_QUANTITY, BAD_GROSS_WEIGHT
+    BAD_MANUFACTURER_ID
+    N_REASONS
+
+assert N_REASONS == len(REJECT_REASONS)
+
+cdef enum:
+    MAX_KEY_BYTES = 64      # longer keys are malformed
+    N_COUNTRY_WORDS = 11    # 26 * 26 = 676 two-letter codes -> 11 x 64-bit words
+    N_CHAPTER_WORDS = 2     # chapters 00..99 -> 2 x 64-bit words
+    PORT_RADIX = 10000      # port codes are 0000..9999
+    N_HEADINGS = 10000      # HTS headings 0000..9999 index the Center table
+cdef double MAX_MONEY_USD = 1e12    # one line above a trillion dollars is malformed
+cdef double MAX_DUTY_RATE = 10000.0  # ad valorem percent
+
+
+ctypedef struct Columns:
+    StrCol entry_number
+    NumCol line_number
+    StrCol importer_id
+    StrCol port_code
+    NumCol entry_date
+    StrCol hts_code
+    StrCol country_of_origin
+    NumCol entered_value
+    NumCol duty_paid
+    NumCol duty_rate
+    NumCol quantity
+    NumCol gross_weight_kg
+    StrCol manufacturer_id
+
+
+ctypedef struct Account:
+    int64_t lines
+    int64_t value_cents
+    int64_t duty_cents
+    int64_t entries
+    int64_t manufacturers
+    int64_t ports
+    int32_t first_date
+    int32_t last_date
+    uint64_t chapters[2]
+    uint64_t countries[11]
+
+
+ctypedef struct Shard:
+    StrTable importers      # importer id -> account index
+    StrTable entries        # (account, entry number), distinct
+    StrTable manufacturers  # (account, manufacturer id), distinct
+    IntSet ports            # account * PORT_RADIX + port, distinct
+    Account* accounts
+    int64_t* center_lines   # [account * n_centers + center]
+    int64_t* center_cents
+    int64_t cap
+
+
+cdef inline bint key_ok(const char* p, int64_t n) noexcept nogil:
+    """A key is at most MAX_KEY_BYTES long with no control characters."""
+    cdef int64_t k
+    if n > MAX_KEY_BYTES:
+        return False
+    for k in range(n):
+        if <unsigned char>p[k] < 0x20 or <unsigned char>p[k] == 0x7F:
+            return False
+    return True
+
+
+cdef inline bint money_ok(double v) noexcept nogil:
+    return isfinite(v) and v >= 0.0 and v <= MAX_MONEY_USD
+
+
+cdef inline int epoch_of(const int32_t* starts, int n_epochs, int32_t day) noexcept nogil:
+    cdef int e = n_epochs - 1
+    while e > 0 and day < starts[e]:
+        e -= 1
+    return e
+
+
+cdef inline uint8_t check_line(
+    const Columns* c, int64_t i, const int32_t* epoch_starts, int n_epochs, const int8_t* center_table,
+    uint64_t* importer_hash, uint64_t* entry_hash, uint64_t* mfr_hash,
+    int64_t* value_cents, int64_t* duty_cents, int32_t* day, int8_t* center,
+    int8_t* chapter, int16_t* country, int16_t* port,
+) noexcept nogil:
+    """Checks line i against the data contract; fills the parsed fields if it passes."""
+    cdef const char* p
+    cdef int64_t n, k, line, digits = 0, heading = 0
+    cdef double v, rate, d
+    cdef int pc = 0
+    cdef unsigned char ch, a, b
+
+    if not get_str(&c.entry_number, i, &p, &n) or n == 0:
+        return MISSING_ENTRY_NUMBER
+    if not key_ok(p, n):
+        return BAD_ENTRY_NUMBER
+    entry_hash[i] = hash_bytes(p, n, 0)
+
+    if not get_i64(&c.line_number, i, &line):
+        return MISSING_LINE_NUMBER
+    if line < 1:
+        return BAD_LINE_NUMBER
+
+    if not get_str(&c.importer_id, i, &p, &n) or n == 0:
+        return MISSING_IMPORTER_ID
+    if not key_ok(p, n):
+        return BAD_IMPORTER_ID
+    importer_hash[i] = hash_bytes(p, n, 0)
+
+    if not get_str(&c.port_code, i, &p, &n) or n == 0:
+        return MISSING_PORT_CODE
+    if n > 4:
+        return BAD_PORT_CODE
+    for k in range(n):  # shorter codes lost their leading zeros: "101" is port 0101
+        ch = <unsigned char>p[k]
+        if ch < 48 or ch > 57:
+            return BAD_PORT_CODE
+        pc = pc * 10 + (ch - 48)
+    port[i] = <int16_t>pc
+
+    if not get_date32(&c.entry_date, i, &day[i]):
+        return MISSING_ENTRY_DATE
+
+    if not get_str(&c.hts_code, i, &p, &n) or n == 0:
+        return MISSING_HTS_CODE
+    for k in range(n):  # digits, with dots and spaces ignored
+        ch = <unsigned char>p[k]
+        if ch == 46 or ch == 32:
+            continue
+        if ch < 48 or ch > 57:
+            return BAD_HTS_CODE
+        if digits < 4:
+            heading = heading * 10 + (ch - 48)
+        digits += 1
+    if digits < 6 or digits > 10:
+        return BAD_HTS_CODE
+    chapter[i] = <int8_t>(heading // 100)
+    center[i] = center_table[epoch_of(epoch_starts, n_epochs, day[i]) * N_HEADINGS + heading]
+
+    if not get_str(&c.country_of_origin, i, &p, &n) or n == 0:
+        return MISSING_COUNTRY
+    if n != 2:
+        return BAD_COUNTRY
+    a = (<unsigned char>p[0]) & 0xDF  # upper-case ASCII letters
+    b = (<unsigned char>p[1]) & 0xDF
+    if a < 65 or a > 90 or b < 65 or b > 90:
+        return BAD_COUNTRY
+    country[i] = <int16_t>((a - 65) * 26 + (b - 65))
+
+    if not get_f64(&c.entered_value, i, &v):
+        return MISSING_ENTERED_VALUE
+    if not money_ok(v):
+        return BAD_ENTERED_VALUE
+    value_cents[i] = llround(v * 100.0)
+
+    duty_cents[i] = 0
+    if get_f64(&c.duty_paid, i, &d):
+        if not money_ok(d):
+            return BAD_DUTY_PAID
+        duty_cents[i] = llround(d * 100.0)
+    elif get_f64(&c.duty_rate, i, &rate):
+        if not (isfinite(rate) and rate >= 0.0 and rate <= MAX_DUTY_RATE):
+            return BAD_DUTY_RATE
+        duty_cents[i] = llround(<double>value_cents[i] * rate / 100.0)
+
+    if get_f64(&c.quantity, i, &d) and not (isfinite(d) and d >= 0.0):
+        return BAD_QUANTITY
+    if get_f64(&c.gross_weight_kg, i, &d) and not (isfinite(d) and d >= 0.0):
+        return BAD_GROSS_WEIGHT
+
+    mfr_hash[i] = 0
+    if get_str(&c.manufacturer_id, i, &p, &n) and n > 0:
+        if not key_ok(p, n):
+            return BAD_MANUFACTURER_ID
+        mfr_hash[i] = hash_bytes(p, n, 0) | 1  # 0 marks "no manufacturer"
+    return OK
+
+
+cdef inline uint64_t pair_hash(uint64_t key_hash, int64_t account) noexcept nogil:
+    return mix64(key_hash ^ (<uint64_t>account * 0x9E3779B97F4A7C15ULL))
+
+
+cdef int shard_init(Shard* s, int n_centers) noexcept nogil:
+    memset(s, 0, sizeof(Shard))
+    if (strtable_init(&s.importers, 1024) or strtable_init(&s.entries, 4096)
+            or strtable_init(&s.manufacturers, 1024) or intset_init(&s.ports, 1024)):
+        return -1
+    return 0
+
+
+cdef void shard_free(Shard* s) noexcept nogil:
+    strtable_free(&s.importers)
+    strtable_free(&s.entries)
+    strtable_free(&s.manufacturers)
+    intset_free(&s.ports)
+    free(s.accounts); free(s.center_lines); free(s.center_cents)
+    s.accounts = NULL; s.center_lines = NULL; s.center_cents = NULL
+
+
+cdef int64_t shard_account(Shard* s, const char* p, int64_t n, uint64_t h, int n_centers) noexcept nogil:
+    """Account index of importer p[:n] in this shard, opening the account if new; -1 if OOM."""
+    cdef bint is_new
+    cdef int64_t a = strtable_add(&s.importers, 0, p, n, h, &is_new)
+    cdef int64_t cap
+    cdef void* grown
+    if a < 0 or not is_new:
+        return a
+    if a >= s.cap:
+        cap = 2 * s.cap if s.cap else 1024
+        grown = realloc(s.accounts, cap * sizeof(Account))
+        if grown == NULL: return -1
+        s.accounts = <Account*>grown
+        grown = realloc(s.center_lines, cap * n_centers * sizeof(int64_t))
+        if grown == NULL: return -1
+        s.center_lines = <int64_t*>grown
+        grown = realloc(s.center_cents, cap * n_centers * sizeof(int64_t))
+        if grown == NULL: return -1
+        s.center_cents = <int64_t*>grown
+        s.cap = cap
+    memset(&s.accounts[a], 0, sizeof(Account))
+    s.accounts[a].first_date = 2147483647
+    s.accounts[a].last_date = -2147483648
+    memset(&s.center_lines[a * n_centers], 0, n_centers * sizeof(int64_t))
+    memset(&s.center_cents[a * n_centers], 0, n_centers * sizeof(int64_t))
+    return a
+
+
+cdef inline int shard_of(uint64_t importer_hash, int n_shards) noexcept nogil:
+    return <int>((importer_hash >> 40) % <uint64_t>n_shards)
+
+
+cdef int fold_shard(
+    Shard* s, int shard, int n_shards, int n_centers, const Columns* c, int64_t n_rows,
+    const uint8_t* reason, const uint64_t* importer_hash, const uint64_t* entry_hash,
+    const uint64_t* mfr_hash, const int64_t* value_cents, const int64_t* duty_cents,
+    const int32_t* day, const int8_t* center, const int8_t* chapter, const int16_t* country,
+    const int16_t* port,
+) noexcept nogil:
+    """Folds the accepted lines of one shard into its accounts; -1 if out of memory."""
+    cdef int64_t i, a, k, n
+    cdef const char* p
+    cdef bint is_new
+    cdef int added
+    cdef Account* acc
+    for i in range(n_rows):
+        if reason[i] != OK or shard_of(importer_hash[i], n_shards) != shard:
+            continue
+        get_str(&c.importer_id, i, &p, &n)
+        a = shard_account(s, p, n, importer_hash[i], n_centers)
+        if a < 0:
+            return -1
+        acc = &s.accounts[a]
+        acc.lines += 1
+        acc.value_cents += value_cents[i]
+        acc.duty_cents += duty_cents[i]
+        if day[i] < acc.first_date:
+            acc.first_date = day[i]
+        if day[i] > acc.last_date:
+            acc.last_date = day[i]
+        acc.chapters[chapter[i] >> 6] |= (<uint64_t>1) << (chapter[i] & 63)
+        acc.countries[country[i] >> 6] |= (<uint64_t>1) << (country[i] & 63)
+        if center[i] >= 0:
+            s.center_lines[a * n_centers + center[i]] += 1
+            s.center_cents[a * n_centers + center[i]] += value_cents[i]
+        get_str(&c.entry_number, i, &p, &n)
+        k = strtable_add(&s.entries, <uint32_t>a, p, n, pair_hash(entry_hash[i], a), &is_new)
+        if k < 0:
+            return -1
+        acc.entries += is_new
+        added = intset_add(&s.ports, <uint64_t>a * PORT_RADIX + <uint64_t>port[i])
+        if added < 0:
+            return -1
+        acc.ports += added
+        if mfr_hash[i] != 0:
+            get_str(&c.manufacturer_id, i, &p, &n)
+            k = strtable_add(&s.manufacturers, <uint32_t>a, p, n, pair_hash(mfr_hash[i], a), &is_new)
+            if k < 0:
+                return -1
+            acc.manufacturers += is_new
+    return 0
+
+
+cdef object _copy_out(const void* src, Py_ssize_t count, dtype):
+    out = np.empty(count, dtype=dtype)
+    cdef char[::1] raw = out.view(np.int8)
+    if count:
+        memcpy(&raw[0], src, count * out.itemsize)
+    return out
+
+
+cdef class AccountKernel:
+    """Compiled account state, sharded by importer hash (one shard per thread)."""
+    cdef Shard* shards
+    cdef readonly int n_shards
+    cdef readonly int n_centers
+    cdef const int32_t[::1] epoch_starts
+    cdef const int8_t[:, ::1] center_table
+
+    def __cinit__(self, int n_shards, int n_centers, epoch_starts, center_table):
+        cdef int k
+        if n_shards < 1 or n_shards > 256:
+            raise ValueError("n_shards must be in 1..256")
+        self.epoch_starts = np.ascontiguousarray(epoch_starts, dtype=np.int32)
+        self.center_table = np.ascontiguousarray(center_table, dtype=np.int8)
+        if (self.center_table.shape[1] != N_HEADINGS or self.epoch_starts.shape[0] < 1
+                or self.center_table.shape[0] != self.epoch_starts.shape[0]):
+            raise ValueError("center_table must have shape (len(epoch_starts) >= 1, 10000)")
+        if n_centers < 1 or n_centers > 127 or np.max(center_table) >= n_centers or np.min(center_table) < -1:
+            raise ValueError("center_table holds Center indexes outside 0..n_centers-1 (or -1)")
+        self.n_centers = n_centers
+        self.n_shards = n_shards
+        self.shards = <Shard*>calloc(n_shards, sizeof(Shard))
+        if self.shards == NULL:
+            raise MemoryError()
+        for k in range(n_shards):
+            if shard_init(&self.shards[k], self.n_centers) != 0:
+                raise MemoryError()
+
+    def __dealloc__(self):
+        cdef int k
+        if self.shards != NULL:
+            for k in range(self.n_shards):
+                shard_free(&self.shards[k])
+            free(self.shards)
+
+    def update(self, batch, const uint8_t[::1] prechecked, int threads):
+        """Checks and folds one canonical batch; returns the reject reason code per row."""
+        cdef BatchView view = BatchView(batch)
+        cdef Columns c
+        view.bind_str("entry_number", &c.entry_number)
+        view.bind_num("line_number", &c.line_number, NUM_INT64)
+        view.bind_str("importer_id", &c.importer_id)
+        view.bind_str("port_code", &c.port_code)
+        view.bind_num("entry_date", &c.entry_date, NUM_DATE32)
+        view.bind_str("hts_code", &c.hts_code)
+        view.bind_str("country_of_origin", &c.country_of_origin)
+        view.bind_num("entered_value", &c.entered_value, NUM_FLOAT64)
+        view.bind_num("duty_paid", &c.duty_paid, NUM_FLOAT64)
+        view.bind_num("duty_rate", &c.duty_rate, NUM_FLOAT64)
+        view.bind_num("quantity", &c.quantity, NUM_FLOAT64)
+        view.bind_num("gross_weight_kg", &c.gross_weight_kg, NUM_FLOAT64)
+        view.bind_str("manufacturer_id", &c.manufacturer_id)
+
+        cdef int64_t n = view.length
+        if prechecked.shape[0] != n:
+            raise ValueError("prechecked must have one reason per row")
+        reasons_arr = np.array(prechecked, dtype=np.uint8, copy=True)
+        cdef uint8_t[::1] reason = reasons_arr
+        cdef uint64_t[::1] imp_h = np.zeros(n, np.uint64)
+        cdef uint64_t[::1] ent_h = np.zeros(n, np.uint64)
+        cdef uint64_t[::1] mfr_h = np.zeros(n, np.uint64)
+        cdef int64_t[::1] value = np.zeros(n, np.int64)
+        cdef int64_t[::1] duty = np.zeros(n, np.int64)
+        cdef int32_t[::1] day = np.zeros(n, np.int32)
+        cdef int8_t[::1] center = np.zeros(n, np.int8)
+        cdef int8_t[::1] chapter = np.zeros(n, np.int8)
+        cdef int16_t[::1] country = np.zeros(n, np.int16)
+        cdef int16_t[::1] port = np.zeros(n, np.int16)
+        cdef int64_t i
+        cdef int s, failed = 0, shard_threads
+        cdef int n_epochs = self.epoch_starts.shape[0]
+        cdef const int32_t* starts = &self.epoch_starts[0]
+        cdef const int8_t* table = &self.center_table[0, 0]
+        if n == 0:
+            return reasons_arr
+        threads = max(1, threads)
+        shard_threads = min(threads, self.n_shards)
+        with nogil:
+            for i in prange(n, num_threads=threads, schedule="static"):
+                if reason[i] == OK:
+                    reason[i] = check_line(
+                        &c, i, starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0],
+                        &value[0], &duty[0], &day[0], &center[0], &chapter[0], &country[0], &port[0])
+            for s in prange(self.n_shards, num_threads=shard_threads, schedule="static"):
+                if fold_shard(&self.shards[s], s, self.n_shards, self.n_centers, &c, n, &reason[0],
+                              &imp_h[0], &ent_h[0], &mfr_h[0], &value[0], &duty[0], &day[0],
+                              &center[0], &chapter[0], &country[0], &port[0]) != 0:
+                    failed += 1
+        if failed:
+            raise MemoryError("out of memory while consolidating accounts")
+        return reasons_arr
+
+    def export_shard(self, int k):
+        """One shard's state as numpy arrays (accounts in shard-local index order)."""
+        if k < 0 or k >= self.n_shards:
+            raise IndexError(k)
+        cdef Shard* s = &self.shards[k]
+        cdef int64_t n = s.importers.n
+        accounts = np.empty(n, dtype=ACCOUNT_DTYPE)
+        cdef char[::1] raw = accounts.view(np.int8)
+        if n:
+            memcpy(&raw[0], s.accounts, n * sizeof(Account))
+        ports = _copy_out(s.ports.slots, s.ports.mask + 1, np.uint64)
+        ports = ports[ports != 0] - 1
+        return {
+            "importer_offsets": _copy_out(s.importers.starts, n + 1, np.int64),
+            "importer_data": _copy_out(s.importers.arena, s.importers.arena_len, np.uint8),
+            "accounts": accounts,
+            "center_lines": _copy_out(s.center_lines, n * self.n_centers, np.int64).reshape(n, self.n_centers),
+            "center_cents": _copy_out(s.center_cents, n * self.n_centers, np.int64).reshape(n, self.n_centers),
+            "entry_account": _copy_out(s.entries.groups, s.entries.n, np.uint32),
+            "entry_offsets": _copy_out(s.entries.starts, s.entries.n + 1, np.int64),
+            "entry_data": _copy_out(s.entries.arena, s.entries.arena_len, np.uint8),
+            "manufacturer_account": _copy_out(s.manufacturers.groups, s.manufacturers.n, np.uint32),
+            "manufacturer_offsets": _copy_out(s.manufacturers.starts, s.manufacturers.n + 1, np.int64),
+            "manufacturer_data": _copy_out(s.manufacturers.arena, s.manufacturers.arena_len, np.uint8),
+            "port_account": (ports // PORT_RADIX).astype(np.int64),
+            "port_code": (ports % PORT_RADIX).astype(np.int16),
+        }
+
+    def absorb(self, importers, accounts, const int64_t[:, ::1] center_lines,
+               const int64_t[:, ::1] center_cents, const int64_t[::1] entry_row, entries,
+               const int64_t[::1] manufacturer_row, manufacturers,
+               const int64_t[::1] port_row, const int16_t[::1] port_code):
+        """Adds exported state: accounts (one row per importer) and their distinct keys.
+
+        ``importers``, ``entries`` and ``manufacturers`` are record batches with one
+        string column ``key``; ``*_row`` give each key's account row in ``importers``.
+        """
+        cdef BatchView imp_view = BatchView(importers)
+        cdef BatchView ent_view = BatchView(entries)
+        cdef BatchView mfr_view = BatchView(manufacturers)
+        cdef StrCol imp, ent, mfr
+        imp_view.bind_str("key", &imp)
+        ent_view.bind_str("key", &ent)
+        mfr_view.bind_str("key", &mfr)
+        if accounts.dtype != ACCOUNT_DTYPE:
+            raise TypeError("absorb: accounts must have ACCOUNT_DTYPE")
+        cdef const char[::1] raw = np.ascontiguousarray(accounts).view(np.int8).reshape(-1)
+        cdef const Account* rows = <const Account*>&raw[0] if raw.shape[0] else NULL
+        cdef int64_t n = imp_view.length, i, j, a, k, slen
+        cdef int nc = self.n_centers
+        if (accounts.shape[0] != n or center_lines.shape[0] != n or center_cents.shape[0] != n
+                or center_lines.shape[1] != nc or center_cents.shape[1] != nc):
+            raise ValueError("absorb: account arrays disagree in length or Center count")
+        if (entry_row.shape[0] != ent_view.length or manufacturer_row.shape[0] != mfr_view.length
+                or port_row.shape[0] != port_code.shape[0]):
+            raise ValueError("absorb: key arrays disagree in length")
+        shard_arr = np.empty(n, np.int32)
+        local_arr = np.empty(n, np.int64)
+        cdef int32_t[::1] shard = shard_arr
+        cdef int64_t[::1] local = local_arr
+        cdef const char* p
+        cdef uint64_t h
+        cdef bint is_new
+        cdef Shard* s
+        cdef Account* acc
+        cdef const Account* src
+        for i in range(n):
+            if not get_str(&imp, i, &p, &slen) or slen == 0:
+                raise ValueError(f"absorb: importer at row {i} is null or empty")
+            h = hash_bytes(p, slen, 0)
+            shard[i] = shard_of(h, self.n_shards)
+            s = &self.shards[shard[i]]
+            a = shard_account(s, p, slen, h, nc)
+            if a < 0:
+                raise MemoryError()
+            local[i] = a
+            acc = &s.accounts[a]
+            src = &rows[i]
+            acc.lines += src.lines
+            acc.value_cents += src.value_cents
+            acc.duty_cents += src.duty_cents
+            acc.first_date = min(acc.first_date, src.first_date)
+            acc.last_date = max(acc.last_date, src.last_date)
+            for k in range(N_CHAPTER_WORDS):
+                acc.chapters[k] |= src.chapters[k]
+            for k in range(N_COUNTRY_WORDS):
+                acc.countries[k] |= src.countries[k]
+            for k in range(nc):
+                s.center_lines[a * nc + k] += center_lines[i, k]
+                s.center_cents[a * nc + k] += center_cents[i, k]
+        for j in range(ent_view.length):
+            i = entry_row[j]
+            if i < 0 or i >= n or not get_str(&ent, j, &p, &slen):
+                raise ValueError(f"absorb: bad entry key at row {j}")
+            s = &self.shards[shard[i]]
+            a = local[i]
+            if strtable_add(&s.entries, <uint32_t>a, p, slen, pair_hash(hash_bytes(p, slen, 0), a), &is_new) < 0:
+                raise MemoryError()
+            s.accounts[a].entries += is_new
+        for j in range(mfr_view.length):
+            i = manufacturer_row[j]
+            if i < 0 or i >= n or not get_str(&mfr, j, &p, &slen):
+                raise ValueError(f"absorb: bad manufacturer key at row {j}")
+            s = &self.shards[shard[i]]
+            a = local[i]
+            if strtable_add(&s.manufacturers, <uint32_t>a, p, slen,
+                            pair_hash(hash_bytes(p, slen, 0) | 1, a), &is_new) < 0:
+                raise MemoryError()
+            s.accounts[a].manufacturers += is_new
+        for j in range(port_row.shape[0]):
+            i = port_row[j]
+            if i < 0 or i >= n or port_code[j] < 0 or port_code[j] >= PORT_RADIX:
+                raise ValueError(f"absorb: bad port at row {j}")
+            s = &self.shards[shard[i]]
+            a = local[i]
+            k = intset_add(&s.ports, <uint64_t>a * PORT_RADIX + <uint64_t>port_code[j])
+            if k < 0:
+                raise MemoryError()
+            s.accounts[a].ports += k
+
+
+ACCOUNT_DTYPE = np.dtype([
+    ("lines", np.int64), ("value_cents", np.int64), ("duty_cents", np.int64),
+    ("entries", np.int64), ("manufacturers", np.int64), ("ports", np.int64),
+    ("first_date", np.int32), ("last_date", np.int32),
+    ("chapters", np.uint64, (N_CHAPTER_WORDS,)), ("countries", np.uint64, (N_COUNTRY_WORDS,)),
+])
+assert ACCOUNT_DTYPE.itemsize == sizeof(Account)

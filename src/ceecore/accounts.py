@@ -1,0 +1,349 @@
+"""The account book: every importer's entry lines consolidated nationwide.
+
+An :class:`AccountBook` is mergeable state. Feed it record batches with
+:meth:`~AccountBook.update`, combine partial books with :meth:`~AccountBook.merge`,
+ship it across processes with :meth:`~AccountBook.to_arrow` /
+:meth:`~AccountBook.from_arrow`, and read the consolidated accounts, each assigned to
+its Center, with :meth:`~AccountBook.result`.
+
+Everything in the state is exact (integer cents, min/max dates, sets of distinct
+keys), so the same lines give the same book whatever the batching, merge order or
+thread count. State grows with accounts and their distinct keys, never with lines.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ceecore._kernels._accounts import ACCOUNT_DTYPE, AccountKernel
+from ceecore._threads import resolve_threads
+from ceecore.centers import CenterMap, Override
+from ceecore.schema import ColumnMapping, canonicalize
+
+__all__ = ["AccountBook", "CONSOLIDATION_COLUMNS", "assign_centers"]
+
+# The canonical columns consolidation reads (and checks).
+CONSOLIDATION_COLUMNS: tuple[str, ...] = (
+    "entry_number", "line_number", "importer_id", "port_code", "entry_date", "hts_code",
+    "country_of_origin", "entered_value", "duty_paid", "duty_rate", "quantity",
+    "gross_weight_kg", "manufacturer_id",
+)
+STATE_KIND = b"ceecore.accounts/1"
+
+_COUNTRY_NAMES = np.array([chr(65 + k // 26) + chr(65 + k % 26) for k in range(676)], dtype=object)
+_PORT_NAMES = np.array([f"{k:04d}" for k in range(10000)], dtype=object)
+_MONEY = pa.decimal128(18, 2)
+
+
+def _state_schema(codes: tuple[str, ...]) -> pa.Schema:
+    nc = len(codes)
+    return pa.schema([
+        ("importer_id", pa.large_string()),
+        ("lines", pa.int64()),
+        ("value_cents", pa.int64()),
+        ("duty_cents", pa.int64()),
+        ("first_date", pa.date32()),
+        ("last_date", pa.date32()),
+        ("center_lines", pa.list_(pa.int64(), nc)),
+        ("center_cents", pa.list_(pa.int64(), nc)),
+        ("hts_chapters", pa.list_(pa.int8())),
+        ("countries", pa.list_(pa.string())),
+        ("ports", pa.list_(pa.string())),
+        ("entries", pa.large_list(pa.large_string())),
+        ("manufacturers", pa.large_list(pa.large_string())),
+    ], metadata={b"ceecore.state": STATE_KIND, b"ceecore.centers": ",".join(codes).encode()})
+
+
+class AccountBook:
+    """Per-importer consolidation state, exact and mergeable.
+
+    ``threads`` (default: ``OMP_NUM_THREADS``, else the CPU count) sets how many
+    threads fold lines; results do not depend on it. One book may be updated from one
+    thread at a time (calls are serialised by a lock); use one book per worker and
+    :meth:`merge` them to scale out.
+    """
+
+    def __init__(self, centers: CenterMap | None = None, threads: int | None = None) -> None:
+        self.centers = centers if centers is not None else CenterMap.default()
+        self.threads = resolve_threads(threads)
+        starts, table = self.centers.lookup_tables()
+        self._kernel = AccountKernel(self.threads, len(self.centers.codes), starts, table)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ updating
+
+    def update(self, batch: Any, mapping: ColumnMapping | None = None, source: str = "<batch>") -> np.ndarray:
+        """Folds one record batch in; returns each row's reject code (0 = accepted).
+
+        ``batch`` is any Arrow record batch (``__arrow_c_array__``) with canonical
+        column names, or names that ``mapping`` renames. Codes index
+        :data:`ceecore.schema.REJECT_REASONS`.
+        """
+        if not isinstance(batch, pa.RecordBatch):
+            batch = pa.record_batch(batch)
+        canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), CONSOLIDATION_COLUMNS, source)
+        with self._lock:
+            return self._kernel.update(canonical, prechecked, self.threads)
+
+    def merge(self, other: AccountBook) -> None:
+        """Adds another book's accounts to this one (exact: order does not matter)."""
+        if other.centers.codes != self.centers.codes:
+            raise ValueError("cannot merge account books built with different Centers")
+        self._absorb(other._export(canonical=False))
+
+    # ------------------------------------------------------------------ state
+
+    def to_arrow(self) -> pa.Table:
+        """The state as a table, one row per importer, sorted; equal books give equal tables."""
+        return self._export(canonical=True)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table, centers: CenterMap | None = None, threads: int | None = None
+                   ) -> AccountBook:
+        """Rebuilds a book from :meth:`to_arrow` output (checked, never evaluated)."""
+        book = cls(centers, threads)
+        meta = table.schema.metadata or {}
+        if meta.get(b"ceecore.state") != STATE_KIND:
+            raise ValueError("not a ceecore account state (missing or unknown 'ceecore.state' metadata)")
+        codes = tuple(meta.get(b"ceecore.centers", b"").decode().split(","))
+        if codes != book.centers.codes:
+            raise ValueError(f"account state was built with Centers {codes}, this book has {book.centers.codes}")
+        expected = _state_schema(codes)
+        try:
+            table = table.select(expected.names).cast(expected)
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"account state does not have the expected columns and types: {exc}") from exc
+        book._absorb(table)
+        return book
+
+    def __len__(self) -> int:
+        return sum(len(self._kernel.export_shard(k)["accounts"]) for k in range(self._kernel.n_shards))
+
+    def _shards(self) -> list[dict[str, np.ndarray]]:
+        return [self._kernel.export_shard(k) for k in range(self._kernel.n_shards)]
+
+    def _export(self, canonical: bool) -> pa.Table:
+        shards = self._shards()
+        bases = np.cumsum([0] + [len(s["accounts"]) for s in shards])
+        n = int(bases[-1])
+        importers = pa.concat_arrays([_strings(s["importer_offsets"], s["importer_data"]) for s in shards]) \
+            if shards else pa.array([], pa.large_string())
+        accounts = np.concatenate([s["accounts"] for s in shards])
+        order = np.asarray(pc.sort_indices(importers)) if canonical else np.arange(n)
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+
+        def keyed_lists(prefix: str) -> pa.Array:
+            rows = np.concatenate([s[f"{prefix}_account"].astype(np.int64) + b for s, b in zip(shards, bases)])
+            values = pa.concat_arrays([_strings(s[f"{prefix}_offsets"], s[f"{prefix}_data"]) for s in shards])
+            r = rank[rows]
+            if canonical:
+                perm = pc.sort_indices(pa.table({"r": r, "v": values}), [("r", "ascending"), ("v", "ascending")])
+            else:
+                perm = np.argsort(r, kind="stable")
+            return pa.LargeListArray.from_arrays(_offsets(r, n), values.take(perm))
+
+        port_rows = np.concatenate([s["port_account"] + b for s, b in zip(shards, bases)])
+        port_codes = np.concatenate([s["port_code"] for s in shards])
+        port_perm = np.lexsort((port_codes, rank[port_rows]))
+        ports = pa.ListArray.from_arrays(
+            _offsets(rank[port_rows], n), pa.array(_PORT_NAMES[port_codes[port_perm]], pa.string()))
+
+        nc = len(self.centers.codes)
+        center_lines = np.concatenate([s["center_lines"] for s in shards]).reshape(n, nc)[order]
+        center_cents = np.concatenate([s["center_cents"] for s in shards]).reshape(n, nc)[order]
+        acc = accounts[order]
+        columns = [
+            importers.take(order),
+            acc["lines"], acc["value_cents"], acc["duty_cents"],
+            pa.array(acc["first_date"], pa.int32()).cast(pa.date32()),
+            pa.array(acc["last_date"], pa.int32()).cast(pa.date32()),
+            pa.FixedSizeListArray.from_arrays(center_lines.ravel(), nc),
+            pa.FixedSizeListArray.from_arrays(center_cents.ravel(), nc),
+            _bit_lists(acc["chapters"], 100, None),
+            _bit_lists(acc["countries"], 676, _COUNTRY_NAMES),
+            ports,
+            keyed_lists("entry"),
+            keyed_lists("manufacturer"),
+        ]
+        return pa.Table.from_arrays(columns, schema=_state_schema(self.centers.codes))
+
+    def _absorb(self, table: pa.Table) -> None:
+        table = table.combine_chunks()
+        n = table.num_rows
+        accounts = np.zeros(n, ACCOUNT_DTYPE)
+        for name in ("lines", "value_cents", "duty_cents"):
+            accounts[name] = table[name].to_numpy()
+        accounts["first_date"] = table["first_date"].cast(pa.int32()).to_numpy()
+        accounts["last_date"] = table["last_date"].cast(pa.int32()).to_numpy()
+        accounts["chapters"] = _bits_of(table["hts_chapters"], 100, lambda v: v.astype(np.int64))
+        accounts["countries"] = _bits_of(table["countries"], 676, _country_codes)
+        nc = len(self.centers.codes)
+
+        def matrix(name: str) -> np.ndarray:
+            flat = pc.list_flatten(table[name]).to_numpy()
+            return np.ascontiguousarray(flat.reshape(n, nc), dtype=np.int64)
+
+        def keys(name: str) -> tuple[np.ndarray, pa.RecordBatch]:
+            col = table[name].chunk(0) if table[name].num_chunks else pa.array([], table[name].type)
+            return (np.asarray(pc.list_parent_indices(col), dtype=np.int64),
+                    pa.record_batch([pc.list_flatten(col)], names=["key"]))
+
+        importers = table["importer_id"]
+        importer_batch = pa.record_batch([importers.chunk(0) if importers.num_chunks else
+                                          pa.array([], pa.large_string())], names=["key"])
+        port_col = table["ports"].chunk(0) if table["ports"].num_chunks else pa.array([], table["ports"].type)
+        port_codes = pc.list_flatten(port_col)
+        if pc.any(pc.invert(pc.match_substring_regex(port_codes, r"^\d{4}$"))).as_py():
+            raise ValueError("account state holds a port code that is not four digits")
+        entry_rows, entries = keys("entries")
+        mfr_rows, mfrs = keys("manufacturers")
+        with self._lock:
+            self._kernel.absorb(
+                importer_batch, accounts, matrix("center_lines"), matrix("center_cents"),
+                entry_rows, entries, mfr_rows, mfrs,
+                np.asarray(pc.list_parent_indices(port_col), dtype=np.int64),
+                port_codes.cast(pa.int16()).to_numpy(zero_copy_only=False).astype(np.int16),
+            )
+
+    # ------------------------------------------------------------------ result
+
+    def result(self, assign_by: Literal["lines", "value"] = "lines",
+               overrides: Mapping[str, Override] | None = None) -> pa.Table:
+        """The consolidated accounts, one row per importer, sorted by importer id."""
+        shards = self._shards()
+        importers = pa.concat_arrays([_strings(s["importer_offsets"], s["importer_data"]) for s in shards])
+        order = np.asarray(pc.sort_indices(importers))
+        importers = importers.take(order)
+        acc = np.concatenate([s["accounts"] for s in shards])[order]
+        nc = len(self.centers.codes)
+        lines_by = np.concatenate([s["center_lines"] for s in shards]).reshape(-1, nc)[order]
+        cents_by = np.concatenate([s["center_cents"] for s in shards]).reshape(-1, nc)[order]
+        assignment = assign_centers(self.centers, importers, lines_by, cents_by, assign_by, overrides or {})
+        value, duty = acc["value_cents"], acc["duty_cents"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(value > 0, 100.0 * duty / np.maximum(value, 1), np.nan)
+        codes = self.centers.codes
+        columns: dict[str, Any] = {
+            "importer_id": importers,
+            **assignment,
+            "lines": acc["lines"],
+            "entries": acc["entries"],
+            "ports": acc["ports"],
+            "countries": _popcount(acc["countries"]),
+            "manufacturers": acc["manufacturers"],
+            "hts_chapters": _popcount(acc["chapters"]),
+            "entered_value": _money(value),
+            "duty": _money(duty),
+            "effective_duty_rate": pa.array(rate, pa.float64(), from_pandas=True),
+            "first_entry_date": pa.array(acc["first_date"], pa.int32()).cast(pa.date32()),
+            "last_entry_date": pa.array(acc["last_date"], pa.int32()).cast(pa.date32()),
+            "lines_by_center": pa.StructArray.from_arrays(
+                [pa.array(lines_by[:, k]) for k in range(nc)], names=list(codes)),
+            "value_by_center": pa.StructArray.from_arrays(
+                [_money(cents_by[:, k]) for k in range(nc)], names=list(codes)),
+        }
+        return pa.table(columns)
+
+
+def assign_centers(centers: CenterMap, importers: pa.Array, lines_by: np.ndarray, cents_by: np.ndarray,
+                   by: Literal["lines", "value"], overrides: Mapping[str, Override]) -> dict[str, pa.Array]:
+    """Each importer's Center: the predominant one by ``by``, unless overridden.
+
+    Ties on ``by`` go to the Center with more of the other measure, then to the lowest
+    Center code. ``center_share`` is the Center's share of the account's ``by`` over
+    lines that have a Center (chapters 98/99 have none). Accounts with no such line
+    get no Center, unless overridden.
+    """
+    if by not in ("lines", "value"):
+        raise ValueError(f"assign_by must be 'lines' or 'value', not {by!r}")
+    primary, secondary = (lines_by, cents_by) if by == "lines" else (cents_by, lines_by)
+    n = len(primary)
+    top = primary == primary.max(axis=1, keepdims=True)
+    tied = np.where(top, secondary, -1)
+    winner = np.argmax(tied == tied.max(axis=1, keepdims=True), axis=1)
+    total = primary.sum(axis=1)
+    method = np.where(total > 0, "rule", None).astype(object)
+    notes = np.full(n, None, dtype=object)
+    if overrides:
+        ids = importers.to_pylist()
+        for i, importer in enumerate(ids):
+            if importer in overrides:
+                winner[i] = centers.index_of(overrides[importer].center)
+                method[i] = "override"
+                notes[i] = overrides[importer].note
+    assigned = method != None  # noqa: E711 (elementwise on an object array)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, primary[np.arange(n), winner] / np.maximum(total, 1), np.nan)
+    info = centers.centers
+
+    def pick(values: list[str]) -> pa.Array:
+        return pa.array(np.where(assigned, np.array(values, dtype=object)[winner], None), pa.string())
+
+    return {
+        "center": pick([c.code for c in info]),
+        "center_name": pick([c.name for c in info]),
+        "field_office": pick([c.field_office for c in info]),
+        "center_share": pa.array(share, pa.float64(), from_pandas=True),
+        "assigned_by": pa.array(method, pa.string()),
+        "override_note": pa.array(notes, pa.string()),
+    }
+
+
+def _strings(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    """A large_string array over kernel-exported offsets and bytes (no per-string work)."""
+    return pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _offsets(rows: np.ndarray, n: int) -> pa.Array:
+    counts = np.bincount(rows, minlength=n) if len(rows) else np.zeros(n, np.int64)
+    return pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
+def _bit_lists(words: np.ndarray, n_bits: int, names: np.ndarray | None) -> pa.Array:
+    """A list per row of the set bits of ``words`` (as ints, or mapped through ``names``)."""
+    bits = np.unpackbits(np.ascontiguousarray(words).view(np.uint8), axis=1, bitorder="little")[:, :n_bits]
+    rows, cols = np.nonzero(bits)
+    offsets = np.concatenate([[0], np.cumsum(bits.sum(axis=1, dtype=np.int64))]).astype(np.int32)
+    values = pa.array(cols.astype(np.int8)) if names is None else pa.array(names[cols], pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _bits_of(lists: pa.ChunkedArray, n_bits: int, to_index: Any) -> np.ndarray:
+    """Inverse of :func:`_bit_lists`: set bits from list values."""
+    n = len(lists)
+    words = np.zeros((n, (n_bits + 63) // 64), np.uint64)
+    col = lists.combine_chunks() if lists.num_chunks else pa.array([], lists.type)
+    rows = np.asarray(pc.list_parent_indices(col), dtype=np.int64)
+    idx = to_index(pc.list_flatten(col).to_numpy(zero_copy_only=False))
+    if len(idx) and (idx.min() < 0 or idx.max() >= n_bits):
+        raise ValueError("account state holds an out-of-range chapter or country")
+    np.bitwise_or.at(words, (rows, idx // 64), np.left_shift(np.uint64(1), (idx % 64).astype(np.uint64)))
+    return words
+
+
+def _country_codes(names: np.ndarray) -> np.ndarray:
+    codes = np.full(len(names), -1, np.int64)
+    for i, name in enumerate(names):
+        if isinstance(name, str) and len(name) == 2 and name.isascii() and name.isalpha() and name.isupper():
+            codes[i] = (ord(name[0]) - 65) * 26 + ord(name[1]) - 65
+    return codes
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    return np.unpackbits(np.ascontiguousarray(words).view(np.uint8), axis=1).sum(axis=1, dtype=np.int64)
+
+
+def _money(cents: np.ndarray) -> pa.Array:
+    """Exact decimal dollars from integer cents (the decimal's unscaled value is the cents)."""
+    cents = np.ascontiguousarray(cents, dtype=np.int64)
+    words = np.empty((len(cents), 2), np.int64)
+    words[:, 0] = cents
+    words[:, 1] = cents >> 63
+    return pa.Array.from_buffers(_MONEY, len(cents), [None, pa.py_buffer(words)])

@@ -1,0 +1,218 @@
+"""Sources in, outputs out: files and Arrow producers as record batches; atomic writers.
+
+pyarrow is the file layer: Parquet, Arrow IPC (file or stream) and CSV (optionally
+compressed), single files or directories of them. Anything else that speaks the Arrow
+PyCapsule protocol (pyarrow, polars, duckdb, nanoarrow) is read as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from ceecore.schema import ContractError
+
+__all__ = ["Chunk", "Source", "open_sources", "atomic_path", "write_table", "ParquetSink"]
+
+BATCH_ROWS = 256 * 1024
+_PARQUET = (".parquet", ".pq")
+_IPC = (".arrow", ".ipc", ".feather", ".arrows")
+_CSV = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One record batch of one source, with the position of its first row there."""
+
+    source: str
+    first_row: int
+    batch: pa.RecordBatch
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a file, or an in-memory Arrow producer; ``rows`` is known up front if cheap."""
+
+    name: str
+    obj: Any
+    rows: int | None
+
+
+def open_sources(sources: Any, text_columns: Iterable[str] = (), batch_rows: int = BATCH_ROWS
+                 ) -> tuple[list[Source], Iterator[Chunk]]:
+    """Resolves ``sources`` (paths, directories, Arrow producers, or a list of them).
+
+    Returns the resolved sources (for progress totals) and a lazy stream of chunks.
+    ``text_columns`` are read as text from CSV, so that codes keep their leading zeros
+    and unparseable numbers become reject rows rather than a failed read.
+    """
+    resolved = list(_resolve(sources))
+    text = set(text_columns)
+    return resolved, (chunk for src in resolved for chunk in _read(src, text, batch_rows))
+
+
+def _resolve(sources: Any) -> Iterator[Source]:
+    if isinstance(sources, (str, os.PathLike)):
+        path = Path(sources)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p))
+            if not files:
+                raise ContractError(str(path), "directory holds no Parquet, Arrow IPC or CSV files")
+            for f in files:
+                yield _file_source(f)
+        elif path.exists():
+            yield _file_source(path)
+        else:
+            raise ContractError(str(path), "no such file or directory")
+    elif isinstance(sources, (list, tuple)):
+        for s in sources:
+            yield from _resolve(s)
+    elif isinstance(sources, pa.Table):
+        yield Source("<table>", sources, sources.num_rows)
+    elif isinstance(sources, pa.RecordBatch):
+        yield Source("<batch>", sources, sources.num_rows)
+    elif hasattr(sources, "__arrow_c_stream__") or hasattr(sources, "__arrow_c_array__"):
+        yield Source(f"<{type(sources).__name__}>", sources, None)
+    else:
+        raise TypeError(f"cannot read {type(sources).__name__}: give paths or Arrow data")
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(_PARQUET):
+        return "parquet"
+    if name.endswith(_IPC):
+        return "ipc"
+    if name.endswith(_CSV):
+        return "csv"
+    return None
+
+
+def _file_source(path: Path) -> Source:
+    kind = _kind(path)
+    if kind is None:
+        raise ContractError(str(path), "unknown file type (expected .parquet, .arrow/.ipc/.feather or .csv)")
+    rows = None
+    if kind == "parquet":
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise ContractError(str(path), f"cannot read Parquet metadata: {exc}") from exc
+    return Source(str(path), path, rows)
+
+
+def _read(src: Source, text: set[str], batch_rows: int) -> Iterator[Chunk]:
+    row = 0
+    try:
+        for batch in _batches(src, text, batch_rows):
+            yield Chunk(src.name, row, batch)
+            row += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise ContractError(src.name, f"cannot read (after row {row}): {exc}") from exc
+
+
+def _batches(src: Source, text: set[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    obj = src.obj
+    if isinstance(obj, Path):
+        kind = _kind(obj)
+        if kind == "parquet":
+            yield from pq.ParquetFile(obj).iter_batches(batch_size=batch_rows)
+        elif kind == "ipc":
+            yield from _ipc_batches(obj)
+        else:
+            yield from _csv_batches(obj, text)
+    elif isinstance(obj, pa.Table):
+        yield from obj.to_batches(max_chunksize=batch_rows)
+    elif isinstance(obj, pa.RecordBatch):
+        yield obj
+    elif hasattr(obj, "__arrow_c_stream__"):
+        yield from pa.RecordBatchReader.from_stream(obj)
+    else:
+        yield pa.record_batch(obj)
+
+
+def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    with pa.memory_map(str(path)) as f:
+        try:
+            reader = ipc.open_file(f)
+        except pa.ArrowInvalid:
+            f.seek(0)
+            yield from ipc.open_stream(f)
+            return
+        for k in range(reader.num_record_batches):
+            yield reader.get_batch(k)
+
+
+def _csv_batches(path: Path, text: set[str]) -> Iterator[pa.RecordBatch]:
+    delimiter = "\t" if ".tsv" in path.name.lower() else ","
+    with pa.input_stream(str(path), compression="detect") as stream:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}),
+        )
+        yield from reader
+
+
+def _temp_beside(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
+    tmp = _temp_beside(Path(path))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
+    """Writes a table atomically, as Parquet, or as Arrow IPC for .arrow/.ipc/.feather."""
+    with atomic_path(path) as tmp:
+        if _kind(Path(path)) == "ipc":
+            with ipc.new_file(tmp, table.schema) as writer:
+                writer.write_table(table)
+        else:
+            pq.write_table(table, tmp)
+
+
+class ParquetSink:
+    """Streams batches into a Parquet file that appears only on :meth:`commit`.
+
+    Without a commit (an error, a kill) the target is left untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema) -> None:
+        self._target = Path(path)
+        self._tmp = _temp_beside(self._target)
+        self._writer = pq.ParquetWriter(self._tmp, schema)
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def commit(self) -> None:
+        self._writer.close()
+        os.replace(self._tmp, self._target)
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)

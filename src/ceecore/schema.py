@@ -1,0 +1,295 @@
+"""The entry-line data contract: canonical columns, column mappings, normalisation.
+
+Real files name their columns in many ways; a :class:`ColumnMapping` renames them to
+the canonical snake_case names and supplies constants for absent ones.
+:func:`canonicalize` then casts each needed column to its canonical Arrow type.
+
+Two kinds of bad input are kept apart:
+
+- structural problems (a required column missing, a column of a type that cannot
+  become the canonical one) stop the run with a :class:`ContractError` naming the
+  source and the column;
+- bad values in single rows never stop anything: they become reject reasons, one per
+  row. Values that cannot even be parsed (``"12,x"`` as a number, ``"2024-13-45"`` as
+  a date) are found here; everything else (null or malformed keys, negative or
+  non-finite money, bad HTS codes, ...) is checked by the compiled kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ceecore._kernels._accounts import REJECT_REASONS
+
+__all__ = [
+    "CANONICAL",
+    "REQUIRED",
+    "REJECT_REASONS",
+    "ColumnMapping",
+    "ContractError",
+    "canonicalize",
+    "reason_code",
+]
+
+# canonical name -> kind; the kind fixes the Arrow type the kernels read.
+CANONICAL: dict[str, str] = {
+    # required
+    "entry_number": "text",
+    "line_number": "int",
+    "importer_id": "text",
+    "port_code": "text",
+    "entry_date": "date",
+    "hts_code": "text",
+    "country_of_origin": "text",
+    "entered_value": "number",
+    # optional
+    "duty_paid": "number",
+    "duty_rate": "number",
+    "quantity": "number",
+    "quantity_unit": "text",
+    "gross_weight_kg": "number",
+    "manufacturer_id": "text",
+    "filer_code": "text",
+    "entry_type": "text",
+    "spi": "text",
+    "country_of_export": "text",
+    # outcomes (later issues)
+    "inspected": "bool",
+    "violation": "bool",
+    "revenue_recovered": "number",
+}
+REQUIRED: tuple[str, ...] = (
+    "entry_number", "line_number", "importer_id", "port_code",
+    "entry_date", "hts_code", "country_of_origin", "entered_value",
+)
+_ARROW_TYPES = {"int": pa.int64(), "number": pa.float64(), "date": pa.date32(), "bool": pa.bool_()}
+_NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_INT_RE = r"^\s*[-+]?\d+\s*$"
+_TRUE = ("1", "true", "t", "yes", "y")
+_FALSE = ("0", "false", "f", "no", "n")
+
+
+def reason_code(reason: str) -> int:
+    """The code of a reject reason name (its position in ``REJECT_REASONS``)."""
+    return REJECT_REASONS.index(reason)
+
+
+class ContractError(ValueError):
+    """A structural problem with an input: stops the run with one clear message."""
+
+    def __init__(self, source: str, message: str, column: str | None = None) -> None:
+        self.source = source
+        self.column = column
+        where = f"{source}: column {column!r}: " if column else f"{source}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How a file's columns become canonical ones.
+
+    ``columns`` maps a source column name to a canonical name; ``constants`` gives a
+    value for a canonical column the source lacks; ``date_format`` is the strptime
+    format for dates stored as text. Canonical names need no entry.
+    """
+
+    columns: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    date_format: str = "%Y-%m-%d"
+
+    def __post_init__(self) -> None:
+        for name in list(self.columns.values()) + list(self.constants):
+            if name not in CANONICAL:
+                raise ValueError(f"unknown canonical column {name!r}; known: {', '.join(CANONICAL)}")
+        targets = list(self.columns.values())
+        dup = {t for t in targets if targets.count(t) > 1}
+        if dup:
+            raise ValueError(f"several source columns map to {', '.join(sorted(dup))}")
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> ColumnMapping:
+        """Reads ``[columns]`` (source = canonical), ``[constants]`` and ``[options]``."""
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{os.fspath(path)}: cannot read the column mapping: {exc}") from exc
+        return cls._from_doc(doc, os.fspath(path))
+
+    @classmethod
+    def preset(cls, name: str) -> ColumnMapping:
+        """A mapping shipped with ceecore (``ceecore/data/presets/NAME.toml``)."""
+        presets = resources.files("ceecore") / "data" / "presets"
+        known = sorted(p.name[:-5] for p in presets.iterdir() if p.name.endswith(".toml"))
+        if name not in known:
+            raise ValueError(f"unknown column preset {name!r}; known: {', '.join(known)}")
+        return cls._from_doc(tomllib.loads((presets / f"{name}.toml").read_text()), f"preset {name}")
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[str]) -> ColumnMapping:
+        """Parses ``source=canonical`` options (as given to ``--map``)."""
+        columns = {}
+        for pair in pairs:
+            source, sep, canonical = pair.partition("=")
+            if not sep or not source or not canonical:
+                raise ValueError(f"--map takes source=canonical, got {pair!r}")
+            columns[source] = canonical.strip()
+        return cls(columns)
+
+    @classmethod
+    def _from_doc(cls, doc: dict[str, Any], where: str) -> ColumnMapping:
+        unknown = set(doc) - {"columns", "constants", "options"}
+        if unknown:
+            raise ValueError(f"{where}: unknown sections {sorted(unknown)}")
+        options = doc.get("options", {})
+        try:
+            return cls(dict(doc.get("columns", {})), dict(doc.get("constants", {})),
+                       options.get("date_format", "%Y-%m-%d"))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+
+    def then(self, other: ColumnMapping) -> ColumnMapping:
+        """This mapping with ``other`` layered on top (other wins on conflicts)."""
+        columns = {s: c for s, c in self.columns.items() if c not in other.columns.values()}
+        columns.update(other.columns)
+        date_format = other.date_format if other.date_format != "%Y-%m-%d" else self.date_format
+        return ColumnMapping(columns, {**self.constants, **other.constants}, date_format)
+
+    def source_of(self, canonical: str) -> str:
+        """The source column that feeds ``canonical`` (its own name if not renamed)."""
+        for source, target in self.columns.items():
+            if target == canonical:
+                return source
+        return canonical
+
+
+def canonicalize(
+    batch: pa.RecordBatch,
+    mapping: ColumnMapping,
+    columns: Collection[str],
+    source: str,
+) -> tuple[pa.RecordBatch, np.ndarray]:
+    """The canonical columns ``columns`` of ``batch``, and a reject code per row.
+
+    The code is 0 where every value parsed; otherwise the first unparseable column's
+    ``bad_<column>`` reason. Raises :class:`ContractError` for structural problems.
+    """
+    n = batch.num_rows
+    codes = np.zeros(n, dtype=np.uint8)
+    names = batch.schema.names
+    arrays, fields = [], []
+    for canonical in columns:
+        src = mapping.source_of(canonical)
+        if src in names:
+            array = batch.column(names.index(src))
+        elif canonical in mapping.constants:
+            array = _constant(mapping.constants[canonical], CANONICAL[canonical], n, source, canonical)
+        elif canonical == "filer_code" and "entry_number" in columns:
+            continue  # derived below from the entry number
+        elif canonical in REQUIRED:
+            hint = f" (looked for {src!r})" if src != canonical else ""
+            raise ContractError(source, f"required column is missing{hint}", canonical)
+        else:
+            continue
+        array, bad = _cast(array, CANONICAL[canonical], mapping.date_format, source, canonical)
+        if bad is not None:
+            first = (codes == 0) & bad
+            codes[first] = reason_code(f"bad_{canonical}")
+        arrays.append(array)
+        fields.append(pa.field(canonical, array.type))
+    if "filer_code" in columns and "filer_code" not in [f.name for f in fields]:
+        entry = arrays[[f.name for f in fields].index("entry_number")]
+        arrays.append(pc.utf8_slice_codeunits(_as_plain_text(entry), 0, 3))
+        fields.append(pa.field("filer_code", arrays[-1].type))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), codes
+
+
+def _constant(value: Any, kind: str, n: int, source: str, column: str) -> pa.Array:
+    try:
+        scalar = pa.scalar(str(value) if kind == "text" else value)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ContractError(source, f"constant {value!r} does not fit: {exc}", column) from exc
+    return pa.repeat(scalar, n)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _as_plain_text(array: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_string_view(array.type):
+        array = array.cast(pa.large_string())
+    return array
+
+
+def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
+          ) -> tuple[pa.Array, np.ndarray | None]:
+    """Casts one column to its canonical type; also returns a mask of unparseable rows."""
+    t = array.type
+    if kind == "text":
+        # Keys stay in whatever string layout they came in: the kernel reads them all.
+        if _is_text(t) or (pa.types.is_dictionary(t) and _is_text(t.value_type)):
+            return array, None
+        if pa.types.is_integer(t) or pa.types.is_null(t):
+            return array.cast(pa.string()), None
+        if pa.types.is_dictionary(t) and pa.types.is_integer(t.value_type):
+            return array.dictionary_decode().cast(pa.string()), None
+        raise ContractError(source, f"has type {t}, which cannot be read as text", column)
+    if pa.types.is_dictionary(t):
+        array, t = array.dictionary_decode(), t.value_type
+    target = _ARROW_TYPES[kind]
+    if t == target:
+        return array, None
+    if _is_text(t):
+        return _parse_text(_as_plain_text(array), kind, date_format)
+    if pa.types.is_null(t):
+        return pa.nulls(len(array), target), None
+    try:
+        if kind == "int" and pa.types.is_floating(t):
+            whole = pc.fill_null(pc.equal(array, pc.floor(array)), True)
+            bad = ~np.asarray(whole.to_numpy(zero_copy_only=False), dtype=bool)
+            kept = pc.if_else(whole, array, pa.scalar(None, t))
+            return kept.cast(target, safe=False), bad if bad.any() else None
+        if kind == "bool" and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            return pc.not_equal(array, 0), None
+        if kind in ("int", "number") and not (pa.types.is_integer(t) or pa.types.is_floating(t)
+                                               or pa.types.is_decimal(t)):
+            raise TypeError
+        if kind == "date" and not (pa.types.is_temporal(t)):
+            raise TypeError
+        return array.cast(target), None
+    except (TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ContractError(source, f"has type {t}, which cannot be cast to {target}", column) from exc
+
+
+def _parse_text(array: pa.Array, kind: str, date_format: str) -> tuple[pa.Array, np.ndarray | None]:
+    """Parses text cells; cells that do not parse become null and are flagged."""
+    trimmed = pc.utf8_trim_whitespace(array)
+    blank = pc.equal(trimmed, "")
+    present = pc.and_(pc.is_valid(array), pc.invert(pc.fill_null(blank, False)))
+    if kind == "date":
+        parsed = pc.strptime(trimmed, format=date_format, unit="s", error_is_null=True).cast(pa.date32())
+        ok = pc.is_valid(parsed)
+    elif kind == "bool":
+        lower = pc.utf8_lower(trimmed)
+        is_true, is_false = pc.is_in(lower, pa.array(_TRUE)), pc.is_in(lower, pa.array(_FALSE))
+        ok = pc.or_(is_true, is_false)
+        parsed = pc.if_else(ok, is_true, pa.scalar(None, pa.bool_()))
+    else:
+        ok = pc.fill_null(pc.match_substring_regex(trimmed, _INT_RE if kind == "int" else _NUMBER_RE), False)
+        clean = pc.if_else(ok, trimmed, pa.scalar(None, trimmed.type))
+        parsed = clean.cast(_ARROW_TYPES[kind])
+    bad = np.asarray(pc.and_(present, pc.invert(ok)).to_numpy(zero_copy_only=False), dtype=bool)
+    parsed = pc.if_else(present, parsed, pa.scalar(None, parsed.type))
+    return parsed, bad if bad.any() else None
