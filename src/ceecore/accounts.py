@@ -123,13 +123,14 @@ class AccountBook:
         return book
 
     def __len__(self) -> int:
-        return sum(len(self._kernel.export_shard(k)["accounts"]) for k in range(self._kernel.n_shards))
+        return sum(len(s["accounts"]) for s in self._shards())
 
-    def _shards(self) -> list[dict[str, np.ndarray]]:
-        return [self._kernel.export_shard(k) for k in range(self._kernel.n_shards)]
+    def _shards(self, keys: bool = False) -> list[dict[str, np.ndarray]]:
+        k = self._kernel
+        return [{**k.export_accounts(i), **(k.export_keys(i) if keys else {})} for i in range(k.n_shards)]
 
     def _export(self, canonical: bool) -> pa.Table:
-        shards = self._shards()
+        shards = self._shards(keys=True)
         bases = np.cumsum([0] + [len(s["accounts"]) for s in shards])
         n = int(bases[-1])
         importers = pa.concat_arrays([_strings(s["importer_offsets"], s["importer_data"]) for s in shards]) \
@@ -337,7 +338,7 @@ def _country_codes(names: np.ndarray) -> np.ndarray:
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
-    return np.unpackbits(np.ascontiguousarray(words).view(np.uint8), axis=1).sum(axis=1, dtype=np.int64)
+    return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
 
 
 def _money(cents: np.ndarray) -> pa.Array:

@@ -25,8 +25,8 @@ from ceecore._kernels._columns cimport (
     get_date32, get_f64, get_i64, get_str,
 )
 from ceecore._kernels._hashtable cimport (
-    IntSet, StrTable, hash_bytes, intset_add, intset_free, intset_init, mix64,
-    strtable_add, strtable_free, strtable_init,
+    IntSet, StrTable, bytes_equal, hash_bytes, intset_add, intset_free, intset_init, pair_hash, prefetch,
+    strtable_add, strtable_free, strtable_init, strtable_prefetch_key,
 )
 
 # Reject reasons, in the order rows are checked; the position is the code.
@@ -68,6 +68,7 @@ cdef enum:
     N_CHAPTER_WORDS = 2     # chapters 00..99 -> 2 x 64-bit words
     PORT_RADIX = 10000      # port codes are 0000..9999
     N_HEADINGS = 10000      # HTS headings 0000..9999 index the Center table
+    PREFETCH_AHEAD = 8      # rows between prefetch stages and use
 cdef double MAX_MONEY_USD = 1e12    # one line above a trillion dollars is malformed
 cdef double MAX_DUTY_RATE = 10000.0  # ad valorem percent
 
@@ -136,22 +137,27 @@ cdef inline int epoch_of(const int32_t* starts, int n_epochs, int32_t day) noexc
 
 cdef inline uint8_t check_line(
     const Columns* c, int64_t i, const int32_t* epoch_starts, int n_epochs, const int8_t* center_table,
-    uint64_t* importer_hash, uint64_t* entry_hash, uint64_t* mfr_hash,
+    uint64_t* importer_hash, uint64_t* entry_hash, uint64_t* mfr_hash, uint64_t* port_hash,
     int64_t* value_cents, int64_t* duty_cents, int32_t* day, int8_t* center,
     int8_t* chapter, int16_t* country, int16_t* port,
 ) noexcept nogil:
-    """Checks line i against the data contract; fills the parsed fields if it passes."""
+    """Checks line i against the data contract; fills the parsed fields if it passes.
+
+    The hashes of the line's (importer, key) pairs are computed here, in parallel, so
+    that folding can prefetch their hash-table slots.
+    """
     cdef const char* p
     cdef int64_t n, k, line, digits = 0, heading = 0
     cdef double v, rate, d
     cdef int pc = 0
     cdef unsigned char ch, a, b
+    cdef uint64_t h_entry, h_importer
 
     if not get_str(&c.entry_number, i, &p, &n) or n == 0:
         return MISSING_ENTRY_NUMBER
     if not key_ok(p, n):
         return BAD_ENTRY_NUMBER
-    entry_hash[i] = hash_bytes(p, n, 0)
+    h_entry = hash_bytes(p, n, 0)
 
     if not get_i64(&c.line_number, i, &line):
         return MISSING_LINE_NUMBER
@@ -162,7 +168,9 @@ cdef inline uint8_t check_line(
         return MISSING_IMPORTER_ID
     if not key_ok(p, n):
         return BAD_IMPORTER_ID
-    importer_hash[i] = hash_bytes(p, n, 0)
+    h_importer = hash_bytes(p, n, 0)
+    importer_hash[i] = h_importer
+    entry_hash[i] = pair_hash(h_entry, h_importer)
 
     if not get_str(&c.port_code, i, &p, &n) or n == 0:
         return MISSING_PORT_CODE
@@ -174,6 +182,7 @@ cdef inline uint8_t check_line(
             return BAD_PORT_CODE
         pc = pc * 10 + (ch - 48)
     port[i] = <int16_t>pc
+    port_hash[i] = pair_hash(<uint64_t>pc, h_importer)
 
     if not get_date32(&c.entry_date, i, &day[i]):
         return MISSING_ENTRY_DATE
@@ -229,12 +238,8 @@ cdef inline uint8_t check_line(
     if get_str(&c.manufacturer_id, i, &p, &n) and n > 0:
         if not key_ok(p, n):
             return BAD_MANUFACTURER_ID
-        mfr_hash[i] = hash_bytes(p, n, 0) | 1  # 0 marks "no manufacturer"
+        mfr_hash[i] = pair_hash(hash_bytes(p, n, 0), h_importer) | 1  # 0 marks "no manufacturer"
     return OK
-
-
-cdef inline uint64_t pair_hash(uint64_t key_hash, int64_t account) noexcept nogil:
-    return mix64(key_hash ^ (<uint64_t>account * 0x9E3779B97F4A7C15ULL))
 
 
 cdef int shard_init(Shard* s, int n_centers) noexcept nogil:
@@ -289,23 +294,43 @@ cdef inline int shard_of(uint64_t importer_hash, int n_shards) noexcept nogil:
 cdef int fold_shard(
     Shard* s, int shard, int n_shards, int n_centers, const Columns* c, int64_t n_rows,
     const uint8_t* reason, const uint64_t* importer_hash, const uint64_t* entry_hash,
-    const uint64_t* mfr_hash, const int64_t* value_cents, const int64_t* duty_cents,
+    const uint64_t* mfr_hash, const uint64_t* port_hash, const int64_t* value_cents, const int64_t* duty_cents,
     const int32_t* day, const int8_t* center, const int8_t* chapter, const int16_t* country,
     const int16_t* port,
 ) noexcept nogil:
-    """Folds the accepted lines of one shard into its accounts; -1 if out of memory."""
-    cdef int64_t i, a, k, n
+    """Folds the accepted lines of one shard into its accounts; -1 if out of memory.
+
+    Lines of one entry usually arrive together, so a line that repeats the previous
+    line's importer, entry, port or manufacturer skips that hash-table probe.
+    """
+    cdef int64_t i, a = -1, a_next, k, n, prev = -1
     cdef const char* p
-    cdef bint is_new
+    cdef const char* pp
+    cdef bint is_new, same_account
     cdef int added
     cdef Account* acc
     for i in range(n_rows):
+        # Two-stage prefetch: a line's hash slots 2 * AHEAD rows early, its keys AHEAD early.
+        k = i + 2 * PREFETCH_AHEAD
+        if k < n_rows and reason[k] == OK and shard_of(importer_hash[k], n_shards) == shard:
+            prefetch(&s.importers.slots[importer_hash[k] & s.importers.mask])
+            prefetch(&s.entries.slots[entry_hash[k] & s.entries.mask])
+            prefetch(&s.ports.slots[port_hash[k] & s.ports.mask])
+            prefetch(&s.manufacturers.slots[mfr_hash[k] & s.manufacturers.mask])
+        k = i + PREFETCH_AHEAD
+        if k < n_rows and reason[k] == OK and shard_of(importer_hash[k], n_shards) == shard:
+            a_next = strtable_prefetch_key(&s.importers, importer_hash[k])
+            if a_next >= 0:
+                prefetch(&s.accounts[a_next])
+            strtable_prefetch_key(&s.manufacturers, mfr_hash[k])
         if reason[i] != OK or shard_of(importer_hash[i], n_shards) != shard:
             continue
         get_str(&c.importer_id, i, &p, &n)
-        a = shard_account(s, p, n, importer_hash[i], n_centers)
-        if a < 0:
-            return -1
+        same_account = prev >= 0 and importer_hash[i] == importer_hash[prev] and _same_str(&c.importer_id, prev, p, n)
+        if not same_account:
+            a = shard_account(s, p, n, importer_hash[i], n_centers)
+            if a < 0:
+                return -1
         acc = &s.accounts[a]
         acc.lines += 1
         acc.value_cents += value_cents[i]
@@ -320,21 +345,32 @@ cdef int fold_shard(
             s.center_lines[a * n_centers + center[i]] += 1
             s.center_cents[a * n_centers + center[i]] += value_cents[i]
         get_str(&c.entry_number, i, &p, &n)
-        k = strtable_add(&s.entries, <uint32_t>a, p, n, pair_hash(entry_hash[i], a), &is_new)
-        if k < 0:
-            return -1
-        acc.entries += is_new
-        added = intset_add(&s.ports, <uint64_t>a * PORT_RADIX + <uint64_t>port[i])
-        if added < 0:
-            return -1
-        acc.ports += added
-        if mfr_hash[i] != 0:
-            get_str(&c.manufacturer_id, i, &p, &n)
-            k = strtable_add(&s.manufacturers, <uint32_t>a, p, n, pair_hash(mfr_hash[i], a), &is_new)
+        if not (same_account and entry_hash[i] == entry_hash[prev] and _same_str(&c.entry_number, prev, p, n)):
+            k = strtable_add(&s.entries, <uint32_t>a, p, n, entry_hash[i], &is_new)
             if k < 0:
                 return -1
-            acc.manufacturers += is_new
+            acc.entries += is_new
+        if not (same_account and port[i] == port[prev]):
+            added = intset_add(&s.ports, <uint64_t>a * PORT_RADIX + <uint64_t>port[i], port_hash[i])
+            if added < 0:
+                return -1
+            acc.ports += added
+        if mfr_hash[i] != 0 and get_str(&c.manufacturer_id, i, &p, &n):
+            if not (same_account and mfr_hash[i] == mfr_hash[prev]
+                    and _same_str(&c.manufacturer_id, prev, p, n)):
+                k = strtable_add(&s.manufacturers, <uint32_t>a, p, n, mfr_hash[i], &is_new)
+                if k < 0:
+                    return -1
+                acc.manufacturers += is_new
+        prev = i
     return 0
+
+
+cdef inline bint _same_str(const StrCol* col, int64_t row, const char* p, int64_t n) noexcept nogil:
+    """Whether string ``row`` of ``col`` equals p[:n]."""
+    cdef const char* q
+    cdef int64_t m
+    return get_str(col, row, &q, &m) and m == n and bytes_equal(p, q, n)
 
 
 cdef object _copy_out(const void* src, Py_ssize_t count, dtype):
@@ -352,6 +388,7 @@ cdef class AccountKernel:
     cdef readonly int n_centers
     cdef const int32_t[::1] epoch_starts
     cdef const int8_t[:, ::1] center_table
+    cdef object _scratch
 
     def __cinit__(self, int n_shards, int n_centers, epoch_starts, center_table):
         cdef int k
@@ -403,16 +440,19 @@ cdef class AccountKernel:
             raise ValueError("prechecked must have one reason per row")
         reasons_arr = np.array(prechecked, dtype=np.uint8, copy=True)
         cdef uint8_t[::1] reason = reasons_arr
-        cdef uint64_t[::1] imp_h = np.zeros(n, np.uint64)
-        cdef uint64_t[::1] ent_h = np.zeros(n, np.uint64)
-        cdef uint64_t[::1] mfr_h = np.zeros(n, np.uint64)
-        cdef int64_t[::1] value = np.zeros(n, np.int64)
-        cdef int64_t[::1] duty = np.zeros(n, np.int64)
-        cdef int32_t[::1] day = np.zeros(n, np.int32)
-        cdef int8_t[::1] center = np.zeros(n, np.int8)
-        cdef int8_t[::1] chapter = np.zeros(n, np.int8)
-        cdef int16_t[::1] country = np.zeros(n, np.int16)
-        cdef int16_t[::1] port = np.zeros(n, np.int16)
+        if self._scratch is None or len(self._scratch["day"]) < n:  # reused: no page faults per batch
+            self._scratch = {name: np.zeros(max(n, 1), dtype) for name, dtype in SCRATCH_COLUMNS.items()}
+        cdef uint64_t[::1] imp_h = self._scratch["importer_hash"]
+        cdef uint64_t[::1] ent_h = self._scratch["entry_hash"]
+        cdef uint64_t[::1] mfr_h = self._scratch["manufacturer_hash"]
+        cdef uint64_t[::1] port_h = self._scratch["port_hash"]
+        cdef int64_t[::1] value = self._scratch["value_cents"]
+        cdef int64_t[::1] duty = self._scratch["duty_cents"]
+        cdef int32_t[::1] day = self._scratch["day"]
+        cdef int8_t[::1] center = self._scratch["center"]
+        cdef int8_t[::1] chapter = self._scratch["chapter"]
+        cdef int16_t[::1] country = self._scratch["country"]
+        cdef int16_t[::1] port = self._scratch["port"]
         cdef int64_t i
         cdef int s, failed = 0, shard_threads
         cdef int n_epochs = self.epoch_starts.shape[0]
@@ -426,35 +466,39 @@ cdef class AccountKernel:
             for i in prange(n, num_threads=threads, schedule="static"):
                 if reason[i] == OK:
                     reason[i] = check_line(
-                        &c, i, starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0],
+                        &c, i, starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0],
                         &value[0], &duty[0], &day[0], &center[0], &chapter[0], &country[0], &port[0])
             for s in prange(self.n_shards, num_threads=shard_threads, schedule="static"):
                 if fold_shard(&self.shards[s], s, self.n_shards, self.n_centers, &c, n, &reason[0],
-                              &imp_h[0], &ent_h[0], &mfr_h[0], &value[0], &duty[0], &day[0],
+                              &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0], &value[0], &duty[0], &day[0],
                               &center[0], &chapter[0], &country[0], &port[0]) != 0:
                     failed += 1
         if failed:
             raise MemoryError("out of memory while consolidating accounts")
         return reasons_arr
 
-    def export_shard(self, int k):
-        """One shard's state as numpy arrays (accounts in shard-local index order)."""
-        if k < 0 or k >= self.n_shards:
-            raise IndexError(k)
-        cdef Shard* s = &self.shards[k]
+    def export_accounts(self, int k):
+        """Shard k's accounts as numpy arrays, in shard-local account order."""
+        cdef Shard* s = self._shard(k)
         cdef int64_t n = s.importers.n
         accounts = np.empty(n, dtype=ACCOUNT_DTYPE)
         cdef char[::1] raw = accounts.view(np.int8)
         if n:
             memcpy(&raw[0], s.accounts, n * sizeof(Account))
-        ports = _copy_out(s.ports.slots, s.ports.mask + 1, np.uint64)
-        ports = ports[ports != 0] - 1
         return {
             "importer_offsets": _copy_out(s.importers.starts, n + 1, np.int64),
             "importer_data": _copy_out(s.importers.arena, s.importers.arena_len, np.uint8),
             "accounts": accounts,
             "center_lines": _copy_out(s.center_lines, n * self.n_centers, np.int64).reshape(n, self.n_centers),
             "center_cents": _copy_out(s.center_cents, n * self.n_centers, np.int64).reshape(n, self.n_centers),
+        }
+
+    def export_keys(self, int k):
+        """Shard k's distinct (account, key) pairs: entries, manufacturers and ports."""
+        cdef Shard* s = self._shard(k)
+        ports = _copy_out(s.ports.slots, 2 * (s.ports.mask + 1), np.uint64)[::2]
+        ports = ports[ports != 0] - 1
+        return {
             "entry_account": _copy_out(s.entries.groups, s.entries.n, np.uint32),
             "entry_offsets": _copy_out(s.entries.starts, s.entries.n + 1, np.int64),
             "entry_data": _copy_out(s.entries.arena, s.entries.arena_len, np.uint8),
@@ -464,6 +508,11 @@ cdef class AccountKernel:
             "port_account": (ports // PORT_RADIX).astype(np.int64),
             "port_code": (ports % PORT_RADIX).astype(np.int16),
         }
+
+    cdef Shard* _shard(self, int k) except NULL:
+        if k < 0 or k >= self.n_shards:
+            raise IndexError(k)
+        return &self.shards[k]
 
     def absorb(self, importers, accounts, const int64_t[:, ::1] center_lines,
                const int64_t[:, ::1] center_cents, const int64_t[::1] entry_row, entries,
@@ -493,6 +542,8 @@ cdef class AccountKernel:
         if (entry_row.shape[0] != ent_view.length or manufacturer_row.shape[0] != mfr_view.length
                 or port_row.shape[0] != port_code.shape[0]):
             raise ValueError("absorb: key arrays disagree in length")
+        hash_arr = np.empty(n, np.uint64)
+        cdef uint64_t[::1] importer_hash = hash_arr
         shard_arr = np.empty(n, np.int32)
         local_arr = np.empty(n, np.int64)
         cdef int32_t[::1] shard = shard_arr
@@ -504,9 +555,10 @@ cdef class AccountKernel:
         cdef Account* acc
         cdef const Account* src
         for i in range(n):
-            if not get_str(&imp, i, &p, &slen) or slen == 0:
-                raise ValueError(f"absorb: importer at row {i} is null or empty")
+            if not get_str(&imp, i, &p, &slen) or slen == 0 or not key_ok(p, slen):
+                raise ValueError(f"absorb: importer at row {i} is null, empty or malformed")
             h = hash_bytes(p, slen, 0)
+            importer_hash[i] = h
             shard[i] = shard_of(h, self.n_shards)
             s = &self.shards[shard[i]]
             a = shard_account(s, p, slen, h, nc)
@@ -529,21 +581,22 @@ cdef class AccountKernel:
                 s.center_cents[a * nc + k] += center_cents[i, k]
         for j in range(ent_view.length):
             i = entry_row[j]
-            if i < 0 or i >= n or not get_str(&ent, j, &p, &slen):
-                raise ValueError(f"absorb: bad entry key at row {j}")
+            if i < 0 or i >= n or not get_str(&ent, j, &p, &slen) or slen == 0 or not key_ok(p, slen):
+                raise ValueError(f"absorb: bad entry number at row {j}")
             s = &self.shards[shard[i]]
             a = local[i]
-            if strtable_add(&s.entries, <uint32_t>a, p, slen, pair_hash(hash_bytes(p, slen, 0), a), &is_new) < 0:
+            h = pair_hash(hash_bytes(p, slen, 0), importer_hash[i])
+            if strtable_add(&s.entries, <uint32_t>a, p, slen, h, &is_new) < 0:
                 raise MemoryError()
             s.accounts[a].entries += is_new
         for j in range(mfr_view.length):
             i = manufacturer_row[j]
-            if i < 0 or i >= n or not get_str(&mfr, j, &p, &slen):
-                raise ValueError(f"absorb: bad manufacturer key at row {j}")
+            if i < 0 or i >= n or not get_str(&mfr, j, &p, &slen) or slen == 0 or not key_ok(p, slen):
+                raise ValueError(f"absorb: bad manufacturer id at row {j}")
             s = &self.shards[shard[i]]
             a = local[i]
             if strtable_add(&s.manufacturers, <uint32_t>a, p, slen,
-                            pair_hash(hash_bytes(p, slen, 0) | 1, a), &is_new) < 0:
+                            pair_hash(hash_bytes(p, slen, 0), importer_hash[i]) | 1, &is_new) < 0:
                 raise MemoryError()
             s.accounts[a].manufacturers += is_new
         for j in range(port_row.shape[0]):
@@ -552,11 +605,18 @@ cdef class AccountKernel:
                 raise ValueError(f"absorb: bad port at row {j}")
             s = &self.shards[shard[i]]
             a = local[i]
-            k = intset_add(&s.ports, <uint64_t>a * PORT_RADIX + <uint64_t>port_code[j])
+            k = intset_add(&s.ports, <uint64_t>a * PORT_RADIX + <uint64_t>port_code[j],
+                           pair_hash(<uint64_t>port_code[j], importer_hash[i]))
             if k < 0:
                 raise MemoryError()
             s.accounts[a].ports += k
 
+
+# Per-line scratch of a batch between the two passes, one array each.
+SCRATCH_COLUMNS = {name: dtype for name, dtype in (
+    ("importer_hash", np.uint64), ("entry_hash", np.uint64), ("manufacturer_hash", np.uint64),
+    ("port_hash", np.uint64), ("value_cents", np.int64), ("duty_cents", np.int64), ("day", np.int32),
+    ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16))}
 
 ACCOUNT_DTYPE = np.dtype([
     ("lines", np.int64), ("value_cents", np.int64), ("duty_cents", np.int64),

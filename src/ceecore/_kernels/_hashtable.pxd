@@ -1,13 +1,15 @@
 # Open-addressing hash tables used by the kernels, as inline C-level functions.
 #
-# StrTable interns (group, bytes) keys to dense ids 0, 1, 2, ... in insertion order;
+# StrTable interns (group, bytes) keys to dense ids 0, 1, 2, ... in insertion order
+# (at most 2**32 - 1 keys);
 # the key bytes are appended to one arena, so ids index straight into Arrow-style
 # offsets (export needs no per-string work). IntSet holds distinct uint64 keys.
+# Callers pass every key's hash: they compute it ahead, in parallel, and prefetch its slot.
 # Neither ever shrinks; both grow by doubling at half load. Allocation failure is
 # reported as -1 so callers running without the GIL can raise MemoryError afterwards.
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 
 
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
@@ -17,6 +19,11 @@ cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
     x *= 0xc4ceb9fe1a85ec53ULL
     x ^= x >> 33
     return x
+
+
+cdef inline uint64_t pair_hash(uint64_t key_hash, uint64_t owner_hash) noexcept nogil:
+    """The hash of a key held per owner (an entry number per importer, say)."""
+    return mix64(key_hash ^ (owner_hash * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL))
 
 
 cdef inline uint64_t hash_bytes(const char* p, int64_t n, uint64_t group) noexcept nogil:
@@ -34,16 +41,62 @@ cdef inline uint64_t hash_bytes(const char* p, int64_t n, uint64_t group) noexce
     return h
 
 
+cdef extern from *:
+    void prefetch "__builtin_prefetch"(const void* address) noexcept nogil
+
+
+cdef enum:
+    MAX_KEY_LENGTH = 0xFFFF
+
+
+cdef inline int64_t strtable_prefetch_key(const StrTable* t, uint64_t h) noexcept nogil:
+    """Prefetches the key bytes a probe for h will compare first; returns their likely id.
+
+    Looks only at the first slot (prefetched earlier): -1 if it does not hold hash h.
+    """
+    cdef const Slot* slot = &t.slots[h & t.mask]
+    if slot.id_plus_1 != 0 and slot.hash == h:
+        prefetch(t.arena + (slot.where >> 16))
+        return <int64_t>slot.id_plus_1 - 1
+    return -1
+
+
+cdef inline bint bytes_equal(const char* p, const char* q, int64_t n) noexcept nogil:
+    """p[:n] == q[:n], word by word: keys are short, a libc call costs more than the compare."""
+    cdef uint64_t a, b
+    while n >= 8:
+        memcpy(&a, p, 8)
+        memcpy(&b, q, 8)
+        if a != b:
+            return False
+        p += 8
+        q += 8
+        n -= 8
+    while n > 0:
+        if p[0] != q[0]:
+            return False
+        p += 1
+        q += 1
+        n -= 1
+    return True
+
+
+ctypedef struct Slot:
+    uint64_t hash
+    uint64_t where         # arena offset << 16 | key length: a hit compares without other lookups
+    uint32_t group
+    uint32_t id_plus_1     # 0 = empty
+
+
 ctypedef struct StrTable:
     char* arena
     int64_t arena_len
     int64_t arena_cap
     int64_t* starts        # starts[k] = arena offset of key k; starts[n] = arena_len
     uint32_t* groups
-    uint64_t* hashes
     int64_t n
-    int64_t cap            # capacity of starts/groups/hashes
-    uint64_t* slots        # (hash high 32 bits << 32) | (id + 1); 0 = empty
+    int64_t cap            # capacity of starts/groups
+    Slot* slots            # open addressing, linear probing, at most 70% full
     uint64_t mask
 
 
@@ -58,34 +111,32 @@ cdef inline int strtable_init(StrTable* t, int64_t cap) noexcept nogil:
     t.arena = <char*>malloc(t.arena_cap)
     t.starts = <int64_t*>malloc((t.cap + 1) * sizeof(int64_t))
     t.groups = <uint32_t*>malloc(t.cap * sizeof(uint32_t))
-    t.hashes = <uint64_t*>malloc(t.cap * sizeof(uint64_t))
-    t.slots = <uint64_t*>calloc(slots, sizeof(uint64_t))
+    t.slots = <Slot*>calloc(slots, sizeof(Slot))
     t.mask = slots - 1
-    if t.arena == NULL or t.starts == NULL or t.groups == NULL or t.hashes == NULL or t.slots == NULL:
+    if t.arena == NULL or t.starts == NULL or t.groups == NULL or t.slots == NULL:
         return -1
     t.starts[0] = 0
     return 0
 
 
 cdef inline void strtable_free(StrTable* t) noexcept nogil:
-    free(t.arena); free(t.starts); free(t.groups); free(t.hashes); free(t.slots)
-    t.arena = NULL; t.starts = NULL; t.groups = NULL; t.hashes = NULL; t.slots = NULL
+    free(t.arena); free(t.starts); free(t.groups); free(t.slots)
+    t.arena = NULL; t.starts = NULL; t.groups = NULL; t.slots = NULL
     t.n = 0
 
 
 cdef inline int _strtable_rehash(StrTable* t) noexcept nogil:
     cdef uint64_t new_mask = (t.mask << 1) | 1
-    cdef uint64_t* slots = <uint64_t*>calloc(new_mask + 1, sizeof(uint64_t))
-    cdef int64_t k
-    cdef uint64_t h, pos
+    cdef Slot* slots = <Slot*>calloc(new_mask + 1, sizeof(Slot))
+    cdef uint64_t i, pos
     if slots == NULL:
         return -1
-    for k in range(t.n):
-        h = t.hashes[k]
-        pos = h & new_mask
-        while slots[pos] != 0:
-            pos = (pos + 1) & new_mask
-        slots[pos] = (h & 0xFFFFFFFF00000000ULL) | <uint64_t>(k + 1)
+    for i in range(t.mask + 1):
+        if t.slots[i].id_plus_1 != 0:
+            pos = t.slots[i].hash & new_mask
+            while slots[pos].id_plus_1 != 0:
+                pos = (pos + 1) & new_mask
+            slots[pos] = t.slots[i]
     free(t.slots)
     t.slots = slots
     t.mask = new_mask
@@ -94,23 +145,24 @@ cdef inline int _strtable_rehash(StrTable* t) noexcept nogil:
 
 cdef inline int64_t strtable_add(StrTable* t, uint32_t group, const char* p, int64_t n,
                                  uint64_t h, bint* is_new) noexcept nogil:
-    """Id of key (group, p[:n]) with hash h, inserting it if new; -1 if out of memory."""
+    """Id of key (group, p[:n]) with hash h, inserting it if new.
+
+    -1 if out of memory, -2 if the key is longer than MAX_KEY_LENGTH bytes.
+    """
     cdef uint64_t pos = h & t.mask
-    cdef uint64_t tag = h & 0xFFFFFFFF00000000ULL
-    cdef uint64_t slot
-    cdef int64_t k, start
+    cdef Slot* slot
+    cdef int64_t k
     cdef void* grown
+    if n > MAX_KEY_LENGTH:
+        return -2
     while True:
-        slot = t.slots[pos]
-        if slot == 0:
+        slot = &t.slots[pos]
+        if slot.id_plus_1 == 0:
             break
-        if (slot & 0xFFFFFFFF00000000ULL) == tag:
-            k = <int64_t>(slot & 0xFFFFFFFFULL) - 1
-            start = t.starts[k]
-            if (t.groups[k] == group and t.starts[k + 1] - start == n
-                    and memcmp(t.arena + start, p, <size_t>n) == 0):
-                is_new[0] = False
-                return k
+        if (slot.hash == h and slot.group == group and <int64_t>(slot.where & 0xFFFF) == n
+                and bytes_equal(t.arena + (slot.where >> 16), p, n)):
+            is_new[0] = False
+            return <int64_t>slot.id_plus_1 - 1
         pos = (pos + 1) & t.mask
     # insert as id t.n
     if t.n == t.cap:
@@ -120,9 +172,6 @@ cdef inline int64_t strtable_add(StrTable* t, uint32_t group, const char* p, int
         grown = realloc(t.groups, 2 * t.cap * sizeof(uint32_t))
         if grown == NULL: return -1
         t.groups = <uint32_t*>grown
-        grown = realloc(t.hashes, 2 * t.cap * sizeof(uint64_t))
-        if grown == NULL: return -1
-        t.hashes = <uint64_t*>grown
         t.cap *= 2
     while t.arena_len + n > t.arena_cap:
         grown = realloc(t.arena, 2 * t.arena_cap)
@@ -130,22 +179,29 @@ cdef inline int64_t strtable_add(StrTable* t, uint32_t group, const char* p, int
         t.arena = <char*>grown
         t.arena_cap *= 2
     k = t.n
+    slot.where = (<uint64_t>t.arena_len << 16) | <uint64_t>n
     memcpy(t.arena + t.arena_len, p, <size_t>n)
     t.arena_len += n
     t.starts[k + 1] = t.arena_len
     t.groups[k] = group
-    t.hashes[k] = h
     t.n += 1
-    t.slots[pos] = tag | <uint64_t>(k + 1)
+    slot.hash = h
+    slot.group = group
+    slot.id_plus_1 = <uint32_t>(k + 1)
     is_new[0] = True
-    if <uint64_t>(2 * t.n) > t.mask:
+    if <uint64_t>(10 * t.n) > 7 * t.mask:
         if _strtable_rehash(t) != 0:
             return -1
     return k
 
 
+ctypedef struct IntSlot:
+    uint64_t key_plus_1    # 0 = empty
+    uint64_t hash
+
+
 ctypedef struct IntSet:
-    uint64_t* slots        # key + 1; 0 = empty
+    IntSlot* slots
     uint64_t mask
     int64_t n
 
@@ -154,7 +210,7 @@ cdef inline int intset_init(IntSet* s, int64_t cap) noexcept nogil:
     cdef int64_t slots = 16
     while slots < 2 * cap:
         slots <<= 1
-    s.slots = <uint64_t*>calloc(slots, sizeof(uint64_t))
+    s.slots = <IntSlot*>calloc(slots, sizeof(IntSlot))
     s.mask = slots - 1
     s.n = 0
     return 0 if s.slots != NULL else -1
@@ -166,27 +222,28 @@ cdef inline void intset_free(IntSet* s) noexcept nogil:
     s.n = 0
 
 
-cdef inline int intset_add(IntSet* s, uint64_t key) noexcept nogil:
-    """1 if key was new, 0 if present, -1 if out of memory. Keys must be < 2**64 - 1."""
+cdef inline int intset_add(IntSet* s, uint64_t key, uint64_t h) noexcept nogil:
+    """1 if key (with hash h) was new, 0 if present, -1 if out of memory; key < 2**64 - 1."""
     cdef uint64_t stored = key + 1
-    cdef uint64_t pos = mix64(key) & s.mask
-    cdef uint64_t* slots
+    cdef uint64_t pos = h & s.mask
+    cdef IntSlot* slots
     cdef uint64_t new_mask, i, p
-    while s.slots[pos] != 0:
-        if s.slots[pos] == stored:
+    while s.slots[pos].key_plus_1 != 0:
+        if s.slots[pos].key_plus_1 == stored:
             return 0
         pos = (pos + 1) & s.mask
-    s.slots[pos] = stored
+    s.slots[pos].key_plus_1 = stored
+    s.slots[pos].hash = h
     s.n += 1
     if <uint64_t>(2 * s.n) > s.mask:
         new_mask = (s.mask << 1) | 1
-        slots = <uint64_t*>calloc(new_mask + 1, sizeof(uint64_t))
+        slots = <IntSlot*>calloc(new_mask + 1, sizeof(IntSlot))
         if slots == NULL:
             return -1
         for i in range(s.mask + 1):
-            if s.slots[i] != 0:
-                p = mix64(s.slots[i] - 1) & new_mask
-                while slots[p] != 0:
+            if s.slots[i].key_plus_1 != 0:
+                p = s.slots[i].hash & new_mask
+                while slots[p].key_plus_1 != 0:
                     p = (p + 1) & new_mask
                 slots[p] = s.slots[i]
         free(s.slots)
