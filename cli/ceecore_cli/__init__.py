@@ -1,0 +1,1 @@
+"""The ``ceecore`` command line (click), kept apart from the library."""
