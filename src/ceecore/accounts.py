@@ -284,8 +284,10 @@ def assign_centers(centers: CenterMap, importers: pa.Array, lines_by: np.ndarray
         share = np.where(total > 0, primary[np.arange(n), winner] / np.maximum(total, 1), np.nan)
     info = centers.centers
 
+    chosen = pa.array(winner, mask=~assigned)
+
     def pick(values: list[str]) -> pa.Array:
-        return pa.array(np.where(assigned, np.array(values, dtype=object)[winner], None), pa.string())
+        return pa.array(values, pa.string()).take(chosen)
 
     return {
         "center": pick([c.code for c in info]),

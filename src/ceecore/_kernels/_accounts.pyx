@@ -322,6 +322,8 @@ cdef int fold_shard(
             a_next = strtable_prefetch_key(&s.importers, importer_hash[k])
             if a_next >= 0:
                 prefetch(&s.accounts[a_next])
+                prefetch(&s.center_lines[a_next * n_centers])
+                prefetch(&s.center_cents[a_next * n_centers])
             strtable_prefetch_key(&s.manufacturers, mfr_hash[k])
         if reason[i] != OK or shard_of(importer_hash[i], n_shards) != shard:
             continue

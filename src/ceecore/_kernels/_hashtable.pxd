@@ -52,12 +52,18 @@ cdef enum:
 cdef inline int64_t strtable_prefetch_key(const StrTable* t, uint64_t h) noexcept nogil:
     """Prefetches the key bytes a probe for h will compare first; returns their likely id.
 
-    Looks only at the first slot (prefetched earlier): -1 if it does not hold hash h.
+    Looks at the first few slots of the probe (prefetched earlier): -1 if none holds h.
     """
-    cdef const Slot* slot = &t.slots[h & t.mask]
-    if slot.id_plus_1 != 0 and slot.hash == h:
-        prefetch(t.arena + (slot.where >> 16))
-        return <int64_t>slot.id_plus_1 - 1
+    cdef uint64_t pos = h & t.mask
+    cdef const Slot* slot
+    cdef int step
+    for step in range(4):
+        slot = &t.slots[(pos + step) & t.mask]
+        if slot.id_plus_1 == 0:
+            return -1
+        if slot.hash == h:
+            prefetch(t.arena + (slot.where >> 16))
+            return <int64_t>slot.id_plus_1 - 1
     return -1
 
 

@@ -1,0 +1,45 @@
+"""Benchmark sizes, shared data, and a ratio summary (peer time / ceecore time) per group.
+
+CI runs the suite at a small size so it cannot rot; the full-size run is
+
+    CEECORE_BENCH_LINES=10000000 CEECORE_BENCH_ACCOUNTS=200000 python3 -m pytest benchmarks
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pytest
+
+from ceecore.sample import sample_lines
+
+LINES = int(os.environ.get("CEECORE_BENCH_LINES", "200000"))
+ACCOUNTS = int(os.environ.get("CEECORE_BENCH_ACCOUNTS", str(max(LINES // 50, 10))))
+ROUNDS = int(os.environ.get("CEECORE_BENCH_ROUNDS", "3"))
+
+
+@pytest.fixture(scope="session")
+def lines_table() -> pa.Table:
+    """LINES clean canonical entry lines from ACCOUNTS importers, in memory."""
+    return sample_lines(LINES, ACCOUNTS, seed=7)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001 (pytest hook)
+    session = getattr(config, "_benchmarksession", None)
+    benchmarks = [b for b in getattr(session, "benchmarks", []) if b is not None and b.stats]
+    groups: dict[str, dict[str, float]] = {}
+    for bench in benchmarks:
+        groups.setdefault(bench.group or "", {})[bench.name] = bench.stats.min
+    lines = []
+    for group, times in sorted(groups.items()):
+        own = {name: t for name, t in times.items() if "[ceecore" in name}
+        if not own:
+            continue
+        best_name, best = min(own.items(), key=lambda kv: kv[1])
+        for name, t in sorted(times.items(), key=lambda kv: kv[1]):
+            lines.append(f"{group:<28} {name:<48} {t:9.3f} s   {t / best:6.2f}x of {best_name.split('[')[1][:-1]}")
+    if lines:
+        terminalreporter.section(f"ratios to ceecore (min of rounds; {LINES:,} lines, {ACCOUNTS:,} accounts)")
+        for line in lines:
+            terminalreporter.write_line(line)

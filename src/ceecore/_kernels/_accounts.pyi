@@ -1,0 +1,23 @@
+"""Python-visible signatures of the compiled account kernel (_accounts.pyx)."""
+
+from typing import Any
+
+import numpy as np
+
+REJECT_REASONS: tuple[str, ...]
+ACCOUNT_DTYPE: np.dtype
+SCRATCH_COLUMNS: dict[str, type]
+
+class AccountKernel:
+    n_shards: int
+    n_centers: int
+    def __init__(self, n_shards: int, n_centers: int, epoch_starts: np.ndarray, center_table: np.ndarray) -> None: ...
+    def update(self, batch: Any, prechecked: np.ndarray, threads: int) -> np.ndarray:
+        """Checks and folds one canonical batch; returns the reject code per row."""
+    def export_accounts(self, k: int) -> dict[str, np.ndarray]: ...
+    def export_keys(self, k: int) -> dict[str, np.ndarray]: ...
+    def absorb(
+        self, importers: Any, accounts: np.ndarray, center_lines: np.ndarray, center_cents: np.ndarray,
+        entry_row: np.ndarray, entries: Any, manufacturer_row: np.ndarray, manufacturers: Any,
+        port_row: np.ndarray, port_code: np.ndarray,
+    ) -> None: ...
