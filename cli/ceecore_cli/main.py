@@ -7,6 +7,7 @@ input could not be used (a missing column, an unreadable file, a bad option valu
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,9 @@ def _usage_errors() -> Iterator[None]:
     """Turns input problems into one clear message and exit code 2."""
     try:
         yield
+    except BrokenPipeError:  # the reader went away (`ceecore centers | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except (ValueError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -120,7 +124,7 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
                 threads=threads, rejects=rejects_path, progress=advance, on_start=on_start)
         write_table(run.accounts, output)
         if state:
-            write_table(run.book.to_arrow(), state)
+            write_table(run.book.to_arrow(), state, format="ipc")
     if not quiet:
         _summary(run, "the built-in sample" if not inputs else f"{len(inputs)} input(s)", output, rejects_path, state)
 

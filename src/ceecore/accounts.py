@@ -79,12 +79,16 @@ class AccountBook:
     # ------------------------------------------------------------------ updating
 
     def update(self, batch: Any, mapping: ColumnMapping | None = None, source: str = "<batch>") -> np.ndarray:
-        """Folds one record batch in; returns each row's reject code (0 = accepted).
+        """Folds Arrow data in; returns each row's reject code (0 = accepted).
 
-        ``batch`` is any Arrow record batch (``__arrow_c_array__``) with canonical
+        ``batch`` is a record batch (``__arrow_c_array__``) or a stream of them
+        (``__arrow_c_stream__``: a table, a reader, a polars frame) with canonical
         column names, or names that ``mapping`` renames. Codes index
         :data:`ceecore.schema.REJECT_REASONS`.
         """
+        if not isinstance(batch, pa.RecordBatch) and hasattr(batch, "__arrow_c_stream__"):
+            codes = [self.update(b, mapping, source) for b in pa.RecordBatchReader.from_stream(batch)]
+            return np.concatenate(codes) if codes else np.zeros(0, np.uint8)
         if not isinstance(batch, pa.RecordBatch):
             batch = pa.record_batch(batch)
         canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), CONSOLIDATION_COLUMNS, source)

@@ -8,7 +8,7 @@ PyCapsule protocol (pyarrow, polars, duckdb, nanoarrow) is read as it is.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,10 +166,9 @@ def _csv_batches(path: Path, text: set[str]) -> Iterator[pa.RecordBatch]:
 
 
 def _temp_beside(target: Path) -> Path:
+    """A fresh hidden name beside ``target`` (created by the writer, so the umask applies)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return Path(tmp)
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 @contextmanager
@@ -183,10 +182,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
-    """Writes a table atomically, as Parquet, or as Arrow IPC for .arrow/.ipc/.feather."""
+def write_table(table: pa.Table, path: str | os.PathLike[str], format: str | None = None) -> None:
+    """Writes a table atomically: ``format`` "parquet" or "ipc" (default: by the file name)."""
+    fmt = format or ("ipc" if _kind(Path(path)) == "ipc" else "parquet")
     with atomic_path(path) as tmp:
-        if _kind(Path(path)) == "ipc":
+        if fmt == "ipc":
             with ipc.new_file(tmp, table.schema) as writer:
                 writer.write_table(table)
         else:
@@ -202,7 +202,11 @@ class ParquetSink:
     def __init__(self, path: str | os.PathLike[str], schema: pa.Schema) -> None:
         self._target = Path(path)
         self._tmp = _temp_beside(self._target)
-        self._writer = pq.ParquetWriter(self._tmp, schema)
+        try:
+            self._writer = pq.ParquetWriter(self._tmp, schema)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -216,3 +220,12 @@ class ParquetSink:
     def abort(self) -> None:
         self._writer.close()
         self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
