@@ -121,10 +121,10 @@ def reject_rows(chunk: Chunk, codes: np.ndarray, mapping: ColumnMapping) -> pa.R
     for canonical in CONSOLIDATION_COLUMNS:
         src = mapping.source_of(canonical)
         if src in names:
-            col = chunk.batch.column(names.index(src)).take(take)
+            col = chunk.batch.column(names.index(src))
             if pa.types.is_dictionary(col.type):
                 col = col.dictionary_decode()
-            columns.append(col.cast(pa.large_string()))
+            columns.append(col.cast(pa.large_string()).take(take))
         else:
             columns.append(pa.nulls(len(rows), pa.large_string()))
     return pa.RecordBatch.from_arrays(columns, schema=REJECT_SCHEMA)

@@ -73,7 +73,9 @@ REQUIRED: tuple[str, ...] = (
 )
 _ARROW_TYPES = {"int": pa.int64(), "number": pa.float64(), "date": pa.date32(), "bool": pa.bool_()}
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
-_INT_RE = r"^\s*[-+]?\d+\s*$"
+_INT_RE = r"^\s*[-+]?\d{1,18}\s*$"  # more digits may not fit int64: such a cell is malformed
+_INT64_LIMIT = 2.0**63
+_ISO_DATE = "%Y-%m-%d"
 _TRUE = ("1", "true", "t", "yes", "y")
 _FALSE = ("0", "false", "f", "no", "n")
 
@@ -99,12 +101,13 @@ class ColumnMapping:
 
     ``columns`` maps a source column name to a canonical name; ``constants`` gives a
     value for a canonical column the source lacks; ``date_format`` is the strptime
-    format for dates stored as text. Canonical names need no entry.
+    format for dates stored as text (None: ISO, ``%Y-%m-%d``). Canonical names need
+    no entry.
     """
 
     columns: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, Any] = field(default_factory=dict)
-    date_format: str = "%Y-%m-%d"
+    date_format: str | None = None
 
     def __post_init__(self) -> None:
         for name in list(self.columns.values()) + list(self.constants):
@@ -153,7 +156,7 @@ class ColumnMapping:
         options = doc.get("options", {})
         try:
             return cls(dict(doc.get("columns", {})), dict(doc.get("constants", {})),
-                       options.get("date_format", "%Y-%m-%d"))
+                       options.get("date_format"))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
 
@@ -161,7 +164,7 @@ class ColumnMapping:
         """This mapping with ``other`` layered on top (other wins on conflicts)."""
         columns = {s: c for s, c in self.columns.items() if c not in other.columns.values()}
         columns.update(other.columns)
-        date_format = other.date_format if other.date_format != "%Y-%m-%d" else self.date_format
+        date_format = other.date_format if other.date_format is not None else self.date_format
         return ColumnMapping(columns, {**self.constants, **other.constants}, date_format)
 
     def source_of(self, canonical: str) -> str:
@@ -200,7 +203,7 @@ def canonicalize(
             raise ContractError(source, f"required column is missing{hint}", canonical)
         else:
             continue
-        array, bad = _cast(array, CANONICAL[canonical], mapping.date_format, source, canonical)
+        array, bad = _cast(array, CANONICAL[canonical], mapping.date_format or _ISO_DATE, source, canonical)
         if bad is not None:
             first = (codes == 0) & bad
             codes[first] = reason_code(f"bad_{canonical}")
@@ -222,15 +225,25 @@ def _constant(value: Any, kind: str, n: int, source: str, column: str) -> pa.Arr
 
 
 def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    """Text, or bytes the kernel reads the same way."""
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+            or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t))
 
 
 def _as_plain_text(array: pa.Array) -> pa.Array:
+    """Text in a layout every pyarrow compute function takes (large_string)."""
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
-    if pa.types.is_string_view(array.type):
-        array = array.cast(pa.large_string())
-    return array
+    return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
+
+
+def _integer_text(array: pa.Array, column: str) -> pa.Array:
+    """Integers as text. HTS numbers have 6, 8 or 10 digits: an odd count lost a leading zero."""
+    text = array.cast(pa.string())
+    if column != "hts_code":
+        return text
+    odd = pc.equal(pc.bit_wise_and(pc.utf8_length(text), 1), 1)
+    return pc.if_else(odd, pc.binary_join_element_wise("0", text, ""), text)
 
 
 def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
@@ -241,10 +254,12 @@ def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
         # Keys stay in whatever string layout they came in: the kernel reads them all.
         if _is_text(t) or (pa.types.is_dictionary(t) and _is_text(t.value_type)):
             return array, None
-        if pa.types.is_integer(t) or pa.types.is_null(t):
+        if pa.types.is_null(t):
             return array.cast(pa.string()), None
+        if pa.types.is_integer(t):
+            return _integer_text(array, column), None
         if pa.types.is_dictionary(t) and pa.types.is_integer(t.value_type):
-            return array.dictionary_decode().cast(pa.string()), None
+            return _integer_text(array.dictionary_decode(), column), None
         raise ContractError(source, f"has type {t}, which cannot be read as text", column)
     if pa.types.is_dictionary(t):
         array, t = array.dictionary_decode(), t.value_type
@@ -255,22 +270,34 @@ def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
         return _parse_text(_as_plain_text(array), kind, date_format)
     if pa.types.is_null(t):
         return pa.nulls(len(array), target), None
+    numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
     try:
-        if kind == "int" and pa.types.is_floating(t):
-            whole = pc.fill_null(pc.equal(array, pc.floor(array)), True)
-            bad = ~np.asarray(whole.to_numpy(zero_copy_only=False), dtype=bool)
-            kept = pc.if_else(whole, array, pa.scalar(None, t))
-            return kept.cast(target, safe=False), bad if bad.any() else None
+        if kind == "int" and pa.types.is_integer(t):
+            if t != pa.uint64():
+                return array.cast(target), None
+            fits = pc.fill_null(pc.less_equal(array, pa.scalar(2**63 - 1, t)), True)
+            return _keep(array, fits, target)
+        if kind == "int" and numeric:  # floats and decimals: whole numbers that fit int64
+            as_float = array.cast(pa.float64(), safe=False)
+            whole = pc.equal(as_float, pc.floor(as_float))
+            fits = pc.fill_null(pc.and_(whole, pc.less(pc.abs(as_float), _INT64_LIMIT)), True)
+            return _keep(as_float, fits, target)
         if kind == "bool" and (pa.types.is_integer(t) or pa.types.is_floating(t)):
             return pc.not_equal(array, 0), None
-        if kind in ("int", "number") and not (pa.types.is_integer(t) or pa.types.is_floating(t)
-                                               or pa.types.is_decimal(t)):
-            raise TypeError
-        if kind == "date" and not (pa.types.is_temporal(t)):
+        if kind == "number" and numeric:
+            return array.cast(target, safe=False), None  # beyond 2**53 dollars, float rounding is moot
+        if kind in ("int", "number") or (kind == "date" and not pa.types.is_temporal(t)):
             raise TypeError
         return array.cast(target), None
     except (TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ContractError(source, f"has type {t}, which cannot be cast to {target}", column) from exc
+
+
+def _keep(array: pa.Array, fits: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray | None]:
+    """``array`` cast to ``target`` where ``fits``; elsewhere null, and flagged."""
+    bad = ~np.asarray(fits.to_numpy(zero_copy_only=False), dtype=bool)
+    kept = pc.if_else(fits, array, pa.scalar(None, array.type)).cast(target, safe=False)
+    return kept, bad if bad.any() else None
 
 
 def _parse_text(array: pa.Array, kind: str, date_format: str) -> tuple[pa.Array, np.ndarray | None]:
@@ -279,8 +306,11 @@ def _parse_text(array: pa.Array, kind: str, date_format: str) -> tuple[pa.Array,
     blank = pc.equal(trimmed, "")
     present = pc.and_(pc.is_valid(array), pc.invert(pc.fill_null(blank, False)))
     if kind == "date":
-        parsed = pc.strptime(trimmed, format=date_format, unit="s", error_is_null=True).cast(pa.date32())
-        ok = pc.is_valid(parsed)
+        stamps = pc.strptime(trimmed, format=date_format, unit="s", error_is_null=True)
+        # strptime rolls impossible days over (2024-02-30 -> 03-01); a date must print back as read.
+        same = pc.equal(_unpadded(pc.strftime(stamps, format=date_format)), _unpadded(trimmed))
+        ok = pc.fill_null(same, False)
+        parsed = stamps.cast(pa.date32())
     elif kind == "bool":
         lower = pc.utf8_lower(trimmed)
         is_true, is_false = pc.is_in(lower, pa.array(_TRUE)), pc.is_in(lower, pa.array(_FALSE))
@@ -293,3 +323,8 @@ def _parse_text(array: pa.Array, kind: str, date_format: str) -> tuple[pa.Array,
     bad = np.asarray(pc.and_(present, pc.invert(ok)).to_numpy(zero_copy_only=False), dtype=bool)
     parsed = pc.if_else(present, parsed, pa.scalar(None, parsed.type))
     return parsed, bad if bad.any() else None
+
+
+def _unpadded(text: pa.Array) -> pa.Array:
+    """Text with leading zeros of every number dropped ("2024-03-01" -> "2024-3-1")."""
+    return pc.replace_substring_regex(text, r"(^|\D)0+(\d)", r"\1\2")

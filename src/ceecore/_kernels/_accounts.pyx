@@ -70,6 +70,8 @@ cdef enum:
     N_HEADINGS = 10000      # HTS headings 0000..9999 index the Center table
     PREFETCH_AHEAD = 8      # rows between prefetch stages and use
 cdef double MAX_MONEY_USD = 1e12    # one line above a trillion dollars is malformed
+cdef int32_t MIN_DAY = -25567       # entry dates from 1900-01-01 ...
+cdef int32_t MAX_DAY = 84005        # ... to 2199-12-31 (days since 1970-01-01)
 cdef double MAX_DUTY_RATE = 10000.0  # ad valorem percent
 
 
@@ -136,13 +138,15 @@ cdef inline int epoch_of(const int32_t* starts, int n_epochs, int32_t day) noexc
 
 
 cdef inline uint8_t check_line(
-    const Columns* c, int64_t i, const int32_t* epoch_starts, int n_epochs, const int8_t* center_table,
+    const Columns* c, int64_t i, uint8_t pre, const int32_t* epoch_starts, int n_epochs, const int8_t* center_table,
     uint64_t* importer_hash, uint64_t* entry_hash, uint64_t* mfr_hash, uint64_t* port_hash,
     int64_t* value_cents, int64_t* duty_cents, int32_t* day, int8_t* center,
     int8_t* chapter, int16_t* country, int16_t* port,
 ) noexcept nogil:
     """Checks line i against the data contract; fills the parsed fields if it passes.
 
+    Checks run in contract order and the first failure is the line's reason; ``pre``
+    (a value that did not parse, found before the kernel) counts at its column's turn.
     The hashes of the line's (importer, key) pairs are computed here, in parallel, so
     that folding can prefetch their hash-table slots.
     """
@@ -152,6 +156,7 @@ cdef inline uint8_t check_line(
     cdef int pc = 0
     cdef unsigned char ch, a, b
     cdef uint64_t h_entry, h_importer
+    cdef bint paid = False
 
     if not get_str(&c.entry_number, i, &p, &n) or n == 0:
         return MISSING_ENTRY_NUMBER
@@ -159,6 +164,8 @@ cdef inline uint8_t check_line(
         return BAD_ENTRY_NUMBER
     h_entry = hash_bytes(p, n, 0)
 
+    if pre == BAD_LINE_NUMBER:
+        return pre
     if not get_i64(&c.line_number, i, &line):
         return MISSING_LINE_NUMBER
     if line < 1:
@@ -184,8 +191,12 @@ cdef inline uint8_t check_line(
     port[i] = <int16_t>pc
     port_hash[i] = pair_hash(<uint64_t>pc, h_importer)
 
+    if pre == BAD_ENTRY_DATE:
+        return pre
     if not get_date32(&c.entry_date, i, &day[i]):
         return MISSING_ENTRY_DATE
+    if day[i] < MIN_DAY or day[i] > MAX_DAY:
+        return BAD_ENTRY_DATE
 
     if not get_str(&c.hts_code, i, &p, &n) or n == 0:
         return MISSING_HTS_CODE
@@ -213,6 +224,8 @@ cdef inline uint8_t check_line(
         return BAD_COUNTRY
     country[i] = <int16_t>((a - 65) * 26 + (b - 65))
 
+    if pre == BAD_ENTERED_VALUE:
+        return pre
     if not get_f64(&c.entered_value, i, &v):
         return MISSING_ENTERED_VALUE
     if not money_ok(v):
@@ -220,17 +233,27 @@ cdef inline uint8_t check_line(
     value_cents[i] = llround(v * 100.0)
 
     duty_cents[i] = 0
+    if pre == BAD_DUTY_PAID:
+        return pre
     if get_f64(&c.duty_paid, i, &d):
         if not money_ok(d):
             return BAD_DUTY_PAID
         duty_cents[i] = llround(d * 100.0)
-    elif get_f64(&c.duty_rate, i, &rate):
+        paid = True
+    if pre == BAD_DUTY_RATE:
+        return pre
+    if get_f64(&c.duty_rate, i, &rate):
         if not (isfinite(rate) and rate >= 0.0 and rate <= MAX_DUTY_RATE):
             return BAD_DUTY_RATE
-        duty_cents[i] = llround(<double>value_cents[i] * rate / 100.0)
+        if not paid:  # the rate stands in for the duty only when none was paid
+            duty_cents[i] = llround(<double>value_cents[i] * rate / 100.0)
 
+    if pre == BAD_QUANTITY:
+        return pre
     if get_f64(&c.quantity, i, &d) and not (isfinite(d) and d >= 0.0):
         return BAD_QUANTITY
+    if pre == BAD_GROSS_WEIGHT:
+        return pre
     if get_f64(&c.gross_weight_kg, i, &d) and not (isfinite(d) and d >= 0.0):
         return BAD_GROSS_WEIGHT
 
@@ -239,7 +262,7 @@ cdef inline uint8_t check_line(
         if not key_ok(p, n):
             return BAD_MANUFACTURER_ID
         mfr_hash[i] = pair_hash(hash_bytes(p, n, 0), h_importer) | 1  # 0 marks "no manufacturer"
-    return OK
+    return pre
 
 
 cdef int shard_init(Shard* s, int n_centers) noexcept nogil:
@@ -466,9 +489,8 @@ cdef class AccountKernel:
         shard_threads = min(threads, self.n_shards)
         with nogil:
             for i in prange(n, num_threads=threads, schedule="static"):
-                if reason[i] == OK:
-                    reason[i] = check_line(
-                        &c, i, starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0],
+                reason[i] = check_line(
+                        &c, i, reason[i], starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0],
                         &value[0], &duty[0], &day[0], &center[0], &chapter[0], &country[0], &port[0])
             for s in prange(self.n_shards, num_threads=shard_threads, schedule="static"):
                 if fold_shard(&self.shards[s], s, self.n_shards, self.n_centers, &c, n, &reason[0],
