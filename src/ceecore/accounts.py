@@ -123,6 +123,12 @@ class AccountBook:
             table = table.select(expected.names).cast(expected)
         except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ValueError(f"account state does not have the expected columns and types: {exc}") from exc
+        for name in table.column_names:
+            column = table[name]
+            values = pc.list_flatten(column) if pa.types.is_list(column.type) or \
+                pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type) else None
+            if column.null_count or (values is not None and values.null_count):
+                raise ValueError(f"account state column {name!r} holds nulls")
         book._absorb(table)
         return book
 
@@ -263,8 +269,8 @@ def assign_centers(centers: CenterMap, importers: pa.Array, lines_by: np.ndarray
 
     Ties on ``by`` go to the Center with more of the other measure, then to the lowest
     Center code. ``center_share`` is the Center's share of the account's ``by`` over
-    lines that have a Center (chapters 98/99 have none). Accounts with no such line
-    get no Center, unless overridden.
+    lines that have a Center (chapters 98/99 have none; null when that total is 0).
+    Accounts with no such line get no Center, unless overridden.
     """
     if by not in ("lines", "value"):
         raise ValueError(f"assign_by must be 'lines' or 'value', not {by!r}")
@@ -274,7 +280,7 @@ def assign_centers(centers: CenterMap, importers: pa.Array, lines_by: np.ndarray
     tied = np.where(top, secondary, -1)
     winner = np.argmax(tied == tied.max(axis=1, keepdims=True), axis=1)
     total = primary.sum(axis=1)
-    method = np.where(total > 0, "rule", None).astype(object)
+    method = np.where(lines_by.sum(axis=1) > 0, "rule", None).astype(object)
     notes = np.full(n, None, dtype=object)
     if overrides:
         ids = importers.to_pylist()
