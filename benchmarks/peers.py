@@ -154,7 +154,7 @@ def normalized(table: pa.Table) -> pa.Table:
 
 
 def _cents(money: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Exact cents of a decimal(18, 2) column: the low word of each unscaled value."""
+    """Cents of a decimal(38, 2) column: the low word of each unscaled value (totals below 2**63)."""
     if isinstance(money, pa.ChunkedArray):
         money = money.combine_chunks()
     words = np.frombuffer(money.buffers()[1], np.int64).reshape(-1, 2)

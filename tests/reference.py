@@ -68,7 +68,7 @@ def duty_from_rate(cents: int, rate: float) -> int:
 
 
 def money(cents: int) -> Decimal:
-    """Exact dollars of integer cents (what a decimal128(18, 2) cell holds)."""
+    """Exact dollars of integer cents (what a decimal128(38, 2) cell holds)."""
     return Decimal(cents).scaleb(-2)
 
 
@@ -307,12 +307,12 @@ def state(rows: Iterable[Mapping[str, Any]], centers: CenterMap | None = None,
         out.append({
             "importer_id": importer,
             "lines": acc["lines"],
-            "value_cents": acc["cents"],
-            "duty_cents": acc["duty"],
+            "entered_value": money(acc["cents"]),
+            "duty": money(acc["duty"]),
             "first_date": acc["first"],
             "last_date": acc["last"],
             "center_lines": [acc["center_lines"][c] for c in centers.codes],
-            "center_cents": [acc["center_cents"][c] for c in centers.codes],
+            "center_value": [money(acc["center_cents"][c]) for c in centers.codes],
             "hts_chapters": sorted(int(c) for c in acc["hts_chapters"]),
             "countries": sorted(acc["countries"]),
             "ports": sorted(acc["ports"]),

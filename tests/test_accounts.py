@@ -38,7 +38,7 @@ RESULT_SCHEMA = [
     ("field_office", pa.string()), ("center_share", pa.float64()), ("assigned_by", pa.string()),
     ("override_note", pa.string()), ("lines", pa.int64()), ("entries", pa.int64()), ("ports", pa.int64()),
     ("countries", pa.int64()), ("manufacturers", pa.int64()), ("hts_chapters", pa.int64()),
-    ("entered_value", pa.decimal128(18, 2)), ("duty", pa.decimal128(18, 2)),
+    ("entered_value", pa.decimal128(38, 2)), ("duty", pa.decimal128(38, 2)),
     ("effective_duty_rate", pa.float64()), ("first_entry_date", pa.date32()), ("last_entry_date", pa.date32()),
 ]
 
@@ -359,7 +359,7 @@ def test_result_schema(centers):
     assert result.column_names[len(RESULT_SCHEMA):] == ["lines_by_center", "value_by_center"]
     assert result.schema.field("lines_by_center").type == pa.struct([(c, pa.int64()) for c in centers.codes])
     assert result.schema.field("value_by_center").type == pa.struct(
-        [(c, pa.decimal128(18, 2)) for c in centers.codes])
+        [(c, pa.decimal128(38, 2)) for c in centers.codes])
     result.validate(full=True)
     ids = result["importer_id"].to_pylist()
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
@@ -446,8 +446,8 @@ def test_from_arrow_rejects_other_centers(state, centers):
         AccountBook(small).merge(AccountBook.from_arrow(state))
 
 
-@pytest.mark.parametrize("column", ["importer_id", "lines", "value_cents", "duty_cents", "first_date",
-                                    "last_date", "center_lines", "center_cents", "hts_chapters",
+@pytest.mark.parametrize("column", ["importer_id", "lines", "entered_value", "duty", "first_date",
+                                    "last_date", "center_lines", "center_value", "hts_chapters",
                                     "countries", "ports", "entries", "manufacturers"])
 def test_from_arrow_rejects_missing_column(state, column):
     with pytest.raises(ValueError, match="expected columns"):
@@ -476,7 +476,7 @@ def test_from_arrow_rejects_bad_values(state, column, value):
 
 
 @pytest.mark.parametrize("column, value", [
-    ("lines", None), ("value_cents", None), ("duty_cents", None), ("first_date", None), ("last_date", None),
+    ("lines", None), ("entered_value", None), ("duty", None), ("first_date", None), ("last_date", None),
     ("ports", ["0101", None]), ("ports", None), ("entries", None), ("center_lines", [None] * 10),
 ])
 def test_from_arrow_rejects_nulls(state, column, value):
@@ -604,16 +604,14 @@ def test_value_assignment_of_zero_value_account():
 
 
 
-# ----------------------------------------------------------------------- known bugs (kept last: run with -x)
+# ----------------------------------------------------------------------- regressions
 
 
 @pytest.mark.parametrize("n_lines", [10_001, 92_234])
 def test_huge_totals_are_exact_or_refused(n_lines):
-    """BUG: every line is within the contract (at most $1e12), but the account's total is not
-    representable: above 10**18 - 1 cents it no longer fits decimal128(18, 2), and result()
-    returns an *invalid* Arrow array (``validate(full=True)`` fails); above 2**63 - 1 cents
-    the int64 sum wraps around to a negative value silently. Either the exact total or an
-    error is acceptable; a wrong or invalid table is not."""
+    """Every line is within the contract (at most $1e12); so is any account total: cents are
+    summed in 128 bits and written as decimal128(38, 2). (Once int64 sums wrapped around above
+    2**63 - 1 cents and decimal128(18, 2) could not hold 10**18 cents.)"""
     batch = pa.RecordBatch.from_pylist([line(value=1e12)], schema=LINE_SCHEMA)
     batch = pa.Table.from_batches([batch] * n_lines).combine_chunks().to_batches()[0]
     book = AccountBook(threads=1)

@@ -38,7 +38,7 @@ STATE_KIND = b"ceecore.accounts/1"
 
 _COUNTRY_NAMES = np.array([chr(65 + k // 26) + chr(65 + k % 26) for k in range(676)], dtype=object)
 _PORT_NAMES = np.array([f"{k:04d}" for k in range(10000)], dtype=object)
-_MONEY = pa.decimal128(18, 2)
+_MONEY = pa.decimal128(38, 2)  # the unscaled value is the kernel's 128-bit cents
 
 
 def _state_schema(codes: tuple[str, ...]) -> pa.Schema:
@@ -46,12 +46,12 @@ def _state_schema(codes: tuple[str, ...]) -> pa.Schema:
     return pa.schema([
         ("importer_id", pa.large_string()),
         ("lines", pa.int64()),
-        ("value_cents", pa.int64()),
-        ("duty_cents", pa.int64()),
+        ("entered_value", _MONEY),
+        ("duty", _MONEY),
         ("first_date", pa.date32()),
         ("last_date", pa.date32()),
         ("center_lines", pa.list_(pa.int64(), nc)),
-        ("center_cents", pa.list_(pa.int64(), nc)),
+        ("center_value", pa.list_(_MONEY, nc)),
         ("hts_chapters", pa.list_(pa.int8())),
         ("countries", pa.list_(pa.string())),
         ("ports", pa.list_(pa.string())),
@@ -168,15 +168,15 @@ class AccountBook:
 
         nc = len(self.centers.codes)
         center_lines = np.concatenate([s["center_lines"] for s in shards]).reshape(n, nc)[order]
-        center_cents = np.concatenate([s["center_cents"] for s in shards]).reshape(n, nc)[order]
+        center_cents = np.concatenate([s["center_cents"] for s in shards]).reshape(n, nc, 2)[order]
         acc = accounts[order]
         columns = [
             importers.take(order),
-            acc["lines"], acc["value_cents"], acc["duty_cents"],
+            acc["lines"], _money(acc["value_cents"]), _money(acc["duty_cents"]),
             pa.array(acc["first_date"], pa.int32()).cast(pa.date32()),
             pa.array(acc["last_date"], pa.int32()).cast(pa.date32()),
             pa.FixedSizeListArray.from_arrays(center_lines.ravel(), nc),
-            pa.FixedSizeListArray.from_arrays(center_cents.ravel(), nc),
+            pa.FixedSizeListArray.from_arrays(_money(center_cents.reshape(-1, 2)), nc),
             _bit_lists(acc["chapters"], 100, None),
             _bit_lists(acc["countries"], 676, _COUNTRY_NAMES),
             ports,
@@ -189,17 +189,15 @@ class AccountBook:
         table = table.combine_chunks()
         n = table.num_rows
         accounts = np.zeros(n, ACCOUNT_DTYPE)
-        for name in ("lines", "value_cents", "duty_cents"):
-            accounts[name] = table[name].to_numpy()
+        accounts["lines"] = table["lines"].to_numpy()
+        accounts["value_cents"] = _cent_words(table["entered_value"])
+        accounts["duty_cents"] = _cent_words(table["duty"])
         accounts["first_date"] = table["first_date"].cast(pa.int32()).to_numpy()
         accounts["last_date"] = table["last_date"].cast(pa.int32()).to_numpy()
         accounts["chapters"] = _bits_of(table["hts_chapters"], 100, lambda v: v.astype(np.int64))
         accounts["countries"] = _bits_of(table["countries"], 676, _country_codes)
         nc = len(self.centers.codes)
 
-        def matrix(name: str) -> np.ndarray:
-            flat = pc.list_flatten(table[name]).to_numpy()
-            return np.ascontiguousarray(flat.reshape(n, nc), dtype=np.int64)
 
         def keys(name: str) -> tuple[np.ndarray, pa.RecordBatch]:
             col = table[name].chunk(0) if table[name].num_chunks else pa.array([], table[name].type)
@@ -217,7 +215,9 @@ class AccountBook:
         mfr_rows, mfrs = keys("manufacturers")
         with self._lock:
             self._kernel.absorb(
-                importer_batch, accounts, matrix("center_lines"), matrix("center_cents"),
+                importer_batch, accounts,
+                np.ascontiguousarray(pc.list_flatten(table["center_lines"]).to_numpy().reshape(n, nc)),
+                _cent_words(pc.list_flatten(table["center_value"])).reshape(n, nc, 2),
                 entry_rows, entries, mfr_rows, mfrs,
                 np.asarray(pc.list_parent_indices(port_col), dtype=np.int64),
                 port_codes.cast(pa.int16()).to_numpy(zero_copy_only=False).astype(np.int16),
@@ -235,11 +235,12 @@ class AccountBook:
         acc = np.concatenate([s["accounts"] for s in shards])[order]
         nc = len(self.centers.codes)
         lines_by = np.concatenate([s["center_lines"] for s in shards]).reshape(-1, nc)[order]
-        cents_by = np.concatenate([s["center_cents"] for s in shards]).reshape(-1, nc)[order]
-        assignment = assign_centers(self.centers, importers, lines_by, cents_by, assign_by, overrides or {})
+        cents_by = np.concatenate([s["center_cents"] for s in shards]).reshape(-1, nc, 2)[order]
+        assignment = assign_centers(self.centers, importers, lines_by, _comparable(cents_by), assign_by,
+                                    overrides or {})
         value, duty = acc["value_cents"], acc["duty_cents"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(value > 0, 100.0 * duty / np.maximum(value, 1), np.nan)
+            rate = np.where(_as_float(value) > 0, 100.0 * _as_float(duty) / _as_float(value), np.nan)
         codes = self.centers.codes
         columns: dict[str, Any] = {
             "importer_id": importers,
@@ -258,7 +259,7 @@ class AccountBook:
             "lines_by_center": pa.StructArray.from_arrays(
                 [pa.array(lines_by[:, k]) for k in range(nc)], names=list(codes)),
             "value_by_center": pa.StructArray.from_arrays(
-                [_money(cents_by[:, k]) for k in range(nc)], names=list(codes)),
+                [_money(cents_by[:, k, :]) for k in range(nc)], names=list(codes)),
         }
         return pa.table(columns)
 
@@ -353,10 +354,27 @@ def _popcount(words: np.ndarray) -> np.ndarray:
     return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
 
 
-def _money(cents: np.ndarray) -> pa.Array:
-    """Exact decimal dollars from integer cents (the decimal's unscaled value is the cents)."""
-    cents = np.ascontiguousarray(cents, dtype=np.int64)
-    words = np.empty((len(cents), 2), np.int64)
-    words[:, 0] = cents
-    words[:, 1] = cents >> 63
-    return pa.Array.from_buffers(_MONEY, len(cents), [None, pa.py_buffer(words)])
+def _money(words: np.ndarray) -> pa.Array:
+    """Exact decimal dollars from 128-bit cents given as (low, high) int64 words."""
+    words = np.ascontiguousarray(words, dtype=np.int64).reshape(-1, 2)
+    return pa.Array.from_buffers(_MONEY, len(words), [None, pa.py_buffer(words)])
+
+
+def _cent_words(money: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Inverse of :func:`_money`: the (low, high) words of a decimal(38, 2) column."""
+    if isinstance(money, pa.ChunkedArray):
+        money = money.combine_chunks() if money.num_chunks else pa.array([], money.type)
+    words = np.frombuffer(money.buffers()[1], np.int64).reshape(-1, 2) if len(money) else np.zeros((0, 2), np.int64)
+    return words[money.offset:money.offset + len(money)].copy()
+
+
+def _as_float(words: np.ndarray) -> np.ndarray:
+    return words[..., 1].astype(np.float64) * 2.0**64 + words[..., 0].view(np.uint64).astype(np.float64)
+
+
+def _comparable(words: np.ndarray) -> np.ndarray:
+    """128-bit cents as int64 where every value fits (always, in practice), else Python ints."""
+    low, high = words[..., 0], words[..., 1]
+    if np.array_equal(high, low >> 63):
+        return low.copy()
+    return np.vectorize(lambda lo, hi: (int(hi) << 64) + (int(lo) & (2**64 - 1)), otypes=[object])(low, high)

@@ -91,10 +91,15 @@ ctypedef struct Columns:
     StrCol manufacturer_id
 
 
+cdef extern from *:
+    """typedef __int128 ceecore_int128;"""
+    ctypedef long long int128 "ceecore_int128"  # 128-bit sums of cents never overflow
+
+
 ctypedef struct Account:
+    int128 value_cents
+    int128 duty_cents
     int64_t lines
-    int64_t value_cents
-    int64_t duty_cents
     int64_t entries
     int64_t manufacturers
     int64_t ports
@@ -111,7 +116,7 @@ ctypedef struct Shard:
     IntSet ports            # account * PORT_RADIX + port, distinct
     Account* accounts
     int64_t* center_lines   # [account * n_centers + center]
-    int64_t* center_cents
+    int128* center_cents
     int64_t cap
 
 
@@ -298,15 +303,15 @@ cdef int64_t shard_account(Shard* s, const char* p, int64_t n, uint64_t h, int n
         grown = realloc(s.center_lines, cap * n_centers * sizeof(int64_t))
         if grown == NULL: return -1
         s.center_lines = <int64_t*>grown
-        grown = realloc(s.center_cents, cap * n_centers * sizeof(int64_t))
+        grown = realloc(s.center_cents, cap * n_centers * sizeof(int128))
         if grown == NULL: return -1
-        s.center_cents = <int64_t*>grown
+        s.center_cents = <int128*>grown
         s.cap = cap
     memset(&s.accounts[a], 0, sizeof(Account))
     s.accounts[a].first_date = 2147483647
     s.accounts[a].last_date = -2147483648
     memset(&s.center_lines[a * n_centers], 0, n_centers * sizeof(int64_t))
-    memset(&s.center_cents[a * n_centers], 0, n_centers * sizeof(int64_t))
+    memset(&s.center_cents[a * n_centers], 0, n_centers * sizeof(int128))
     return a
 
 
@@ -514,7 +519,7 @@ cdef class AccountKernel:
             "importer_data": _copy_out(s.importers.arena, s.importers.arena_len, np.uint8),
             "accounts": accounts,
             "center_lines": _copy_out(s.center_lines, n * self.n_centers, np.int64).reshape(n, self.n_centers),
-            "center_cents": _copy_out(s.center_cents, n * self.n_centers, np.int64).reshape(n, self.n_centers),
+            "center_cents": _copy_out(s.center_cents, 2 * n * self.n_centers, np.int64).reshape(n, self.n_centers, 2),
         }
 
     def export_keys(self, int k):
@@ -539,7 +544,7 @@ cdef class AccountKernel:
         return &self.shards[k]
 
     def absorb(self, importers, accounts, const int64_t[:, ::1] center_lines,
-               const int64_t[:, ::1] center_cents, const int64_t[::1] entry_row, entries,
+               const int64_t[:, :, ::1] center_cents, const int64_t[::1] entry_row, entries,
                const int64_t[::1] manufacturer_row, manufacturers,
                const int64_t[::1] port_row, const int16_t[::1] port_code):
         """Adds exported state: accounts (one row per importer) and their distinct keys.
@@ -561,7 +566,7 @@ cdef class AccountKernel:
         cdef int64_t n = imp_view.length, i, j, a, k, slen
         cdef int nc = self.n_centers
         if (accounts.shape[0] != n or center_lines.shape[0] != n or center_cents.shape[0] != n
-                or center_lines.shape[1] != nc or center_cents.shape[1] != nc):
+                or center_lines.shape[1] != nc or center_cents.shape[1] != nc or center_cents.shape[2] != 2):
             raise ValueError("absorb: account arrays disagree in length or Center count")
         if (entry_row.shape[0] != ent_view.length or manufacturer_row.shape[0] != mfr_view.length
                 or port_row.shape[0] != port_code.shape[0]):
@@ -602,7 +607,8 @@ cdef class AccountKernel:
                 acc.countries[k] |= src.countries[k]
             for k in range(nc):
                 s.center_lines[a * nc + k] += center_lines[i, k]
-                s.center_cents[a * nc + k] += center_cents[i, k]
+                s.center_cents[a * nc + k] += ((<int128>center_cents[i, k, 1]) << 64) + \
+                    <int128>(<uint64_t>center_cents[i, k, 0])
         for j in range(ent_view.length):
             i = entry_row[j]
             if i < 0 or i >= n or not get_str(&ent, j, &p, &slen) or slen == 0 or not key_ok(p, slen):
@@ -642,8 +648,9 @@ SCRATCH_COLUMNS = {name: dtype for name, dtype in (
     ("port_hash", np.uint64), ("value_cents", np.int64), ("duty_cents", np.int64), ("day", np.int32),
     ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16))}
 
+# int128 cents as (low, high) int64 words: the layout of an Arrow decimal128's unscaled value.
 ACCOUNT_DTYPE = np.dtype([
-    ("lines", np.int64), ("value_cents", np.int64), ("duty_cents", np.int64),
+    ("value_cents", np.int64, (2,)), ("duty_cents", np.int64, (2,)), ("lines", np.int64),
     ("entries", np.int64), ("manufacturers", np.int64), ("ports", np.int64),
     ("first_date", np.int32), ("last_date", np.int32),
     ("chapters", np.uint64, (N_CHAPTER_WORDS,)), ("countries", np.uint64, (N_COUNTRY_WORDS,)),
