@@ -126,7 +126,8 @@ def _batches(src: Source, text: set[str], batch_rows: int) -> Iterator[pa.Record
     if isinstance(obj, Path):
         kind = _kind(obj)
         if kind == "parquet":
-            yield from pq.ParquetFile(obj).iter_batches(batch_size=batch_rows)
+            # No pre-buffering: it would hold every row group's raw bytes at once (2x the peak).
+            yield from pq.ParquetFile(obj, pre_buffer=False).iter_batches(batch_size=batch_rows)
         elif kind == "ipc":
             yield from _ipc_batches(obj)
         else:
