@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 
 import ceecore
 from benchmarks.peers import ceecore_view, duckdb_accounts, normalized, polars_accounts
-from ceecore import REJECT_REASONS, AccountBook, CenterMap, Override
+from ceecore import CONSOLIDATION_COLUMNS, REJECT_REASONS, AccountBook, CenterMap, Override
 from ceecore.centers import Center, Rule
 from ceecore.sample import sample_lines
+from ceecore.schema import arrow_schema
 
 # CEECORE_HYPOTHESIS_SCALE=10 runs ten times the examples (a longer hunt for bugs).
 SCALE = float(os.environ.get("CEECORE_HYPOTHESIS_SCALE", "1"))
@@ -490,13 +491,7 @@ def test_from_arrow_rejects_nulls(state, column, value):
 # ----------------------------------------------------------------------- assignment
 
 
-LINE_SCHEMA = pa.schema([
-    ("entry_number", pa.string()), ("line_number", pa.int64()), ("importer_id", pa.string()),
-    ("port_code", pa.string()), ("entry_date", pa.date32()), ("hts_code", pa.string()),
-    ("country_of_origin", pa.string()), ("entered_value", pa.float64()), ("duty_paid", pa.float64()),
-    ("duty_rate", pa.float64()), ("quantity", pa.float64()), ("gross_weight_kg", pa.float64()),
-    ("manufacturer_id", pa.string()),
-])
+LINE_SCHEMA = arrow_schema(CONSOLIDATION_COLUMNS)
 
 
 def consolidate_rows(rows, **kw) -> list[dict]:

@@ -21,16 +21,12 @@ import pyarrow.compute as pc
 import pytest
 
 import ceecore
+from ceecore import CONSOLIDATION_COLUMNS
 from ceecore.sample import sample_lines
+from ceecore.schema import arrow_schema
 
 TEXT = ("entry_number", "importer_id", "port_code", "hts_code", "country_of_origin", "manufacturer_id")
-SCHEMA = pa.schema([
-    ("entry_number", pa.string()), ("line_number", pa.int64()), ("importer_id", pa.string()),
-    ("port_code", pa.string()), ("entry_date", pa.date32()), ("hts_code", pa.string()),
-    ("country_of_origin", pa.string()), ("entered_value", pa.float64()), ("duty_paid", pa.float64()),
-    ("duty_rate", pa.float64()), ("quantity", pa.float64()), ("gross_weight_kg", pa.float64()),
-    ("manufacturer_id", pa.string()),
-])
+SCHEMA = arrow_schema(CONSOLIDATION_COLUMNS)
 THREADS = 2
 
 

@@ -20,16 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import ceecore
-from ceecore import REJECT_REASONS, ContractError
+from ceecore import CONSOLIDATION_COLUMNS, REJECT_REASONS, ContractError
 from ceecore.sample import sample_lines
+from ceecore.schema import arrow_schema
 
-SCHEMA = pa.schema([
-    ("entry_number", pa.string()), ("line_number", pa.int64()), ("importer_id", pa.string()),
-    ("port_code", pa.string()), ("entry_date", pa.date32()), ("hts_code", pa.string()),
-    ("country_of_origin", pa.string()), ("entered_value", pa.float64()), ("duty_paid", pa.float64()),
-    ("duty_rate", pa.float64()), ("quantity", pa.float64()), ("gross_weight_kg", pa.float64()),
-    ("manufacturer_id", pa.string()),
-])
+SCHEMA = arrow_schema(CONSOLIDATION_COLUMNS)
 N_GOOD = 24
 NAN, INF = float("nan"), float("inf")
 

@@ -36,6 +36,7 @@ __all__ = [
     "REJECT_REASONS",
     "ColumnMapping",
     "ContractError",
+    "arrow_schema",
     "canonicalize",
     "reason_code",
 ]
@@ -78,6 +79,11 @@ _INT64_LIMIT = 2.0**63
 _ISO_DATE = "%Y-%m-%d"
 _TRUE = ("1", "true", "t", "yes", "y")
 _FALSE = ("0", "false", "f", "no", "n")
+
+
+def arrow_schema(columns: Iterable[str] = CANONICAL) -> pa.Schema:
+    """The canonical Arrow types of ``columns`` (text as plain string), in the order given."""
+    return pa.schema([(c, _ARROW_TYPES.get(CANONICAL[c], pa.string())) for c in columns])
 
 
 def reason_code(reason: str) -> int:

@@ -525,8 +525,14 @@ cdef class AccountKernel:
     def export_keys(self, int k):
         """Shard k's distinct (account, key) pairs: entries, manufacturers and ports."""
         cdef Shard* s = self._shard(k)
-        ports = _copy_out(s.ports.slots, 2 * (s.ports.mask + 1), np.uint64)[::2]
-        ports = ports[ports != 0] - 1
+        ports_arr = np.empty(s.ports.n, np.uint64)
+        cdef uint64_t[::1] ports_out = ports_arr
+        cdef uint64_t slot, used = 0
+        for slot in range(s.ports.mask + 1):
+            if s.ports.slots[slot].id_plus_1 != 0:
+                ports_out[used] = s.ports.slots[slot].where
+                used += 1
+        ports = np.sort(ports_arr)
         return {
             "entry_account": _copy_out(s.entries.groups, s.entries.n, np.uint32),
             "entry_offsets": _copy_out(s.entries.starts, s.entries.n + 1, np.int64),

@@ -1,12 +1,12 @@
 # Open-addressing hash tables used by the kernels, as inline C-level functions.
 #
 # StrTable interns (group, bytes) keys to dense ids 0, 1, 2, ... in insertion order
-# (at most 2**32 - 1 keys);
-# the key bytes are appended to one arena, so ids index straight into Arrow-style
-# offsets (export needs no per-string work). IntSet holds distinct uint64 keys.
-# Callers pass every key's hash: they compute it ahead, in parallel, and prefetch its slot.
-# Neither ever shrinks; both grow by doubling at half load. Allocation failure is
-# reported as -1 so callers running without the GIL can raise MemoryError afterwards.
+# (at most 2**32 - 1 keys); the key bytes are appended to one arena, so ids index
+# straight into Arrow-style offsets (export needs no per-string work). IntSet holds
+# distinct uint64 keys. Both use the same slots (linear probing, at most 70% full,
+# doubled when fuller, never shrunk). Callers pass every key's hash: they compute it
+# ahead, in parallel, and prefetch its slot. Allocation failure is reported as -1 so
+# callers running without the GIL can raise MemoryError afterwards.
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
@@ -131,21 +131,23 @@ cdef inline void strtable_free(StrTable* t) noexcept nogil:
     t.n = 0
 
 
-cdef inline int _strtable_rehash(StrTable* t) noexcept nogil:
-    cdef uint64_t new_mask = (t.mask << 1) | 1
-    cdef Slot* slots = <Slot*>calloc(new_mask + 1, sizeof(Slot))
+cdef inline int grow_slots(Slot** slots, uint64_t* mask) noexcept nogil:
+    """Doubles an open-addressing slot array, re-placing every used slot by its hash."""
+    cdef uint64_t new_mask = (mask[0] << 1) | 1
+    cdef Slot* grown = <Slot*>calloc(new_mask + 1, sizeof(Slot))
+    cdef Slot* old = slots[0]
     cdef uint64_t i, pos
-    if slots == NULL:
+    if grown == NULL:
         return -1
-    for i in range(t.mask + 1):
-        if t.slots[i].id_plus_1 != 0:
-            pos = t.slots[i].hash & new_mask
-            while slots[pos].id_plus_1 != 0:
+    for i in range(mask[0] + 1):
+        if old[i].id_plus_1 != 0:
+            pos = old[i].hash & new_mask
+            while grown[pos].id_plus_1 != 0:
                 pos = (pos + 1) & new_mask
-            slots[pos] = t.slots[i]
-    free(t.slots)
-    t.slots = slots
-    t.mask = new_mask
+            grown[pos] = old[i]
+    free(old)
+    slots[0] = grown
+    mask[0] = new_mask
     return 0
 
 
@@ -196,18 +198,13 @@ cdef inline int64_t strtable_add(StrTable* t, uint32_t group, const char* p, int
     slot.id_plus_1 = <uint32_t>(k + 1)
     is_new[0] = True
     if <uint64_t>(10 * t.n) > 7 * t.mask:
-        if _strtable_rehash(t) != 0:
+        if grow_slots(&t.slots, &t.mask) != 0:
             return -1
     return k
 
 
-ctypedef struct IntSlot:
-    uint64_t key_plus_1    # 0 = empty
-    uint64_t hash
-
-
 ctypedef struct IntSet:
-    IntSlot* slots
+    Slot* slots            # the key sits in ``where``; ``id_plus_1`` is 1 when used
     uint64_t mask
     int64_t n
 
@@ -216,7 +213,7 @@ cdef inline int intset_init(IntSet* s, int64_t cap) noexcept nogil:
     cdef int64_t slots = 16
     while slots < 2 * cap:
         slots <<= 1
-    s.slots = <IntSlot*>calloc(slots, sizeof(IntSlot))
+    s.slots = <Slot*>calloc(slots, sizeof(Slot))
     s.mask = slots - 1
     s.n = 0
     return 0 if s.slots != NULL else -1
@@ -229,30 +226,17 @@ cdef inline void intset_free(IntSet* s) noexcept nogil:
 
 
 cdef inline int intset_add(IntSet* s, uint64_t key, uint64_t h) noexcept nogil:
-    """1 if key (with hash h) was new, 0 if present, -1 if out of memory; key < 2**64 - 1."""
-    cdef uint64_t stored = key + 1
+    """1 if key (with hash h) was new, 0 if present, -1 if out of memory."""
     cdef uint64_t pos = h & s.mask
-    cdef IntSlot* slots
-    cdef uint64_t new_mask, i, p
-    while s.slots[pos].key_plus_1 != 0:
-        if s.slots[pos].key_plus_1 == stored:
+    while s.slots[pos].id_plus_1 != 0:
+        if s.slots[pos].where == key:
             return 0
         pos = (pos + 1) & s.mask
-    s.slots[pos].key_plus_1 = stored
     s.slots[pos].hash = h
+    s.slots[pos].where = key
+    s.slots[pos].id_plus_1 = 1
     s.n += 1
-    if <uint64_t>(2 * s.n) > s.mask:
-        new_mask = (s.mask << 1) | 1
-        slots = <IntSlot*>calloc(new_mask + 1, sizeof(IntSlot))
-        if slots == NULL:
+    if <uint64_t>(10 * s.n) > 7 * s.mask:
+        if grow_slots(&s.slots, &s.mask) != 0:
             return -1
-        for i in range(s.mask + 1):
-            if s.slots[i].key_plus_1 != 0:
-                p = s.slots[i].hash & new_mask
-                while slots[p].key_plus_1 != 0:
-                    p = (p + 1) & new_mask
-                slots[p] = s.slots[i]
-        free(s.slots)
-        s.slots = slots
-        s.mask = new_mask
     return 1
