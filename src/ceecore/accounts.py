@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -133,50 +133,60 @@ class AccountBook:
         return book
 
     def __len__(self) -> int:
-        return sum(len(s["accounts"]) for s in self._shards())
+        with self._lock:
+            return sum(len(self._kernel.account_views(k)["accounts"]) for k in range(self._kernel.n_shards))
 
-    def _shards(self, keys: bool = False) -> list[dict[str, np.ndarray]]:
-        k = self._kernel
-        return [{**k.export_accounts(i), **(k.export_keys(i) if keys else {})} for i in range(k.n_shards)]
+    def _gather(self, sort: bool, keys: bool = False) -> _Gathered:
+        """All shards' accounts in one set of arrays: sorted by importer, or in shard order."""
+        kernel, nc = self._kernel, len(self.centers.codes)
+        with self._lock:
+            views = [kernel.account_views(k) for k in range(kernel.n_shards)]
+            sizes = [len(v["accounts"]) for v in views]
+            bases = np.cumsum([0] + sizes)
+            n = int(bases[-1])
+            importers = pa.concat_arrays([_strings(v["importer_offsets"], v["importer_data"]) for v in views])
+            order = np.asarray(pc.sort_indices(importers)) if sort else np.arange(n)
+            rank = np.empty(n, np.int64)
+            rank[order] = np.arange(n)
+            accounts = np.empty(n, ACCOUNT_DTYPE)
+            lines_by = np.empty((n, nc), np.int64)
+            cents_by = np.empty((n, nc, 2), np.int64)
+            for view, base, size in zip(views, bases, sizes):  # one scatter per shard, no other copy
+                where = rank[base:base + size]
+                accounts[where] = view["accounts"]
+                lines_by[where] = view["center_lines"]
+                cents_by[where] = view["center_cents"]
+            shard_keys = [kernel.export_keys(k) for k in range(kernel.n_shards)] if keys else []
+        return _Gathered(importers.take(order), accounts, lines_by, cents_by, rank, bases[:-1], shard_keys)
 
     def _export(self, canonical: bool) -> pa.Table:
-        shards = self._shards(keys=True)
-        bases = np.cumsum([0] + [len(s["accounts"]) for s in shards])
-        n = int(bases[-1])
-        importers = pa.concat_arrays([_strings(s["importer_offsets"], s["importer_data"]) for s in shards]) \
-            if shards else pa.array([], pa.large_string())
-        accounts = np.concatenate([s["accounts"] for s in shards])
-        order = np.asarray(pc.sort_indices(importers)) if canonical else np.arange(n)
-        rank = np.empty(n, np.int64)
-        rank[order] = np.arange(n)
+        g = self._gather(sort=canonical, keys=True)
+        n = len(g.accounts)
 
         def keyed_lists(prefix: str) -> pa.Array:
-            rows = np.concatenate([s[f"{prefix}_account"].astype(np.int64) + b for s, b in zip(shards, bases)])
-            values = pa.concat_arrays([_strings(s[f"{prefix}_offsets"], s[f"{prefix}_data"]) for s in shards])
-            r = rank[rows]
+            rows = np.concatenate([s[f"{prefix}_account"].astype(np.int64) + b for s, b in zip(g.keys, g.bases)])
+            values = pa.concat_arrays([_strings(s[f"{prefix}_offsets"], s[f"{prefix}_data"]) for s in g.keys])
+            r = g.rank[rows]
             if canonical:
                 perm = pc.sort_indices(pa.table({"r": r, "v": values}), [("r", "ascending"), ("v", "ascending")])
             else:
                 perm = np.argsort(r, kind="stable")
             return pa.LargeListArray.from_arrays(_offsets(r, n), values.take(perm))
 
-        port_rows = np.concatenate([s["port_account"] + b for s, b in zip(shards, bases)])
-        port_codes = np.concatenate([s["port_code"] for s in shards])
-        port_perm = np.lexsort((port_codes, rank[port_rows]))
-        ports = pa.ListArray.from_arrays(
-            _offsets(rank[port_rows], n), pa.array(_PORT_NAMES[port_codes[port_perm]], pa.string()))
-
+        port_rows = g.rank[np.concatenate([s["port_account"] + b for s, b in zip(g.keys, g.bases)])]
+        port_codes = np.concatenate([s["port_code"] for s in g.keys])
+        port_perm = np.lexsort((port_codes, port_rows))
+        ports = pa.ListArray.from_arrays(_offsets(port_rows, n),
+                                         pa.array(_PORT_NAMES[port_codes[port_perm]], pa.string()))
         nc = len(self.centers.codes)
-        center_lines = np.concatenate([s["center_lines"] for s in shards]).reshape(n, nc)[order]
-        center_cents = np.concatenate([s["center_cents"] for s in shards]).reshape(n, nc, 2)[order]
-        acc = accounts[order]
+        acc = g.accounts
         columns = [
-            importers.take(order),
+            g.importers,
             acc["lines"], _money(acc["value_cents"]), _money(acc["duty_cents"]),
             pa.array(acc["first_date"], pa.int32()).cast(pa.date32()),
             pa.array(acc["last_date"], pa.int32()).cast(pa.date32()),
-            pa.FixedSizeListArray.from_arrays(center_lines.ravel(), nc),
-            pa.FixedSizeListArray.from_arrays(_money(center_cents.reshape(-1, 2)), nc),
+            pa.FixedSizeListArray.from_arrays(g.lines_by.ravel(), nc),
+            pa.FixedSizeListArray.from_arrays(_money(g.cents_by.reshape(-1, 2)), nc),
             _bit_lists(acc["chapters"], 100, None),
             _bit_lists(acc["countries"], 676, _COUNTRY_NAMES),
             ports,
@@ -228,14 +238,9 @@ class AccountBook:
     def result(self, assign_by: Literal["lines", "value"] = "lines",
                overrides: Mapping[str, Override] | None = None) -> pa.Table:
         """The consolidated accounts, one row per importer, sorted by importer id."""
-        shards = self._shards()
-        importers = pa.concat_arrays([_strings(s["importer_offsets"], s["importer_data"]) for s in shards])
-        order = np.asarray(pc.sort_indices(importers))
-        importers = importers.take(order)
-        acc = np.concatenate([s["accounts"] for s in shards])[order]
+        g = self._gather(sort=True)
+        importers, acc, lines_by, cents_by = g.importers, g.accounts, g.lines_by, g.cents_by
         nc = len(self.centers.codes)
-        lines_by = np.concatenate([s["center_lines"] for s in shards]).reshape(-1, nc)[order]
-        cents_by = np.concatenate([s["center_cents"] for s in shards]).reshape(-1, nc, 2)[order]
         assignment = assign_centers(self.centers, importers, lines_by, _comparable(cents_by), assign_by,
                                     overrides or {})
         value, duty = acc["value_cents"], acc["duty_cents"]
@@ -262,6 +267,18 @@ class AccountBook:
                 [_money(cents_by[:, k, :]) for k in range(nc)], names=list(codes)),
         }
         return pa.table(columns)
+
+
+class _Gathered(NamedTuple):
+    """The book's accounts gathered from its shards (see :meth:`AccountBook._gather`)."""
+
+    importers: pa.Array         # importer ids, in output order
+    accounts: np.ndarray        # ACCOUNT_DTYPE, in output order
+    lines_by: np.ndarray        # (n, Centers) lines
+    cents_by: np.ndarray        # (n, Centers, 2) 128-bit cents as words
+    rank: np.ndarray            # output row of each account, shard after shard
+    bases: np.ndarray           # first account of each shard in that shard-after-shard order
+    keys: list[dict[str, np.ndarray]]  # each shard's distinct keys, if asked for
 
 
 def assign_centers(centers: CenterMap, importers: pa.Array, lines_by: np.ndarray, cents_by: np.ndarray,

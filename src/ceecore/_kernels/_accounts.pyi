@@ -14,7 +14,8 @@ class AccountKernel:
     def __init__(self, n_shards: int, n_centers: int, epoch_starts: np.ndarray, center_table: np.ndarray) -> None: ...
     def update(self, batch: Any, prechecked: np.ndarray, threads: int) -> np.ndarray:
         """Checks and folds one canonical batch; returns the reject code per row."""
-    def export_accounts(self, k: int) -> dict[str, np.ndarray]: ...
+    def account_views(self, k: int) -> dict[str, np.ndarray]:
+        """Views of kernel memory, valid until the next update or absorb."""
     def export_keys(self, k: int) -> dict[str, np.ndarray]: ...
     def absorb(
         self, importers: Any, accounts: np.ndarray, center_lines: np.ndarray, center_cents: np.ndarray,

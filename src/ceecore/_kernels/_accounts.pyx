@@ -403,6 +403,15 @@ cdef inline bint _same_str(const StrCol* col, int64_t row, const char* p, int64_
     return get_str(col, row, &q, &m) and m == n and bytes_equal(p, q, n)
 
 
+cdef object _view(void* src, Py_ssize_t nbytes):
+    """A read-only numpy view of ``nbytes`` of kernel memory (no copy, no ownership)."""
+    if nbytes == 0 or src == NULL:
+        return np.empty(0, np.uint8)
+    out = np.asarray(<uint8_t[:nbytes]>(<uint8_t*>src))
+    out.flags.writeable = False
+    return out
+
+
 cdef object _copy_out(const void* src, Py_ssize_t count, dtype):
     out = np.empty(count, dtype=dtype)
     cdef char[::1] raw = out.view(np.int8)
@@ -506,20 +515,21 @@ cdef class AccountKernel:
             raise MemoryError("out of memory while consolidating accounts")
         return reasons_arr
 
-    def export_accounts(self, int k):
-        """Shard k's accounts as numpy arrays, in shard-local account order."""
+    def account_views(self, int k):
+        """Shard k's accounts as numpy views of kernel memory, in shard-local order.
+
+        No copy is made: the views are valid only until the next update or absorb.
+        """
         cdef Shard* s = self._shard(k)
         cdef int64_t n = s.importers.n
-        accounts = np.empty(n, dtype=ACCOUNT_DTYPE)
-        cdef char[::1] raw = accounts.view(np.int8)
-        if n:
-            memcpy(&raw[0], s.accounts, n * sizeof(Account))
         return {
-            "importer_offsets": _copy_out(s.importers.starts, n + 1, np.int64),
-            "importer_data": _copy_out(s.importers.arena, s.importers.arena_len, np.uint8),
-            "accounts": accounts,
-            "center_lines": _copy_out(s.center_lines, n * self.n_centers, np.int64).reshape(n, self.n_centers),
-            "center_cents": _copy_out(s.center_cents, 2 * n * self.n_centers, np.int64).reshape(n, self.n_centers, 2),
+            "importer_offsets": _view(s.importers.starts, (n + 1) * sizeof(int64_t)).view(np.int64),
+            "importer_data": _view(s.importers.arena, s.importers.arena_len),
+            "accounts": _view(s.accounts, n * sizeof(Account)).view(ACCOUNT_DTYPE),
+            "center_lines": _view(s.center_lines, n * self.n_centers * sizeof(int64_t))
+            .view(np.int64).reshape(n, self.n_centers),
+            "center_cents": _view(s.center_cents, n * self.n_centers * sizeof(int128))
+            .view(np.int64).reshape(n, self.n_centers, 2),
         }
 
     def export_keys(self, int k):
