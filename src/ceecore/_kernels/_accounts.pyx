@@ -320,41 +320,40 @@ cdef inline int shard_of(uint64_t importer_hash, int n_shards) noexcept nogil:
 
 
 cdef int fold_shard(
-    Shard* s, int shard, int n_shards, int n_centers, const Columns* c, int64_t n_rows,
-    const uint8_t* reason, const uint64_t* importer_hash, const uint64_t* entry_hash,
+    Shard* s, int n_centers, const Columns* c, const int32_t* rows, int64_t n_rows,
+    const uint64_t* importer_hash, const uint64_t* entry_hash,
     const uint64_t* mfr_hash, const uint64_t* port_hash, const int64_t* value_cents, const int64_t* duty_cents,
     const int32_t* day, const int8_t* center, const int8_t* chapter, const int16_t* country,
     const int16_t* port,
 ) noexcept nogil:
-    """Folds the accepted lines of one shard into its accounts; -1 if out of memory.
+    """Folds one shard's accepted lines (``rows``, in batch order) into its accounts.
 
-    Lines of one entry usually arrive together, so a line that repeats the previous
-    line's importer, entry, port or manufacturer skips that hash-table probe.
+    Returns -1 if out of memory. Lines of one entry usually arrive together, so a line
+    that repeats the previous line's importer, entry, port or manufacturer skips that
+    hash-table probe.
     """
-    cdef int64_t i, a = -1, a_next, k, n, prev = -1
+    cdef int64_t i, j, a = -1, a_next, k, n, prev = -1
     cdef const char* p
-    cdef const char* pp
     cdef bint is_new, same_account
     cdef int added
     cdef Account* acc
-    for i in range(n_rows):
-        # Two-stage prefetch: a line's hash slots 2 * AHEAD rows early, its keys AHEAD early.
-        k = i + 2 * PREFETCH_AHEAD
-        if k < n_rows and reason[k] == OK and shard_of(importer_hash[k], n_shards) == shard:
+    for j in range(n_rows):
+        # Two-stage prefetch: a line's hash slots 2 * AHEAD lines early, its keys AHEAD early.
+        if j + 2 * PREFETCH_AHEAD < n_rows:
+            k = rows[j + 2 * PREFETCH_AHEAD]
             prefetch(&s.importers.slots[importer_hash[k] & s.importers.mask])
             prefetch(&s.entries.slots[entry_hash[k] & s.entries.mask])
             prefetch(&s.ports.slots[port_hash[k] & s.ports.mask])
             prefetch(&s.manufacturers.slots[mfr_hash[k] & s.manufacturers.mask])
-        k = i + PREFETCH_AHEAD
-        if k < n_rows and reason[k] == OK and shard_of(importer_hash[k], n_shards) == shard:
+        if j + PREFETCH_AHEAD < n_rows:
+            k = rows[j + PREFETCH_AHEAD]
             a_next = strtable_prefetch_key(&s.importers, importer_hash[k])
             if a_next >= 0:
                 prefetch(&s.accounts[a_next])
                 prefetch(&s.center_lines[a_next * n_centers])
                 prefetch(&s.center_cents[a_next * n_centers])
             strtable_prefetch_key(&s.manufacturers, mfr_hash[k])
-        if reason[i] != OK or shard_of(importer_hash[i], n_shards) != shard:
-            continue
+        i = rows[j]
         get_str(&c.importer_id, i, &p, &n)
         same_account = prev >= 0 and importer_hash[i] == importer_hash[prev] and _same_str(&c.importer_id, prev, p, n)
         if not same_account:
@@ -492,6 +491,9 @@ cdef class AccountKernel:
         cdef int8_t[::1] chapter = self._scratch["chapter"]
         cdef int16_t[::1] country = self._scratch["country"]
         cdef int16_t[::1] port = self._scratch["port"]
+        cdef int32_t[::1] shard_rows = self._scratch["shard_rows"]
+        cdef int64_t[::1] shard_start = np.zeros(self.n_shards + 1, np.int64)
+        cdef int64_t[::1] fill = np.zeros(self.n_shards, np.int64)
         cdef int64_t i
         cdef int s, failed = 0, shard_threads
         cdef int n_epochs = self.epoch_starts.shape[0]
@@ -506,9 +508,23 @@ cdef class AccountKernel:
                 reason[i] = check_line(
                         &c, i, reason[i], starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0],
                         &value[0], &duty[0], &day[0], &center[0], &chapter[0], &country[0], &port[0])
+            # Group accepted rows by shard, keeping batch order within each shard.
+            for s in range(self.n_shards + 1):
+                shard_start[s] = 0
+            for i in range(n):
+                if reason[i] == OK:
+                    shard_start[shard_of(imp_h[i], self.n_shards) + 1] += 1
+            for s in range(self.n_shards):
+                shard_start[s + 1] += shard_start[s]
+                fill[s] = shard_start[s]
+            for i in range(n):
+                if reason[i] == OK:
+                    s = shard_of(imp_h[i], self.n_shards)
+                    shard_rows[fill[s]] = <int32_t>i
+                    fill[s] += 1
             for s in prange(self.n_shards, num_threads=shard_threads, schedule="static"):
-                if fold_shard(&self.shards[s], s, self.n_shards, self.n_centers, &c, n, &reason[0],
-                              &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0], &value[0], &duty[0], &day[0],
+                if fold_shard(&self.shards[s], self.n_centers, &c, &shard_rows[shard_start[s]],
+                              shard_start[s + 1] - shard_start[s], &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0], &value[0], &duty[0], &day[0],
                               &center[0], &chapter[0], &country[0], &port[0]) != 0:
                     failed += 1
         if failed:
@@ -662,7 +678,8 @@ cdef class AccountKernel:
 SCRATCH_COLUMNS = {name: dtype for name, dtype in (
     ("importer_hash", np.uint64), ("entry_hash", np.uint64), ("manufacturer_hash", np.uint64),
     ("port_hash", np.uint64), ("value_cents", np.int64), ("duty_cents", np.int64), ("day", np.int32),
-    ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16))}
+    ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16),
+    ("shard_rows", np.int32))}
 
 # int128 cents as (low, high) int64 words: the layout of an Arrow decimal128's unscaled value.
 ACCOUNT_DTYPE = np.dtype([
