@@ -16,12 +16,7 @@ compile_args = ["-O3"] + (["-fopenmp"] if openmp else [])
 link_args = ["-fopenmp"] if openmp else []
 
 extensions = [
-    Extension(
-        "ceecore._kernels._columns",
-        ["src/ceecore/_kernels/_columns.pyx"],
-        extra_compile_args=compile_args,
-        extra_link_args=link_args,
-    ),
+    Extension("ceecore._kernels._columns", ["src/ceecore/_kernels/_columns.pyx"], extra_compile_args=["-O3"]),
     Extension(
         "ceecore._kernels._accounts",
         ["src/ceecore/_kernels/_accounts.pyx"],

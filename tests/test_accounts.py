@@ -617,3 +617,37 @@ def test_huge_totals_are_exact_or_refused(n_lines):
         return  # refusing is fine
     result.validate(full=True)
     assert result["entered_value"][0].as_py() == Decimal(n_lines) * Decimal(10**12)
+
+
+def test_books_with_different_hts_maps_do_not_mix(tmp_path):
+    """Same Center codes, another HTS -> Center map: merging or loading the state is refused."""
+    lines = sample_lines(2_000, 40, seed=2)
+    default = AccountBook()
+    default.update(lines)
+    user_map = tmp_path / "map.csv"
+    user_map.write_text("level,prefix,center,effective_from,effective_to,source\nchapter,84,007,,,test\n")
+    other = AccountBook(CenterMap.from_files(mapping=user_map))
+    other.update(lines)
+    with pytest.raises(ValueError, match="HTS -> Center map"):
+        default.merge(other)
+    with pytest.raises(ValueError, match="HTS -> Center map"):
+        AccountBook.from_arrow(other.to_arrow())
+
+
+@pytest.mark.parametrize("column, value", [("lines", 0), ("lines", -3), ("entered_value", Decimal("-1.00")),
+                                           ("center_lines", [-1] + [0] * 9)])
+def test_from_arrow_rejects_negative_counts_and_money(state, column, value):
+    rows = state.to_pylist()
+    rows[0][column] = value
+    with pytest.raises(ValueError, match="below"):
+        AccountBook.from_arrow(pa.Table.from_pylist(rows, schema=state.schema))
+
+
+def test_one_huge_batch_equals_the_same_lines_in_small_batches():
+    lines = sample_lines(600_000, 3_000, seed=4).combine_chunks()
+    whole, small = AccountBook(), AccountBook()
+    codes = whole.update(lines.to_batches()[0])
+    assert len(codes) == lines.num_rows and not codes.any()
+    for batch in lines.to_batches(max_chunksize=50_000):
+        small.update(batch)
+    assert whole.to_arrow().equals(small.to_arrow())

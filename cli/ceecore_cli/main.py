@@ -73,12 +73,12 @@ def cli() -> None:
 @click.option("--rules", is_flag=True, help="List the HTS mapping rules instead of the Centers.")
 @click.option("--centers-file", type=click.Path(exists=True, dir_okay=False), help="CSV of Centers.")
 @click.option("--hts-map", type=click.Path(exists=True, dir_okay=False), help="CSV of HTS -> Center rules.")
-@click.option("--replace", is_flag=True, help="User files replace the shipped tables instead of extending them.")
+@click.option("--replace-map", is_flag=True, help="User Center files replace the shipped ones instead of extending them.")
 def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_map: str | None,
-            replace: bool) -> None:
+            replace_map: bool) -> None:
     """The ten Centers of Excellence and Expertise and the HTS chapters they own."""
     with _usage_errors():
-        cmap = _center_map(centers_file, hts_map, replace)
+        cmap = _center_map(centers_file, hts_map, replace_map)
         _print_table(cmap.rules_table() if rules else cmap.centers_table(on.date() if on else None))
 
 
@@ -96,7 +96,7 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 @click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable).")
 @click.option("--centers-file", type=click.Path(exists=True, dir_okay=False), help="CSV of Centers.")
 @click.option("--hts-map", type=click.Path(exists=True, dir_okay=False), help="CSV of HTS -> Center rules.")
-@click.option("--replace-map", is_flag=True, help="User Center files replace the shipped ones.")
+@click.option("--replace-map", is_flag=True, help="User Center files replace the shipped ones instead of extending them.")
 @click.option("--overrides", type=click.Path(exists=True, dir_okay=False),
               help="CSV importer_id,center,note of manual assignments.")
 @click.option("--assign-by", type=click.Choice(["lines", "value"]), default="lines", show_default=True,
@@ -170,7 +170,7 @@ def _summary(run: ceecore.Consolidation, what: str, output: str, rejects: str, s
     names = {c.code: c.name for c in run.book.centers.centers}
     for row in counts:
         code = row["center"]
-        label = f"{code} {names[code]}" if code else "(no Center: only chapter 98/99 lines)"
+        label = f"{code} {names[code]}" if code else "(no Center: no line in a mapped HTS chapter)"
         click.echo(f"  {label:<48} {row['importer_id_count']:>10,}")
     click.echo(f"accounts -> {output}")
     click.echo(f"rejects  -> {rejects}")

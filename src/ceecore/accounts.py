@@ -13,6 +13,7 @@ thread count. State grows with accounts and their distinct keys, never with line
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 from ceecore._kernels._accounts import ACCOUNT_DTYPE, AccountKernel
 from ceecore._threads import resolve_threads
 from ceecore.centers import CenterMap, Override
+from ceecore.io import BATCH_ROWS
 from ceecore.schema import ColumnMapping, canonicalize
 
 __all__ = ["AccountBook", "CONSOLIDATION_COLUMNS", "assign_centers"]
@@ -41,7 +43,14 @@ _PORT_NAMES = np.array([f"{k:04d}" for k in range(10000)], dtype=object)
 _MONEY = pa.decimal128(38, 2)  # the unscaled value is the kernel's 128-bit cents
 
 
-def _state_schema(codes: tuple[str, ...]) -> pa.Schema:
+def _map_digest(centers: CenterMap) -> str:
+    """A fingerprint of the HTS -> Center map as the kernel applies it."""
+    starts, table = centers.lookup_tables()
+    return hashlib.sha256(starts.tobytes() + table.tobytes() + ",".join(centers.codes).encode()).hexdigest()[:16]
+
+
+def _state_schema(centers: CenterMap) -> pa.Schema:
+    codes = centers.codes
     nc = len(codes)
     return pa.schema([
         ("importer_id", pa.large_string()),
@@ -57,7 +66,8 @@ def _state_schema(codes: tuple[str, ...]) -> pa.Schema:
         ("ports", pa.list_(pa.string())),
         ("entries", pa.large_list(pa.large_string())),
         ("manufacturers", pa.large_list(pa.large_string())),
-    ], metadata={b"ceecore.state": STATE_KIND, b"ceecore.centers": ",".join(codes).encode()})
+    ], metadata={b"ceecore.state": STATE_KIND, b"ceecore.centers": ",".join(codes).encode(),
+                 b"ceecore.center_map": _map_digest(centers).encode()})
 
 
 class AccountBook:
@@ -91,14 +101,17 @@ class AccountBook:
             return np.concatenate(codes) if codes else np.zeros(0, np.uint8)
         if not isinstance(batch, pa.RecordBatch):
             batch = pa.record_batch(batch)
+        if batch.num_rows > BATCH_ROWS:  # bounded scratch memory, whatever the caller's chunking
+            return np.concatenate([self.update(batch.slice(start, BATCH_ROWS), mapping, source)
+                                   for start in range(0, batch.num_rows, BATCH_ROWS)])
         canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), CONSOLIDATION_COLUMNS, source)
         with self._lock:
             return self._kernel.update(canonical, prechecked, self.threads)
 
     def merge(self, other: AccountBook) -> None:
         """Adds another book's accounts to this one (exact: order does not matter)."""
-        if other.centers.codes != self.centers.codes:
-            raise ValueError("cannot merge account books built with different Centers")
+        if _map_digest(other.centers) != _map_digest(self.centers):
+            raise ValueError("cannot merge account books built with different Centers or HTS -> Center maps")
         self._absorb(other._export(canonical=False))
 
     # ------------------------------------------------------------------ state
@@ -110,7 +123,7 @@ class AccountBook:
     @classmethod
     def from_arrow(cls, table: pa.Table, centers: CenterMap | None = None, threads: int | None = None
                    ) -> AccountBook:
-        """Rebuilds a book from :meth:`to_arrow` output (checked, never evaluated)."""
+        """Rebuilds a book from :meth:`to_arrow` output, checking its metadata, types and values."""
         book = cls(centers, threads)
         meta = table.schema.metadata or {}
         if meta.get(b"ceecore.state") != STATE_KIND:
@@ -118,7 +131,9 @@ class AccountBook:
         codes = tuple(meta.get(b"ceecore.centers", b"").decode().split(","))
         if codes != book.centers.codes:
             raise ValueError(f"account state was built with Centers {codes}, this book has {book.centers.codes}")
-        expected = _state_schema(codes)
+        if meta.get(b"ceecore.center_map", b"").decode() != _map_digest(book.centers):
+            raise ValueError("account state was built with another HTS -> Center map than this book's")
+        expected = _state_schema(book.centers)
         try:
             table = table.select(expected.names).cast(expected)
         except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -129,6 +144,11 @@ class AccountBook:
                 pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type) else None
             if column.null_count or (values is not None and values.null_count):
                 raise ValueError(f"account state column {name!r} holds nulls")
+            numbers = values if values is not None else column
+            if pa.types.is_integer(numbers.type) or pa.types.is_decimal(numbers.type):
+                smallest = 1 if name == "lines" else 0
+                if len(numbers) and pc.min(numbers).as_py() < smallest:
+                    raise ValueError(f"account state column {name!r} holds values below {smallest}")
         book._absorb(table)
         return book
 
@@ -146,6 +166,7 @@ class AccountBook:
             n = int(bases[-1])
             importers = pa.concat_arrays([_strings(v["importer_offsets"], v["importer_data"]) for v in views])
             order = np.asarray(pc.sort_indices(importers)) if sort else np.arange(n)
+            importers = importers.take(order)  # a copy: the views die with the next update
             rank = np.empty(n, np.int64)
             rank[order] = np.arange(n)
             accounts = np.empty(n, ACCOUNT_DTYPE)
@@ -157,7 +178,7 @@ class AccountBook:
                 lines_by[where] = view["center_lines"]
                 cents_by[where] = view["center_cents"]
             shard_keys = [kernel.export_keys(k) for k in range(kernel.n_shards)] if keys else []
-        return _Gathered(importers.take(order), accounts, lines_by, cents_by, rank, bases[:-1], shard_keys)
+        return _Gathered(importers, accounts, lines_by, cents_by, rank, bases[:-1], shard_keys)
 
     def _export(self, canonical: bool) -> pa.Table:
         g = self._gather(sort=canonical, keys=True)
@@ -193,7 +214,7 @@ class AccountBook:
             keyed_lists("entry"),
             keyed_lists("manufacturer"),
         ]
-        return pa.Table.from_arrays(columns, schema=_state_schema(self.centers.codes))
+        return pa.Table.from_arrays(columns, schema=_state_schema(self.centers))
 
     def _absorb(self, table: pa.Table) -> None:
         table = table.combine_chunks()
@@ -204,7 +225,8 @@ class AccountBook:
         accounts["duty_cents"] = _cent_words(table["duty"])
         accounts["first_date"] = table["first_date"].cast(pa.int32()).to_numpy()
         accounts["last_date"] = table["last_date"].cast(pa.int32()).to_numpy()
-        accounts["chapters"] = _bits_of(table["hts_chapters"], 100, lambda v: v.astype(np.int64))
+        accounts["chapters"] = _bits_of(table["hts_chapters"], 100,
+                                        lambda v: v.to_numpy(zero_copy_only=False).astype(np.int64))
         accounts["countries"] = _bits_of(table["countries"], 676, _country_codes)
         nc = len(self.centers.codes)
 
@@ -287,8 +309,9 @@ def assign_centers(centers: CenterMap, importers: pa.Array, lines_by: np.ndarray
 
     Ties on ``by`` go to the Center with more of the other measure, then to the lowest
     Center code. ``center_share`` is the Center's share of the account's ``by`` over
-    lines that have a Center (chapters 98/99 have none; null when that total is 0).
-    Accounts with no such line get no Center, unless overridden.
+    lines that have a Center (null when that total is 0); chapters 98/99 and unmapped
+    chapters have none. Accounts with no line that has a Center get none, unless
+    overridden.
     """
     if by not in ("lines", "value"):
         raise ValueError(f"assign_by must be 'lines' or 'value', not {by!r}")
@@ -301,12 +324,13 @@ def assign_centers(centers: CenterMap, importers: pa.Array, lines_by: np.ndarray
     method = np.where(lines_by.sum(axis=1) > 0, "rule", None).astype(object)
     notes = np.full(n, None, dtype=object)
     if overrides:
-        ids = importers.to_pylist()
-        for i, importer in enumerate(ids):
-            if importer in overrides:
-                winner[i] = centers.index_of(overrides[importer].center)
-                method[i] = "override"
-                notes[i] = overrides[importer].note
+        listed = list(overrides)
+        found = pc.index_in(pa.array(listed, pa.large_string()), importers.cast(pa.large_string()))
+        for importer, row in zip(listed, found.fill_null(-1).to_numpy()):  # per override, not per account
+            if row >= 0:
+                winner[row] = centers.index_of(overrides[importer].center)
+                method[row] = "override"
+                notes[row] = overrides[importer].note
     assigned = method != None  # noqa: E711 (elementwise on an object array)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(total > 0, primary[np.arange(n), winner] / np.maximum(total, 1), np.nan)
@@ -352,18 +376,21 @@ def _bits_of(lists: pa.ChunkedArray, n_bits: int, to_index: Any) -> np.ndarray:
     words = np.zeros((n, (n_bits + 63) // 64), np.uint64)
     col = lists.combine_chunks() if lists.num_chunks else pa.array([], lists.type)
     rows = np.asarray(pc.list_parent_indices(col), dtype=np.int64)
-    idx = to_index(pc.list_flatten(col).to_numpy(zero_copy_only=False))
+    idx = to_index(pc.list_flatten(col))
     if len(idx) and (idx.min() < 0 or idx.max() >= n_bits):
         raise ValueError("account state holds an out-of-range chapter or country")
     np.bitwise_or.at(words, (rows, idx // 64), np.left_shift(np.uint64(1), (idx % 64).astype(np.uint64)))
     return words
 
 
-def _country_codes(names: np.ndarray) -> np.ndarray:
+def _country_codes(names: pa.Array) -> np.ndarray:
+    """Two upper-case letters -> 0..675 (the kernel's code); -1 for anything else."""
+    valid = np.asarray(pc.fill_null(pc.match_substring_regex(names, r"^[A-Z]{2}$"), False), dtype=bool)
     codes = np.full(len(names), -1, np.int64)
-    for i, name in enumerate(names):
-        if isinstance(name, str) and len(name) == 2 and name.isascii() and name.isalpha() and name.isupper():
-            codes[i] = (ord(name[0]) - 65) * 26 + ord(name[1]) - 65
+    kept = pc.filter(names, pa.array(valid)).cast(pa.binary())  # a fresh array: offsets start at 0
+    letters = np.frombuffer(kept.buffers()[2], np.uint8) if len(kept) else np.zeros(0, np.uint8)
+    pairs = letters[: 2 * len(kept)].reshape(-1, 2).astype(np.int64) - 65
+    codes[valid] = pairs[:, 0] * 26 + pairs[:, 1]
     return codes
 
 

@@ -42,9 +42,7 @@ _LEVEL_DIGITS = {"chapter": 2, "heading": 4}
 _CODE_RE = re.compile(r"\d{3}")
 _HTS_DROP = str.maketrans("", "", ". -")
 
-_CENTER_COLUMNS = ("code", "name", "field_office")
 _RULE_COLUMNS = ("level", "prefix", "center", "effective_from", "effective_to", "source")
-_OVERRIDE_COLUMNS = ("importer_id", "center", "note")
 
 PathLike = str | os.PathLike[str]
 

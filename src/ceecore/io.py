@@ -219,8 +219,10 @@ class ParquetSink:
         os.replace(self._tmp, self._target)
 
     def abort(self) -> None:
-        self._writer.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            self._writer.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ParquetSink:
         return self

@@ -86,19 +86,17 @@ def run_consolidation(
         for chunk in chunks:
             codes = book.update(chunk.batch, mapping, chunk.source)
             stats.add(codes)
-            if sink is not None and stats.rejected:
-                rejected = reject_rows(chunk, codes, mapping)
-                if rejected.num_rows:
-                    sink.write(rejected)
+            if sink is not None and codes.any():
+                sink.write(reject_rows(chunk, codes, mapping))
             if progress is not None:
                 progress(chunk.batch.num_rows)
         accounts = book.result(assign_by, overrides)
+        if sink is not None:
+            sink.commit()
     except BaseException:
         if sink is not None:
             sink.abort()
         raise
-    if sink is not None:
-        sink.commit()
     stats.seconds = time.perf_counter() - started
     return Consolidation(accounts, stats, book)
 
@@ -122,9 +120,12 @@ def reject_rows(chunk: Chunk, codes: np.ndarray, mapping: ColumnMapping) -> pa.R
         src = mapping.source_of(canonical)
         if src in names:
             col = chunk.batch.column(names.index(src))
+            if pa.types.is_string_view(col.type) or pa.types.is_binary_view(col.type):
+                col = col.cast(pa.large_string())  # pyarrow cannot take() from view layouts
+            col = col.take(take)
             if pa.types.is_dictionary(col.type):
                 col = col.dictionary_decode()
-            columns.append(col.cast(pa.large_string()).take(take))
+            columns.append(col.cast(pa.large_string()))
         else:
             columns.append(pa.nulls(len(rows), pa.large_string()))
     return pa.RecordBatch.from_arrays(columns, schema=REJECT_SCHEMA)

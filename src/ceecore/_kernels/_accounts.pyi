@@ -6,7 +6,6 @@ import numpy as np
 
 REJECT_REASONS: tuple[str, ...]
 ACCOUNT_DTYPE: np.dtype
-SCRATCH_COLUMNS: dict[str, type]
 
 class AccountKernel:
     n_shards: int

@@ -7,7 +7,8 @@
    parse the HTS code, port and origin, convert money to integer cents, look up the
    line's Center, and hash the keys;
 2. per shard, in parallel: fold accepted lines into their importer's account. An
-   importer lives in exactly one shard (by hash), so shards never share memory.
+   importer lives in exactly one shard (by hash), so shards never share memory; a
+   short serial pass in between lists each shard's lines in batch order.
 
 The state is exact and order-free: counters are integer sums, min/max, bit sets and
 sets of distinct keys, so any batching and any merge order give the same accounts.
@@ -15,7 +16,7 @@ sets of distinct keys, so any batching and any merge order give the same account
 from cython.parallel cimport prange
 from libc.math cimport isfinite, llround
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 
 import numpy as np
@@ -94,6 +95,7 @@ ctypedef struct Columns:
 cdef extern from *:
     """typedef __int128 ceecore_int128;"""
     ctypedef long long int128 "ceecore_int128"  # 128-bit sums of cents never overflow
+    ctypedef unsigned long long uint128 "unsigned __int128"
 
 
 ctypedef struct Account:
@@ -105,8 +107,8 @@ ctypedef struct Account:
     int64_t ports
     int32_t first_date
     int32_t last_date
-    uint64_t chapters[2]
-    uint64_t countries[11]
+    uint64_t chapters[N_CHAPTER_WORDS]
+    uint64_t countries[N_COUNTRY_WORDS]
 
 
 ctypedef struct Shard:
@@ -167,7 +169,7 @@ cdef inline uint8_t check_line(
         return MISSING_ENTRY_NUMBER
     if not key_ok(p, n):
         return BAD_ENTRY_NUMBER
-    h_entry = hash_bytes(p, n, 0)
+    h_entry = hash_bytes(p, n)
 
     if pre == BAD_LINE_NUMBER:
         return pre
@@ -180,7 +182,7 @@ cdef inline uint8_t check_line(
         return MISSING_IMPORTER_ID
     if not key_ok(p, n):
         return BAD_IMPORTER_ID
-    h_importer = hash_bytes(p, n, 0)
+    h_importer = hash_bytes(p, n)
     importer_hash[i] = h_importer
     entry_hash[i] = pair_hash(h_entry, h_importer)
 
@@ -266,11 +268,11 @@ cdef inline uint8_t check_line(
     if get_str(&c.manufacturer_id, i, &p, &n) and n > 0:
         if not key_ok(p, n):
             return BAD_MANUFACTURER_ID
-        mfr_hash[i] = pair_hash(hash_bytes(p, n, 0), h_importer) | 1  # 0 marks "no manufacturer"
+        mfr_hash[i] = pair_hash(hash_bytes(p, n), h_importer) | 1  # 0 marks "no manufacturer"
     return pre
 
 
-cdef int shard_init(Shard* s, int n_centers) noexcept nogil:
+cdef int shard_init(Shard* s) noexcept nogil:
     memset(s, 0, sizeof(Shard))
     if (strtable_init(&s.importers, 1024) or strtable_init(&s.entries, 4096)
             or strtable_init(&s.manufacturers, 1024) or intset_init(&s.ports, 1024)):
@@ -288,14 +290,14 @@ cdef void shard_free(Shard* s) noexcept nogil:
 
 
 cdef int64_t shard_account(Shard* s, const char* p, int64_t n, uint64_t h, int n_centers) noexcept nogil:
-    """Account index of importer p[:n] in this shard, opening the account if new; -1 if OOM."""
+    """Account index of importer p[:n] in this shard, opening the account if new; -1 if OOM.
+
+    The account arrays grow before the importer is added, so a failure changes nothing.
+    """
     cdef bint is_new
-    cdef int64_t a = strtable_add(&s.importers, 0, p, n, h, &is_new)
-    cdef int64_t cap
+    cdef int64_t a, cap
     cdef void* grown
-    if a < 0 or not is_new:
-        return a
-    if a >= s.cap:
+    if s.importers.n >= s.cap:
         cap = 2 * s.cap if s.cap else 1024
         grown = realloc(s.accounts, cap * sizeof(Account))
         if grown == NULL: return -1
@@ -307,6 +309,9 @@ cdef int64_t shard_account(Shard* s, const char* p, int64_t n, uint64_t h, int n
         if grown == NULL: return -1
         s.center_cents = <int128*>grown
         s.cap = cap
+    a = strtable_add(&s.importers, 0, p, n, h, &is_new)
+    if a < 0 or not is_new:
+        return a
     memset(&s.accounts[a], 0, sizeof(Account))
     s.accounts[a].first_date = 2147483647
     s.accounts[a].last_date = -2147483648
@@ -427,6 +432,7 @@ cdef class AccountKernel:
     cdef const int32_t[::1] epoch_starts
     cdef const int8_t[:, ::1] center_table
     cdef object _scratch
+    cdef bint broken            # an update or absorb stopped half-way: the state is incomplete
 
     def __cinit__(self, int n_shards, int n_centers, epoch_starts, center_table):
         cdef int k
@@ -445,7 +451,7 @@ cdef class AccountKernel:
         if self.shards == NULL:
             raise MemoryError()
         for k in range(n_shards):
-            if shard_init(&self.shards[k], self.n_centers) != 0:
+            if shard_init(&self.shards[k]) != 0:
                 raise MemoryError()
 
     def __dealloc__(self):
@@ -528,6 +534,7 @@ cdef class AccountKernel:
                               &center[0], &chapter[0], &country[0], &port[0]) != 0:
                     failed += 1
         if failed:
+            self.broken = True
             raise MemoryError("out of memory while consolidating accounts")
         return reasons_arr
 
@@ -571,9 +578,16 @@ cdef class AccountKernel:
         }
 
     cdef Shard* _shard(self, int k) except NULL:
+        self._check_usable()
         if k < 0 or k >= self.n_shards:
             raise IndexError(k)
         return &self.shards[k]
+
+    cdef int _check_usable(self) except -1:
+        if self.broken:
+            raise RuntimeError("this account state is incomplete: an earlier update or merge failed "
+                               "part-way (out of memory); rebuild it")
+        return 0
 
     def absorb(self, importers, accounts, const int64_t[:, ::1] center_lines,
                const int64_t[:, :, ::1] center_cents, const int64_t[::1] entry_row, entries,
@@ -583,7 +597,9 @@ cdef class AccountKernel:
 
         ``importers``, ``entries`` and ``manufacturers`` are record batches with one
         string column ``key``; ``*_row`` give each key's account row in ``importers``.
+        An error part-way (bad input, out of memory) leaves the kernel unusable.
         """
+        self._check_usable()
         cdef BatchView imp_view = BatchView(importers)
         cdef BatchView ent_view = BatchView(entries)
         cdef BatchView mfr_view = BatchView(manufacturers)
@@ -605,6 +621,7 @@ cdef class AccountKernel:
             raise ValueError("absorb: key arrays disagree in length")
         hash_arr = np.empty(n, np.uint64)
         cdef uint64_t[::1] importer_hash = hash_arr
+        self.broken = True  # until every row is in
         shard_arr = np.empty(n, np.int32)
         local_arr = np.empty(n, np.int64)
         cdef int32_t[::1] shard = shard_arr
@@ -618,7 +635,7 @@ cdef class AccountKernel:
         for i in range(n):
             if not get_str(&imp, i, &p, &slen) or slen == 0 or not key_ok(p, slen):
                 raise ValueError(f"absorb: importer at row {i} is null, empty or malformed")
-            h = hash_bytes(p, slen, 0)
+            h = hash_bytes(p, slen)
             importer_hash[i] = h
             shard[i] = shard_of(h, self.n_shards)
             s = &self.shards[shard[i]]
@@ -639,15 +656,15 @@ cdef class AccountKernel:
                 acc.countries[k] |= src.countries[k]
             for k in range(nc):
                 s.center_lines[a * nc + k] += center_lines[i, k]
-                s.center_cents[a * nc + k] += ((<int128>center_cents[i, k, 1]) << 64) + \
-                    <int128>(<uint64_t>center_cents[i, k, 0])
+                s.center_cents[a * nc + k] += <int128>(
+                    ((<uint128>(<uint64_t>center_cents[i, k, 1])) << 64) | <uint128>(<uint64_t>center_cents[i, k, 0]))
         for j in range(ent_view.length):
             i = entry_row[j]
             if i < 0 or i >= n or not get_str(&ent, j, &p, &slen) or slen == 0 or not key_ok(p, slen):
                 raise ValueError(f"absorb: bad entry number at row {j}")
             s = &self.shards[shard[i]]
             a = local[i]
-            h = pair_hash(hash_bytes(p, slen, 0), importer_hash[i])
+            h = pair_hash(hash_bytes(p, slen), importer_hash[i])
             if strtable_add(&s.entries, <uint32_t>a, p, slen, h, &is_new) < 0:
                 raise MemoryError()
             s.accounts[a].entries += is_new
@@ -658,7 +675,7 @@ cdef class AccountKernel:
             s = &self.shards[shard[i]]
             a = local[i]
             if strtable_add(&s.manufacturers, <uint32_t>a, p, slen,
-                            pair_hash(hash_bytes(p, slen, 0), importer_hash[i]) | 1, &is_new) < 0:
+                            pair_hash(hash_bytes(p, slen), importer_hash[i]) | 1, &is_new) < 0:
                 raise MemoryError()
             s.accounts[a].manufacturers += is_new
         for j in range(port_row.shape[0]):
@@ -672,6 +689,7 @@ cdef class AccountKernel:
             if k < 0:
                 raise MemoryError()
             s.accounts[a].ports += k
+        self.broken = False
 
 
 # Per-line scratch of a batch between the two passes, one array each.

@@ -6,4 +6,3 @@ class BatchView:
     length: int
     def __init__(self, batch: Any) -> None:
         """Imports a record batch through ``__arrow_c_array__`` and keeps it alive."""
-    def has(self, name: str) -> bool: ...

@@ -58,9 +58,6 @@ cdef class BatchView:
     def __dealloc__(self):
         free(self._dicts)
 
-    def has(self, str name):
-        return name in self._index
-
     cdef int bind_str(self, str name, StrCol* out) except -1:
         """Binds column ``name`` to ``out``; an absent column binds as all-null."""
         cdef ArrowSchema* s

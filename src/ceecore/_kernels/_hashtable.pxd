@@ -4,10 +4,11 @@
 # (at most 2**32 - 1 keys); the key bytes are appended to one arena, so ids index
 # straight into Arrow-style offsets (export needs no per-string work). IntSet holds
 # distinct uint64 keys. Both use the same slots (linear probing, at most 70% full,
-# doubled when fuller, never shrunk). Callers pass every key's hash: they compute it
-# ahead, in parallel, and prefetch its slot. Allocation failure is reported as -1 so
-# callers running without the GIL can raise MemoryError afterwards.
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+# doubled before they get fuller, never shrunk). Callers pass every key's hash, so the
+# account kernel can compute hashes ahead, in parallel, and prefetch their slots.
+# Allocation failure is reported as -1, before anything changes, so callers running
+# without the GIL can raise MemoryError afterwards.
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
 
@@ -26,8 +27,8 @@ cdef inline uint64_t pair_hash(uint64_t key_hash, uint64_t owner_hash) noexcept 
     return mix64(key_hash ^ (owner_hash * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL))
 
 
-cdef inline uint64_t hash_bytes(const char* p, int64_t n, uint64_t group) noexcept nogil:
-    cdef uint64_t h = mix64(<uint64_t>n * 0x9E3779B97F4A7C15ULL ^ group)
+cdef inline uint64_t hash_bytes(const char* p, int64_t n) noexcept nogil:
+    cdef uint64_t h = mix64(<uint64_t>n * 0x9E3779B97F4A7C15ULL)
     cdef uint64_t w
     while n >= 8:
         memcpy(&w, p, 8)
@@ -47,6 +48,10 @@ cdef extern from *:
 
 cdef enum:
     MAX_KEY_LENGTH = 0xFFFF
+
+cdef extern from *:
+    """#define CEECORE_MAX_KEYS 4294967294LL"""
+    const int64_t MAX_KEYS "CEECORE_MAX_KEYS"  # ids are stored as id + 1 in 32 bits
 
 
 cdef inline int64_t strtable_prefetch_key(const StrTable* t, uint64_t h) noexcept nogil:
@@ -155,14 +160,20 @@ cdef inline int64_t strtable_add(StrTable* t, uint32_t group, const char* p, int
                                  uint64_t h, bint* is_new) noexcept nogil:
     """Id of key (group, p[:n]) with hash h, inserting it if new.
 
-    -1 if out of memory, -2 if the key is longer than MAX_KEY_LENGTH bytes.
+    -1 if out of memory (or the table holds 2**32 - 2 keys), -2 if the key is longer
+    than MAX_KEY_LENGTH bytes. Every allocation happens before the table changes, so a
+    failure leaves the table as it was.
     """
-    cdef uint64_t pos = h & t.mask
+    cdef uint64_t pos
     cdef Slot* slot
     cdef int64_t k
     cdef void* grown
     if n > MAX_KEY_LENGTH:
         return -2
+    if <uint64_t>(10 * (t.n + 1)) > 7 * t.mask:
+        if t.n >= MAX_KEYS or grow_slots(&t.slots, &t.mask) != 0:
+            return -1
+    pos = h & t.mask
     while True:
         slot = &t.slots[pos]
         if slot.id_plus_1 == 0:
@@ -197,14 +208,11 @@ cdef inline int64_t strtable_add(StrTable* t, uint32_t group, const char* p, int
     slot.group = group
     slot.id_plus_1 = <uint32_t>(k + 1)
     is_new[0] = True
-    if <uint64_t>(10 * t.n) > 7 * t.mask:
-        if grow_slots(&t.slots, &t.mask) != 0:
-            return -1
     return k
 
 
 ctypedef struct IntSet:
-    Slot* slots            # the key sits in ``where``; ``id_plus_1`` is 1 when used
+    Slot* slots            # the same slots as StrTable: the key sits in ``where``, ``id_plus_1`` is 1 when used
     uint64_t mask
     int64_t n
 
@@ -226,8 +234,12 @@ cdef inline void intset_free(IntSet* s) noexcept nogil:
 
 
 cdef inline int intset_add(IntSet* s, uint64_t key, uint64_t h) noexcept nogil:
-    """1 if key (with hash h) was new, 0 if present, -1 if out of memory."""
-    cdef uint64_t pos = h & s.mask
+    """1 if key (with hash h) was new, 0 if present, -1 if out of memory (set unchanged)."""
+    cdef uint64_t pos
+    if <uint64_t>(10 * (s.n + 1)) > 7 * s.mask:
+        if grow_slots(&s.slots, &s.mask) != 0:
+            return -1
+    pos = h & s.mask
     while s.slots[pos].id_plus_1 != 0:
         if s.slots[pos].where == key:
             return 0
@@ -236,7 +248,4 @@ cdef inline int intset_add(IntSet* s, uint64_t key, uint64_t h) noexcept nogil:
     s.slots[pos].where = key
     s.slots[pos].id_plus_1 = 1
     s.n += 1
-    if <uint64_t>(10 * s.n) > 7 * s.mask:
-        if grow_slots(&s.slots, &s.mask) != 0:
-            return -1
     return 1
