@@ -651,3 +651,40 @@ def test_one_huge_batch_equals_the_same_lines_in_small_batches():
     for batch in lines.to_batches(max_chunksize=50_000):
         small.update(batch)
     assert whole.to_arrow().equals(small.to_arrow())
+
+
+def _consolidate_part(part: bytes) -> bytes:
+    """Worker: lines (Arrow IPC bytes) in, account state (Arrow IPC bytes) out."""
+    book = AccountBook(threads=1)
+    book.update(ipc.open_stream(part).read_all())
+    sink = pa.BufferOutputStream()
+    state = book.to_arrow()
+    with ipc.new_stream(sink, state.schema) as writer:
+        writer.write_table(state)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_states_from_several_processes_merge_to_the_single_process_book(processes):
+    """Process count does not matter: parts consolidated in other processes merge exactly."""
+    import concurrent.futures
+    import multiprocessing
+
+    lines = sample_lines(60_000, 500, seed=9)
+    cuts = np.linspace(0, lines.num_rows, processes + 1).astype(int)
+    parts = []
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, lines.schema) as writer:
+            writer.write_table(lines.slice(start, stop - start))
+        parts.append(sink.getvalue().to_pybytes())
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        states = list(pool.map(_consolidate_part, parts))
+    merged = AccountBook(threads=2)
+    for state in reversed(states):
+        merged.merge(AccountBook.from_arrow(ipc.open_stream(state).read_all()))
+    whole = AccountBook(threads=2)
+    whole.update(lines)
+    assert merged.to_arrow().equals(whole.to_arrow())
+    assert merged.result().equals(whole.result())
