@@ -230,16 +230,13 @@ class AccountBook:
         accounts["countries"] = _bits_of(table["countries"], 676, _country_codes)
         nc = len(self.centers.codes)
 
-
         def keys(name: str) -> tuple[np.ndarray, pa.RecordBatch]:
-            col = table[name].chunk(0) if table[name].num_chunks else pa.array([], table[name].type)
+            col = table[name].combine_chunks()
             return (np.asarray(pc.list_parent_indices(col), dtype=np.int64),
                     pa.record_batch([pc.list_flatten(col)], names=["key"]))
 
-        importers = table["importer_id"]
-        importer_batch = pa.record_batch([importers.chunk(0) if importers.num_chunks else
-                                          pa.array([], pa.large_string())], names=["key"])
-        port_col = table["ports"].chunk(0) if table["ports"].num_chunks else pa.array([], table["ports"].type)
+        importer_batch = pa.record_batch([table["importer_id"].combine_chunks()], names=["key"])
+        port_col = table["ports"].combine_chunks()
         port_codes = pc.list_flatten(port_col)
         if pc.any(pc.invert(pc.match_substring_regex(port_codes, r"^\d{4}$"))).as_py():
             raise ValueError("account state holds a port code that is not four digits")
@@ -374,7 +371,7 @@ def _bits_of(lists: pa.ChunkedArray, n_bits: int, to_index: Any) -> np.ndarray:
     """Inverse of :func:`_bit_lists`: set bits from list values."""
     n = len(lists)
     words = np.zeros((n, (n_bits + 63) // 64), np.uint64)
-    col = lists.combine_chunks() if lists.num_chunks else pa.array([], lists.type)
+    col = lists.combine_chunks()
     rows = np.asarray(pc.list_parent_indices(col), dtype=np.int64)
     idx = to_index(pc.list_flatten(col))
     if len(idx) and (idx.min() < 0 or idx.max() >= n_bits):
@@ -407,7 +404,7 @@ def _money(words: np.ndarray) -> pa.Array:
 def _cent_words(money: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Inverse of :func:`_money`: the (low, high) words of a decimal(38, 2) column."""
     if isinstance(money, pa.ChunkedArray):
-        money = money.combine_chunks() if money.num_chunks else pa.array([], money.type)
+        money = money.combine_chunks()
     words = np.frombuffer(money.buffers()[1], np.int64).reshape(-1, 2) if len(money) else np.zeros((0, 2), np.int64)
     return words[money.offset:money.offset + len(money)].copy()
 
