@@ -416,12 +416,9 @@ cdef object _view(void* src, Py_ssize_t nbytes):
     return out
 
 
-cdef object _copy_out(const void* src, Py_ssize_t count, dtype):
-    out = np.empty(count, dtype=dtype)
-    cdef char[::1] raw = out.view(np.int8)
-    if count:
-        memcpy(&raw[0], src, count * out.itemsize)
-    return out
+cdef object _copy_out(void* src, Py_ssize_t count, dtype):
+    """A numpy copy of ``count`` items of ``dtype`` from kernel memory."""
+    return _view(src, count * np.dtype(dtype).itemsize).view(dtype).copy()
 
 
 cdef class AccountKernel:
