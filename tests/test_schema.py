@@ -439,3 +439,13 @@ def test_kcs_through_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert "37,385 accepted, 0 rejected" in result.output
     assert out.exists() and (tmp_path / "accounts.rejects.parquet").exists()
+
+
+def test_filer_code_defaults_to_the_entry_numbers_first_three_characters():
+    batch = pa.record_batch({"entry_number": pa.array(["ABC12345678", "XY9"], pa.string_view())})
+    canonical, codes = canonicalize(batch, ColumnMapping(), ["entry_number", "filer_code"], "t")
+    assert canonical["filer_code"].to_pylist() == ["ABC", "XY9"] and not codes.any()
+    given = pa.record_batch({"entry_number": ["ABC12345678"], "Declarant ID": ["ZZZ"]})
+    canonical, _ = canonicalize(given, ColumnMapping({"Declarant ID": "filer_code"}),
+                                ["entry_number", "filer_code"], "t")
+    assert canonical["filer_code"].to_pylist() == ["ZZZ"]
