@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +19,12 @@ import click
 import pyarrow as pa
 
 import ceecore
+from ceecore import synth
 from ceecore.centers import CenterMap, load_overrides
 from ceecore.io import write_table
-from ceecore.sample import sample_lines
 from ceecore.schema import ColumnMapping
 
 SAMPLE_LINES = 100_000
-SAMPLE_ACCOUNTS = 2_000
 PROGRESS_MIN_LINES = 500_000
 
 
@@ -109,14 +109,14 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
                 assign_by: str, threads: int | None, quiet: bool) -> None:
     """Consolidate entry lines per importer nationwide and assign each to its Center.
 
-    INPUTS are Parquet, Arrow IPC or CSV files, or directories of them. With none, a
-    built-in sample of 100,000 lines is consolidated.
+    INPUTS are Parquet, Arrow IPC or CSV files, or directories of them. With none,
+    100,000 generated lines (``ceecore generate -n 100000``) are consolidated.
     """
     with _usage_errors():
         cmap = _center_map(centers_file, hts_map, replace_map)
         mapping = _mapping(preset, mapping_file, pairs)
         override_map = load_overrides(overrides, cmap) if overrides else None
-        source: Any = list(inputs) if inputs else sample_lines(SAMPLE_LINES, SAMPLE_ACCOUNTS)
+        source: Any = list(inputs) if inputs else synth.generate_table(lines=SAMPLE_LINES)
         rejects_path = rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
         with _progress(quiet) as (on_start, advance):
             run = ceecore.run_consolidation(
@@ -127,6 +127,73 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
             write_table(run.book.to_arrow(), state, format="ipc")
     if not quiet:
         _summary(run, "the built-in sample" if not inputs else f"{len(inputs)} input(s)", output, rejects_path, state)
+
+
+def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
+    """``NAME=RATE`` pairs (``all=RATE`` sets every scheme) as a scheme -> rate dict."""
+    rates: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = float("nan")
+        if not sep or rate != rate:
+            raise click.BadParameter(f"{pair!r}: expected SCHEME=RATE, e.g. undervaluation=0.02", param_hint="--scheme-rate")
+        names = synth.SCHEMES if name.strip() == "all" else (name.strip(),)
+        rates.update(dict.fromkeys(names, rate))
+    return rates
+
+
+@cli.command()
+@click.option("-n", "--lines", type=click.IntRange(0), default=1_000_000, show_default=True, help="Entry lines to generate.")
+@click.option("--accounts", type=click.IntRange(1), help="Importer accounts [default: one per 50 lines].")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First entry date [default: 2025-01-01].")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last entry date [default: 2025-12-31].")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="The same seed and options give identical lines.")
+@click.option("--scheme-rate", "scheme_rates", multiple=True, metavar="SCHEME=RATE",
+              help=f"Expected share of lines of a risk scheme (repeatable; 'all=0' for none). Schemes: "
+                   f"{', '.join(f'{k} ({v:g})' for k, v in synth.DEFAULT_SCHEME_RATES.items())}.")
+@click.option("--inspect-share", type=click.FloatRange(0, 1), help="Share of lines inspected (with outcomes) [default: 0.05].")
+@click.option("--dirty", type=click.IntRange(0), default=0, show_default=True,
+              help="Also add this many contract-breaking rows (each rejected for a known reason).")
+@click.option("--batch-rows", type=click.IntRange(1), default=1 << 18, show_default=True, help="Rows per batch (Parquet row group).")
+@click.option("--file-rows", type=click.IntRange(1), help="Rows per file when OUTPUT is a dataset directory.")
+@click.option("--truth", type=click.Path(dir_okay=False), help="Also write the ground truth per account (Parquet).")
+@click.option("--threads", type=click.IntRange(1, 256), help="Threads [default: OMP_NUM_THREADS or all cores].")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="A .parquet, .csv(.gz) or .arrow file, or else a directory of Parquet files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: dt.datetime | None, seed: int,
+             scheme_rates: tuple[str, ...], inspect_share: float | None, dirty: int, batch_rows: int,
+             file_rows: int | None, truth: str | None, threads: int | None, output: str, quiet: bool) -> None:
+    """Generate realistic entry lines with labelled risk schemes (synthetic, known truth)."""
+    rates = _scheme_rates(scheme_rates)
+    with _usage_errors():
+        params: dict[str, Any] = {"lines": lines, "accounts": accounts, "seed": seed, "scheme_rates": rates, "dirty": dirty}
+        params.update({k: v.date() for k, v in (("start", start), ("end", end)) if v is not None})
+        if inspect_share is not None:
+            params["inspect_share"] = inspect_share
+        config = synth.SynthConfig(**params)
+        with _progress(quiet) as (on_start, advance):
+            on_start(lines + dirty)
+            written = synth.write(output, config, batch_rows=batch_rows, file_rows=file_rows, threads=threads,
+                                  progress=advance)
+        assert written.world is not None
+        if truth:
+            write_table(written.world.accounts(), truth)
+    if not quiet:
+        rate = written.lines / max(written.seconds, 1e-9)
+        click.echo(f"generated {written.lines:,} lines from {written.world.n_accounts:,} accounts in "
+                   f"{written.seconds:.2f} s ({rate:,.0f} lines/s); {written.inspected:,} inspected")
+        for name, count in written.schemes.items():
+            click.echo(f"  {name:<20} {count:>12,} lines ({count / max(lines, 1):.2%})")
+        if dirty:
+            click.echo(f"  {'contract-breaking':<20} {dirty:>12,} rows")
+        click.echo(f"lines -> {output}")
+        if truth:
+            click.echo(f"truth -> {truth}")
 
 
 @contextmanager
