@@ -81,7 +81,7 @@ def test_streamed_parquet_peak_memory(benchmark, lines_table, tmp_path_factory):
     benchmark.extra_info.update(
         peak_rss_mb=round(report["peak_mb"], 1), import_rss_mb=round(report["import_mb"], 1),
         in_memory_table_mb=round(lines_table.nbytes / 2**20, 1),
-        parquet_mb=round(path.stat().st_size / 2**20, 1), lines=LINES, accounts=ACCOUNTS,
+        parquet_mb=round(path.stat().st_size / 2**20, 1), lines=LINES, accounts=ACCOUNTS, seconds=report["seconds"],
     )
     print(f"\nstreamed Parquet: {LINES:,} lines, {ACCOUNTS:,} accounts: peak RSS {report['peak_mb']:.0f} MB "
           f"(of which {report['import_mb']:.0f} MB after import; the same lines held in memory as "

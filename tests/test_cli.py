@@ -25,7 +25,7 @@ from click.testing import CliRunner
 import ceecore
 from ceecore import AccountBook, CenterMap, ColumnMapping, load_overrides, run_consolidation
 from ceecore.pipeline import REJECT_SCHEMA
-from ceecore.sample import sample_lines
+from ceecore.synth import generate_table
 from ceecore_cli.main import cli
 
 KCS_TRAIN = Path(__file__).resolve().parents[2] / "shared/data/kcs/df_syn_train_eng.csv"
@@ -53,7 +53,7 @@ def files(directory: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> SimpleNamespace:
     """Sample lines with some rejects, as a table and as Parquet and CSV files."""
-    t = sample_lines(LINES, 400, seed=5)
+    t = generate_table(lines=LINES, accounts=400, seed=5)
     values = t["entered_value"].to_numpy().copy()
     values[BAD_VALUE_ROWS] = -values[BAD_VALUE_ROWS]
     hts = np.array(t["hts_code"].to_pylist(), dtype=object)
@@ -146,7 +146,7 @@ def test_consolidate_builtin_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("consolidate")
     assert files(tmp_path) == ["accounts.parquet", "accounts.rejects.parquet"]  # defaults, no temp files
-    want = ceecore.consolidate(sample_lines(100_000, 2_000))
+    want = ceecore.consolidate(generate_table(lines=100_000))
     got = pq.read_table(tmp_path / "accounts.parquet")
     assert_same(got, want)
     rejects = pq.read_table(tmp_path / "accounts.rejects.parquet")

@@ -22,7 +22,7 @@ import pytest
 
 import ceecore
 from ceecore import CONSOLIDATION_COLUMNS
-from ceecore.sample import sample_lines
+from ceecore.synth import generate_table
 from ceecore.schema import arrow_schema
 
 TEXT = ("entry_number", "importer_id", "port_code", "hts_code", "country_of_origin", "manufacturer_id")
@@ -41,7 +41,7 @@ def _lengthen(value: str | None, prefix: str) -> str | None:
 
 
 def _base_rows(n: int = 480, accounts: int = 30, seed: int = 7) -> list[dict]:
-    rows = sample_lines(n, accounts, seed).to_pylist()
+    rows = generate_table(lines=n, accounts=accounts, seed=seed).to_pylist()
     for i, r in enumerate(rows):
         r["importer_id"] = _lengthen(r["importer_id"], "LONG-IMPORTER-")
         r["entry_number"] = _lengthen(r["entry_number"], "ENTRY-NUMBER-")
@@ -498,7 +498,7 @@ def test_polars_long_strings_many_buffers(plain):
     """Enough long keys for polars to spread views over several data buffers."""
     pl = pytest.importorskip("polars")
     prefix = "AN-IMPORTER-WITH-A-LONG-NAME-"
-    rows = sample_lines(40_000, 300, seed=11)
+    rows = generate_table(lines=40_000, accounts=300, seed=11)
     df = pl.from_arrow(rows).with_columns(
         pl.concat_str([pl.lit(prefix), pl.col("importer_id")]).alias("importer_id"))
     long_ids = pc.binary_join_element_wise(prefix, rows["importer_id"], "")

@@ -21,7 +21,7 @@ import pytest
 
 import ceecore
 from ceecore import CONSOLIDATION_COLUMNS, REJECT_REASONS, ContractError
-from ceecore.sample import sample_lines
+from ceecore.synth import generate_table
 from ceecore.schema import arrow_schema
 
 SCHEMA = arrow_schema(CONSOLIDATION_COLUMNS)
@@ -30,7 +30,7 @@ NAN, INF = float("nan"), float("inf")
 
 
 def _good_rows() -> list[dict]:
-    rows = sample_lines(N_GOOD, 6, seed=5).to_pylist()
+    rows = generate_table(lines=N_GOOD, accounts=6, seed=5).to_pylist()
     for i, r in enumerate(rows):
         r["duty_paid"] = round(r["entered_value"] * 0.02, 2) if i % 3 == 0 else None
     return rows

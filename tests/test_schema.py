@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import ceecore
 from ceecore import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError
-from ceecore.sample import sample_lines
+from ceecore.synth import generate_table
 from ceecore.schema import canonicalize, reason_code
 
 KCS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcs"
@@ -35,7 +35,7 @@ SCHEMA = pa.schema([
 
 @pytest.fixture(scope="module")
 def canon() -> pa.Table:
-    return sample_lines(300, 25, seed=3).cast(SCHEMA)
+    return generate_table(lines=300, accounts=25, seed=3).select(SCHEMA.names).cast(SCHEMA)
 
 
 def _book(table, mapping=None):

@@ -501,22 +501,33 @@ class Synthesizer:
         self.account_port = _sample_distinct(rng, self.port_weight, count)
 
     @staticmethod
-    def _pick(rng: np.random.Generator, candidates: np.ndarray, share: np.ndarray, target: float) -> np.ndarray:
+    def _pick(rng: np.random.Generator, candidates: np.ndarray, share: np.ndarray, target: float,
+              preferred: np.ndarray | None = None) -> np.ndarray:
         """Candidates in random order until their expected shares add up to ``target``.
 
-        Candidates bigger than a tenth of the target come last, so that many small ones
-        make up the share and the realised rate stays close to it.
+        ``preferred`` candidates come first; candidates bigger than a tenth of the target
+        come after the others, so that many small ones make up the share and the
+        realised rate stays close to it.
         """
         if target <= 0 or len(candidates) == 0:
             return candidates[:0]
         order = rng.permutation(len(candidates))
-        small = share[order] <= target / 10
-        order = np.r_[order[small], order[~small]]
+        rank = (share[order] > target / 10).astype(np.int64)
+        if preferred is not None:
+            rank += 2 * ~preferred[order]
+        order = order[np.argsort(rank, kind="stable")]
         cum = np.cumsum(share[order])
         n = int(np.searchsorted(cum, target, side="left"))
         if n < len(order) and (n == 0 or cum[n] - target < target - cum[n - 1]):
             n += 1
         return candidates[order[:n]]
+
+    def _both_sides(self, items: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+        """Whether items are expected to have a few lines both inside the ``fraction`` of
+        their lines a scheme changes and outside it (before a switch, at other ports), so
+        that the contrast shows in the data."""
+        lines = self.item_share[items] * self.config.lines
+        return (lines * fraction >= 3) & (lines * (1 - fraction) >= 3)
 
     def _catalogue(self, rng: np.random.Generator) -> None:
         """Each account's products (home industry first), their origins and line shares."""
@@ -587,7 +598,8 @@ class Synthesizer:
         switch = a_first + ((a_last - a_first) * rng.uniform(0.25, 0.75, size=n)).astype(np.int64)
         after = self._season_mass(switch, a_last) / np.maximum(self._season_mass(a_first, a_last), 1e-12)
         cand = np.flatnonzero(ok & (after > 0.05))
-        chosen = self._pick(rng, cand, self.item_share[cand] * after[cand], cfg.scheme_rates["transshipment"])
+        chosen = self._pick(rng, cand, self.item_share[cand] * after[cand], cfg.scheme_rates["transshipment"],
+                            preferred=self._both_sides(cand, after[cand]))
         self.item_scheme[chosen] = _TRANSSHIPMENT
         self.item_switch_day[chosen] = switch[chosen]
         self.item_new_country[chosen] = rng.choice(self.hubs, size=len(chosen))
@@ -604,7 +616,8 @@ class Synthesizer:
             wrong[on] += _slot_share(np.full(int(on.sum()), slot), ports[on], self.port_skew[account[cand[on]]])
         keep = wrong > 0.05
         cand, mask, wrong = cand[keep], mask[keep], wrong[keep]
-        chosen = self._pick(rng, np.arange(len(cand)), self.item_share[cand] * wrong, cfg.scheme_rates["misclassification"])
+        chosen = self._pick(rng, np.arange(len(cand)), self.item_share[cand] * wrong, cfg.scheme_rates["misclassification"],
+                            preferred=self._both_sides(cand, wrong))
         self.item_scheme[cand[chosen]] = _MISCLASSIFICATION
         self.item_wrong_ports[cand[chosen]] = mask[chosen]
 
@@ -1003,7 +1016,7 @@ _BREAK: dict[str, Callable[[dict[str, Any]], None]] = {
     "bad_country_of_origin": lambda r: r.update(country_of_origin="CHN"),
     "missing_entered_value": lambda r: r.update(entered_value=None),
     "bad_entered_value": lambda r: r.update(entered_value=-abs(r["entered_value"])),
-    "bad_duty_paid": lambda r: r.update(duty_paid=float("nan")),
+    "bad_duty_paid": lambda r: r.update(duty_paid=-1.0 - r["duty_paid"]),
     "bad_duty_rate": lambda r: r.update(duty_rate=-5.0),
     "bad_quantity": lambda r: r.update(quantity=-1.0),
     "bad_gross_weight_kg": lambda r: r.update(gross_weight_kg=-abs(r["gross_weight_kg"])),
@@ -1030,14 +1043,15 @@ def _config(config: SynthConfig | None, params: dict[str, Any]) -> SynthConfig:
     return replace(config, **params) if config else SynthConfig(**params)
 
 
-def generate(config: SynthConfig | None = None, batch_rows: int = 1 << 18, **params: Any) -> Iterator[pa.RecordBatch]:
+def generate(config: SynthConfig | None = None, batch_rows: int = 1 << 18, threads: int | None = None,
+             **params: Any) -> Iterator[pa.RecordBatch]:
     """Entry lines as a stream of record batches; ``params`` override ``config`` fields."""
-    return Synthesizer(_config(config, params)).batches(batch_rows)
+    return Synthesizer(_config(config, params)).batches(batch_rows, threads)
 
 
-def generate_table(config: SynthConfig | None = None, **params: Any) -> pa.Table:
+def generate_table(config: SynthConfig | None = None, threads: int | None = None, **params: Any) -> pa.Table:
     """Entry lines in one table; ``params`` override ``config`` fields."""
-    return Synthesizer(_config(config, params)).table()
+    return Synthesizer(_config(config, params)).table(threads)
 
 
 @dataclass
@@ -1073,8 +1087,9 @@ def write(
 
     The format follows the name: ``.parquet`` (one row group per batch), ``.csv`` or
     ``.csv.gz``, ``.arrow``/``.ipc``/``.feather`` (Arrow IPC file); any other name is
-    a Parquet dataset: a directory of ``part-NNNNN.parquet`` files of ``file_rows``
-    lines (default: 4 batches). The output appears only once complete.
+    a Parquet dataset: a directory of ``part-NNNNN.parquet`` files of at least
+    ``file_rows`` lines, in whole batches (default: 4 batches a file). The output
+    appears only once complete.
     ``progress(rows)`` is called after each batch.
     """
     started = time.perf_counter()
