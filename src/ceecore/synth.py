@@ -273,9 +273,8 @@ def _sample_distinct(rng: np.random.Generator, weights: np.ndarray, count: np.nd
     one = np.flatnonzero(count == 1)
     cdf = np.cumsum(weights) / np.sum(weights)
     out[starts[one]] = np.minimum(np.searchsorted(cdf, rng.random(len(one)), side="right"), len(weights) - 1)
-    for rows in (np.flatnonzero((count > 1) & (count <= 8)), np.flatnonzero(count > 8)):
-        if len(rows) == 0:
-            continue
+    groups = (np.flatnonzero((count > 1) & (count <= 8)), np.flatnonzero(count > 8))
+    for rows in (group[i:i + 65536] for group in groups for i in range(0, len(group), 65536)):
         k = int(min(len(weights), count[rows].max()))
         keys = rng.standard_exponential((len(rows), len(weights)), dtype=np.float32) / weights.astype(np.float32)
         best = np.argpartition(keys, k - 1, axis=1)[:, :k] if k < len(weights) else np.argsort(keys, axis=1)
@@ -567,7 +566,11 @@ class Synthesizer:
         self.item_source_start = np.r_[0, np.cumsum(n_sources)[:-1]]
         source_item = np.repeat(np.arange(self.n_items), n_sources)
         product = self.item_product[source_item]
-        rank = (rng.random(len(source_item))[:, None] >= self.origin_cum[self.po_count[product]]).sum(axis=1)
+        u = rng.random(len(source_item))
+        cum = self.origin_cum[self.po_count[product]]
+        rank = np.zeros(len(source_item), np.int64)
+        for r in range(cum.shape[1]):
+            rank += u >= cum[:, r]
         self.source_country = self.po_country[self.po_start[product] + rank]
         self.source_item = source_item
         # Whether the item claims the preference its origin's program offers.
@@ -690,9 +693,13 @@ class Synthesizer:
         self.item_new_mfr[moved] = len(key) + np.arange(len(moved))
         self.mid_text = self._mids(keys)
 
-    def _mids(self, keys: np.ndarray) -> pa.StringArray:
+    def _mids(self, keys: np.ndarray) -> pa.Array:
         """MIDs for (account * 1024 + country) * 4 + slot keys: the country, six letters of
         a name, one to four digits of an address, three letters of a city."""
+        chunks = np.array_split(keys, max(1, -(-len(keys) // 262144)))
+        return pa.concat_arrays([self._mid_chunk(chunk) for chunk in chunks])
+
+    def _mid_chunk(self, keys: np.ndarray) -> pa.StringArray:
         country = (keys // 4) % 1024
         h = _mix(keys.astype(np.uint64) ^ np.uint64(self.config.seed))
         name = _letters(h, 6)
@@ -711,6 +718,7 @@ class Synthesizer:
         np.add.at(active, self.account_first, self.account_intensity)
         np.add.at(active, self.account_last + 1, -self.account_intensity)
         weight = self.season * np.maximum(np.cumsum(active)[:-1], 0)
+        self.account_cdf = np.cumsum(self.account_intensity)
         self.day_line_count = rng.multinomial(cfg.lines, weight / weight.sum()) if cfg.lines else np.zeros(cfg.days, np.int64)
 
     def _compact(self) -> None:
@@ -831,24 +839,26 @@ class Synthesizer:
         take = np.take
         rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(1, first_day, part)))
         size = int(day_lines.sum())
-        last_day = first_day + len(day_lines) - 1
         # Entries of 1..many lines, cut where a day ends.
         lines_per_entry = np.minimum(rng.geometric(0.36, size=size // 2 + 16), 60)
         while lines_per_entry.sum() < size:
             lines_per_entry = np.r_[lines_per_entry, lines_per_entry]
         day_ends = np.cumsum(day_lines)
         ends = np.cumsum(lines_per_entry)
-        ends = np.union1d(ends[ends < size], day_ends[day_lines > 0])
+        ends = ends[ends < size]
+        cuts = day_ends[day_lines > 0]
+        at = np.searchsorted(ends, cuts)
+        new = (at == len(ends)) | (ends[np.minimum(at, len(ends) - 1)] != cuts) if len(ends) else np.ones(len(cuts), bool)
+        ends = np.insert(ends, at[new], cuts[new])
         lines_per_entry = np.diff(np.r_[0, ends])
         n_entries = len(ends)
         entry_day = first_day + np.searchsorted(day_ends, ends - 1, side="right")
         informal = (lines_per_entry == 1) & (rng.random(n_entries) < 0.14)  # type 11: one small line
 
-        # Accounts by their intensity among those active that day: draws from the
-        # accounts active in the part (sorted draws search fast; a permutation deals
-        # them to entries at random), drawn again for an entry whose account was not.
-        live = (self.account_first <= last_day) & (self.account_last >= first_day)
-        cdf = np.cumsum(np.where(live, self.account_intensity, 0.0))
+        # Accounts by their intensity among those active that day: draws from all
+        # accounts (sorted draws search fast; a permutation deals them to entries at
+        # random), drawn again for an entry whose account was not active that day.
+        cdf = self.account_cdf
         draws = np.sort(rng.random(n_entries)) * cdf[-1]
         account = np.minimum(np.searchsorted(cdf, draws, side="right"), self.n_accounts - 1)[rng.permutation(n_entries)]
         while True:
