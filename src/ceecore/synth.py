@@ -232,8 +232,9 @@ def _packed_text(matrix: np.ndarray, lengths: np.ndarray) -> pa.StringArray:
 
 def _permute(index: np.ndarray, modulus: int, salt: int) -> np.ndarray:
     """Distinct values in [0, modulus) for distinct indexes below it (an affine bijection)."""
-    a = 2_654_435_761  # prime, larger than any modulus used here, hence coprime to it
-    return (np.asarray(index, np.int64) * a + salt % modulus) % modulus
+    a = 2_654_435_761  # a prime dividing none of the moduli used here, hence coprime to them
+    offset = int(_mix(np.array([salt ^ 0x9E3779B97F4A7C15], np.uint64))[0]) % modulus
+    return (np.asarray(index, np.int64) % modulus * a + offset) % modulus
 
 
 def _segment_cdf(segment: np.ndarray, weights: np.ndarray) -> np.ndarray:
