@@ -18,6 +18,13 @@ link_args = ["-fopenmp"] if openmp else []
 extensions = [
     Extension("ceecore._kernels._columns", ["src/ceecore/_kernels/_columns.pyx"], extra_compile_args=["-O3"]),
     Extension(
+        "ceecore._kernels._tally",
+        ["src/ceecore/_kernels/_tally.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
+    Extension(
         "ceecore._kernels._accounts",
         ["src/ceecore/_kernels/_accounts.pyx"],
         include_dirs=[numpy.get_include()],

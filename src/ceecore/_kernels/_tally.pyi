@@ -1,0 +1,21 @@
+"""Python-visible signatures of the keyed-tally kernel (_tally.pyx)."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+OPS: tuple[str, ...]
+
+class Tally:
+    fold: str
+    def __init__(self, fold: str = "sum") -> None:
+        """An exact uint64 -> int64 table folding values by ``fold`` (sum, min or max)."""
+    def add(self, keys: npt.NDArray[np.uint64], values: npt.NDArray[np.int64]) -> None: ...
+    def get(self, keys: npt.NDArray[np.uint64], default: int = 0) -> npt.NDArray[np.int64]: ...
+    def items(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]: ...
+    def merge(self, other: Tally) -> None: ...
+    def __len__(self) -> int: ...
+
+def hash_strings(batch: Any, column: str) -> npt.NDArray[np.uint64]:
+    """64-bit hashes of a string column (0 for null or empty)."""

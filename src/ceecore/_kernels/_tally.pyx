@@ -1,0 +1,183 @@
+# cython: language_level=3
+"""Exact, mergeable keyed tallies: uint64 key -> int64 value, folded by sum, min or max.
+
+The industry baselines are made of these: histogram bins of unit values per product,
+duty and value per HTS number, lines per (product, origin), first-seen days per
+(account, product, origin), ... Every fold is commutative and associative on
+integers, so the same lines give the same tally whatever the batching or merge order.
+Keys are built by the caller (numpy) from small integers and 64-bit string hashes
+(:func:`hash_strings`).
+
+Updates and lookups run without the GIL. One tally is updated by one thread at a
+time; once built, any number of threads may look it up at once.
+"""
+
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free
+
+import numpy as np
+
+cimport numpy as cnp
+
+from ceecore._kernels._columns cimport BatchView, StrCol, get_str
+from ceecore._kernels._hashtable cimport hash_bytes, mix64
+
+cnp.import_array()
+
+OPS = ("sum", "min", "max")
+cdef enum:
+    OP_SUM = 0
+    OP_MIN = 1
+    OP_MAX = 2
+
+
+cdef inline void fold(int op, int64_t* slot, int64_t value) noexcept nogil:
+    if op == OP_SUM:
+        slot[0] += value
+    elif op == OP_MIN:
+        if value < slot[0]:
+            slot[0] = value
+    elif value > slot[0]:
+        slot[0] = value
+
+
+cdef class Tally:
+    """An open-addressing table of uint64 keys (linear probing, at most half full)."""
+
+    cdef uint64_t* keys
+    cdef int64_t* values
+    cdef uint8_t* used
+    cdef int64_t capacity
+    cdef int64_t count
+    cdef int op
+    cdef readonly str fold
+
+    def __cinit__(self, str fold="sum"):
+        if fold not in OPS:
+            raise ValueError(f"fold must be one of {OPS}, got {fold!r}")
+        self.fold = fold
+        self.op = OPS.index(fold)
+        self.capacity = 0
+        self.count = 0
+        if self._allocate(1024) != 0:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.keys)
+        free(self.values)
+        free(self.used)
+
+    cdef int _allocate(self, int64_t capacity) noexcept nogil:
+        """Moves every entry into fresh arrays of ``capacity`` slots; -1 if out of memory."""
+        cdef uint64_t* keys = <uint64_t*>calloc(capacity, sizeof(uint64_t))
+        cdef int64_t* values = <int64_t*>calloc(capacity, sizeof(int64_t))
+        cdef uint8_t* used = <uint8_t*>calloc(capacity, sizeof(uint8_t))
+        cdef int64_t i, j, mask = capacity - 1
+        if keys == NULL or values == NULL or used == NULL:
+            free(keys); free(values); free(used)
+            return -1
+        for i in range(self.capacity):
+            if self.used[i]:
+                j = <int64_t>(mix64(self.keys[i]) & <uint64_t>mask)
+                while used[j]:
+                    j = (j + 1) & mask
+                used[j] = 1
+                keys[j] = self.keys[i]
+                values[j] = self.values[i]
+        free(self.keys); free(self.values); free(self.used)
+        self.keys, self.values, self.used, self.capacity = keys, values, used, capacity
+        return 0
+
+    cdef int _add(self, const uint64_t* keys, const int64_t* values, int64_t n) noexcept nogil:
+        cdef int64_t i, j, mask
+        cdef uint64_t key
+        for i in range(n):
+            if 2 * (self.count + 1) > self.capacity and self._allocate(2 * self.capacity) != 0:
+                return -1
+            mask = self.capacity - 1
+            key = keys[i]
+            j = <int64_t>(mix64(key) & <uint64_t>mask)
+            while self.used[j] and self.keys[j] != key:
+                j = (j + 1) & mask
+            if self.used[j]:
+                fold(self.op, &self.values[j], values[i])
+            else:
+                self.used[j] = 1
+                self.keys[j] = key
+                self.values[j] = values[i]
+                self.count += 1
+        return 0
+
+    def add(self, const uint64_t[::1] keys, const int64_t[::1] values):
+        """Folds ``values[i]`` into the entry of ``keys[i]`` (a new key takes the value)."""
+        if keys.shape[0] != values.shape[0]:
+            raise ValueError(f"{keys.shape[0]} keys but {values.shape[0]} values")
+        cdef int rc
+        with nogil:
+            rc = self._add(&keys[0] if keys.shape[0] else NULL, &values[0] if values.shape[0] else NULL, keys.shape[0])
+        if rc != 0:
+            raise MemoryError("tally: out of memory (the entries folded so far are kept)")
+
+    def get(self, const uint64_t[::1] keys, int64_t default=0):
+        """The value of each key, ``default`` for keys never seen."""
+        cdef cnp.ndarray[int64_t, ndim=1] out = np.empty(keys.shape[0], np.int64)
+        cdef int64_t[::1] o = out
+        cdef int64_t i, j, mask = self.capacity - 1
+        cdef uint64_t key
+        with nogil:
+            for i in range(keys.shape[0]):
+                key = keys[i]
+                j = <int64_t>(mix64(key) & <uint64_t>mask)
+                while self.used[j] and self.keys[j] != key:
+                    j = (j + 1) & mask
+                o[i] = self.values[j] if self.used[j] else default
+        return out
+
+    def items(self):
+        """``(keys, values)``, sorted by key: equal tallies give equal arrays."""
+        cdef cnp.ndarray[uint64_t, ndim=1] keys = np.empty(self.count, np.uint64)
+        cdef cnp.ndarray[int64_t, ndim=1] values = np.empty(self.count, np.int64)
+        cdef uint64_t[::1] k = keys
+        cdef int64_t[::1] v = values
+        cdef int64_t i, n = 0
+        with nogil:
+            for i in range(self.capacity):
+                if self.used[i]:
+                    k[n] = self.keys[i]
+                    v[n] = self.values[i]
+                    n += 1
+        order = np.argsort(keys, kind="stable")
+        return keys[order], values[order]
+
+    def merge(self, Tally other):
+        """Folds every entry of ``other`` (same fold) into this tally."""
+        if other.op != self.op:
+            raise ValueError(f"cannot merge a {other.fold} tally into a {self.fold} tally")
+        keys, values = other.items()
+        self.add(keys, values)
+
+    def __len__(self):
+        return self.count
+
+
+def hash_strings(batch, str column):
+    """64-bit hashes of a string column of a record batch (any Arrow string layout).
+
+    Null and empty strings hash to 0, which no other string does.
+    """
+    cdef BatchView view = BatchView(batch)
+    cdef StrCol col
+    cdef const char* p
+    cdef int64_t n, i
+    cdef cnp.ndarray[uint64_t, ndim=1] out = np.empty(view.length, np.uint64)
+    cdef uint64_t[::1] o = out
+    cdef uint64_t h
+    view.bind_str(column, &col)
+    with nogil:
+        for i in range(view.length):
+            if get_str(&col, i, &p, &n) and n > 0:
+                h = hash_bytes(p, n)
+                o[i] = h if h != 0 else 1
+            else:
+                o[i] = 0
+    return out
