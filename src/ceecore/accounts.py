@@ -28,7 +28,7 @@ from ceecore.centers import CenterMap, Override
 from ceecore.io import BATCH_ROWS
 from ceecore.schema import ColumnMapping, canonicalize
 
-__all__ = ["AccountBook", "CONSOLIDATION_COLUMNS", "assign_centers"]
+__all__ = ["AccountBook", "CONSOLIDATION_COLUMNS", "Intake", "assign_centers"]
 
 # The canonical columns consolidation reads (and checks).
 CONSOLIDATION_COLUMNS: tuple[str, ...] = (
@@ -70,6 +70,16 @@ def _state_schema(centers: CenterMap) -> pa.Schema:
                  b"ceecore.center_map": _map_digest(centers).encode()})
 
 
+class Intake(NamedTuple):
+    """One batch as consolidation saw it: its canonical columns, each row's reject code
+    (0 = accepted), and the kernel's parse of each row (meaningful where accepted; see
+    :data:`ceecore._kernels._accounts.PARSED_COLUMNS`)."""
+
+    canonical: pa.RecordBatch
+    codes: np.ndarray
+    parsed: dict[str, np.ndarray]
+
+
 class AccountBook:
     """Per-importer consolidation state, exact and mergeable.
 
@@ -88,6 +98,24 @@ class AccountBook:
 
     # ------------------------------------------------------------------ updating
 
+    def ingest(self, batch: pa.RecordBatch, mapping: ColumnMapping | None = None, source: str = "<batch>",
+               columns: tuple[str, ...] = ()) -> Intake:
+        """Folds one record batch (at most BATCH_ROWS rows) in, for pipelines that need more
+        than the codes: also the canonical batch (consolidation's columns plus ``columns``)
+        and the kernel's parse of each row."""
+        if batch.num_rows > BATCH_ROWS:
+            raise ValueError(f"ingest takes at most {BATCH_ROWS} rows at a time, got {batch.num_rows}")
+        return self._fold(batch, mapping, source, columns, parse=True)
+
+    def _fold(self, batch: pa.RecordBatch, mapping: ColumnMapping | None, source: str, columns: tuple[str, ...],
+              parse: bool) -> Intake:
+        wanted = tuple(dict.fromkeys(CONSOLIDATION_COLUMNS + tuple(columns)))
+        canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), wanted, source)
+        with self._lock:
+            codes = self._kernel.update(canonical, prechecked, self.threads)
+            parsed = self._kernel.parsed(len(codes)) if parse else {}
+        return Intake(canonical, codes, parsed)
+
     def update(self, batch: Any, mapping: ColumnMapping | None = None, source: str = "<batch>") -> np.ndarray:
         """Folds Arrow data in; returns each row's reject code (0 = accepted).
 
@@ -104,9 +132,7 @@ class AccountBook:
         if batch.num_rows > BATCH_ROWS:  # bounded scratch memory, whatever the caller's chunking
             return np.concatenate([self.update(batch.slice(start, BATCH_ROWS), mapping, source)
                                    for start in range(0, batch.num_rows, BATCH_ROWS)])
-        canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), CONSOLIDATION_COLUMNS, source)
-        with self._lock:
-            return self._kernel.update(canonical, prechecked, self.threads)
+        return self._fold(batch, mapping, source, (), parse=False).codes
 
     def merge(self, other: AccountBook) -> None:
         """Adds another book's accounts to this one (exact: order does not matter)."""

@@ -6,6 +6,7 @@ import numpy as np
 
 REJECT_REASONS: tuple[str, ...]
 ACCOUNT_DTYPE: np.dtype
+PARSED_COLUMNS: tuple[str, ...]
 
 class AccountKernel:
     n_shards: int
@@ -13,6 +14,8 @@ class AccountKernel:
     def __init__(self, n_shards: int, n_centers: int, epoch_starts: np.ndarray, center_table: np.ndarray) -> None: ...
     def update(self, batch: Any, prechecked: np.ndarray, threads: int) -> np.ndarray:
         """Checks and folds one canonical batch; returns the reject code per row."""
+    def parsed(self, n: int) -> dict[str, np.ndarray]:
+        """Copies of the last update's per-row parse (see PARSED_COLUMNS)."""
     def account_views(self, k: int) -> dict[str, np.ndarray]:
         """Views of kernel memory, valid until the next update or absorb."""
     def export_keys(self, k: int) -> dict[str, np.ndarray]: ...

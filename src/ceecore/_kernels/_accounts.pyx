@@ -535,6 +535,14 @@ cdef class AccountKernel:
             raise MemoryError("out of memory while consolidating accounts")
         return reasons_arr
 
+    def parsed(self, int64_t n):
+        """Copies of the last update's parse of its first ``n`` rows (valid where accepted):
+        importer and (importer, manufacturer) hashes, cents, day, Center, country, port."""
+        if self._scratch is None:
+            n = 0
+        return {name: (self._scratch[name][:n].copy() if n else np.zeros(0, SCRATCH_COLUMNS[name]))
+                for name in PARSED_COLUMNS}
+
     def account_views(self, int k):
         """Shard k's accounts as numpy views of kernel memory, in shard-local order.
 
@@ -695,6 +703,10 @@ SCRATCH_COLUMNS = {name: dtype for name, dtype in (
     ("port_hash", np.uint64), ("value_cents", np.int64), ("duty_cents", np.int64), ("day", np.int32),
     ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16),
     ("shard_rows", np.int32))}
+
+# The scratch columns :meth:`AccountKernel.parsed` hands out.
+PARSED_COLUMNS = ("importer_hash", "manufacturer_hash", "value_cents", "duty_cents", "day", "center",
+                  "country", "port")
 
 # int128 cents as (low, high) int64 words: the layout of an Arrow decimal128's unscaled value.
 ACCOUNT_DTYPE = np.dtype([
