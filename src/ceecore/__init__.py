@@ -1,16 +1,19 @@
 """ceecore: a compiled customs risk-scoring core, organised like CBP's Centers.
 
 Entry lines stream in as Arrow record batches; compiled kernels consolidate them per
-importer account nationwide and assign each account to its Center of Excellence and
-Expertise.
+importer account nationwide, assign each account to its Center of Excellence and
+Expertise, build industry baselines, and score every line and account against them.
 """
 
-from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook
-from ceecore.centers import Center, CenterMap, Override, load_overrides
-from ceecore.pipeline import Consolidation, IntakeStats, consolidate, run_consolidation
-from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError
-
 __version__ = "0.1.0"
+
+from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook  # noqa: E402 (the version comes first)
+from ceecore.centers import Center, CenterMap, Override, load_overrides  # noqa: E402
+from ceecore.pipeline import (  # noqa: E402
+    Consolidation, IntakeStats, RunSummary, consolidate, fit, run, run_consolidation, score,
+)
+from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
+from ceecore.scoring import Model, Scorer, ScoringConfig, load_model  # noqa: E402
 
 __all__ = [
     "AccountBook",
@@ -22,10 +25,18 @@ __all__ = [
     "Consolidation",
     "ContractError",
     "IntakeStats",
+    "Model",
     "Override",
     "REJECT_REASONS",
     "REQUIRED",
+    "RunSummary",
+    "Scorer",
+    "ScoringConfig",
     "consolidate",
+    "fit",
+    "load_model",
     "load_overrides",
+    "run",
     "run_consolidation",
+    "score",
 ]

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook
+from ceecore._kernels._tally import hash_strings
+from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
+from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
-from ceecore.io import Chunk, ParquetSink, open_sources
+from ceecore.fields import SCORING_COLUMNS, line_fields
+from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.schema import REJECT_REASONS, ColumnMapping
+from ceecore.scoring import ACCOUNT_INDICATORS, LINES_SCHEMA, Model, ScoringConfig, score_intake
 
-__all__ = ["IntakeStats", "Consolidation", "consolidate", "run_consolidation", "REJECT_SCHEMA"]
+__all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "run",
+           "run_consolidation", "score", "REJECT_SCHEMA"]
 
 # Rejected rows: where they came from, why, and their canonical fields as text.
 REJECT_SCHEMA = pa.schema(
@@ -73,32 +81,302 @@ def run_consolidation(
     with a reason; ``progress`` is called with the rows of each batch done, and
     ``on_start`` once with the total row count when it is known up front.
     """
-    mapping = mapping or ColumnMapping()
     book = AccountBook(centers, threads)
     stats = IntakeStats()
     started = time.perf_counter()
-    sources, chunks = open_sources(source, text_columns=[mapping.source_of(c) for c in CONSOLIDATION_COLUMNS])
+    with _RejectSink(rejects) as sink:
+        for _ in _intake(source, mapping, book, (), stats, sink, progress, on_start, parse=False):
+            pass
+    accounts = book.result(assign_by, overrides)
+    stats.seconds = time.perf_counter() - started
+    return Consolidation(accounts, stats, book)
+
+
+class _RejectSink:
+    """Rejected rows to a Parquet file that appears only if the run completes (or nowhere)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self._sink = ParquetSink(path, REJECT_SCHEMA) if path is not None else None
+
+    def write(self, chunk: Chunk, codes: np.ndarray, mapping: ColumnMapping) -> None:
+        if self._sink is not None and codes.any():
+            self._sink.write(reject_rows(chunk, codes, mapping))
+
+    def __enter__(self) -> _RejectSink:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._sink is not None:
+            self._sink.__exit__(exc_type, exc, tb)
+
+
+def _intake(source: Any, mapping: ColumnMapping | None, book: AccountBook, columns: tuple[str, ...],
+            stats: IntakeStats, rejects: _RejectSink, progress: Callable[[int], None] | None,
+            on_start: Callable[[int | None], None] | None, parse: bool = True) -> Iterator[Intake]:
+    """Every batch of ``source`` checked and folded into ``book``; rejects written, counted."""
+    mapping = mapping or ColumnMapping()
+    sources, chunks = open_sources(source, text_columns=[mapping.source_of(c) for c in
+                                                         dict.fromkeys(CONSOLIDATION_COLUMNS + columns)])
     if on_start is not None:
         rows = [s.rows for s in sources]
         on_start(None if None in rows else sum(rows))
-    sink = ParquetSink(rejects, REJECT_SCHEMA) if rejects is not None else None
+    for chunk in chunks:
+        intake = book.ingest(chunk.batch, mapping, chunk.source, columns) if parse else \
+            Intake(chunk.batch, book.update(chunk.batch, mapping, chunk.source), {})
+        stats.add(intake.codes)
+        rejects.write(chunk, intake.codes, mapping)
+        if progress is not None:
+            progress(chunk.batch.num_rows)
+        yield intake
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def fit(
+    source: Any,
+    *,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    config: ScoringConfig | None = None,
+    threads: int | None = None,
+    rejects: str | os.PathLike[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+) -> Model:
+    """Industry baselines from the history in ``source``, as a scoring model."""
+    return _fit(source, mapping, AccountBook(centers, threads), config, IntakeStats(), rejects, progress, on_start)
+
+
+def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: ScoringConfig | None,
+         stats: IntakeStats, rejects: str | os.PathLike[str] | None, progress: Callable[[int], None] | None,
+         on_start: Callable[[int | None], None] | None) -> Model:
+    baselines = Baselines()
+    with _RejectSink(rejects) as sink:
+        for intake in _intake(source, mapping, book, SCORING_COLUMNS, stats, sink, progress, on_start):
+            baselines.update(line_fields(intake))
+    return Model(baselines, config, model_meta(baselines))
+
+
+def model_meta(baselines: Baselines) -> dict[str, Any]:
+    """What a model records of its data: lines and date range (nothing that varies by run)."""
+    span = baselines.day_range()
+    dates = [str(np.datetime64(d, "D")) for d in span] if span else [None, None]
+    return {"lines": baselines.lines, "first_date": dates[0], "last_date": dates[1]}
+
+
+@dataclass
+class ScoreRun:
+    """What :func:`score` produced: the scored lines (or the file they went to) and counts."""
+
+    lines: pa.Table | None
+    stats: IntakeStats
+    book: AccountBook
+    top: _TopLines
+    accounts_top: _TopScores
+
+
+def score(
+    source: Any,
+    model: Model | str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None = None,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    threads: int | None = None,
+    rejects: str | os.PathLike[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+) -> ScoreRun:
+    """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory."""
+    if not isinstance(model, Model):
+        model = Model.load(model)
+    book = AccountBook(centers, threads)
+    stats = IntakeStats()
+    top, accounts_top = _TopLines(model.config.worklist), _TopScores(model.config.account_top_lines)
+    kept: list[pa.RecordBatch] = []
+    sink = ParquetSink(output, LINES_SCHEMA) if output is not None else None
     try:
-        for chunk in chunks:
-            codes = book.update(chunk.batch, mapping, chunk.source)
-            stats.add(codes)
-            if sink is not None and codes.any():
-                sink.write(reject_rows(chunk, codes, mapping))
-            if progress is not None:
-                progress(chunk.batch.num_rows)
-        accounts = book.result(assign_by, overrides)
+        with _RejectSink(rejects) as rejected:
+            for intake in _intake(source, mapping, book, SCORING_COLUMNS, stats, rejected, progress, on_start):
+                scored = score_intake(model, intake, book.centers)
+                lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
+                top.add(lines)
+                accounts_top.add(lines)
+                if sink is not None:
+                    sink.write(lines)
+                else:
+                    kept.append(lines)
         if sink is not None:
             sink.commit()
     except BaseException:
         if sink is not None:
             sink.abort()
         raise
-    stats.seconds = time.perf_counter() - started
-    return Consolidation(accounts, stats, book)
+    table = pa.Table.from_batches(kept, LINES_SCHEMA) if sink is None else None
+    return ScoreRun(table, stats, book, top, accounts_top)
+
+
+class _TopScores:
+    """Each account's ``k`` best line scores so far (importer id -> scores), kept small."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.importers = pa.array([], pa.string())
+        self.scores = np.zeros(0)
+
+    def add(self, lines: pa.RecordBatch) -> None:
+        importers = pa.concat_arrays([self.importers, lines.column("importer_id").cast(pa.string())])
+        scores = np.r_[self.scores, lines.column("score").to_numpy(zero_copy_only=False)]
+        codes = pc.dictionary_encode(importers)
+        index = codes.indices.to_numpy(zero_copy_only=False)
+        order = np.lexsort((-scores, index))
+        index, scores = index[order], scores[order]
+        first = np.r_[0, np.flatnonzero(np.diff(index)) + 1]
+        rank = np.arange(len(index)) - np.repeat(first, np.diff(np.r_[first, len(index)]))
+        keep = rank < self.k
+        self.importers = codes.dictionary.take(pa.array(index[keep]))
+        self.scores = scores[keep]
+
+    def mean(self) -> pa.Table:
+        """importer_id -> mean of its top line scores."""
+        table = pa.table({"importer_id": self.importers, "score": self.scores})
+        return table.group_by("importer_id").aggregate([("score", "mean")]).rename_columns(["importer_id", "line_score"])
+
+
+class _TopLines:
+    """The ``n`` highest-scoring lines per Center so far."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.table: pa.Table | None = None
+
+    def add(self, lines: pa.RecordBatch) -> None:
+        keep = ["center", "entry_number", "line_number", "importer_id", "entry_date", "hts_code", "country_of_origin",
+                "port_code", "score", "reasons"]
+        part = pa.Table.from_batches([lines]).select(keep)
+        table = part if self.table is None else pa.concat_tables([self.table.drop_columns(["rank"]), part])
+        self.table = _top_per_center(table, self.n)
+
+
+def _top_per_center(table: pa.Table, n: int) -> pa.Table:
+    """The ``n`` highest-scoring rows per Center, ranked (ties by entry number, line)."""
+    order = table.sort_by([("center", "ascending"), ("score", "descending"), ("entry_number", "ascending"),
+                           ("line_number", "ascending")])
+    centers = order.column("center").to_numpy(zero_copy_only=False)
+    first = np.r_[0, np.flatnonzero(centers[1:] != centers[:-1]) + 1] if len(centers) else np.zeros(0, np.int64)
+    rank = np.arange(len(centers)) - np.repeat(first, np.diff(np.r_[first, len(centers)]))
+    return order.filter(pa.array(rank < n)).append_column("rank", pa.array(rank[rank < n] + 1, pa.int64()))
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run` wrote and counted (also written to ``summary.json``)."""
+
+    outputs: dict[str, str]
+    stats: IntakeStats
+    seconds: dict[str, float]
+    accounts: int
+    model: Model
+
+    def to_dict(self) -> dict[str, Any]:
+        from ceecore import __version__
+        s = self.stats
+        return {
+            "version": __version__,
+            "rows_read": s.rows_read, "lines_scored": s.accepted, "rejected": s.rejected,
+            "rejects_by_reason": dict(sorted(s.by_reason.items())), "accounts": self.accounts,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "model": {k: v for k, v in self.model.meta.items() if k != "config"},
+            "config": self.model.config.to_dict(), "outputs": self.outputs,
+        }
+
+
+def run(
+    source: Any,
+    outdir: str | os.PathLike[str],
+    *,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    config: ScoringConfig | None = None,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+) -> RunSummary:
+    """Fits baselines on ``source``, then scores it: the whole job, into ``outdir``.
+
+    Writes ``lines.parquet`` (every accepted line with its score, reasons and
+    indicators), ``accounts.parquet`` (each account's Center, score and rank within its
+    Center), ``worklist.parquet`` (the top lines and accounts per Center),
+    ``rejects.parquet``, ``model.arrow`` and ``summary.json``; each appears atomically.
+    """
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: str(out / name) for name in ("lines.parquet", "accounts.parquet", "worklist.parquet",
+                                                "rejects.parquet", "model.arrow", "summary.json")}
+    started = time.perf_counter()
+    fit_book = AccountBook(centers, threads)
+    fit_stats = IntakeStats()
+    model = _fit(source, mapping, fit_book, config, fit_stats, paths["rejects.parquet"], progress,
+                 (lambda total: on_start(None if total is None else 2 * total)) if on_start else None)
+    model.save(paths["model.arrow"])
+    fitted = time.perf_counter()
+    scored = score(source, model, output=paths["lines.parquet"], mapping=mapping, centers=centers, threads=threads,
+                   progress=progress)
+    accounts = account_scores(fit_book.result(), scored.accounts_top.mean(), model)
+    write_table(accounts, paths["accounts.parquet"])
+    write_table(worklist(scored.top.table, accounts, model.config.worklist), paths["worklist.parquet"])
+    done = time.perf_counter()
+    summary = RunSummary(paths, fit_stats, {"fit": fitted - started, "score": done - fitted, "total": done - started},
+                         accounts.num_rows, model)
+    with atomic_path(paths["summary.json"]) as tmp:
+        tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary
+
+
+def account_scores(accounts: pa.Table, line_scores: pa.Table, model: Model) -> pa.Table:
+    """Consolidated accounts with their risk score, reasons and rank within their Center.
+
+    An account's score is the larger of its account-level indicators (combined like a
+    line's) and the mean of its top lines' scores.
+    """
+    ids = accounts.column("importer_id").combine_chunks()
+    where = pc.index_in(ids, value_set=line_scores.column("importer_id").cast(ids.type).combine_chunks())
+    line_score = line_scores.column("line_score").combine_chunks().take(where).to_numpy(zero_copy_only=False)
+    line_score = np.nan_to_num(line_score.astype(float), nan=0.0)
+    strengths = model.account_strengths(hash_strings(pa.record_batch({"importer_id": ids}), "importer_id"))
+    own, reasons = model.combine_account(strengths)
+    table = accounts.append_column("score", pa.array(np.maximum(own, line_score)))
+    table = table.append_column("line_score", pa.array(line_score)).append_column(
+        "reasons", pa.array(reasons, pa.list_(pa.string())))
+    for i, name in enumerate(ACCOUNT_INDICATORS):
+        table = table.append_column(name, pa.array(strengths[:, i].astype(np.float32)))
+    order = table.sort_by([("center", "ascending"), ("score", "descending"), ("importer_id", "ascending")])
+    centers = order.column("center").to_numpy(zero_copy_only=False)
+    first = np.r_[0, np.flatnonzero(centers[1:] != centers[:-1]) + 1] if len(centers) else np.zeros(0, np.int64)
+    rank = np.arange(len(centers)) - np.repeat(first, np.diff(np.r_[first, len(centers)])) + 1
+    return order.append_column("rank_in_center", pa.array(rank, pa.int64()))
+
+
+def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int) -> pa.Table:
+    """The top ``n`` accounts and lines per Center, in one table (``kind`` says which)."""
+    acc = accounts.filter(pc.less_equal(accounts.column("rank_in_center"), n))
+    account_rows = pa.table({
+        "kind": pa.array(["account"] * acc.num_rows), "center": acc.column("center"),
+        "rank": acc.column("rank_in_center"), "importer_id": acc.column("importer_id").cast(pa.string()),
+        "entry_number": pa.nulls(acc.num_rows, pa.string()), "line_number": pa.nulls(acc.num_rows, pa.int64()),
+        "score": acc.column("score"), "reasons": acc.column("reasons"),
+    })
+    if top_lines is None or top_lines.num_rows == 0:
+        return account_rows
+    line_rows = pa.table({
+        "kind": pa.array(["line"] * top_lines.num_rows), "center": top_lines.column("center"),
+        "rank": top_lines.column("rank"), "importer_id": top_lines.column("importer_id").cast(pa.string()),
+        "entry_number": top_lines.column("entry_number").cast(pa.string()),
+        "line_number": top_lines.column("line_number"), "score": top_lines.column("score"),
+        "reasons": top_lines.column("reasons"),
+    })
+    return pa.concat_tables([account_rows, line_rows])
 
 
 def consolidate(source: Any, **options: Any) -> pa.Table:

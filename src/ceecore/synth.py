@@ -141,7 +141,7 @@ class SynthConfig:
     targeting: float = 4.0
     unit_value_sigma: float = 0.35
     away_share: float = 0.12
-    products: int = 5_000
+    products: int | None = None  # default: one per 200 lines, 200 to 18,000 (HTSUS has ~19,000)
     seasonality: float = 0.25
     dirty: int = 0
 
@@ -152,6 +152,8 @@ class SynthConfig:
         object.__setattr__(self, "scheme_rates", {**DEFAULT_SCHEME_RATES, **self.scheme_rates})
         if self.accounts is None:
             object.__setattr__(self, "accounts", max(20, self.lines // 50))
+        if self.products is None:
+            object.__setattr__(self, "products", min(18_000, max(200, self.lines // 200)))
         checks = [
             (self.lines >= 0, "lines must be >= 0"),
             (self.accounts is not None and self.accounts >= 1, "accounts must be >= 1"),
@@ -163,7 +165,7 @@ class SynthConfig:
             (self.targeting >= 1, "targeting must be >= 1"),
             (0 < self.unit_value_sigma <= 3, "unit_value_sigma must be in (0, 3]"),
             (0 <= self.away_share < 0.5, "away_share must be in [0, 0.5)"),
-            (self.products >= 50, "products must be >= 50"),
+            (self.products is not None and self.products >= 50, "products must be >= 50"),
             (0 <= self.seasonality < 1, "seasonality must be in [0, 1)"),
             (self.dirty >= 0, "dirty must be >= 0"),
             (self.lines > 0 or self.dirty == 0, "dirty rows are copies of good lines: they need lines > 0"),
@@ -501,21 +503,16 @@ class Synthesizer:
         self.account_port = _sample_distinct(rng, self.port_weight, count)
 
     @staticmethod
-    def _pick(rng: np.random.Generator, candidates: np.ndarray, share: np.ndarray, target: float,
-              preferred: np.ndarray | None = None) -> np.ndarray:
+    def _pick(rng: np.random.Generator, candidates: np.ndarray, share: np.ndarray, target: float) -> np.ndarray:
         """Candidates in random order until their expected shares add up to ``target``.
 
-        ``preferred`` candidates come first; candidates bigger than a tenth of the target
-        come after the others, so that many small ones make up the share and the
-        realised rate stays close to it.
+        Candidates bigger than a tenth of the target come after the others, so that many
+        small ones make up the share and the realised rate stays close to it.
         """
         if target <= 0 or len(candidates) == 0:
             return candidates[:0]
         order = rng.permutation(len(candidates))
-        rank = (share[order] > target / 10).astype(np.int64)
-        if preferred is not None:
-            rank += 2 * ~preferred[order]
-        order = order[np.argsort(rank, kind="stable")]
+        order = order[np.argsort(share[order] > target / 10, kind="stable")]
         cum = np.cumsum(share[order])
         n = int(np.searchsorted(cum, target, side="left"))
         if n < len(order) and (n == 0 or cum[n] - target < target - cum[n - 1]):
@@ -524,8 +521,8 @@ class Synthesizer:
 
     def _both_sides(self, items: np.ndarray, fraction: np.ndarray) -> np.ndarray:
         """Whether items are expected to have a few lines both inside the ``fraction`` of
-        their lines a scheme changes and outside it (before a switch, at other ports), so
-        that the contrast shows in the data."""
+        their lines a scheme changes and outside it (before a switch, at other ports):
+        a scheme defined by a contrast (a switch, a difference across ports) needs both."""
         lines = self.item_share[items] * self.config.lines
         return (lines * fraction >= 3) & (lines * (1 - fraction) >= 3)
 
@@ -601,16 +598,21 @@ class Synthesizer:
         a_first, a_last = self.account_first[account], self.account_last[account]
         switch = a_first + ((a_last - a_first) * rng.uniform(0.25, 0.75, size=n)).astype(np.int64)
         after = self._season_mass(switch, a_last) / np.maximum(self._season_mass(a_first, a_last), 1e-12)
-        cand = np.flatnonzero(ok & (after > 0.05))
-        chosen = self._pick(rng, cand, self.item_share[cand] * after[cand], cfg.scheme_rates["transshipment"],
-                            preferred=self._both_sides(cand, after[cand]))
+        cand = np.flatnonzero(ok)
+        cand = cand[self._both_sides(cand, after[cand])]
+        chosen = self._pick(rng, cand, self.item_share[cand] * after[cand], cfg.scheme_rates["transshipment"])
         self.item_scheme[chosen] = _TRANSSHIPMENT
         self.item_switch_day[chosen] = switch[chosen]
         self.item_new_country[chosen] = rng.choice(self.hubs, size=len(chosen))
 
         # Misclassification: a lower-duty sibling HTS, declared at some of the account's ports.
         ports = self.account_port_count[account]
-        ok = free & (self.item_scheme == 0) & (self.product_sibling[product] >= 0) & (ports >= 2)
+        sibling = self.product_sibling[product]
+        chinese = origin == self.china
+        cheaper = (self.product_rate[sibling] + self.product_301[sibling] * chinese
+                   < self.product_rate[product] + self.product_301[product] * chinese)  # after any surcharge
+        ok = (free & (self.item_scheme == 0) & (sibling >= 0) & cheaper & single & (ports >= 2)
+              & ~self.source_claims[first_source])
         cand = np.flatnonzero(ok)
         ports = ports[cand]
         mask = rng.integers(1, 2 ** np.minimum(ports, 8) - 1)  # a non-empty proper subset of slots
@@ -618,10 +620,9 @@ class Synthesizer:
         for slot in range(8):
             on = ((mask >> slot) & 1).astype(bool) & (slot < ports)
             wrong[on] += _slot_share(np.full(int(on.sum()), slot), ports[on], self.port_skew[account[cand[on]]])
-        keep = wrong > 0.05
+        keep = self._both_sides(cand, wrong)
         cand, mask, wrong = cand[keep], mask[keep], wrong[keep]
-        chosen = self._pick(rng, np.arange(len(cand)), self.item_share[cand] * wrong, cfg.scheme_rates["misclassification"],
-                            preferred=self._both_sides(cand, wrong))
+        chosen = self._pick(rng, np.arange(len(cand)), self.item_share[cand] * wrong, cfg.scheme_rates["misclassification"])
         self.item_scheme[cand[chosen]] = _MISCLASSIFICATION
         self.item_wrong_ports[cand[chosen]] = mask[chosen]
 

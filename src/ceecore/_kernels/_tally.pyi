@@ -19,3 +19,6 @@ class Tally:
 
 def hash_strings(batch: Any, column: str) -> npt.NDArray[np.uint64]:
     """64-bit hashes of a string column (0 for null or empty)."""
+
+def combine(tag: int, *columns: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash per row of (tag, columns...)."""

@@ -181,3 +181,30 @@ def hash_strings(batch, str column):
             else:
                 o[i] = 0
     return out
+
+
+def combine(uint64_t tag, *columns):
+    """A 64-bit hash per row of ``(tag, columns[0][i], columns[1][i], ...)``.
+
+    Columns are 1-d arrays of 64-bit integers (signed ones are read as unsigned), all
+    of one length. Keys of tallies that need more than 64 bits of parts are these.
+    """
+    if not columns:
+        raise ValueError("combine needs at least one column")
+    cdef int64_t n = len(columns[0]), i
+    cdef cnp.ndarray[uint64_t, ndim=1] out = np.empty(n, np.uint64)
+    cdef uint64_t[::1] h = out
+    cdef const uint64_t[::1] c
+    cdef uint64_t seed = mix64(tag * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL)
+    with nogil:
+        for i in range(n):
+            h[i] = seed
+    for column in columns:
+        array = np.ascontiguousarray(column)
+        if array.dtype.itemsize != 8 or array.dtype.kind not in "iu" or array.shape != (n,):
+            raise ValueError("combine takes 1-d 64-bit integer columns of one length")
+        c = array.view(np.uint64)
+        with nogil:
+            for i in range(n):
+                h[i] = mix64((h[i] ^ c[i]) * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL)
+    return out

@@ -1,0 +1,280 @@
+"""Industry baselines: what is normal, nationally, for every product, origin and account.
+
+:class:`Baselines` is mergeable state built in one streaming pass over history, like
+the account book: a set of exact keyed tallies (:class:`~ceecore._kernels._tally.Tally`,
+integer sums, minima and maxima), so that any batching, merge order or process count
+gives the identical state, and its Arrow form is byte-for-byte the same.
+
+What it holds:
+
+- unit values per HTS10 x origin, HTS10, HTS6 and HTS4, as histograms of the log unit
+  value in fixed bins of width :data:`BIN_WIDTH` (per unit of quantity, or per kg when
+  a line has no quantity);
+- value and duty per HTS10, with and without a preference claim (effective rates);
+- lines per HTS6 x origin (the national origin mix), and per origin x preference
+  program (how often goods from a country claim it);
+- per account and product: lines and the sum of log unit values per origin, first and
+  last day per origin, the earliest origin; per account, manufacturer and heading: the
+  highest duty rate declared, overall and per port, and the HTS numbers used;
+- per account: lines per port, first and last day, lines.
+
+:class:`Norms` turns the histograms into a robust centre (median) and spread
+(interquartile range / 1.349) per group, for the scorer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ceecore._kernels._tally import Tally, combine
+from ceecore.fields import LineFields
+
+__all__ = ["BIN_WIDTH", "LEVELS", "Baselines", "Norms"]
+
+TALLIES: dict[str, str] = {
+    "uv_hist": "sum",             # packed (level, basis, hts, origin, bin) -> lines
+    "ap_uv_sum": "sum",           # (importer, hts10, origin, basis) -> sum of round(log uv * 1e6)
+    "ap_uv_n": "sum",             # ... -> lines with a unit value
+    "duty_value": "sum",          # packed (claimed, hts10) -> value cents
+    "duty_paid": "sum",           # packed (claimed, hts10) -> duty cents
+    "origin_lines": "sum",        # packed (hts6, origin) -> lines; (hts6, 1023) -> all lines of the hts6
+    "claims": "sum",              # packed (origin, program) -> lines; (origin, 0) -> all lines of the origin
+    "ap_lines": "sum",            # (importer, hts10, origin) -> lines
+    "ap_first": "min",            # (importer, hts10, origin) -> first day
+    "ap_last": "max",             # (importer, hts10, origin) -> last day
+    "ap_earliest": "min",         # (importer, hts10) -> first day * 1024 + origin
+    "cls_group_max": "max",       # (importer x manufacturer, hts4) -> highest duty rate (bp)
+    "cls_port_max": "max",        # (importer x manufacturer, hts4, port) -> highest duty rate (bp)
+    "cls_hts": "min",             # (importer x manufacturer, hts10) -> its (.., hts4) group key
+    "acct_port_lines": "sum",     # (importer, port) -> lines
+    "acct_port_owner": "min",     # (importer, port) -> importer hash
+    "acct_first": "min",          # importer -> first day
+    "acct_last": "max",           # importer -> last day
+    "acct_lines": "sum",          # importer -> lines
+}
+LEVELS = ("hts10_origin", "hts10", "hts6", "hts4")
+BIN_WIDTH = 0.05                  # natural-log units: bins 5% apart
+LOG_LOW = float(np.log(1e-4))     # unit values from $0.0001 ...
+N_BINS = 1000                     # ... to about $5e17 (outliers fall in the end bins)
+ANY_ORIGIN = 1023
+FORMAT = "ceecore.baselines/1"
+
+# Tags of the hashed keys (one per kind of key, so kinds never collide).
+_AP, _AP_DAYS, _AP_EARLIEST, _CLS_GROUP, _CLS_PORT, _CLS_HTS, _ACCT_PORT = range(1, 8)
+
+
+def uv_bin(log_uv: np.ndarray) -> np.ndarray:
+    """The histogram bin of each log unit value."""
+    return np.clip(np.floor((log_uv - LOG_LOW) / BIN_WIDTH), 0, N_BINS - 1).astype(np.int64)
+
+
+def uv_group(level: int, basis: np.ndarray, hts: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """The unit-value group key at a level: (level, basis, hts code, origin) packed in 52 bits."""
+    return ((np.int64(level) << 50) | (basis.astype(np.int64) << 49) | (hts.astype(np.int64) << 10)
+            | origin.astype(np.int64)).astype(np.uint64)
+
+
+def level_codes(f: LineFields) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(hts code, origin) per line at each of :data:`LEVELS` (HTS codes carry their length)."""
+    any_origin = np.full(len(f), ANY_ORIGIN, np.int64)
+    return [(f.hts10, f.country), (f.hts10, any_origin), (f.hts6 * 16 + 6, any_origin), (f.hts4 * 16 + 4, any_origin)]
+
+
+def ap_key(f: LineFields) -> np.ndarray:
+    """(importer, hts10, origin, basis): an account's product from one origin."""
+    return combine(_AP, f.importer, f.hts10, f.country * 2 + f.basis)
+
+
+def ap_day_key(f: LineFields, origin: np.ndarray | None = None) -> np.ndarray:
+    return combine(_AP_DAYS, f.importer, f.hts10, f.country if origin is None else origin)
+
+
+def earliest_key(f: LineFields) -> np.ndarray:
+    return combine(_AP_EARLIEST, f.importer, f.hts10)
+
+
+def cls_group_key(f: LineFields) -> np.ndarray:
+    return combine(_CLS_GROUP, f.maker, f.hts4)
+
+
+def cls_port_key(f: LineFields) -> np.ndarray:
+    return combine(_CLS_PORT, f.maker, f.hts4, f.port)
+
+
+def duty_key(f: LineFields) -> np.ndarray:
+    return ((f.spi > 0).astype(np.int64) << 40 | f.hts10).astype(np.uint64)
+
+
+def origin_key(hts6: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    return (hts6.astype(np.int64) << 10 | origin).astype(np.uint64)
+
+
+def claim_key(origin: np.ndarray, spi: np.ndarray) -> np.ndarray:
+    return (origin.astype(np.int64) << 56 | spi).astype(np.uint64)
+
+
+class Baselines:
+    """Mergeable industry baselines (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.tallies = {name: Tally(fold) for name, fold in TALLIES.items()}
+
+    def update(self, f: LineFields) -> None:
+        """Folds the accepted lines of one batch in."""
+        n = len(f)
+        if n == 0:
+            return
+        t = self.tallies
+        ones = np.ones(n, np.int64)
+        has_uv = ~np.isnan(f.log_uv)
+        bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
+        for level, (hts, origin) in enumerate(level_codes(f)):
+            group = uv_group(level, f.basis[has_uv], hts[has_uv], origin[has_uv])
+            t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
+        ap = ap_key(f)[has_uv]
+        t["ap_uv_sum"].add(ap, np.round(f.log_uv[has_uv] * 1e6).astype(np.int64))
+        t["ap_uv_n"].add(ap, ones[has_uv])
+
+        cents = np.round(f.value * 100).astype(np.int64)
+        t["duty_value"].add(duty_key(f), cents)
+        t["duty_paid"].add(duty_key(f), np.round(f.duty * 100).astype(np.int64))
+        t["origin_lines"].add(np.r_[origin_key(f.hts6, f.country), origin_key(f.hts6, np.full(n, ANY_ORIGIN))],
+                              np.r_[ones, ones])
+        claimed = f.spi > 0
+        t["claims"].add(np.r_[claim_key(f.country[claimed], f.spi[claimed]), claim_key(f.country, np.zeros(n, np.int64))],
+                        np.r_[ones[claimed], ones])
+
+        days = ap_day_key(f)
+        t["ap_lines"].add(days, ones)
+        t["ap_first"].add(days, f.day)
+        t["ap_last"].add(days, f.day)
+        t["ap_earliest"].add(earliest_key(f), f.day * 1024 + f.country)
+
+        known = f.maker != 0
+        group = cls_group_key(f)[known]
+        t["cls_group_max"].add(group, f.rate_bp[known])
+        t["cls_port_max"].add(cls_port_key(f)[known], f.rate_bp[known])
+        t["cls_hts"].add(combine(_CLS_HTS, f.maker[known], f.hts10[known]), group.view(np.int64))
+
+        port_key = combine(_ACCT_PORT, f.importer, f.port)
+        t["acct_port_lines"].add(port_key, ones)
+        t["acct_port_owner"].add(port_key, f.importer.view(np.int64))
+        t["acct_first"].add(f.importer, f.day)
+        t["acct_last"].add(f.importer, f.day)
+        t["acct_lines"].add(f.importer, ones)
+
+    def merge(self, other: Baselines) -> None:
+        """Adds another state's lines (exact: order does not matter)."""
+        for name, tally in self.tallies.items():
+            tally.merge(other.tallies[name])
+
+    @property
+    def lines(self) -> int:
+        return int(self.tallies["acct_lines"].items()[1].sum())
+
+    def day_range(self) -> tuple[int, int] | None:
+        """First and last entry day (days since 1970-01-01) seen, or None if empty."""
+        first = self.tallies["acct_first"].items()[1]
+        last = self.tallies["acct_last"].items()[1]
+        return (int(first.min()), int(last.max())) if len(first) else None
+
+    def to_arrow(self) -> pa.Table:
+        """The state as one table (tally, key, value), each tally sorted by key."""
+        names, keys, values = [], [], []
+        for name, tally in self.tallies.items():
+            k, v = tally.items()
+            names.append(np.full(len(k), list(TALLIES).index(name), np.int8))
+            keys.append(k)
+            values.append(v)
+        table = pa.table({
+            "tally": pa.DictionaryArray.from_arrays(np.concatenate(names), pa.array(list(TALLIES))),
+            "key": pa.array(np.concatenate(keys), pa.uint64()),
+            "value": pa.array(np.concatenate(values), pa.int64()),
+        })
+        return table.replace_schema_metadata({b"ceecore.baselines": json.dumps({"format": FORMAT}).encode()})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Baselines:
+        """Rebuilds the state from :meth:`to_arrow` output, checking its form."""
+        meta = json.loads((table.schema.metadata or {}).get(b"ceecore.baselines", b"{}") or b"{}")
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"not ceecore baselines of format {FORMAT} (found {meta.get('format')!r})")
+        if table.column_names != ["tally", "key", "value"] or table.num_rows and (
+                table.column("key").null_count or table.column("value").null_count or table.column("tally").null_count):
+            raise ValueError("baselines table must have non-null columns tally, key, value")
+        state = cls()
+        tally = table.column("tally").combine_chunks()
+        names = tally.dictionary.to_pylist() if isinstance(tally, pa.DictionaryArray) else []
+        unknown = set(names) - set(TALLIES)
+        if unknown or not isinstance(tally, pa.DictionaryArray):
+            raise ValueError(f"unknown baseline tallies: {sorted(unknown)}")
+        index = tally.indices.to_numpy(zero_copy_only=False)
+        keys = table.column("key").to_numpy().astype(np.uint64)
+        values = table.column("value").to_numpy().astype(np.int64)
+        for i, name in enumerate(names):
+            rows = index == i
+            state.tallies[name].add(keys[rows], values[rows])
+        return state
+
+
+class Norms:
+    """Robust centre and spread of log unit values per group, from the histograms."""
+
+    def __init__(self, baselines: Baselines, min_lines: int, max_own_share: float = 0.25) -> None:
+        keys, counts = baselines.tallies["uv_hist"].items()
+        group = keys >> np.uint64(10)
+        bins = (keys & np.uint64(1023)).astype(np.int64)
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(keys) else np.zeros(0, np.int64)
+        ends = np.r_[starts[1:], len(keys)]
+        cum = np.cumsum(counts)
+        before = np.r_[0, cum][starts]
+        n = cum[ends - 1] - before if len(keys) else np.zeros(0, np.int64)
+
+        def quantile(q: float) -> np.ndarray:
+            target = before + q * n
+            at = np.minimum(np.searchsorted(cum, target, side="left"), ends - 1)
+            below = np.r_[0, cum][at]
+            frac = np.clip((target - below) / np.maximum(counts[at], 1), 0, 1)
+            return LOG_LOW + BIN_WIDTH * (bins[at] + frac)
+
+        self.groups = group[starts]
+        self.lines = n
+        self.median = quantile(0.5)
+        self.spread = np.maximum((quantile(0.75) - quantile(0.25)) / 1.349, BIN_WIDTH)
+        self.min_lines = min_lines
+        self.max_own_share = max_own_share
+        self._index = Tally("min")
+        self._index.add(self.groups, np.arange(len(self.groups), dtype=np.int64))
+
+    def lookup(self, f: LineFields, own: np.ndarray | None = None, max_level: int = len(LEVELS) - 1
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(median, spread, level) per line: the finest level with at least ``min_lines``
+        lines besides the ``own`` lines of the line's account (the norm an account is held
+        to should not be mostly its own), and where those are at most ``max_own_share``
+        of the group; levels above ``max_level`` are not used; level -1 (median NaN)
+        when no level qualifies."""
+        own = np.zeros(len(f), np.int64) if own is None else own
+        n = len(f)
+        median = np.full(n, np.nan)
+        spread = np.full(n, np.nan)
+        level = np.full(n, -1, np.int64)
+        for lv, (hts, origin) in enumerate(level_codes(f)[:max_level + 1]):
+            todo = level < 0
+            if not todo.any():
+                break
+            row = self._index.get(uv_group(lv, f.basis[todo], hts[todo], origin[todo]), -1)
+            ok = row >= 0
+            lines, mine = self.lines[row[ok]], own[todo][ok]
+            ok[ok] = (lines - mine >= self.min_lines) & (mine <= self.max_own_share * lines)
+            idx = np.flatnonzero(todo)[ok]
+            median[idx] = self.median[row[ok]]
+            spread[idx] = self.spread[row[ok]]
+            level[idx] = lv
+        return median, spread, level
+
+    def describe(self) -> dict[str, Any]:
+        return {"groups": int(len(self.groups)), "min_lines": self.min_lines}

@@ -1,0 +1,132 @@
+"""Per-line numbers the baselines and the scorer share, from one ingested batch.
+
+Consolidation's kernel has already checked every line and parsed most of what
+scoring needs (importer and manufacturer hashes, cents, day, Center, country, port);
+this module adds the rest from the canonical columns — the HTS number at each level,
+the preference claim (SPI), and the unit value — for the accepted lines only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ceecore.accounts import Intake
+
+__all__ = ["SCORING_COLUMNS", "LineFields", "line_fields", "spi_code", "spi_name"]
+
+# Canonical columns scoring reads beyond consolidation's.
+SCORING_COLUMNS: tuple[str, ...] = ("spi",)
+
+
+def spi_code(text: str) -> int:
+    """A stable integer for a special program indicator ("A+", "S", "KR", ...); 0 for none."""
+    raw = text.strip().upper().encode()[:7]
+    return int.from_bytes(raw, "big") if raw else 0
+
+
+def spi_name(code: int) -> str:
+    """The indicator text of :func:`spi_code` (empty for 0)."""
+    return code.to_bytes(8, "big").lstrip(b"\0").decode() if code else ""
+
+
+@dataclass(frozen=True)
+class LineFields:
+    """Numbers per accepted line; ``rows`` are their positions in the batch.
+
+    ``hts10`` identifies the HTS number as declared (digits * 16 + digit count, so
+    "0101..." and "101..." differ); ``hts6`` and ``hts4`` are its first 6 and 4
+    digits. ``maker`` is the (importer, manufacturer) hash, 0 when none was given.
+    ``rate_bp`` is the line's effective duty rate in basis points. ``log_uv`` is the
+    natural log of the unit value, per unit of quantity (``basis`` 0) or else per kg
+    (``basis`` 1); NaN when neither can be computed.
+    """
+
+    rows: np.ndarray
+    importer: np.ndarray
+    maker: np.ndarray
+    day: np.ndarray
+    center: np.ndarray
+    country: np.ndarray
+    port: np.ndarray
+    value: np.ndarray
+    duty: np.ndarray
+    rate_bp: np.ndarray
+    hts10: np.ndarray
+    hts6: np.ndarray
+    hts4: np.ndarray
+    spi: np.ndarray
+    log_uv: np.ndarray
+    basis: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _hts_numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Digits of accepted HTS codes (dots and spaces dropped) as (value, digit count)."""
+    encoded = pc.dictionary_encode(column).combine_chunks() if isinstance(column, pa.ChunkedArray) \
+        else pc.dictionary_encode(column)
+    digits = pc.replace_substring_regex(encoded.dictionary, r"[ .]", "")
+    values = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+    lengths = pc.utf8_length(digits).to_numpy(zero_copy_only=False).astype(np.int64)
+    index = encoded.indices.to_numpy(zero_copy_only=False)
+    return values[index], lengths[index]
+
+
+def _spi_codes(column: pa.Array) -> np.ndarray:
+    encoded = pc.dictionary_encode(column)
+    names = encoded.dictionary.to_pylist()
+    codes = np.array([spi_code(name or "") for name in names] + [0], np.int64)
+    index = encoded.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)
+    return codes[index]
+
+
+def line_fields(intake: Intake) -> LineFields:
+    """The numbers of the accepted lines of an ingested batch."""
+    rows = np.flatnonzero(intake.codes == 0)
+    parsed = {name: values[rows] for name, values in intake.parsed.items()}
+    batch = intake.canonical
+    take = pa.array(rows)
+
+    def column(name: str) -> pa.Array | None:
+        return batch.column(name).take(take) if name in batch.schema.names else None
+
+    hts_value, hts_len = _hts_numbers(column("hts_code"))
+    hts6 = hts_value // 10 ** np.maximum(hts_len - 6, 0)
+    hts4 = hts_value // 10 ** np.maximum(hts_len - 4, 0)
+    spi = column("spi")
+    value = parsed["value_cents"] / 100.0
+    duty = parsed["duty_cents"] / 100.0
+    rate_bp = np.where(value > 0, np.round(duty / np.where(value > 0, value, 1) * 10_000), 0).astype(np.int64)
+
+    def numbers(name: str) -> np.ndarray:
+        array = column(name)
+        return np.full(len(rows), np.nan) if array is None else array.to_numpy(zero_copy_only=False).astype(float)
+
+    quantity, weight = numbers("quantity"), numbers("gross_weight_kg")
+    per_unit = (quantity > 0) & (value > 0)
+    per_kg = ~per_unit & (weight > 0) & (value > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_uv = np.where(per_unit, np.log(value / quantity), np.where(per_kg, np.log(value / weight), np.nan))
+    return LineFields(
+        rows=rows,
+        importer=parsed["importer_hash"],
+        maker=parsed["manufacturer_hash"],
+        day=parsed["day"].astype(np.int64),
+        center=parsed["center"].astype(np.int64),
+        country=parsed["country"].astype(np.int64),
+        port=parsed["port"].astype(np.int64),
+        value=value,
+        duty=duty,
+        rate_bp=rate_bp,
+        hts10=hts_value * 16 + hts_len,
+        hts6=hts6,
+        hts4=hts4,
+        spi=_spi_codes(spi) if spi is not None else np.zeros(len(rows), np.int64),
+        log_uv=log_uv,
+        basis=np.where(per_unit, 0, 1).astype(np.int64),
+    )

@@ -1,0 +1,402 @@
+"""Risk scores with reasons: indicators against the industry baselines, and the Scorer.
+
+A :class:`Model` is fitted baselines (:mod:`ceecore.baselines`) plus a
+:class:`ScoringConfig`, saved as one Arrow IPC file whose schema metadata holds the
+JSON description (format, package version, data range, counts, config); loading it
+never unpickles or evaluates anything.
+
+Every line gets a strength in [0, 1] per indicator (:data:`INDICATORS`), its score
+``1 - prod(1 - weight * strength)`` and its top reasons; the config file
+``ceecore/data/scoring.toml`` documents each indicator, weight and threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from ceecore import __version__
+from ceecore._kernels._tally import Tally
+from ceecore.accounts import AccountBook
+from ceecore.baselines import (
+    ANY_ORIGIN, Baselines, Norms, ap_day_key, ap_key, claim_key, cls_group_key, cls_port_key, duty_key,
+    earliest_key, origin_key,
+)
+from ceecore.centers import CenterMap
+from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
+from ceecore.io import atomic_path
+from ceecore.schema import REJECT_REASONS, ColumnMapping
+
+__all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig",
+           "load_model", "score_intake"]
+
+INDICATORS: tuple[str, ...] = (
+    "unit_value_low", "unit_value_outlier", "duty_below_peers", "preference_rare", "origin_rare",
+    "origin_switch", "classification_disparity", "port_spread", "new_importer",
+)
+ACCOUNT_INDICATORS: tuple[str, ...] = ("port_spread", "new_importer")
+MODEL_FORMAT = "ceecore.model/1"
+# Columns of the input a scored line keeps, to find it again.
+ID_COLUMNS: tuple[str, ...] = ("entry_number", "line_number", "importer_id", "entry_date", "port_code", "hts_code",
+                               "country_of_origin")
+
+
+def _default_config_doc() -> dict[str, Any]:
+    return tomllib.loads((resources.files("ceecore") / "data" / "scoring.toml").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Weights and thresholds of the indicators (see ``ceecore/data/scoring.toml``)."""
+
+    weights: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    min_group_lines: int = 30
+    reasons: int = 3
+    account_top_lines: int = 5
+    worklist: int = 50
+
+    @classmethod
+    def default(cls) -> ScoringConfig:
+        return cls.from_doc({})
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> ScoringConfig:
+        """A config file; what it leaves out keeps its default."""
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{os.fspath(path)}: cannot read the scoring config: {exc}") from exc
+        return cls.from_doc(doc, os.fspath(path))
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], where: str = "scoring config") -> ScoringConfig:
+        base = _default_config_doc()
+        unknown = set(doc) - set(base)
+        if unknown:
+            raise ValueError(f"{where}: unknown section(s) {sorted(unknown)}; known: {sorted(base)}")
+        merged = {}
+        for section, values in base.items():
+            given = doc.get(section, {})
+            extra = set(given) - set(values)
+            if extra:
+                raise ValueError(f"{where}: [{section}] has unknown key(s) {sorted(extra)}")
+            for key, value in given.items():
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+                    raise ValueError(f"{where}: [{section}] {key} must be a number, got {value!r}")
+            merged[section] = {**values, **given}
+        weights = {k: float(v) for k, v in merged["weights"].items()}
+        bad = [k for k, v in weights.items() if not 0 <= v <= 1]
+        if bad:
+            raise ValueError(f"{where}: weights must be in [0, 1]: {bad}")
+        out = merged["output"]
+        return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
+                   min_group_lines=max(1, int(merged["norms"]["min_group_lines"])), reasons=max(1, int(out["reasons"])),
+                   account_top_lines=max(1, int(out["account_top_lines"])), worklist=max(1, int(out["worklist"])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ramp(x: np.ndarray, start: float, end: float) -> np.ndarray:
+    """0 at ``start``, 1 at ``end``, linear between (either direction); NaN gives 0."""
+    with np.errstate(invalid="ignore"):
+        out = np.clip((x - start) / (end - start), 0.0, 1.0)
+    return np.nan_to_num(out, nan=0.0)
+
+
+class Model:
+    """Fitted baselines, the lookups scoring needs, and the config. Read-only once built,
+    so any number of threads may score with one model."""
+
+    def __init__(self, baselines: Baselines, config: ScoringConfig | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.baselines = baselines
+        self.config = config or ScoringConfig.default()
+        self.meta = dict(meta or {})
+        th = self.config.thresholds
+        t = baselines.tallies
+        self.tallies = t
+        self.norms = Norms(baselines, self.config.min_group_lines)
+        span = baselines.day_range()
+        self.first_day = span[0] if span else 0
+        # Per account: effective number of ports (exp of the entropy of its lines by port).
+        keys, lines = t["acct_port_lines"].items()
+        owners = t["acct_port_owner"].get(keys).view(np.uint64)
+        order = np.argsort(owners, kind="stable")
+        owners, lines = owners[order], lines[order].astype(float)
+        accounts, start = np.unique(owners, return_index=True)
+        total = np.add.reduceat(lines, start) if len(lines) else np.zeros(0)
+        p = lines / np.repeat(total, np.diff(np.r_[start, len(lines)]))
+        entropy = -np.add.reduceat(p * np.log(p), start) if len(lines) else np.zeros(0)
+        self.effective_ports = Tally("max")
+        self.effective_ports.add(accounts, np.round(np.exp(entropy) * 1000).astype(np.int64))
+        acct, acct_lines = t["acct_lines"].items()
+        first = t["acct_first"].get(acct)
+        last = t["acct_last"].get(acct)
+        big = acct_lines >= th["account_min_lines"]
+        eff = self.effective_ports.get(acct) / 1000.0
+        self.ports_norm = float(np.quantile(eff[big], th["port_spread_quantile"])) if big.any() else 1.0
+        per_day = acct_lines / (last - first + 1)
+        self.rate_norm = float(np.quantile(per_day[big], th["new_importer_quantile"])) if big.any() else 1.0
+        # Distinct HTS numbers per (importer x manufacturer, heading).
+        groups = t["cls_hts"].items()[1].view(np.uint64)
+        unique, counts = np.unique(groups, return_counts=True)
+        self.cls_hts_count = Tally("max")
+        self.cls_hts_count.add(unique, counts.astype(np.int64))
+
+    # ------------------------------------------------------------ artifact
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the model atomically as one Arrow IPC file (no pickle)."""
+        table = self.baselines.to_arrow()
+        meta = {**self.meta, "format": MODEL_FORMAT, "version": __version__, "config": self.config.to_dict()}
+        schema = table.schema.with_metadata({**table.schema.metadata, b"ceecore.model": json.dumps(meta).encode()})
+        with atomic_path(path) as tmp, ipc.new_file(tmp, schema) as writer:
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Model:
+        """Reads a model written by :meth:`save`; one clear error for anything else."""
+        where = os.fspath(path)
+        try:
+            with pa.memory_map(where) as source:
+                table = ipc.open_file(source).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ValueError(f"{where}: not a ceecore model (cannot read it as an Arrow IPC file: {exc})") from exc
+        raw = (table.schema.metadata or {}).get(b"ceecore.model")
+        try:
+            meta = json.loads(raw) if raw else None
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict) or meta.get("format") is None:
+            raise ValueError(f"{where}: not a ceecore model (no ceecore.model metadata)")
+        if meta["format"] != MODEL_FORMAT:
+            raise ValueError(f"{where}: model format {meta['format']!r} is not {MODEL_FORMAT!r}; refit it with "
+                             f"ceecore {__version__}")
+        try:
+            baselines = Baselines.from_arrow(table)
+            config = ScoringConfig.from_doc({
+                "weights": meta["config"]["weights"], "thresholds": meta["config"]["thresholds"],
+                "norms": {"min_group_lines": meta["config"]["min_group_lines"]},
+                "output": {k: meta["config"][k] for k in ("reasons", "account_top_lines", "worklist")},
+            }, where)
+        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+            raise ValueError(f"{where}: corrupt ceecore model: {exc}") from exc
+        return cls(baselines, config, meta)
+
+    # ------------------------------------------------------------ indicators
+
+    def indicators(self, f: LineFields) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Strength per line and indicator (an (n, len(INDICATORS)) matrix), and the raw
+        values behind them."""
+        th = self.config.thresholds
+        t = self.tallies
+        n = len(f)
+        s = np.zeros((n, len(INDICATORS)))
+        col = {name: i for i, name in enumerate(INDICATORS)}
+
+        # Unit value: the account's mean for the product (from history) and the line's own.
+        # The account's mean is held to the same HTS number's norm (HTS6 and HTS4 mix
+        # products too different in price to judge an account's pricing by).
+        key = ap_key(f)
+        count = t["ap_uv_n"].get(key)
+        median, spread, level = self.norms.lookup(f, own=count, max_level=1)
+        mean = np.where(count > 0, t["ap_uv_sum"].get(key) / np.maximum(count, 1) / 1e6, f.log_uv)
+        count = np.maximum(count, 1)
+        size = (mean - median) / spread
+        s[:, col["unit_value_low"]] = np.minimum(
+            _ramp(-size * np.sqrt(count), th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
+            _ramp(-size, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
+        line_median, line_spread, level = self.norms.lookup(f)
+        z = (f.log_uv - line_median) / line_spread
+        s[:, col["unit_value_outlier"]] = _ramp(np.abs(z), th["unit_value_outlier_from"], th["unit_value_outlier_to"])
+
+        # Duty against peers of the same HTS number without a preference claim.
+        unclaimed = (duty_key(f) & np.uint64((1 << 40) - 1))
+        peer_value = t["duty_value"].get(unclaimed)
+        peer_rate = np.where(peer_value > 0, t["duty_paid"].get(unclaimed) / np.maximum(peer_value, 1), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = np.where((f.spi == 0) & (peer_rate > 0), 1 - (f.rate_bp / 1e4) / peer_rate, np.nan)
+        s[:, col["duty_below_peers"]] = _ramp(gap, th["duty_gap_from"], th["duty_gap_to"])
+
+        # A preference claimed where the origin's lines rarely claim it.
+        claimed = f.spi > 0
+        origin_lines = t["claims"].get(claim_key(f.country, np.zeros(n, np.int64)))
+        claim_share = np.where(claimed, t["claims"].get(claim_key(f.country, f.spi)) / np.maximum(origin_lines, 1), np.nan)
+        s[:, col["preference_rare"]] = _ramp(claim_share, th["preference_share_from"], th["preference_share_to"])
+
+        # Origin: rare for the product nationally; newly switched for the account.
+        hts6_lines = t["origin_lines"].get(origin_key(f.hts6, np.full(n, ANY_ORIGIN)))
+        origin_share = np.where(hts6_lines >= th["origin_min_lines"],
+                                t["origin_lines"].get(origin_key(f.hts6, f.country)) / np.maximum(hts6_lines, 1), np.nan)
+        s[:, col["origin_rare"]] = _ramp(origin_share, th["origin_share_from"], th["origin_share_to"])
+        earliest = t["ap_earliest"].get(earliest_key(f), -1)
+        first_origin, product_first = earliest % 1024, earliest // 1024
+        origin_first = t["ap_first"].get(ap_day_key(f), -1)
+        old = ap_day_key(f, first_origin)
+        old_last = t["ap_last"].get(old, -1)
+        switched = ((earliest >= 0) & (origin_first >= 0) & (f.country != first_origin)
+                    & (old_last <= origin_first + th["switch_overlap_days"])
+                    & (t["ap_lines"].get(old) >= th["switch_min_lines"])
+                    & (t["ap_lines"].get(ap_day_key(f)) >= th["switch_min_lines"]))
+        gap = origin_first - product_first
+        s[:, col["origin_switch"]] = np.where(switched, _ramp(gap, th["switch_gap_days"], 3 * th["switch_gap_days"]), 0.0)
+
+        # The same importer + manufacturer + heading under a dearer HTS number at other ports.
+        group = cls_group_key(f)
+        group_max = t["cls_group_max"].get(group, -1)
+        port_max = t["cls_port_max"].get(cls_port_key(f), -1)
+        numbers = self.cls_hts_count.get(group)
+        disparity = np.where((f.maker != 0) & (numbers >= 2) & (f.rate_bp < group_max) & (group_max > 0),
+                             (group_max - port_max) / np.maximum(group_max, 1), 0.0)
+        s[:, col["classification_disparity"]] = np.clip(disparity, 0, 1)
+
+        # The account: spread over ports; new with a large volume.
+        account, ports, per_day = self.account_strengths(f.importer, raw=True)
+        s[:, [col[name] for name in ACCOUNT_INDICATORS]] = account
+
+        raw = {"unit_value_z": z, "account_unit_value_z": size, "norm_level": level.astype(float),
+               "peer_duty_rate": peer_rate, "claim_share": claim_share, "origin_share": origin_share,
+               "effective_ports": ports, "lines_per_day": per_day}
+        return s, raw
+
+    def account_strengths(self, importers: np.ndarray, raw: bool = False) -> Any:
+        """Strengths of :data:`ACCOUNT_INDICATORS` per importer hash (and, with ``raw``,
+        its effective ports and lines per active day)."""
+        th = self.config.thresholds
+        t = self.tallies
+        ports = self.effective_ports.get(importers) / 1000.0
+        spread = _ramp(ports / self.ports_norm, th["port_spread_from"], th["port_spread_to"])
+        first = t["acct_first"].get(importers, -1)
+        days = t["acct_last"].get(importers, -1) - first + 1
+        per_day = t["acct_lines"].get(importers) / np.maximum(days, 1)
+        new = (first >= 0) & (first >= self.first_day + th["new_importer_after_days"])
+        volume = np.where(new, _ramp(per_day / self.rate_norm, th["new_importer_from"], th["new_importer_to"]), 0.0)
+        strengths = np.stack([spread, volume], axis=1)
+        return (strengths, ports, per_day) if raw else strengths
+
+    def combine_account(self, strengths: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+        """Account-level scores and reasons from :meth:`account_strengths`."""
+        weights = np.array([self.config.weights[name] for name in ACCOUNT_INDICATORS])
+        contribution = strengths * weights
+        score = 1 - np.prod(1 - contribution, axis=1)
+        names = np.array(ACCOUNT_INDICATORS, dtype=object)
+        order = np.argsort(-contribution, axis=1, kind="stable")
+        reasons = [list(names[o][c[o] > 0]) for o, c in zip(order, contribution)]
+        return score, reasons
+
+    def combine(self, strengths: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+        """Scores and top reasons from indicator strengths."""
+        weights = np.array([self.config.weights[name] for name in INDICATORS])
+        contribution = strengths * weights
+        score = 1 - np.prod(1 - contribution, axis=1)
+        k = min(self.config.reasons, len(INDICATORS))
+        top = np.argsort(-contribution, axis=1, kind="stable")[:, :k]
+        names = np.array(INDICATORS, dtype=object)
+        fired = np.take_along_axis(contribution, top, 1) > 0
+        reasons = [list(names[t[m]]) for t, m in zip(top, fired)]
+        return score, reasons
+
+
+RAW_VALUES: tuple[str, ...] = ("unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share",
+                                "origin_share", "effective_ports", "lines_per_day")
+_ID_TYPES = {"line_number": pa.int64(), "entry_date": pa.date32()}
+# A scored row: the line's identity, its Center, score and reasons, every indicator's
+# strength and the raw values behind them.
+LINES_SCHEMA = pa.schema(
+    [(name, _ID_TYPES.get(name, pa.string())) for name in ID_COLUMNS]
+    + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
+    + [(name, pa.float32()) for name in INDICATORS]
+    + [(name, pa.float64()) for name in RAW_VALUES]
+)
+# What Scorer.score returns: every input row, with its reject reason (null if accepted).
+SCORED_SCHEMA = LINES_SCHEMA.insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
+
+
+class Scorer:
+    """Scores record batches against a model: what a service embeds.
+
+    ``score`` takes any Arrow producer (a record batch, a table, a polars frame) with
+    canonical columns (or ``mapping``'s names) and returns one record batch with a row
+    per input row: its identifying columns, ``reject_reason`` (null when it passed the
+    data contract), its Center, ``score`` and ``reasons`` (null when rejected), each
+    indicator's strength and the raw values behind them. The heavy work runs in numpy
+    and compiled kernels that release the GIL; the scorer holds no mutable state, so
+    several threads may call ``score`` at once.
+    """
+
+    def __init__(self, model: Model, mapping: ColumnMapping | None = None, centers: CenterMap | None = None) -> None:
+        self.model = model
+        self.mapping = mapping or ColumnMapping()
+        self.centers = centers or CenterMap.default()
+
+    def score(self, data: Any, source: str = "<batch>") -> pa.RecordBatch:
+        table = pa.table(data) if not isinstance(data, (pa.RecordBatch, pa.Table)) else data
+        batches = table.to_batches() if isinstance(table, pa.Table) else [table]
+        scored = [self._score_batch(b, source) for b in batches if b.num_rows] or [self._score_batch(
+            batches[0] if batches else pa.record_batch([]), source)]
+        return pa.Table.from_batches(scored).combine_chunks().to_batches()[0] if len(scored) > 1 else scored[0]
+
+    def _score_batch(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
+        intake = AccountBook(self.centers, threads=1).ingest(batch, self.mapping, source, SCORING_COLUMNS)
+        return score_intake(self.model, intake, self.centers)
+
+
+def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatch:
+    """The scored rows of one ingested batch (see :class:`Scorer`)."""
+    f = line_fields(intake)
+    n = len(intake.codes)
+    strengths, raw = model.indicators(f)
+    score, reasons = model.combine(strengths)
+    canonical = intake.canonical
+    columns: dict[str, pa.Array] = {}
+    for name in ID_COLUMNS:
+        kind = _ID_TYPES.get(name, pa.string())
+        if name not in canonical.schema.names:
+            columns[name] = pa.nulls(n, kind)
+            continue
+        array = canonical.column(name)
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        columns[name] = array.cast(kind)
+    accepted = intake.codes == 0
+    reject = np.array(REJECT_REASONS, dtype=object)[intake.codes]
+    columns["reject_reason"] = pa.array(np.where(accepted, None, reject), pa.string())
+    codes = np.array(list(centers.codes) + [None], dtype=object)
+    center = np.full(n, len(centers.codes))
+    center[f.rows] = np.where(f.center >= 0, f.center, len(centers.codes))
+    columns["center"] = pa.array(codes[center], pa.string())
+
+    def spread(values: np.ndarray, dtype: Any) -> pa.Array:
+        out = np.zeros(n, dtype=values.dtype if values.dtype != object else object)
+        out[f.rows] = values
+        return pa.array(out, dtype, mask=~accepted)
+
+    columns["score"] = spread(score, pa.float64())
+    full_reasons: list[list[str] | None] = [None] * n
+    for row, r in zip(f.rows.tolist(), reasons):
+        full_reasons[row] = r
+    columns["reasons"] = pa.array(full_reasons, pa.list_(pa.string()))
+    for i, name in enumerate(INDICATORS):
+        columns[name] = spread(strengths[:, i].astype(np.float32), pa.float32())
+    for name in RAW_VALUES:
+        columns[name] = spread(raw[name].astype(np.float64), pa.float64())
+    return pa.RecordBatch.from_pydict(columns, schema=SCORED_SCHEMA)
+
+
+def load_model(path: str | os.PathLike[str], mapping: ColumnMapping | None = None,
+               centers: CenterMap | None = None) -> Scorer:
+    """A :class:`Scorer` for the model saved at ``path``."""
+    return Scorer(Model.load(Path(path)), mapping, centers)
