@@ -10,7 +10,8 @@ What it holds:
 - unit values per HTS10 x origin, HTS10, HTS6 and HTS4, as histograms of the log unit
   value in fixed bins of width :data:`BIN_WIDTH` (per unit of quantity, or per kg when
   a line has no quantity);
-- value and duty per HTS10, with and without a preference claim (effective rates);
+- value and duty per HTS10 x origin, with and without a preference claim (effective
+  rates);
 - lines per HTS6 x origin (the national origin mix), and per origin x preference
   program (how often goods from a country claim it);
 - per account and product: lines and the sum of log unit values per origin, first and
@@ -37,10 +38,14 @@ __all__ = ["BIN_WIDTH", "LEVELS", "Baselines", "Norms"]
 
 TALLIES: dict[str, str] = {
     "uv_hist": "sum",             # packed (level, basis, hts, origin, bin) -> lines
+    "uv_n": "sum",                # unit-value group at levels 0-1 -> lines (for leave-account-out norms)
+    "uv_sum": "sum",              # ... -> sum of round(log uv * 1e6)
+    "uv_sq": "sum",               # ... -> sum of round(log uv ** 2 * 1e6)
     "ap_uv_sum": "sum",           # (importer, hts10, origin, basis) -> sum of round(log uv * 1e6)
+    "ap_uv_sq": "sum",            # ... -> sum of round(log uv ** 2 * 1e6)
     "ap_uv_n": "sum",             # ... -> lines with a unit value
-    "duty_value": "sum",          # packed (claimed, hts10) -> value cents
-    "duty_paid": "sum",           # packed (claimed, hts10) -> duty cents
+    "duty_value": "sum",          # packed (claimed, hts10, origin) -> value cents
+    "duty_paid": "sum",           # packed (claimed, hts10, origin) -> duty cents
     "origin_lines": "sum",        # packed (hts6, origin) -> lines; (hts6, 1023) -> all lines of the hts6
     "claims": "sum",              # packed (origin, program) -> lines; (origin, 0) -> all lines of the origin
     "ap_lines": "sum",            # (importer, hts10, origin) -> lines
@@ -61,6 +66,7 @@ BIN_WIDTH = 0.05                  # natural-log units: bins 5% apart
 LOG_LOW = float(np.log(1e-4))     # unit values from $0.0001 ...
 N_BINS = 1000                     # ... to about $5e17 (outliers fall in the end bins)
 ANY_ORIGIN = 1023
+MOMENT_LEVELS = 2                 # levels (HTS10 x origin, HTS10) that also keep sums, for leave-one-out norms
 FORMAT = "ceecore.baselines/1"
 
 # Tags of the hashed keys (one per kind of key, so kinds never collide).
@@ -106,7 +112,8 @@ def cls_port_key(f: LineFields) -> np.ndarray:
 
 
 def duty_key(f: LineFields) -> np.ndarray:
-    return ((f.spi > 0).astype(np.int64) << 40 | f.hts10).astype(np.uint64)
+    """(claimed a preference, hts10, origin), packed."""
+    return ((f.spi > 0).astype(np.int64) << 50 | f.hts10 << 10 | f.country).astype(np.uint64)
 
 
 def origin_key(hts6: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -132,11 +139,18 @@ class Baselines:
         ones = np.ones(n, np.int64)
         has_uv = ~np.isnan(f.log_uv)
         bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
+        micro = np.round(f.log_uv[has_uv] * 1e6).astype(np.int64)
+        micro_sq = np.round(f.log_uv[has_uv] ** 2 * 1e6).astype(np.int64)
         for level, (hts, origin) in enumerate(level_codes(f)):
             group = uv_group(level, f.basis[has_uv], hts[has_uv], origin[has_uv])
             t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
+            if level < MOMENT_LEVELS:
+                t["uv_n"].add(group, ones[has_uv])
+                t["uv_sum"].add(group, micro)
+                t["uv_sq"].add(group, micro_sq)
         ap = ap_key(f)[has_uv]
-        t["ap_uv_sum"].add(ap, np.round(f.log_uv[has_uv] * 1e6).astype(np.int64))
+        t["ap_uv_sum"].add(ap, micro)
+        t["ap_uv_sq"].add(ap, micro_sq)
         t["ap_uv_n"].add(ap, ones[has_uv])
 
         cents = np.round(f.value * 100).astype(np.int64)
@@ -250,14 +264,15 @@ class Norms:
         self._index = Tally("min")
         self._index.add(self.groups, np.arange(len(self.groups), dtype=np.int64))
 
-    def lookup(self, f: LineFields, own: np.ndarray | None = None, max_level: int = len(LEVELS) - 1
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def lookup(self, f: LineFields, own: np.ndarray | None = None, max_level: int = len(LEVELS) - 1,
+               max_own_share: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(median, spread, level) per line: the finest level with at least ``min_lines``
         lines besides the ``own`` lines of the line's account (the norm an account is held
         to should not be mostly its own), and where those are at most ``max_own_share``
         of the group; levels above ``max_level`` are not used; level -1 (median NaN)
         when no level qualifies."""
         own = np.zeros(len(f), np.int64) if own is None else own
+        max_own_share = self.max_own_share if max_own_share is None else max_own_share
         n = len(f)
         median = np.full(n, np.nan)
         spread = np.full(n, np.nan)
@@ -269,7 +284,7 @@ class Norms:
             row = self._index.get(uv_group(lv, f.basis[todo], hts[todo], origin[todo]), -1)
             ok = row >= 0
             lines, mine = self.lines[row[ok]], own[todo][ok]
-            ok[ok] = (lines - mine >= self.min_lines) & (mine <= self.max_own_share * lines)
+            ok[ok] = (lines - mine >= self.min_lines) & (mine <= max_own_share * lines)
             idx = np.flatnonzero(todo)[ok]
             median[idx] = self.median[row[ok]]
             spread[idx] = self.spread[row[ok]]

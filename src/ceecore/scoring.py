@@ -29,8 +29,8 @@ from ceecore import __version__
 from ceecore._kernels._tally import Tally
 from ceecore.accounts import AccountBook
 from ceecore.baselines import (
-    ANY_ORIGIN, Baselines, Norms, ap_day_key, ap_key, claim_key, cls_group_key, cls_port_key, duty_key,
-    earliest_key, origin_key,
+    ANY_ORIGIN, BIN_WIDTH, MOMENT_LEVELS, Baselines, Norms, ap_day_key, ap_key, claim_key, cls_group_key,
+    cls_port_key, duty_key, earliest_key, level_codes, origin_key, uv_group,
 )
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
@@ -150,6 +150,22 @@ class Model:
         self.ports_norm = float(np.quantile(eff[big], th["port_spread_quantile"])) if big.any() else 1.0
         per_day = acct_lines / (last - first + 1)
         self.rate_norm = float(np.quantile(per_day[big], th["new_importer_quantile"])) if big.any() else 1.0
+        # Each origin's price index: how far its lines' mean log unit value for an HTS
+        # number sits above that of the other origins, averaged over HTS numbers (weighted
+        # by the smaller side, so that no product dominated by one origin sets it).
+        keys, lines = t["uv_n"].items()
+        level0 = (keys >> np.uint64(50)) == 0
+        keys, lines = keys[level0], lines[level0]
+        basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
+        hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
+        origin = (keys & np.uint64(1023)).astype(np.int64)
+        whole = uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN))
+        own_sum, rest = t["uv_sum"].get(keys), t["uv_n"].get(whole) - lines
+        gap = (own_sum / np.maximum(lines, 1) - (t["uv_sum"].get(whole) - own_sum) / np.maximum(rest, 1)) / 1e6
+        slot = origin * 2 + basis
+        weight = np.minimum(lines, rest).astype(float)
+        self.origin_price = np.bincount(slot, weight * gap, minlength=2048) / np.maximum(
+            np.bincount(slot, weight, minlength=2048), 1)
         # Distinct HTS numbers per (importer x manufacturer, heading).
         groups = t["cls_hts"].items()[1].view(np.uint64)
         unique, counts = np.unique(groups, return_counts=True)
@@ -208,14 +224,30 @@ class Model:
         col = {name: i for i, name in enumerate(INDICATORS)}
 
         # Unit value: the account's mean for the product (from history) and the line's own.
-        # The account's mean is held to the same HTS number's norm (HTS6 and HTS4 mix
-        # products too different in price to judge an account's pricing by).
+        # The account's mean for the product against the norm of the same HTS number (and
+        # origin, if its lines are enough): the robust median while the account's own
+        # lines are at most half the group, else the other accounts' mean and spread.
+        # HTS6 and HTS4 mix products too different in price to judge an account by.
         key = ap_key(f)
         count = t["ap_uv_n"].get(key)
-        median, spread, level = self.norms.lookup(f, own=count, max_level=1)
-        mean = np.where(count > 0, t["ap_uv_sum"].get(key) / np.maximum(count, 1) / 1e6, f.log_uv)
+        own_sum, own_sq = t["ap_uv_sum"].get(key), t["ap_uv_sq"].get(key)
+        mean = np.where(count > 0, own_sum / np.maximum(count, 1) / 1e6, f.log_uv)
+        centre, spread, used = self.norms.lookup(f, own=count, max_level=MOMENT_LEVELS - 1, max_own_share=0.5)
+        for lv, (hts, origin) in enumerate(level_codes(f)[:MOMENT_LEVELS]):
+            todo = np.isnan(centre)
+            group = uv_group(lv, f.basis, hts, origin)
+            others = t["uv_n"].get(group) - count
+            ok = todo & (others >= th["others_min_lines"])
+            m = (t["uv_sum"].get(group) - own_sum) / np.maximum(others, 1) / 1e6
+            var = (t["uv_sq"].get(group) - own_sq) / np.maximum(others, 1) / 1e6 - m**2
+            robust = self.norms.lookup(f, max_level=lv)[1]  # the group's spread, if it has a histogram norm
+            centre = np.where(ok, m, centre)
+            spread = np.where(ok, np.fmax(np.sqrt(np.maximum(var, BIN_WIDTH**2)), robust), spread)
+            used = np.where(ok, lv, used)
+        # Across origins (level 1), the norm is moved by the origin's national price index.
+        centre = centre + np.where(used == 1, self.origin_price[f.country * 2 + f.basis], 0.0)
         count = np.maximum(count, 1)
-        size = (mean - median) / spread
+        size = (mean - centre) / spread
         s[:, col["unit_value_low"]] = np.minimum(
             _ramp(-size * np.sqrt(count), th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
             _ramp(-size, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
@@ -223,8 +255,8 @@ class Model:
         z = (f.log_uv - line_median) / line_spread
         s[:, col["unit_value_outlier"]] = _ramp(np.abs(z), th["unit_value_outlier_from"], th["unit_value_outlier_to"])
 
-        # Duty against peers of the same HTS number without a preference claim.
-        unclaimed = (duty_key(f) & np.uint64((1 << 40) - 1))
+        # Duty against peers of the same HTS number and origin without a preference claim.
+        unclaimed = (duty_key(f) & np.uint64((1 << 50) - 1))
         peer_value = t["duty_value"].get(unclaimed)
         peer_rate = np.where(peer_value > 0, t["duty_paid"].get(unclaimed) / np.maximum(peer_value, 1), np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -259,9 +291,9 @@ class Model:
         group_max = t["cls_group_max"].get(group, -1)
         port_max = t["cls_port_max"].get(cls_port_key(f), -1)
         numbers = self.cls_hts_count.get(group)
-        disparity = np.where((f.maker != 0) & (numbers >= 2) & (f.rate_bp < group_max) & (group_max > 0),
-                             (group_max - port_max) / np.maximum(group_max, 1), 0.0)
-        s[:, col["classification_disparity"]] = np.clip(disparity, 0, 1)
+        gap = np.where((f.maker != 0) & (numbers >= 2) & (f.rate_bp < group_max) & (group_max > 0),
+                       (group_max - port_max) / np.maximum(group_max, 1), 0.0)
+        s[:, col["classification_disparity"]] = _ramp(gap, 0.0, th["disparity_gap_to"])
 
         # The account: spread over ports; new with a large volume.
         account, ports, per_day = self.account_strengths(f.importer, raw=True)

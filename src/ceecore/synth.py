@@ -524,7 +524,7 @@ class Synthesizer:
         their lines a scheme changes and outside it (before a switch, at other ports):
         a scheme defined by a contrast (a switch, a difference across ports) needs both."""
         lines = self.item_share[items] * self.config.lines
-        return (lines * fraction >= 3) & (lines * (1 - fraction) >= 3)
+        return (lines * fraction >= 5) & (lines * (1 - fraction) >= 5)
 
     def _catalogue(self, rng: np.random.Generator) -> None:
         """Each account's products (home industry first), their origins and line shares."""
@@ -541,12 +541,22 @@ class Synthesizer:
         self.n_items = len(item_account)
         product = np.empty(self.n_items, np.int64)
         home = self.account_home[item_account]
-        u = rng.random(self.n_items)
-        at_home = ~is_away
-        pick = np.searchsorted(self.pool_cdf, home[at_home] + u[at_home], side="right")
-        product[at_home] = self.pool_product[np.minimum(pick, self.n_products - 1)]
-        pick = np.searchsorted(self.all_cdf, u[is_away], side="right")
-        product[is_away] = np.minimum(pick, self.n_products - 1)
+        # Products by popularity (home ones from the home Center's pool), drawn again
+        # where an account got one twice, so each is in a catalogue at most once.
+        redraw = np.ones(self.n_items, bool)
+        for _ in range(8):
+            u = rng.random(self.n_items)
+            at_home, away = redraw & ~is_away, redraw & is_away
+            pick = np.searchsorted(self.pool_cdf, home[at_home] + u[at_home], side="right")
+            product[at_home] = self.pool_product[np.minimum(pick, self.n_products - 1)]
+            product[away] = np.minimum(np.searchsorted(self.all_cdf, u[away], side="right"), self.n_products - 1)
+            key = item_account * self.n_products + product
+            order = np.argsort(key, kind="stable")
+            redraw = np.zeros(self.n_items, bool)
+            redraw[order[1:]] = key[order[1:]] == key[order[:-1]]
+            if not redraw.any():
+                break
+        self.item_unique = ~redraw
         self.item_account = item_account
         self.item_product = product
         away_share = self.account_away_share[item_account]
@@ -594,7 +604,7 @@ class Synthesizer:
         dutiable = self.product_rate[product] > 0
 
         # Transshipment: a Chinese product under a Section 301 surcharge moves to a hub.
-        ok = free & single & (origin == self.china) & (self.product_301[product] > 0)
+        ok = free & single & (origin == self.china) & (self.product_301[product] > 0) & self.item_unique
         a_first, a_last = self.account_first[account], self.account_last[account]
         switch = a_first + ((a_last - a_first) * rng.uniform(0.25, 0.75, size=n)).astype(np.int64)
         after = self._season_mass(switch, a_last) / np.maximum(self._season_mass(a_first, a_last), 1e-12)
