@@ -141,11 +141,16 @@ def fit(
     config: ScoringConfig | None = None,
     threads: int | None = None,
     rejects: str | os.PathLike[str] | None = None,
+    stats: IntakeStats | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
 ) -> Model:
-    """Industry baselines from the history in ``source``, as a scoring model."""
-    return _fit(source, mapping, AccountBook(centers, threads), config, IntakeStats(), rejects, progress, on_start)
+    """Industry baselines from the history in ``source``, as a scoring model.
+
+    Rejected rows go to ``rejects``; the read's counts are added to ``stats``.
+    """
+    return _fit(source, mapping, AccountBook(centers, threads), config, stats if stats is not None else IntakeStats(),
+                rejects, progress, on_start)
 
 
 def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: ScoringConfig | None,
@@ -218,30 +223,41 @@ def score(
 
 
 class _TopScores:
-    """Each account's ``k`` best line scores so far (importer id -> scores), kept small."""
+    """Each account's ``k`` best lines so far (score and reasons), kept small."""
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.importers = pa.array([], pa.string())
-        self.scores = np.zeros(0)
+        self.table = pa.table({"importer_id": pa.array([], pa.string()), "score": pa.array([], pa.float64()),
+                               "reasons": pa.array([], pa.list_(pa.string()))})
 
     def add(self, lines: pa.RecordBatch) -> None:
-        importers = pa.concat_arrays([self.importers, lines.column("importer_id").cast(pa.string())])
-        scores = np.r_[self.scores, lines.column("score").to_numpy(zero_copy_only=False)]
-        codes = pc.dictionary_encode(importers)
+        part = pa.table({"importer_id": lines.column("importer_id").cast(pa.string()), "score": lines.column("score"),
+                         "reasons": lines.column("reasons")})
+        table = pa.concat_tables([self.table, part]).combine_chunks()
+        codes = pc.dictionary_encode(table.column("importer_id")).combine_chunks()
         index = codes.indices.to_numpy(zero_copy_only=False)
+        scores = table.column("score").to_numpy()
         order = np.lexsort((-scores, index))
-        index, scores = index[order], scores[order]
-        first = np.r_[0, np.flatnonzero(np.diff(index)) + 1]
-        rank = np.arange(len(index)) - np.repeat(first, np.diff(np.r_[first, len(index)]))
-        keep = rank < self.k
-        self.importers = codes.dictionary.take(pa.array(index[keep]))
-        self.scores = scores[keep]
+        first = np.r_[0, np.flatnonzero(np.diff(index[order])) + 1] if len(order) else np.zeros(0, np.int64)
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        self.table = table.take(pa.array(order[rank < self.k]))
 
-    def mean(self) -> pa.Table:
-        """importer_id -> mean of its top line scores."""
-        table = pa.table({"importer_id": self.importers, "score": self.scores})
-        return table.group_by("importer_id").aggregate([("score", "mean")]).rename_columns(["importer_id", "line_score"])
+    def summary(self) -> pa.Table:
+        """importer_id -> mean of its top line scores, and their most frequent reasons."""
+        means = self.table.group_by("importer_id").aggregate([("score", "mean")])
+        flat = pa.table({
+            "importer_id": pc.list_parent_indices(self.table.column("reasons")),
+            "reason": pc.list_flatten(self.table.column("reasons")),
+        })
+        owner = self.table.column("importer_id").combine_chunks().take(flat.column("importer_id").combine_chunks())
+        counts = (pa.table({"importer_id": owner, "reason": flat.column("reason")})
+                  .group_by(["importer_id", "reason"]).aggregate([("reason", "count")])
+                  .sort_by([("importer_id", "ascending"), ("reason_count", "descending"), ("reason", "ascending")])
+                  .group_by("importer_id", use_threads=False).aggregate([("reason", "list")]))
+        where = pc.index_in(means.column("importer_id"), value_set=counts.column("importer_id").combine_chunks())
+        reasons = counts.column("reason_list").combine_chunks().take(where)
+        return pa.table({"importer_id": means.column("importer_id"), "line_score": means.column("score_mean"),
+                         "line_reasons": reasons})
 
 
 class _TopLines:
@@ -323,7 +339,7 @@ def run(
     fitted = time.perf_counter()
     scored = score(source, model, output=paths["lines.parquet"], mapping=mapping, centers=centers, threads=threads,
                    progress=progress)
-    accounts = account_scores(fit_book.result(), scored.accounts_top.mean(), model)
+    accounts = account_scores(fit_book.result(), scored.accounts_top.summary(), model)
     write_table(accounts, paths["accounts.parquet"])
     write_table(worklist(scored.top.table, accounts, model.config.worklist), paths["worklist.parquet"])
     done = time.perf_counter()
@@ -338,14 +354,18 @@ def account_scores(accounts: pa.Table, line_scores: pa.Table, model: Model) -> p
     """Consolidated accounts with their risk score, reasons and rank within their Center.
 
     An account's score is the larger of its account-level indicators (combined like a
-    line's) and the mean of its top lines' scores.
+    line's) and the mean of its top lines' scores; its reasons are the account-level
+    indicators that fired, then the most frequent reasons of its top lines.
     """
     ids = accounts.column("importer_id").combine_chunks()
     where = pc.index_in(ids, value_set=line_scores.column("importer_id").cast(ids.type).combine_chunks())
     line_score = line_scores.column("line_score").combine_chunks().take(where).to_numpy(zero_copy_only=False)
     line_score = np.nan_to_num(line_score.astype(float), nan=0.0)
+    line_reasons = line_scores.column("line_reasons").combine_chunks().take(where).to_pylist()
     strengths = model.account_strengths(hash_strings(pa.record_batch({"importer_id": ids}), "importer_id"))
-    own, reasons = model.combine_account(strengths)
+    own, account_reasons = model.combine_account(strengths)
+    reasons = [list(dict.fromkeys(mine + (theirs or [])))[:model.config.reasons]
+               for mine, theirs in zip(account_reasons, line_reasons)]
     table = accounts.append_column("score", pa.array(np.maximum(own, line_score)))
     table = table.append_column("line_score", pa.array(line_score)).append_column(
         "reasons", pa.array(reasons, pa.list_(pa.string())))

@@ -62,6 +62,7 @@ __all__ = [
     "Written",
     "generate",
     "generate_table",
+    "scheme_recall",
     "write",
 ]
 
@@ -1145,6 +1146,23 @@ def write(
         _write_dataset(target, world, counted(), file_rows or 4 * batch_rows)
     written.seconds = time.perf_counter() - started
     return written
+
+
+def scheme_recall(scored: pa.Table, truth: pa.Table, top_share: float = 0.05) -> dict[str, float]:
+    """Per scheme, the share of its lines among the top ``top_share`` of lines by score.
+
+    ``scored`` has ``entry_number``, ``line_number``, ``score``; ``truth`` the same keys
+    and ``scheme`` (generated lines). Ties at the cut are broken by entry and line.
+    """
+    keys = ["entry_number", "line_number"]
+    ranked = scored.select([*keys, "score"]).sort_by([("score", "descending"), ("entry_number", "ascending"),
+                                                      ("line_number", "ascending")])
+    top = ranked.slice(0, int(round(top_share * ranked.num_rows))).select(keys)
+    labelled = truth.select([*keys, "scheme"]).filter(pc.is_valid(truth.column("scheme")))
+    found = labelled.join(top.append_column("hit", pa.array(np.ones(top.num_rows, bool))), keys, join_type="left outer")
+    hits = found.group_by("scheme").aggregate([("hit", "count"), ("scheme", "count")]).to_pylist()
+    counts = {row["scheme"]: (row["hit_count"], row["scheme_count"]) for row in hits}
+    return {name: counts[name][0] / counts[name][1] for name in SCHEMES if name in counts}
 
 
 def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.RecordBatch], file_rows: int) -> None:
