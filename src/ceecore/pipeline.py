@@ -21,7 +21,9 @@ from ceecore.centers import CenterMap, Override
 from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.schema import REJECT_REASONS, ColumnMapping
-from ceecore.scoring import ACCOUNT_INDICATORS, LINES_SCHEMA, Model, ScoringConfig, score_intake
+from ceecore.scoring import (
+    ACCOUNT_INDICATORS, INDICATORS, LINES_SCHEMA, Model, ScoringConfig, reason_lists, score_intake,
+)
 
 __all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "run",
            "run_consolidation", "score", "REJECT_SCHEMA"]
@@ -223,66 +225,82 @@ def score(
 
 
 class _TopScores:
-    """Each account's ``k`` best lines so far (score and reasons), kept small."""
+    """Each account's ``k`` best lines so far: importer hash, score, indicator strengths.
+
+    Lines are buffered and cut down to ``k`` per account whenever the buffer doubles,
+    so the work stays O(n log n) and the memory about ``k`` lines per account.
+    """
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.table = pa.table({"importer_id": pa.array([], pa.string()), "score": pa.array([], pa.float64()),
-                               "reasons": pa.array([], pa.list_(pa.string()))})
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.kept = 0
+        self.buffered = 0
 
     def add(self, lines: pa.RecordBatch) -> None:
-        part = pa.table({"importer_id": lines.column("importer_id").cast(pa.string()), "score": lines.column("score"),
-                         "reasons": lines.column("reasons")})
-        table = pa.concat_tables([self.table, part]).combine_chunks()
-        codes = pc.dictionary_encode(table.column("importer_id")).combine_chunks()
-        index = codes.indices.to_numpy(zero_copy_only=False)
-        scores = table.column("score").to_numpy()
-        order = np.lexsort((-scores, index))
-        first = np.r_[0, np.flatnonzero(np.diff(index[order])) + 1] if len(order) else np.zeros(0, np.int64)
-        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-        self.table = table.take(pa.array(order[rank < self.k]))
+        hashes = hash_strings(pa.record_batch({"importer_id": lines.column("importer_id")}), "importer_id")
+        strengths = np.stack([lines.column(name).to_numpy(zero_copy_only=False) for name in INDICATORS], axis=1)
+        self.parts.append((hashes, lines.column("score").to_numpy(zero_copy_only=False), strengths))
+        self.buffered += lines.num_rows
+        if self.buffered > max(1 << 20, 2 * self.kept):
+            self._reduce()
 
-    def summary(self) -> pa.Table:
-        """importer_id -> mean of its top line scores, and their most frequent reasons."""
-        means = self.table.group_by("importer_id").aggregate([("score", "mean")])
-        flat = pa.table({
-            "importer_id": pc.list_parent_indices(self.table.column("reasons")),
-            "reason": pc.list_flatten(self.table.column("reasons")),
-        })
-        owner = self.table.column("importer_id").combine_chunks().take(flat.column("importer_id").combine_chunks())
-        counts = (pa.table({"importer_id": owner, "reason": flat.column("reason")})
-                  .group_by(["importer_id", "reason"]).aggregate([("reason", "count")])
-                  .sort_by([("importer_id", "ascending"), ("reason_count", "descending"), ("reason", "ascending")])
-                  .group_by("importer_id", use_threads=False).aggregate([("reason", "list")]))
-        where = pc.index_in(means.column("importer_id"), value_set=counts.column("importer_id").combine_chunks())
-        reasons = counts.column("reason_list").combine_chunks().take(where)
-        return pa.table({"importer_id": means.column("importer_id"), "line_score": means.column("score_mean"),
-                         "line_reasons": reasons})
+    def _reduce(self) -> None:
+        hashes = np.concatenate([p[0] for p in self.parts])
+        scores = np.concatenate([p[1] for p in self.parts])
+        strengths = np.concatenate([p[2] for p in self.parts])
+        order = np.lexsort((-scores, hashes))
+        first = np.r_[0, np.flatnonzero(np.diff(hashes[order])) + 1] if len(order) else np.zeros(0, np.int64)
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        keep = order[rank < self.k]
+        self.parts = [(hashes[keep], scores[keep], strengths[keep])]
+        self.kept = self.buffered = len(keep)
+
+    def summary(self, model: Model) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """Per account (sorted importer hashes): the mean of its top line scores, and the
+        indicators contributing most over those lines."""
+        self._reduce()
+        hashes, scores, strengths = self.parts[0] if self.parts else (np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(INDICATORS))))
+        accounts, start = np.unique(hashes, return_index=True)
+        counts = np.diff(np.r_[start, len(hashes)])
+        means = np.add.reduceat(scores, start) / counts if len(hashes) else np.zeros(0)
+        weights = np.array([model.config.weights[name] for name in INDICATORS])
+        totals = np.add.reduceat(strengths * weights, start, axis=0) if len(hashes) else np.zeros((0, len(INDICATORS)))
+        k = min(model.config.reasons, len(INDICATORS))
+        top = np.argsort(-totals, axis=1, kind="stable")[:, :k]
+        fired = (np.take_along_axis(totals, top, 1) > 0).sum(axis=1)
+        return accounts, means, reason_lists(top, fired, INDICATORS).to_pylist()
 
 
 class _TopLines:
-    """The ``n`` highest-scoring lines per Center so far."""
+    """The ``n`` highest-scoring lines per Center so far (ties: the earlier line)."""
+
+    COLUMNS = ["center", "entry_number", "line_number", "importer_id", "entry_date", "hts_code", "country_of_origin",
+               "port_code", "score", "reasons"]
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.table: pa.Table | None = None
 
     def add(self, lines: pa.RecordBatch) -> None:
-        keep = ["center", "entry_number", "line_number", "importer_id", "entry_date", "hts_code", "country_of_origin",
-                "port_code", "score", "reasons"]
-        part = pa.Table.from_batches([lines]).select(keep)
-        table = part if self.table is None else pa.concat_tables([self.table.drop_columns(["rank"]), part])
-        self.table = _top_per_center(table, self.n)
+        part = pa.Table.from_batches([lines]).select(self.COLUMNS)
+        table = part if self.table is None else pa.concat_tables([self.table, part])
+        codes = pc.dictionary_encode(table.column("center")).combine_chunks()
+        center = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False)
+        score = table.column("score").to_numpy(zero_copy_only=False)
+        order = np.lexsort((-score, center))  # stable: ties keep input order
+        first = np.r_[0, np.flatnonzero(np.diff(center[order])) + 1] if len(order) else np.zeros(0, np.int64)
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        self.table = table.take(pa.array(order[rank < self.n])).combine_chunks()
 
-
-def _top_per_center(table: pa.Table, n: int) -> pa.Table:
-    """The ``n`` highest-scoring rows per Center, ranked (ties by entry number, line)."""
-    order = table.sort_by([("center", "ascending"), ("score", "descending"), ("entry_number", "ascending"),
-                           ("line_number", "ascending")])
-    centers = order.column("center").to_numpy(zero_copy_only=False)
-    first = np.r_[0, np.flatnonzero(centers[1:] != centers[:-1]) + 1] if len(centers) else np.zeros(0, np.int64)
-    rank = np.arange(len(centers)) - np.repeat(first, np.diff(np.r_[first, len(centers)]))
-    return order.filter(pa.array(rank < n)).append_column("rank", pa.array(rank[rank < n] + 1, pa.int64()))
+    def ranked(self) -> pa.Table | None:
+        """The kept lines with their rank within their Center."""
+        if self.table is None:
+            return None
+        center = self.table.column("center").to_numpy(zero_copy_only=False)
+        first = np.r_[0, np.flatnonzero(center[1:] != center[:-1]) + 1] if len(center) else np.zeros(0, np.int64)
+        rank = np.arange(len(center)) - np.repeat(first, np.diff(np.r_[first, len(center)])) + 1
+        return self.table.append_column("rank", pa.array(rank, pa.int64()))
 
 
 @dataclass
@@ -339,9 +357,9 @@ def run(
     fitted = time.perf_counter()
     scored = score(source, model, output=paths["lines.parquet"], mapping=mapping, centers=centers, threads=threads,
                    progress=progress)
-    accounts = account_scores(fit_book.result(), scored.accounts_top.summary(), model)
+    accounts = account_scores(fit_book.result(), scored.accounts_top.summary(model), model)
     write_table(accounts, paths["accounts.parquet"])
-    write_table(worklist(scored.top.table, accounts, model.config.worklist), paths["worklist.parquet"])
+    write_table(worklist(scored.top.ranked(), accounts, model.config.worklist), paths["worklist.parquet"])
     done = time.perf_counter()
     summary = RunSummary(paths, fit_stats, {"fit": fitted - started, "score": done - fitted, "total": done - started},
                          accounts.num_rows, model)
@@ -350,22 +368,24 @@ def run(
     return summary
 
 
-def account_scores(accounts: pa.Table, line_scores: pa.Table, model: Model) -> pa.Table:
+def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, list[list[str]]],
+                   model: Model) -> pa.Table:
     """Consolidated accounts with their risk score, reasons and rank within their Center.
 
     An account's score is the larger of its account-level indicators (combined like a
     line's) and the mean of its top lines' scores; its reasons are the account-level
-    indicators that fired, then the most frequent reasons of its top lines.
+    indicators that fired, then the indicators contributing most to its top lines.
     """
     ids = accounts.column("importer_id").combine_chunks()
-    where = pc.index_in(ids, value_set=line_scores.column("importer_id").cast(ids.type).combine_chunks())
-    line_score = line_scores.column("line_score").combine_chunks().take(where).to_numpy(zero_copy_only=False)
-    line_score = np.nan_to_num(line_score.astype(float), nan=0.0)
-    line_reasons = line_scores.column("line_reasons").combine_chunks().take(where).to_pylist()
-    strengths = model.account_strengths(hash_strings(pa.record_batch({"importer_id": ids}), "importer_id"))
+    hashes = hash_strings(pa.record_batch({"importer_id": ids}), "importer_id")
+    line_accounts, line_means, line_reasons = top_lines
+    at = np.minimum(np.searchsorted(line_accounts, hashes), max(len(line_accounts) - 1, 0))
+    found = (len(line_accounts) > 0) & (line_accounts[at] == hashes) if len(line_accounts) else np.zeros(len(hashes), bool)
+    line_score = np.where(found, line_means[at] if len(line_means) else 0.0, 0.0)
+    strengths = model.account_strengths(hashes)
     own, account_reasons = model.combine_account(strengths)
-    reasons = [list(dict.fromkeys(mine + (theirs or [])))[:model.config.reasons]
-               for mine, theirs in zip(account_reasons, line_reasons)]
+    reasons = [list(dict.fromkeys(mine + (line_reasons[i] if ok else [])))[:model.config.reasons]
+               for mine, i, ok in zip(account_reasons, at.tolist(), found.tolist())]
     table = accounts.append_column("score", pa.array(np.maximum(own, line_score)))
     table = table.append_column("line_score", pa.array(line_score)).append_column(
         "reasons", pa.array(reasons, pa.list_(pa.string())))

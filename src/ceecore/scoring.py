@@ -324,22 +324,39 @@ class Model:
         weights = np.array([self.config.weights[name] for name in ACCOUNT_INDICATORS])
         contribution = strengths * weights
         score = 1 - np.prod(1 - contribution, axis=1)
-        names = np.array(ACCOUNT_INDICATORS, dtype=object)
-        order = np.argsort(-contribution, axis=1, kind="stable")
-        reasons = [list(names[o][c[o] > 0]) for o, c in zip(order, contribution)]
-        return score, reasons
+        top = np.argsort(-contribution, axis=1, kind="stable")
+        fired = (np.take_along_axis(contribution, top, 1) > 0).sum(axis=1)
+        return score, reason_lists(top, fired, ACCOUNT_INDICATORS).to_pylist()
 
-    def combine(self, strengths: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
-        """Scores and top reasons from indicator strengths."""
+    def combine(self, strengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores and reasons from indicator strengths: ``(score, top, fired)``, where
+        ``top[i]`` lists line i's indicators by falling contribution and ``fired[i]``
+        how many of the first :attr:`ScoringConfig.reasons` contributed at all."""
         weights = np.array([self.config.weights[name] for name in INDICATORS])
         contribution = strengths * weights
         score = 1 - np.prod(1 - contribution, axis=1)
         k = min(self.config.reasons, len(INDICATORS))
         top = np.argsort(-contribution, axis=1, kind="stable")[:, :k]
-        names = np.array(INDICATORS, dtype=object)
-        fired = np.take_along_axis(contribution, top, 1) > 0
-        reasons = [list(names[t[m]]) for t, m in zip(top, fired)]
-        return score, reasons
+        fired = (np.take_along_axis(contribution, top, 1) > 0).sum(axis=1)
+        return score, top, fired
+
+
+def reason_lists(top: np.ndarray, fired: np.ndarray, names: tuple[str, ...], rows: np.ndarray | None = None,
+                 length: int | None = None) -> pa.ListArray:
+    """Reasons as an Arrow list of names per row: the first ``fired[i]`` of ``top[i]``.
+
+    With ``rows``, the lists go to those rows of ``length`` and the other rows are null.
+    """
+    if rows is None:
+        rows, length = np.arange(len(fired)), len(fired)
+    counts = np.zeros(length, np.int32)
+    counts[rows] = fired
+    offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
+    keep = np.arange(top.shape[1])[None, :] < fired[:, None]
+    values = pc.take(pa.array(names), pa.array(top[keep]))
+    valid = np.zeros(length, bool)
+    valid[rows] = True
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(~valid))
 
 
 RAW_VALUES: tuple[str, ...] = ("unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share",
@@ -391,7 +408,7 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
     f = line_fields(intake)
     n = len(intake.codes)
     strengths, raw = model.indicators(f)
-    score, reasons = model.combine(strengths)
+    score, top, fired = model.combine(strengths)
     canonical = intake.canonical
     columns: dict[str, pa.Array] = {}
     for name in ID_COLUMNS:
@@ -417,10 +434,7 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
         return pa.array(out, dtype, mask=~accepted)
 
     columns["score"] = spread(score, pa.float64())
-    full_reasons: list[list[str] | None] = [None] * n
-    for row, r in zip(f.rows.tolist(), reasons):
-        full_reasons[row] = r
-    columns["reasons"] = pa.array(full_reasons, pa.list_(pa.string()))
+    columns["reasons"] = reason_lists(top, fired, INDICATORS, f.rows, n)
     for i, name in enumerate(INDICATORS):
         columns[name] = spread(strengths[:, i].astype(np.float32), pa.float32())
     for name in RAW_VALUES:
