@@ -93,7 +93,12 @@ def line_fields(intake: Intake) -> LineFields:
     take = pa.array(rows)
 
     def column(name: str) -> pa.Array | None:
-        return batch.column(name).take(take) if name in batch.schema.names else None
+        if name not in batch.schema.names:
+            return None
+        array = batch.column(name)
+        if pa.types.is_string_view(array.type):  # pyarrow cannot take() from view layouts
+            array = array.cast(pa.large_string())
+        return array.take(take)
 
     hts_value, hts_len = _hts_numbers(column("hts_code"))
     hts6 = hts_value // 10 ** np.maximum(hts_len - 6, 0)

@@ -1,0 +1,256 @@
+"""A plain-Python reference of the baselines and indicators (ceecore.baselines, ceecore.scoring).
+
+Written from the documented definitions with dicts and loops over row dicts, sharing
+no code with the library beyond its constants, so that the tests can compare the
+compiled and vectorised implementation against it on random data. Rows must already
+pass the data contract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from ceecore.baselines import BIN_WIDTH, LOG_LOW, N_BINS
+from ceecore.scoring import ACCOUNT_INDICATORS, INDICATORS, ScoringConfig
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+def _ramp(x: float | None, start: float, end: float) -> float:
+    if x is None or x != x:
+        return 0.0
+    return min(1.0, max(0.0, (x - start) / (end - start)))
+
+
+def parse(row: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one accepted row, as the kernel and fields.py define them."""
+    digits = "".join(ch for ch in row["hts_code"] if ch not in ". ")
+    value_cents = round(row["entered_value"] * 100)
+    if row.get("duty_paid") is not None:
+        duty_cents = round(row["duty_paid"] * 100)
+    elif row.get("duty_rate") is not None:
+        duty_cents = round(value_cents * row["duty_rate"] / 100)
+    else:
+        duty_cents = 0
+    value, duty = value_cents / 100, duty_cents / 100
+    quantity, weight = row.get("quantity"), row.get("gross_weight_kg")
+    if quantity is not None and quantity > 0 and value > 0:
+        log_uv, basis = math.log(value / quantity), 0
+    elif weight is not None and weight > 0 and value > 0:
+        log_uv, basis = math.log(value / weight), 1
+    else:
+        log_uv, basis = None, 1
+    mfr = row.get("manufacturer_id") or ""
+    return {
+        "importer": row["importer_id"], "maker": (row["importer_id"], mfr) if mfr else None,
+        "day": (row["entry_date"] - EPOCH).days, "country": row["country_of_origin"].upper(),
+        "port": int(row["port_code"]), "value": value,
+        "rate_bp": round(duty / value * 10_000) if value > 0 else 0,
+        "hts10": digits, "hts6": digits[:6], "hts4": digits[:4],
+        "spi": (row.get("spi") or "").strip().upper(), "log_uv": log_uv, "basis": basis, "value_cents": value_cents,
+        "duty_cents": duty_cents,
+    }
+
+
+def _groups(p: dict[str, Any]) -> list[tuple]:
+    """The unit-value group of a line at each level: HTS10 x origin, HTS10, HTS6, HTS4."""
+    return [(0, p["basis"], p["hts10"], p["country"]), (1, p["basis"], p["hts10"], None),
+            (2, p["basis"], p["hts6"], None), (3, p["basis"], p["hts4"], None)]
+
+
+def _bin(x: float) -> int:
+    return int(min(N_BINS - 1, max(0, math.floor((x - LOG_LOW) / BIN_WIDTH))))
+
+
+def _quantile(bins: dict[int, int], q: float) -> float:
+    n = sum(bins.values())
+    target = q * n
+    cum = 0
+    keys = sorted(bins)
+    for b in keys:
+        if cum + bins[b] >= target:
+            frac = min(1.0, max(0.0, (target - cum) / max(bins[b], 1)))
+            return LOG_LOW + BIN_WIDTH * (b + frac)
+        cum += bins[b]
+    return LOG_LOW + BIN_WIDTH * (keys[-1] + 1)
+
+
+class Reference:
+    """Baselines of ``rows`` and the indicator strengths of each of them."""
+
+    def __init__(self, rows: list[dict[str, Any]], config: ScoringConfig) -> None:
+        self.config = config
+        self.lines = [parse(r) for r in rows]
+        hist: dict[tuple, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.moments: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        self.ap: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        self.duty: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+        self.origin: dict[tuple, int] = defaultdict(int)
+        self.claims: dict[tuple, int] = defaultdict(int)
+        self.ap_days: dict[tuple, list[int]] = {}
+        self.earliest: dict[tuple, tuple[int, str]] = {}
+        self.group_max: dict[tuple, int] = {}
+        self.port_max: dict[tuple, int] = {}
+        self.numbers: dict[tuple, set[str]] = defaultdict(set)
+        self.port_lines: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.account: dict[str, list[int]] = {}
+        for p in self.lines:
+            x = p["log_uv"]
+            if x is not None:
+                micro, micro_sq = round(x * 1e6), round(x * x * 1e6)
+                for level, group in enumerate(_groups(p)):
+                    hist[group][_bin(x)] += 1
+                    if level < 2:
+                        m = self.moments[group]
+                        m[0] += 1; m[1] += micro; m[2] += micro_sq  # noqa: E702
+                a = self.ap[(p["importer"], p["hts10"], p["country"], p["basis"])]
+                a[0] += 1; a[1] += micro; a[2] += micro_sq  # noqa: E702
+            d = self.duty[(bool(p["spi"]), p["hts10"], p["country"])]
+            d[0] += p["value_cents"]; d[1] += p["duty_cents"]  # noqa: E702
+            self.origin[(p["hts6"], p["country"])] += 1
+            self.origin[(p["hts6"], None)] += 1
+            self.claims[(p["country"], "")] += 1
+            if p["spi"]:
+                self.claims[(p["country"], p["spi"])] += 1
+            key = (p["importer"], p["hts10"], p["country"])
+            first, last, n = self.ap_days.get(key, (p["day"], p["day"], 0))
+            self.ap_days[key] = [min(first, p["day"]), max(last, p["day"]), n + 1]
+            product = (p["importer"], p["hts10"])
+            self.earliest[product] = min(self.earliest.get(product, (p["day"], p["country"])), (p["day"], p["country"]))
+            if p["maker"] is not None:
+                group = (p["maker"], p["hts4"])
+                self.group_max[group] = max(self.group_max.get(group, -1), p["rate_bp"])
+                self.port_max[group + (p["port"],)] = max(self.port_max.get(group + (p["port"],), -1), p["rate_bp"])
+                self.numbers[group].add(p["hts10"])
+            self.port_lines[p["importer"]][p["port"]] += 1
+            first, last, n = self.account.get(p["importer"], (p["day"], p["day"], 0))
+            self.account[p["importer"]] = [min(first, p["day"]), max(last, p["day"]), n + 1]
+        self.norms = {g: (sum(b.values()), _quantile(b, 0.5),
+                          max((_quantile(b, 0.75) - _quantile(b, 0.25)) / 1.349, BIN_WIDTH)) for g, b in hist.items()}
+        self._origin_index()
+        self._account_norms()
+
+    def _origin_index(self) -> None:
+        sums: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for (level, basis, hts, country), (n, s, _) in self.moments.items():
+            if level != 0:
+                continue
+            whole_n, whole_s, _ = self.moments[(1, basis, hts, None)]
+            rest = whole_n - n
+            gap = (s / max(n, 1) - (whole_s - s) / max(rest, 1)) / 1e6
+            w = min(n, rest)
+            sums[(country, basis)][0] += w * gap
+            sums[(country, basis)][1] += w
+        self.origin_price = {k: v[0] / max(v[1], 1) for k, v in sums.items()}
+
+    def _account_norms(self) -> None:
+        th = self.config.thresholds
+        self.effective = {}
+        for importer, ports in self.port_lines.items():
+            total = sum(ports.values())
+            entropy = -sum(c / total * math.log(c / total) for c in ports.values())
+            self.effective[importer] = round(math.exp(entropy) * 1000) / 1000
+        big = [i for i, (_, _, n) in self.account.items() if n >= th["account_min_lines"]]
+        self.ports_norm = float(np.quantile([self.effective[i] for i in big], th["port_spread_quantile"])) if big else 1.0
+        per_day = {i: n / (last - first + 1) for i, (first, last, n) in self.account.items()}
+        self.per_day = per_day
+        self.rate_norm = float(np.quantile([per_day[i] for i in big], th["new_importer_quantile"])) if big else 1.0
+        self.first_day = min(first for first, _, _ in self.account.values())
+
+    def _norm(self, p: dict[str, Any], own: int, max_level: int, max_own_share: float) -> tuple[float, float, int]:
+        for level, group in enumerate(_groups(p)[:max_level + 1]):
+            if group in self.norms:
+                n, median, spread = self.norms[group]
+                if n - own >= self.config.min_group_lines and own <= max_own_share * n:
+                    return median, spread, level
+        return math.nan, math.nan, -1
+
+    def strengths(self, p: dict[str, Any]) -> dict[str, float]:
+        th = self.config.thresholds
+        s: dict[str, float] = {}
+        x = p["log_uv"]
+        own_n, own_s, own_q = self.ap.get((p["importer"], p["hts10"], p["country"], p["basis"]), (0, 0, 0))
+        if x is None:
+            s["unit_value_low"] = s["unit_value_outlier"] = 0.0
+        else:
+            mean = own_s / own_n / 1e6 if own_n else x
+            centre, spread, used = self._norm(p, own_n, 1, 0.5)
+            if centre != centre:
+                for level, group in enumerate(_groups(p)[:2]):
+                    n, total, squares = self.moments.get(group, (0, 0, 0))
+                    others = n - own_n
+                    if others >= th["others_min_lines"]:
+                        centre = (total - own_s) / others / 1e6
+                        var = (squares - own_q) / others / 1e6 - centre**2
+                        spread = math.sqrt(max(var, BIN_WIDTH**2))
+                        robust = self._norm(p, 0, level, 0.25)[1]
+                        if robust == robust:
+                            spread = max(spread, robust)
+                        used = level
+                        break
+            if used == 1:
+                centre += self.origin_price.get((p["country"], p["basis"]), 0.0)
+            size = (mean - centre) / spread if centre == centre else math.nan
+            n = max(own_n, 1)
+            s["unit_value_low"] = min(
+                _ramp(-size * math.sqrt(n) if size == size else None, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
+                _ramp(-size if size == size else None, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
+            median, spread, _ = self._norm(p, 0, 3, 0.25)
+            z = abs(x - median) / spread if median == median else None
+            s["unit_value_outlier"] = _ramp(z, th["unit_value_outlier_from"], th["unit_value_outlier_to"])
+
+        value_cents, duty_cents = self.duty.get((False, p["hts10"], p["country"]), (0, 0))
+        peer = duty_cents / value_cents if value_cents > 0 else None
+        gap = 1 - (p["rate_bp"] / 1e4) / peer if not p["spi"] and peer else None
+        s["duty_below_peers"] = _ramp(gap, th["duty_gap_from"], th["duty_gap_to"])
+
+        share = self.claims[(p["country"], p["spi"])] / self.claims[(p["country"], "")] if p["spi"] else None
+        s["preference_rare"] = _ramp(share, th["preference_share_from"], th["preference_share_to"])
+
+        total = self.origin[(p["hts6"], None)]
+        share = self.origin[(p["hts6"], p["country"])] / total if total >= th["origin_min_lines"] else None
+        s["origin_rare"] = _ramp(share, th["origin_share_from"], th["origin_share_to"])
+
+        product_first, first_origin = self.earliest[(p["importer"], p["hts10"])]
+        mine = self.ap_days[(p["importer"], p["hts10"], p["country"])]
+        old = self.ap_days.get((p["importer"], p["hts10"], first_origin), (-1, -1, 0))
+        switched = (p["country"] != first_origin and old[1] <= mine[0] + th["switch_overlap_days"]
+                    and old[2] >= th["switch_min_lines"] and mine[2] >= th["switch_min_lines"])
+        gap_days = mine[0] - product_first
+        s["origin_switch"] = _ramp(gap_days, th["switch_gap_days"], 3 * th["switch_gap_days"]) if switched else 0.0
+
+        strength = 0.0
+        if p["maker"] is not None:
+            group = (p["maker"], p["hts4"])
+            top, here = self.group_max[group], self.port_max[group + (p["port"],)]
+            if len(self.numbers[group]) >= 2 and p["rate_bp"] < top and top > 0:
+                strength = _ramp((top - here) / top, 0.0, th["disparity_gap_to"])
+        s["classification_disparity"] = strength
+
+        s.update(self.account_strengths(p["importer"]))
+        return s
+
+    def account_strengths(self, importer: str) -> dict[str, float]:
+        th = self.config.thresholds
+        first, _, _ = self.account[importer]
+        ports = self.effective[importer]
+        new = first >= self.first_day + th["new_importer_after_days"]
+        return {
+            "port_spread": _ramp(ports / self.ports_norm, th["port_spread_from"], th["port_spread_to"]),
+            "new_importer": _ramp(self.per_day[importer] / self.rate_norm, th["new_importer_from"],
+                                  th["new_importer_to"]) if new else 0.0,
+        }
+
+    def score(self, strengths: dict[str, float]) -> float:
+        out = 1.0
+        for name in INDICATORS:
+            out *= 1 - self.config.weights[name] * strengths[name]
+        return 1 - out
+
+
+assert set(ACCOUNT_INDICATORS) <= set(INDICATORS)

@@ -1,0 +1,391 @@
+"""Baselines, indicators, scores, the model artifact and the Scorer (ceecore.baselines, ceecore.scoring)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ceecore
+from ceecore import synth
+from ceecore._kernels._tally import Tally, combine, hash_strings
+from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines
+from ceecore.scoring import INDICATORS, Model, ScoringConfig
+from ceecore_cli.main import cli
+
+from scoring_reference import Reference  # noqa: I001 (tests/ is on the path)
+
+SCALE = float(os.environ.get("CEECORE_HYPOTHESIS_SCALE", "1"))  # 10: a longer hunt for bugs
+# Small data needs small norms, so that every indicator has something to judge by.
+SMALL = ScoringConfig.from_doc({
+    "thresholds": {"others_min_lines": 3, "account_min_lines": 5, "origin_min_lines": 10},
+    "norms": {"min_group_lines": 5},
+})
+
+
+def _same(a: pa.RecordBatch | pa.Table, b: pa.RecordBatch | pa.Table) -> bool:
+    """Equal data, NaN equal to NaN (raw values are NaN where a norm is missing)."""
+    return pl.from_arrow(pa.table(a)).equals(pl.from_arrow(pa.table(b)))
+
+
+def lines(n: int, seed: int, **params) -> pa.Table:  # noqa: ANN003
+    return synth.generate_table(lines=n, seed=seed, **params)
+
+
+# ------------------------------------------------------------------ the tally kernel
+
+
+@settings(max_examples=int(60 * SCALE), deadline=None)
+@given(fold=st.sampled_from(["sum", "min", "max"]), data=st.lists(st.tuples(st.integers(0, 40), st.integers(-10**12, 10**12)),
+                                                                  max_size=300), cut=st.integers(0, 300))
+def test_tally_matches_a_dict_and_merges_in_any_order(fold, data, cut):
+    combine_fn = {"sum": lambda a, b: a + b, "min": min, "max": max}[fold]
+    want: dict[int, int] = {}
+    for k, v in data:
+        want[k] = combine_fn(want[k], v) if k in want else v
+    halves = []
+    for part in (data[:cut], data[cut:]):
+        t = Tally(fold)
+        t.add(np.array([k for k, _ in part], np.uint64), np.array([v for _, v in part], np.int64))
+        halves.append(t)
+    for a, b in ((0, 1), (1, 0)):
+        merged = Tally(fold)
+        merged.merge(halves[a])
+        merged.merge(halves[b])
+        keys, values = merged.items()
+        assert dict(zip(keys.tolist(), values.tolist())) == want
+        assert list(keys) == sorted(want)
+    probe = np.array(sorted(want) + [999], np.uint64)
+    assert halves[0].get(probe, -7).shape == (len(probe),)
+    assert Tally(fold).get(np.array([5], np.uint64), -7).tolist() == [-7]
+
+
+def test_tally_refuses_mixed_folds_and_bad_input():
+    with pytest.raises(ValueError, match="fold"):
+        Tally("mean")
+    with pytest.raises(ValueError, match="merge"):
+        Tally("sum").merge(Tally("max"))
+    with pytest.raises(ValueError, match="keys"):
+        Tally().add(np.zeros(2, np.uint64), np.zeros(3, np.int64))
+
+
+def test_string_hashes_agree_across_layouts_and_nulls_hash_to_zero():
+    values = ["ACME", None, "", "acme", "ACME", "x" * 40]
+    plain = hash_strings(pa.record_batch({"s": pa.array(values)}), "s")
+    for array in (pa.array(values, pa.large_string()), pa.array(values, pa.string_view()),
+                  pa.array(values).dictionary_encode()):
+        assert hash_strings(pa.record_batch({"s": array}), "s").tolist() == plain.tolist()
+    assert plain[1] == plain[2] == 0 and plain[0] == plain[4] != plain[3]
+    assert hash_strings(pa.record_batch({"s": pa.array(values)}), "absent").tolist() == [0] * 6
+
+
+def test_combine_is_deterministic_and_tagged():
+    a, b = np.arange(1000), np.arange(1000, dtype=np.uint64) % 7
+    assert (combine(1, a, b) == combine(1, a, b)).all()
+    assert len(set(combine(1, a, b).tolist())) == 1000
+    assert not (combine(1, a, b) == combine(2, a, b)).any()
+    with pytest.raises(ValueError):
+        combine(1, np.arange(3), np.arange(4))
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def test_norms_are_the_median_and_robust_spread_of_unit_values():
+    rng = np.random.default_rng(1)
+    n = 4_000
+    unit_value = np.exp(rng.normal(np.log(12.0), 0.4, n))
+    quantity = np.full(n, 10.0)
+    table = pa.table({
+        "entry_number": [f"E{i:08d}" for i in range(n)], "line_number": np.ones(n, np.int64),
+        "importer_id": [f"I{i % 50}" for i in range(n)], "port_code": ["2704"] * n,
+        "entry_date": pa.array(np.full(n, np.datetime64("2025-03-01", "D"))), "hts_code": ["8471300100"] * n,
+        "country_of_origin": ["CN"] * n, "entered_value": np.round(unit_value * quantity, 2), "quantity": quantity,
+    })
+    model = ceecore.fit(table)
+    norms = model.norms
+    assert len(norms.groups) == 4  # one group per level
+    logs = np.log(table.column("entered_value").to_numpy() / quantity)
+    assert norms.median == pytest.approx(np.median(logs), abs=0.03)
+    iqr = np.subtract(*np.percentile(logs, [75, 25])) / 1.349
+    assert norms.spread == pytest.approx(iqr, abs=0.03)
+
+
+def _state(table: pa.Table, batch_rows: int) -> pa.Table:
+    return ceecore.fit(pa.Table.from_batches(table.to_batches(max_chunksize=batch_rows))).baselines.to_arrow()
+
+
+def test_fit_is_partition_invariant(tmp_path):
+    """Any batching, any split across fits merged in any order: the identical artifact."""
+    table = lines(30_000, seed=4, dirty=20)
+    want = _state(table, 1 << 20)
+    assert _state(table, 777).equals(want)
+    parts = [ceecore.fit(table.slice(a, b - a)).baselines for a, b in ((0, 9_000), (9_000, 21_000), (21_000, 30_020))]
+    for order in ((0, 1, 2), (2, 0, 1)):
+        merged = Baselines()
+        for i in order:
+            merged.merge(parts[i])
+        assert merged.to_arrow().equals(want)
+    # ... and byte for byte as a saved model.
+    for name, state in (("a", want), ("b", merged.to_arrow())):
+        model = Model(Baselines.from_arrow(state), meta=ceecore.pipeline.model_meta(Baselines.from_arrow(state)))
+        model.save(tmp_path / f"{name}.arrow")
+    assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
+
+
+def test_baselines_round_trip_and_refuse_foreign_tables():
+    state = ceecore.fit(lines(5_000, seed=2)).baselines.to_arrow()
+    assert Baselines.from_arrow(state).to_arrow().equals(state)
+    with pytest.raises(ValueError, match="not ceecore baselines"):
+        Baselines.from_arrow(state.replace_schema_metadata({}))
+    with pytest.raises(ValueError, match="non-null"):
+        Baselines.from_arrow(state.rename_columns(["tally", "k", "value"]).replace_schema_metadata(state.schema.metadata))
+
+
+# ------------------------------------------------------------------ indicators
+
+
+def _scored(table: pa.Table, config: ScoringConfig = SMALL) -> tuple[Model, pl.DataFrame]:
+    model = ceecore.fit(table, config=config)
+    return model, pl.from_arrow(ceecore.Scorer(model).score(table))
+
+
+def test_every_indicator_matches_the_plain_reference_on_random_data():
+    table = lines(4_000, seed=9, scheme_rates=dict.fromkeys(synth.SCHEMES, 0.03), accounts=60, products=120)
+    # The generator's duty always follows the rate: make one line in 50 pay a tenth of it.
+    paid = table.column("duty_paid").to_numpy()
+    paid = np.where(np.arange(len(paid)) % 50 == 0, np.round(paid / 10, 2), paid)
+    table = table.set_column(table.schema.get_field_index("duty_paid"), "duty_paid", pa.array(paid))
+    model, scored = _scored(table)
+    reference = Reference(table.to_pylist(), SMALL)
+    fired = dict.fromkeys(INDICATORS, 0)
+    for row, line in zip(scored.iter_rows(named=True), reference.lines):
+        want = reference.strengths(line)
+        for name in INDICATORS:
+            assert row[name] == pytest.approx(want[name], abs=1e-5), (name, row["entry_number"])
+            fired[name] += want[name] > 0
+        assert row["score"] == pytest.approx(reference.score(want), abs=1e-5)
+    assert all(fired.values()), fired  # the comparison exercised every indicator
+
+
+def _line(entry: str, importer: str, day: int, hts: str, country: str, value: float, quantity: float = 10,
+          port: str = "2704", mfr: str | None = "CNACMEWID1SHE", spi: str | None = None, rate: float = 5.0) -> dict:
+    return {"entry_number": entry, "line_number": 1, "importer_id": importer, "port_code": port,
+            "entry_date": dt.date(2025, 1, 1) + dt.timedelta(days=day), "hts_code": hts, "country_of_origin": country,
+            "entered_value": value, "duty_rate": 0.0 if spi else rate, "quantity": quantity, "gross_weight_kg": quantity,
+            "manufacturer_id": mfr, "spi": spi}
+
+
+def test_hand_computed_unit_value_and_preference_cases():
+    # Twelve importers sell a product from CN at $10 a unit; A declares $3.
+    rows = [_line(f"E{i}", f"I{i % 12}", i, "8471300100", "CN", 100.0) for i in range(60)]
+    rows += [_line(f"A{i}", "A", 100 + i, "8471300100", "CN", 30.0) for i in range(5)]
+    # Mexican goods claim USMCA ("S") nearly always; one Chinese line claims it too.
+    rows += [_line(f"M{i}", f"I{i % 12}", i, "9403600000", "MX", 100.0, spi="S") for i in range(40)]
+    rows += [_line("B1", "B", 200, "9403600000", "CN", 100.0, spi="S")]
+    rows += [_line(f"C{i}", f"I{i % 12}", i, "9403600000", "CN", 100.0, rate=3.0) for i in range(30)]
+    table = pa.Table.from_pylist(rows)
+    _, scored = _scored(table)
+    a = scored.filter(pl.col("importer_id") == "A")
+    # A's 5 lines are 5 of the group's 65, so the norm is the group's histogram median:
+    # 5 lines below ln 10's bin, 60 in it, so the median sits (32.5 - 5) / 60 into it;
+    # the spread (no spread at all) is floored at one bin, 0.05.
+    ln10_bin = np.floor((np.log(10) - LOG_LOW) / BIN_WIDTH)
+    median = LOG_LOW + BIN_WIDTH * (ln10_bin + (32.5 - 5) / 60)
+    assert a["account_unit_value_z"][0] == pytest.approx((np.log(3) - median) / BIN_WIDTH, rel=1e-6)  # micro-units
+    assert (a["unit_value_low"] == 1.0).all()
+    assert (scored.filter(pl.col("importer_id").str.starts_with("I") & (pl.col("hts_code") == "8471300100"))
+            ["unit_value_low"] == 0).all()
+    b = scored.filter(pl.col("importer_id") == "B")
+    assert b["claim_share"][0] == pytest.approx(1 / 96)  # 1 of all 96 Chinese lines claims S
+    assert b["preference_rare"][0] == pytest.approx((1 / 96 - 0.05) / (0.005 - 0.05))
+    assert (scored.filter(pl.col("country_of_origin") == "MX")["preference_rare"] == 0).all()
+    assert b["reasons"][0].to_list()[0] == "preference_rare"
+
+
+def test_hand_computed_origin_switch_and_classification_disparity():
+    rows = [_line(f"O{i}", "T", i * 5, "8501100000", "CN", 100.0) for i in range(4)]          # days 0..15
+    rows += [_line(f"N{i}", "T", 100 + i, "8501100000", "VN", 100.0, mfr="VNNEWCO12HAN") for i in range(3)]
+    # One importer + manufacturer + heading: 7318.15 at 5% in Los Angeles, 7318.16 at 2% in Newark.
+    rows += [_line(f"R{i}", "K", i, "7318150000", "CN", 50.0, port="2704", rate=5.0) for i in range(4)]
+    rows += [_line(f"W{i}", "K", i, "7318160000", "CN", 50.0, port="4601", rate=2.0) for i in range(4)]
+    _, scored = _scored(pa.Table.from_pylist(rows))
+    switched = scored.filter(pl.col("entry_number").str.starts_with("N"))
+    # First seen 100 days after the product (ramp 30 -> 90 days): strength 1.
+    assert (switched["origin_switch"] == 1.0).all()
+    assert (scored.filter(pl.col("entry_number").str.starts_with("O"))["origin_switch"] == 0).all()
+    wrong = scored.filter(pl.col("entry_number").str.starts_with("W"))
+    assert (wrong["classification_disparity"] == 1.0).all()  # (500 - 200) / 500 = 0.6 >= 0.1
+    assert (scored.filter(pl.col("entry_number").str.starts_with("R"))["classification_disparity"] == 0).all()
+
+
+def test_hand_computed_account_indicators():
+    rows = []
+    for k in range(20):  # twenty steady importers, one port each, all year
+        rows += [_line(f"S{k}-{d}", f"S{k}", d * 30, "3926909985", "CN", 100.0, port="2704") for d in range(12)]
+    rows += [_line(f"P{d}", "P", d * 30, "3926909985", "CN", 100.0, port=port)  # twelve ports, one line each
+             for d, port in enumerate(["2704", "2709", "1001", "4601", "1703", "5301", "3801", "4701", "3901",
+                                       "2720", "3001", "3002"])]
+    rows += [_line(f"Q{d}", "Q", 300, "3926909985", "CN", 100.0) for d in range(30)]  # new: 30 lines on one day
+    _, scored = _scored(pa.Table.from_pylist(rows))
+    p = scored.filter(pl.col("importer_id") == "P")
+    assert p["effective_ports"][0] == pytest.approx(12.0)
+    assert (p["port_spread"] == 1.0).all()  # 12 ports against an industry of 1: far beyond 3x
+    assert (scored.filter(pl.col("importer_id").str.starts_with("S"))["port_spread"] == 0).all()
+    q = scored.filter(pl.col("importer_id") == "Q")
+    assert q["lines_per_day"][0] == 30.0 and (q["new_importer"] == 1.0).all()
+    assert (scored.filter(pl.col("importer_id") != "Q")["new_importer"] == 0).all()
+
+
+# ------------------------------------------------------------------ scores, the Scorer, the artifact
+
+
+def test_scores_are_explained_by_their_indicators(tmp_path):
+    model, scored = _scored(lines(20_000, seed=3))
+    weights = np.array([model.config.weights[n] for n in INDICATORS])
+    strengths = scored.select(INDICATORS).to_numpy().astype(float)
+    assert scored["score"].to_numpy() == pytest.approx(1 - np.prod(1 - strengths * weights, axis=1), abs=1e-6)
+    assert scored["score"].min() >= 0 and scored["score"].max() <= 1
+    for row in scored.filter(pl.col("score") > 0).head(200).iter_rows(named=True):
+        first = row["reasons"][0]
+        assert row[first] * model.config.weights[first] == max(row[n] * model.config.weights[n] for n in INDICATORS)
+
+
+def test_scores_do_not_depend_on_threads_or_batching(tmp_path):
+    table = lines(40_000, seed=6)
+    outputs = []
+    for threads, rows in ((1, 1 << 20), (2, 5_000), (3, 12_345)):
+        out = tmp_path / f"run{threads}"
+        ceecore.run(pa.Table.from_batches(table.to_batches(max_chunksize=rows)), out, threads=threads)
+        outputs.append({name: pq.read_table(out / name) for name in ("lines.parquet", "accounts.parquet", "worklist.parquet")})
+        assert (out / "model.arrow").read_bytes() == (tmp_path / "run1" / "model.arrow").read_bytes()
+    for other in outputs[1:]:
+        for name, table_ in outputs[0].items():
+            assert pl.from_arrow(other[name]).equals(pl.from_arrow(table_)), name  # NaN equals NaN here
+
+
+def test_the_scorer_is_safe_to_share_between_threads():
+    table = lines(20_000, seed=8)
+    scorer = ceecore.Scorer(ceecore.fit(table))
+    batches = table.to_batches(max_chunksize=1_000)
+    want = [scorer.score(b) for b in batches]
+    got: dict[int, pa.RecordBatch] = {}
+
+    def work(k: int) -> None:
+        for i in range(k, len(batches), 4):
+            got[i] = scorer.score(batches[i])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(_same(got[i], want[i]) for i in range(len(batches)))
+    # Any Arrow producer: a polars frame scores the same.
+    assert _same(scorer.score(pl.from_arrow(pa.Table.from_batches(batches[:1]))), want[0])
+
+
+def test_rejected_rows_come_back_with_a_reason_and_no_score():
+    table = lines(3_000, seed=5, dirty=16)
+    scored = ceecore.Scorer(ceecore.fit(table)).score(table)
+    assert scored.num_rows == table.num_rows
+    rejected = pl.from_arrow(scored).filter(pl.col("reject_reason").is_not_null())
+    assert sorted(rejected["reject_reason"].unique()) == sorted(synth.DIRTY_REASONS)
+    assert rejected["score"].null_count() == rejected.height and rejected["reasons"].null_count() == rejected.height
+
+
+def test_model_round_trip_and_clear_errors_for_anything_else(tmp_path):
+    table = lines(10_000, seed=1)
+    model = ceecore.fit(table)
+    path = tmp_path / "model.arrow"
+    model.save(path)
+    loaded = ceecore.load_model(path)
+    assert loaded.model.baselines.to_arrow().equals(model.baselines.to_arrow())
+    assert loaded.model.config == model.config and loaded.model.meta["lines"] == 10_000
+    assert _same(loaded.score(table), ceecore.Scorer(model).score(table))
+    bad = tmp_path / "bad.arrow"
+    for content, message in ((b"not arrow at all", "not a ceecore model"), (path.read_bytes()[:500], "not a ceecore model")):
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match=message):
+            ceecore.load_model(bad)
+    pq.write_table(table, bad)
+    with pytest.raises(ValueError, match="not a ceecore model"):
+        ceecore.load_model(bad)
+    import pyarrow.ipc as ipc
+    state = model.baselines.to_arrow()
+    for meta, message in (({b"ceecore.model": b'{"format": "ceecore.model/0"}'}, "refit"),
+                          ({b"ceecore.model": b"{not json"}, "not a ceecore model")):
+        with ipc.new_file(bad, state.schema.with_metadata({**state.schema.metadata, **meta})) as w:
+            w.write_table(state.replace_schema_metadata({**state.schema.metadata, **meta}))
+        with pytest.raises(ValueError, match=message):
+            ceecore.load_model(bad)
+
+
+def test_config_files_are_checked(tmp_path):
+    good = tmp_path / "c.toml"
+    good.write_text("[weights]\nport_spread = 0.5\n")
+    assert ScoringConfig.from_toml(good).weights["port_spread"] == 0.5
+    for text, message in (("[weights]\nnope = 1\n", "unknown key"), ("[weights]\nport_spread = 2\n", "in \\[0, 1\\]"),
+                          ("[extra]\n", "unknown section"), ("[weights]\nport_spread = 'x'\n", "number"),
+                          ("[weights\n", "cannot read")):
+        good.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            ScoringConfig.from_toml(good)
+
+
+# ------------------------------------------------------------------ detection, jobs and CLI
+
+
+def test_every_injected_scheme_is_recovered_in_the_top_5_percent(tmp_path):
+    table = lines(400_000, seed=11)
+    summary = ceecore.run(table, tmp_path)
+    recall = synth.scheme_recall(pq.read_table(summary.outputs["lines.parquet"]), table)
+    print("recall@5% per scheme:", {k: round(v, 3) for k, v in recall.items()})
+    assert set(recall) == set(synth.SCHEMES)
+    assert all(v >= 0.7 for v in recall.values()), recall
+
+
+def test_run_writes_every_output(tmp_path):
+    table = lines(30_000, seed=2, dirty=5)
+    summary = ceecore.run(table, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet", "model.arrow", "summary.json"])
+    doc = summary.to_dict()
+    assert doc["rows_read"] == 30_005 and doc["rejected"] == 5 and doc["lines_scored"] == 30_000
+    assert pq.read_table(tmp_path / "lines.parquet").num_rows == 30_000
+    assert pq.read_table(tmp_path / "rejects.parquet").num_rows == 5
+    accounts = pl.read_parquet(tmp_path / "accounts.parquet")
+    for _, group in accounts.group_by("center"):
+        ranked = group.sort("rank_in_center")
+        assert ranked["rank_in_center"].to_list() == list(range(1, group.height + 1))
+        assert ranked["score"].is_sorted(descending=True)
+    worklist = pl.read_parquet(tmp_path / "worklist.parquet")
+    assert set(worklist["kind"]) == {"account", "line"}
+    assert worklist.group_by("kind", "center").len()["len"].max() <= 50
+
+
+def test_cli_fit_score_run_demo(tmp_path):
+    runner = CliRunner()
+    data = tmp_path / "lines.parquet"
+    synth.write(data, lines=20_000, seed=4)
+    result = runner.invoke(cli, ["fit", str(data), "-o", str(tmp_path / "m.arrow")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["score", str(data), "--model", str(tmp_path / "m.arrow"), "-o", str(tmp_path / "s.parquet")])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "s.parquet").num_rows == 20_000
+    result = runner.invoke(cli, ["run", str(data), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0 and "riskiest 3 accounts per Center" in result.output
+    result = runner.invoke(cli, ["demo", "-n", "20000", "-o", str(tmp_path / "demo")])
+    assert result.exit_code == 0 and "recall" in result.output, result.output
+    (tmp_path / "junk.arrow").write_bytes(b"junk")
+    result = runner.invoke(cli, ["score", str(data), "--model", str(tmp_path / "junk.arrow"), "-o", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 2 and "not a ceecore model" in result.output
