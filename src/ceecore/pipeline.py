@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -158,11 +161,40 @@ def fit(
 def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: ScoringConfig | None,
          stats: IntakeStats, rejects: str | os.PathLike[str] | None, progress: Callable[[int], None] | None,
          on_start: Callable[[int | None], None] | None) -> Model:
-    baselines = Baselines()
+    # Each worker thread folds whole batches into a state of its own; the states merge
+    # exactly, so the result does not depend on which thread took which batch.
+    states: list[Baselines] = []
+    local = threading.local()
+
+    def fold(intake: Intake) -> None:
+        if not hasattr(local, "state"):
+            local.state = Baselines()
+            states.append(local.state)
+        local.state.update(line_fields(intake))
+
     with _RejectSink(rejects) as sink:
-        for intake in _intake(source, mapping, book, SCORING_COLUMNS, stats, sink, progress, on_start):
-            baselines.update(line_fields(intake))
+        for _ in _in_order(_intake(source, mapping, book, SCORING_COLUMNS, stats, sink, progress, on_start),
+                           fold, book.threads):
+            pass
+    baselines = Baselines()
+    for state in states:
+        baselines.merge(state)
     return Model(baselines, config, model_meta(baselines))
+
+
+def _in_order(items: Iterator[Any], work: Callable[[Any], Any], threads: int) -> Iterator[Any]:
+    """``work(item)`` for each item on ``threads`` threads, the results in item order.
+
+    At most twice ``threads`` items are in flight, so memory stays bounded.
+    """
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        running: deque[Future[Any]] = deque()
+        for item in items:
+            running.append(pool.submit(work, item))
+            if len(running) > 2 * threads:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
 
 
 def model_meta(baselines: Baselines) -> dict[str, Any]:
@@ -205,8 +237,8 @@ def score(
     sink = ParquetSink(output, LINES_SCHEMA) if output is not None else None
     try:
         with _RejectSink(rejects) as rejected:
-            for intake in _intake(source, mapping, book, SCORING_COLUMNS, stats, rejected, progress, on_start):
-                scored = score_intake(model, intake, book.centers)
+            intakes = _intake(source, mapping, book, SCORING_COLUMNS, stats, rejected, progress, on_start)
+            for scored in _in_order(intakes, lambda intake: score_intake(model, intake, book.centers), book.threads):
                 lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
                 top.add(lines)
                 accounts_top.add(lines)

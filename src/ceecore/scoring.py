@@ -336,8 +336,11 @@ class Model:
         contribution = strengths * weights
         score = 1 - np.prod(1 - contribution, axis=1)
         k = min(self.config.reasons, len(INDICATORS))
-        top = np.argsort(-contribution, axis=1, kind="stable")[:, :k]
-        fired = (np.take_along_axis(contribution, top, 1) > 0).sum(axis=1)
+        top = np.zeros((len(score), k), np.int64)
+        fired = np.zeros(len(score), np.int64)
+        some = np.flatnonzero(score > 0)  # most lines have no reason at all: sort only the others
+        top[some] = np.argsort(-contribution[some], axis=1, kind="stable")[:, :k]
+        fired[some] = (np.take_along_axis(contribution[some], top[some], 1) > 0).sum(axis=1)
         return score, top, fired
 
 
