@@ -148,7 +148,7 @@ def test_baselines_round_trip_and_refuse_foreign_tables():
     with pytest.raises(ValueError, match="not ceecore baselines"):
         Baselines.from_arrow(state.replace_schema_metadata({}))
     with pytest.raises(ValueError, match="non-null"):
-        Baselines.from_arrow(state.rename_columns(["tally", "k", "value"]).replace_schema_metadata(state.schema.metadata))
+        Baselines.from_arrow(state.rename_columns(["tally", "field", "k", "value"]).replace_schema_metadata(state.schema.metadata))
 
 
 # ------------------------------------------------------------------ indicators

@@ -36,30 +36,22 @@ from ceecore.fields import LineFields
 
 __all__ = ["BIN_WIDTH", "LEVELS", "Baselines", "Norms"]
 
-TALLIES: dict[str, str] = {
-    "uv_hist": "sum",             # packed (level, basis, hts, origin, bin) -> lines
-    "uv_n": "sum",                # unit-value group at levels 0-1 -> lines (for leave-account-out norms)
-    "uv_sum": "sum",              # ... -> sum of round(log uv * 1e6)
-    "uv_sq": "sum",               # ... -> sum of round(log uv ** 2 * 1e6)
-    "ap_uv_sum": "sum",           # (importer, hts10, origin, basis) -> sum of round(log uv * 1e6)
-    "ap_uv_sq": "sum",            # ... -> sum of round(log uv ** 2 * 1e6)
-    "ap_uv_n": "sum",             # ... -> lines with a unit value
-    "duty_value": "sum",          # packed (claimed, hts10, origin) -> value cents
-    "duty_paid": "sum",           # packed (claimed, hts10, origin) -> duty cents
-    "origin_lines": "sum",        # packed (hts6, origin) -> lines; (hts6, 1023) -> all lines of the hts6
-    "claims": "sum",              # packed (origin, program) -> lines; (origin, 0) -> all lines of the origin
-    "ap_lines": "sum",            # (importer, hts10, origin) -> lines
-    "ap_first": "min",            # (importer, hts10, origin) -> first day
-    "ap_last": "max",             # (importer, hts10, origin) -> last day
-    "ap_earliest": "min",         # (importer, hts10) -> first day * 1024 + origin
-    "cls_group_max": "max",       # (importer x manufacturer, hts4) -> highest duty rate (bp)
-    "cls_port_max": "max",        # (importer x manufacturer, hts4, port) -> highest duty rate (bp)
-    "cls_hts": "min",             # (importer x manufacturer, hts10) -> its (.., hts4) group key
-    "acct_port_lines": "sum",     # (importer, port) -> lines
-    "acct_port_owner": "min",     # (importer, port) -> importer hash
-    "acct_first": "min",          # importer -> first day
-    "acct_last": "max",           # importer -> last day
-    "acct_lines": "sum",          # importer -> lines
+# name -> the fold of each field; the fields of a key sit together (one probe reads all).
+TALLIES: dict[str, tuple[str, ...]] = {
+    "uv_hist": ("sum",),                   # packed (level, basis, hts, origin, bin) -> lines
+    "uv_moments": ("sum", "sum", "sum"),   # unit-value group at levels 0-1 -> lines, sum and sum of
+                                           #   squares of round(log uv * 1e6) (leave-account-out norms)
+    "ap_uv": ("sum", "sum", "sum"),        # (importer, hts10, origin, basis) -> the same moments
+    "duty": ("sum", "sum"),                # packed (claimed, hts10, origin) -> value cents, duty cents
+    "origin_lines": ("sum",),              # packed (hts6, origin) -> lines; (hts6, 1023) -> all its lines
+    "claims": ("sum",),                    # packed (origin, program) -> lines; (origin, 0) -> all its lines
+    "ap_days": ("min", "max", "sum"),      # (importer, hts10, origin) -> first day, last day, lines
+    "ap_earliest": ("min",),               # (importer, hts10) -> first day * 1024 + origin
+    "cls_group_max": ("max",),             # (importer x manufacturer, hts4) -> highest duty rate (bp)
+    "cls_port_max": ("max",),              # (importer x manufacturer, hts4, port) -> highest rate there
+    "cls_hts": ("min",),                   # (importer x manufacturer, hts10) -> its (.., hts4) group key
+    "acct_port": ("sum", "min"),           # (importer, port) -> lines, importer hash
+    "acct": ("min", "max", "sum"),         # importer -> first day, last day, lines
 }
 LEVELS = ("hts10_origin", "hts10", "hts6", "hts4")
 BIN_WIDTH = 0.05                  # natural-log units: bins 5% apart
@@ -128,7 +120,7 @@ class Baselines:
     """Mergeable industry baselines (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.tallies = {name: Tally(fold) for name, fold in TALLIES.items()}
+        self.tallies = {name: Tally(*folds) for name, folds in TALLIES.items()}
 
     def update(self, f: LineFields) -> None:
         """Folds the accepted lines of one batch in."""
@@ -139,33 +131,24 @@ class Baselines:
         ones = np.ones(n, np.int64)
         has_uv = ~np.isnan(f.log_uv)
         bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
-        micro = np.round(f.log_uv[has_uv] * 1e6).astype(np.int64)
-        micro_sq = np.round(f.log_uv[has_uv] ** 2 * 1e6).astype(np.int64)
+        moments = np.stack([ones[has_uv], np.round(f.log_uv[has_uv] * 1e6),
+                            np.round(f.log_uv[has_uv] ** 2 * 1e6)], axis=1).astype(np.int64)
         for level, (hts, origin) in enumerate(level_codes(f)):
             group = uv_group(level, f.basis[has_uv], hts[has_uv], origin[has_uv])
             t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
             if level < MOMENT_LEVELS:
-                t["uv_n"].add(group, ones[has_uv])
-                t["uv_sum"].add(group, micro)
-                t["uv_sq"].add(group, micro_sq)
-        ap = ap_key(f)[has_uv]
-        t["ap_uv_sum"].add(ap, micro)
-        t["ap_uv_sq"].add(ap, micro_sq)
-        t["ap_uv_n"].add(ap, ones[has_uv])
+                t["uv_moments"].add(group, moments)
+        t["ap_uv"].add(ap_key(f)[has_uv], moments)
 
-        cents = np.round(f.value * 100).astype(np.int64)
-        t["duty_value"].add(duty_key(f), cents)
-        t["duty_paid"].add(duty_key(f), np.round(f.duty * 100).astype(np.int64))
+        cents = np.stack([np.round(f.value * 100), np.round(f.duty * 100)], axis=1).astype(np.int64)
+        t["duty"].add(duty_key(f), cents)
         t["origin_lines"].add(np.r_[origin_key(f.hts6, f.country), origin_key(f.hts6, np.full(n, ANY_ORIGIN))],
                               np.r_[ones, ones])
         claimed = f.spi > 0
         t["claims"].add(np.r_[claim_key(f.country[claimed], f.spi[claimed]), claim_key(f.country, np.zeros(n, np.int64))],
                         np.r_[ones[claimed], ones])
 
-        days = ap_day_key(f)
-        t["ap_lines"].add(days, ones)
-        t["ap_first"].add(days, f.day)
-        t["ap_last"].add(days, f.day)
+        t["ap_days"].add(ap_day_key(f), np.stack([f.day, f.day, ones], axis=1))
         t["ap_earliest"].add(earliest_key(f), f.day * 1024 + f.country)
 
         known = f.maker != 0
@@ -174,12 +157,8 @@ class Baselines:
         t["cls_port_max"].add(cls_port_key(f)[known], f.rate_bp[known])
         t["cls_hts"].add(combine(_CLS_HTS, f.maker[known], f.hts10[known]), group.view(np.int64))
 
-        port_key = combine(_ACCT_PORT, f.importer, f.port)
-        t["acct_port_lines"].add(port_key, ones)
-        t["acct_port_owner"].add(port_key, f.importer.view(np.int64))
-        t["acct_first"].add(f.importer, f.day)
-        t["acct_last"].add(f.importer, f.day)
-        t["acct_lines"].add(f.importer, ones)
+        t["acct_port"].add(combine(_ACCT_PORT, f.importer, f.port), np.stack([ones, f.importer.view(np.int64)], axis=1))
+        t["acct"].add(f.importer, np.stack([f.day, f.day, ones], axis=1))
 
     def merge(self, other: Baselines) -> None:
         """Adds another state's lines (exact: order does not matter)."""
@@ -188,24 +167,27 @@ class Baselines:
 
     @property
     def lines(self) -> int:
-        return int(self.tallies["acct_lines"].items()[1].sum())
+        return int(self.tallies["acct"].items()[1][:, 2].sum())
 
     def day_range(self) -> tuple[int, int] | None:
         """First and last entry day (days since 1970-01-01) seen, or None if empty."""
-        first = self.tallies["acct_first"].items()[1]
-        last = self.tallies["acct_last"].items()[1]
-        return (int(first.min()), int(last.max())) if len(first) else None
+        days = self.tallies["acct"].items()[1]
+        return (int(days[:, 0].min()), int(days[:, 1].max())) if len(days) else None
 
     def to_arrow(self) -> pa.Table:
-        """The state as one table (tally, key, value), each tally sorted by key."""
-        names, keys, values = [], [], []
-        for name, tally in self.tallies.items():
+        """The state as one table (tally, field, key, value), each tally's field sorted by key."""
+        names, fields, keys, values = [], [], [], []
+        for t, (name, tally) in enumerate(self.tallies.items()):
             k, v = tally.items()
-            names.append(np.full(len(k), list(TALLIES).index(name), np.int8))
-            keys.append(k)
-            values.append(v)
+            v = v.reshape(len(k), -1)
+            for f in range(v.shape[1]):
+                names.append(np.full(len(k), t, np.int8))
+                fields.append(np.full(len(k), f, np.int8))
+                keys.append(k)
+                values.append(v[:, f])
         table = pa.table({
             "tally": pa.DictionaryArray.from_arrays(np.concatenate(names), pa.array(list(TALLIES))),
+            "field": pa.array(np.concatenate(fields), pa.int8()),
             "key": pa.array(np.concatenate(keys), pa.uint64()),
             "value": pa.array(np.concatenate(values), pa.int64()),
         })
@@ -217,9 +199,9 @@ class Baselines:
         meta = json.loads((table.schema.metadata or {}).get(b"ceecore.baselines", b"{}") or b"{}")
         if meta.get("format") != FORMAT:
             raise ValueError(f"not ceecore baselines of format {FORMAT} (found {meta.get('format')!r})")
-        if table.column_names != ["tally", "key", "value"] or table.num_rows and (
-                table.column("key").null_count or table.column("value").null_count or table.column("tally").null_count):
-            raise ValueError("baselines table must have non-null columns tally, key, value")
+        columns = ["tally", "field", "key", "value"]
+        if table.column_names != columns or any(table.column(c).null_count for c in columns):
+            raise ValueError(f"baselines table must have non-null columns {', '.join(columns)}")
         state = cls()
         tally = table.column("tally").combine_chunks()
         names = tally.dictionary.to_pylist() if isinstance(tally, pa.DictionaryArray) else []
@@ -227,11 +209,15 @@ class Baselines:
         if unknown or not isinstance(tally, pa.DictionaryArray):
             raise ValueError(f"unknown baseline tallies: {sorted(unknown)}")
         index = tally.indices.to_numpy(zero_copy_only=False)
+        field = table.column("field").to_numpy()
         keys = table.column("key").to_numpy().astype(np.uint64)
         values = table.column("value").to_numpy().astype(np.int64)
         for i, name in enumerate(names):
-            rows = index == i
-            state.tallies[name].add(keys[rows], values[rows])
+            width = len(TALLIES[name])
+            parts = [np.flatnonzero((index == i) & (field == f)) for f in range(width)]
+            if any(len(p) != len(parts[0]) or not (keys[p] == keys[parts[0]]).all() for p in parts):
+                raise ValueError(f"baseline tally {name!r}: its fields do not cover the same keys")
+            state.tallies[name].add(keys[parts[0]], np.stack([values[p] for p in parts], axis=1))
         return state
 
 

@@ -132,8 +132,8 @@ class Model:
         span = baselines.day_range()
         self.first_day = span[0] if span else 0
         # Per account: effective number of ports (exp of the entropy of its lines by port).
-        keys, lines = t["acct_port_lines"].items()
-        owners = t["acct_port_owner"].get(keys).view(np.uint64)
+        keys, port_fields = t["acct_port"].items()
+        lines, owners = port_fields[:, 0], port_fields[:, 1].view(np.uint64)
         order = np.argsort(owners, kind="stable")
         owners, lines = owners[order], lines[order].astype(float)
         accounts, start = np.unique(owners, return_index=True)
@@ -142,9 +142,8 @@ class Model:
         entropy = -np.add.reduceat(p * np.log(p), start) if len(lines) else np.zeros(0)
         self.effective_ports = Tally("max")
         self.effective_ports.add(accounts, np.round(np.exp(entropy) * 1000).astype(np.int64))
-        acct, acct_lines = t["acct_lines"].items()
-        first = t["acct_first"].get(acct)
-        last = t["acct_last"].get(acct)
+        acct, acct_fields = t["acct"].items()
+        first, last, acct_lines = acct_fields[:, 0], acct_fields[:, 1], acct_fields[:, 2]
         big = acct_lines >= th["account_min_lines"]
         eff = self.effective_ports.get(acct) / 1000.0
         self.ports_norm = float(np.quantile(eff[big], th["port_spread_quantile"])) if big.any() else 1.0
@@ -153,15 +152,16 @@ class Model:
         # Each origin's price index: how far its lines' mean log unit value for an HTS
         # number sits above that of the other origins, averaged over HTS numbers (weighted
         # by the smaller side, so that no product dominated by one origin sets it).
-        keys, lines = t["uv_n"].items()
+        keys, moments = t["uv_moments"].items()
         level0 = (keys >> np.uint64(50)) == 0
-        keys, lines = keys[level0], lines[level0]
+        keys, lines, sums = keys[level0], moments[level0, 0], moments[level0, 1]
         basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
         hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
         origin = (keys & np.uint64(1023)).astype(np.int64)
         whole = uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN))
-        own_sum, rest = t["uv_sum"].get(keys), t["uv_n"].get(whole) - lines
-        gap = (own_sum / np.maximum(lines, 1) - (t["uv_sum"].get(whole) - own_sum) / np.maximum(rest, 1)) / 1e6
+        whole_moments = t["uv_moments"].get(whole)
+        rest = whole_moments[:, 0] - lines
+        gap = (sums / np.maximum(lines, 1) - (whole_moments[:, 1] - sums) / np.maximum(rest, 1)) / 1e6
         slot = origin * 2 + basis
         weight = np.minimum(lines, rest).astype(float)
         self.origin_price = np.bincount(slot, weight * gap, minlength=2048) / np.maximum(
@@ -228,18 +228,17 @@ class Model:
         # origin, if its lines are enough): the robust median while the account's own
         # lines are at most half the group, else the other accounts' mean and spread.
         # HTS6 and HTS4 mix products too different in price to judge an account by.
-        key = ap_key(f)
-        count = t["ap_uv_n"].get(key)
-        own_sum, own_sq = t["ap_uv_sum"].get(key), t["ap_uv_sq"].get(key)
+        own = t["ap_uv"].get(ap_key(f))
+        count, own_sum, own_sq = own[:, 0], own[:, 1], own[:, 2]
         mean = np.where(count > 0, own_sum / np.maximum(count, 1) / 1e6, f.log_uv)
         centre, spread, used = self.norms.lookup(f, own=count, max_level=MOMENT_LEVELS - 1, max_own_share=0.5)
         for lv, (hts, origin) in enumerate(level_codes(f)[:MOMENT_LEVELS]):
             todo = np.isnan(centre)
-            group = uv_group(lv, f.basis, hts, origin)
-            others = t["uv_n"].get(group) - count
+            group = t["uv_moments"].get(uv_group(lv, f.basis, hts, origin))
+            others = group[:, 0] - count
             ok = todo & (others >= th["others_min_lines"])
-            m = (t["uv_sum"].get(group) - own_sum) / np.maximum(others, 1) / 1e6
-            var = (t["uv_sq"].get(group) - own_sq) / np.maximum(others, 1) / 1e6 - m**2
+            m = (group[:, 1] - own_sum) / np.maximum(others, 1) / 1e6
+            var = (group[:, 2] - own_sq) / np.maximum(others, 1) / 1e6 - m**2
             robust = self.norms.lookup(f, max_level=lv)[1]  # the group's spread, if it has a histogram norm
             centre = np.where(ok, m, centre)
             spread = np.where(ok, np.fmax(np.sqrt(np.maximum(var, BIN_WIDTH**2)), robust), spread)
@@ -256,9 +255,8 @@ class Model:
         s[:, col["unit_value_outlier"]] = _ramp(np.abs(z), th["unit_value_outlier_from"], th["unit_value_outlier_to"])
 
         # Duty against peers of the same HTS number and origin without a preference claim.
-        unclaimed = (duty_key(f) & np.uint64((1 << 50) - 1))
-        peer_value = t["duty_value"].get(unclaimed)
-        peer_rate = np.where(peer_value > 0, t["duty_paid"].get(unclaimed) / np.maximum(peer_value, 1), np.nan)
+        peers = t["duty"].get(duty_key(f) & np.uint64((1 << 50) - 1))
+        peer_rate = np.where(peers[:, 0] > 0, peers[:, 1] / np.maximum(peers[:, 0], 1), np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             gap = np.where((f.spi == 0) & (peer_rate > 0), 1 - (f.rate_bp / 1e4) / peer_rate, np.nan)
         s[:, col["duty_below_peers"]] = _ramp(gap, th["duty_gap_from"], th["duty_gap_to"])
@@ -276,13 +274,12 @@ class Model:
         s[:, col["origin_rare"]] = _ramp(origin_share, th["origin_share_from"], th["origin_share_to"])
         earliest = t["ap_earliest"].get(earliest_key(f), -1)
         first_origin, product_first = earliest % 1024, earliest // 1024
-        origin_first = t["ap_first"].get(ap_day_key(f), -1)
-        old = ap_day_key(f, first_origin)
-        old_last = t["ap_last"].get(old, -1)
+        mine = t["ap_days"].get(ap_day_key(f), -1)
+        old = t["ap_days"].get(ap_day_key(f, first_origin), -1)
+        origin_first = mine[:, 0]
         switched = ((earliest >= 0) & (origin_first >= 0) & (f.country != first_origin)
-                    & (old_last <= origin_first + th["switch_overlap_days"])
-                    & (t["ap_lines"].get(old) >= th["switch_min_lines"])
-                    & (t["ap_lines"].get(ap_day_key(f)) >= th["switch_min_lines"]))
+                    & (old[:, 1] <= origin_first + th["switch_overlap_days"])
+                    & (old[:, 2] >= th["switch_min_lines"]) & (mine[:, 2] >= th["switch_min_lines"]))
         gap = origin_first - product_first
         s[:, col["origin_switch"]] = np.where(switched, _ramp(gap, th["switch_gap_days"], 3 * th["switch_gap_days"]), 0.0)
 
@@ -311,9 +308,10 @@ class Model:
         t = self.tallies
         ports = self.effective_ports.get(importers) / 1000.0
         spread = _ramp(ports / self.ports_norm, th["port_spread_from"], th["port_spread_to"])
-        first = t["acct_first"].get(importers, -1)
-        days = t["acct_last"].get(importers, -1) - first + 1
-        per_day = t["acct_lines"].get(importers) / np.maximum(days, 1)
+        account = t["acct"].get(importers, -1)
+        first = account[:, 0]
+        days = account[:, 1] - first + 1
+        per_day = np.maximum(account[:, 2], 0) / np.maximum(days, 1)
         new = (first >= 0) & (first >= self.first_day + th["new_importer_after_days"])
         volume = np.where(new, _ramp(per_day / self.rate_norm, th["new_importer_from"], th["new_importer_to"]), 0.0)
         strengths = np.stack([spread, volume], axis=1)

@@ -8,9 +8,9 @@ import numpy.typing as npt
 OPS: tuple[str, ...]
 
 class Tally:
-    fold: str
-    def __init__(self, fold: str = "sum") -> None:
-        """An exact uint64 -> int64 table folding values by ``fold`` (sum, min or max)."""
+    folds: tuple[str, ...]
+    def __init__(self, *folds: str) -> None:
+        """An exact uint64 -> int64 fields table, each field folded by sum, min or max."""
     def add(self, keys: npt.NDArray[np.uint64], values: npt.NDArray[np.int64]) -> None: ...
     def get(self, keys: npt.NDArray[np.uint64], default: int = 0) -> npt.NDArray[np.int64]: ...
     def items(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]: ...

@@ -1,12 +1,13 @@
 # cython: language_level=3
-"""Exact, mergeable keyed tallies: uint64 key -> int64 value, folded by sum, min or max.
+"""Exact, mergeable keyed tallies: uint64 key -> a few int64 fields, each folded by sum, min or max.
 
 The industry baselines are made of these: histogram bins of unit values per product,
-duty and value per HTS number, lines per (product, origin), first-seen days per
-(account, product, origin), ... Every fold is commutative and associative on
+duty and value per HTS number and origin, lines per (product, origin), first and last
+days per (account, product, origin), ... Every fold is commutative and associative on
 integers, so the same lines give the same tally whatever the batching or merge order.
+The fields of one key sit side by side, so a lookup fetches all of them in one probe.
 Keys are built by the caller (numpy) from small integers and 64-bit string hashes
-(:func:`hash_strings`).
+(:func:`hash_strings`, :func:`combine`).
 
 Updates and lookups run without the GIL. One tally is updated by one thread at a
 time; once built, any number of threads may look it up at once.
@@ -29,6 +30,7 @@ cdef enum:
     OP_SUM = 0
     OP_MIN = 1
     OP_MAX = 2
+    MAX_FIELDS = 8
 
 
 cdef inline void fold(int op, int64_t* slot, int64_t value) noexcept nogil:
@@ -42,21 +44,26 @@ cdef inline void fold(int op, int64_t* slot, int64_t value) noexcept nogil:
 
 
 cdef class Tally:
-    """An open-addressing table of uint64 keys (linear probing, at most half full)."""
+    """An open-addressing table of uint64 keys (linear probing, at most half full), each
+    with ``len(folds)`` int64 fields stored together."""
 
     cdef uint64_t* keys
     cdef int64_t* values
     cdef uint8_t* used
     cdef int64_t capacity
     cdef int64_t count
-    cdef int op
-    cdef readonly str fold
+    cdef int width
+    cdef int ops[MAX_FIELDS]
+    cdef readonly tuple folds
 
-    def __cinit__(self, str fold="sum"):
-        if fold not in OPS:
-            raise ValueError(f"fold must be one of {OPS}, got {fold!r}")
-        self.fold = fold
-        self.op = OPS.index(fold)
+    def __cinit__(self, *folds):
+        folds = folds or ("sum",)
+        if len(folds) > MAX_FIELDS or any(f not in OPS for f in folds):
+            raise ValueError(f"folds must be 1 to {MAX_FIELDS} of {OPS}, got {folds!r}")
+        self.folds = tuple(folds)
+        self.width = len(folds)
+        for i, f in enumerate(folds):
+            self.ops[i] = OPS.index(f)
         self.capacity = 0
         self.count = 0
         if self._allocate(1024) != 0:
@@ -70,9 +77,9 @@ cdef class Tally:
     cdef int _allocate(self, int64_t capacity) noexcept nogil:
         """Moves every entry into fresh arrays of ``capacity`` slots; -1 if out of memory."""
         cdef uint64_t* keys = <uint64_t*>calloc(capacity, sizeof(uint64_t))
-        cdef int64_t* values = <int64_t*>calloc(capacity, sizeof(int64_t))
+        cdef int64_t* values = <int64_t*>calloc(capacity * self.width, sizeof(int64_t))
         cdef uint8_t* used = <uint8_t*>calloc(capacity, sizeof(uint8_t))
-        cdef int64_t i, j, mask = capacity - 1
+        cdef int64_t i, j, f, mask = capacity - 1
         if keys == NULL or values == NULL or used == NULL:
             free(keys); free(values); free(used)
             return -1
@@ -83,13 +90,15 @@ cdef class Tally:
                     j = (j + 1) & mask
                 used[j] = 1
                 keys[j] = self.keys[i]
-                values[j] = self.values[i]
+                for f in range(self.width):
+                    values[j * self.width + f] = self.values[i * self.width + f]
         free(self.keys); free(self.values); free(self.used)
         self.keys, self.values, self.used, self.capacity = keys, values, used, capacity
         return 0
 
     cdef int _add(self, const uint64_t* keys, const int64_t* values, int64_t n) noexcept nogil:
-        cdef int64_t i, j, mask
+        cdef int64_t i, j, f, mask
+        cdef int w = self.width
         cdef uint64_t key
         for i in range(n):
             if 2 * (self.count + 1) > self.capacity and self._allocate(2 * self.capacity) != 0:
@@ -100,29 +109,36 @@ cdef class Tally:
             while self.used[j] and self.keys[j] != key:
                 j = (j + 1) & mask
             if self.used[j]:
-                fold(self.op, &self.values[j], values[i])
+                for f in range(w):
+                    fold(self.ops[f], &self.values[j * w + f], values[i * w + f])
             else:
                 self.used[j] = 1
                 self.keys[j] = key
-                self.values[j] = values[i]
+                for f in range(w):
+                    self.values[j * w + f] = values[i * w + f]
                 self.count += 1
         return 0
 
-    def add(self, const uint64_t[::1] keys, const int64_t[::1] values):
-        """Folds ``values[i]`` into the entry of ``keys[i]`` (a new key takes the value)."""
-        if keys.shape[0] != values.shape[0]:
-            raise ValueError(f"{keys.shape[0]} keys but {values.shape[0]} values")
+    def add(self, const uint64_t[::1] keys, values):
+        """Folds row ``i`` of ``values`` into the fields of ``keys[i]`` (a new key takes it).
+
+        ``values`` is (n,) for a one-field tally, else (n, fields).
+        """
+        cdef const int64_t[:, ::1] v = np.ascontiguousarray(values, np.int64).reshape(-1, self.width)
+        if keys.shape[0] != v.shape[0]:
+            raise ValueError(f"{keys.shape[0]} keys but {v.shape[0]} rows of values")
         cdef int rc
         with nogil:
-            rc = self._add(&keys[0] if keys.shape[0] else NULL, &values[0] if values.shape[0] else NULL, keys.shape[0])
+            rc = self._add(&keys[0] if keys.shape[0] else NULL, &v[0, 0] if v.shape[0] else NULL, keys.shape[0])
         if rc != 0:
             raise MemoryError("tally: out of memory (the entries folded so far are kept)")
 
     def get(self, const uint64_t[::1] keys, int64_t default=0):
-        """The value of each key, ``default`` for keys never seen."""
-        cdef cnp.ndarray[int64_t, ndim=1] out = np.empty(keys.shape[0], np.int64)
-        cdef int64_t[::1] o = out
-        cdef int64_t i, j, mask = self.capacity - 1
+        """The fields of each key, ``default`` for keys never seen: (n,) or (n, fields)."""
+        cdef cnp.ndarray[int64_t, ndim=2] out = np.empty((keys.shape[0], self.width), np.int64)
+        cdef int64_t[:, ::1] o = out
+        cdef int64_t i, j, f, mask = self.capacity - 1
+        cdef int w = self.width
         cdef uint64_t key
         with nogil:
             for i in range(keys.shape[0]):
@@ -130,29 +146,32 @@ cdef class Tally:
                 j = <int64_t>(mix64(key) & <uint64_t>mask)
                 while self.used[j] and self.keys[j] != key:
                     j = (j + 1) & mask
-                o[i] = self.values[j] if self.used[j] else default
-        return out
+                for f in range(w):
+                    o[i, f] = self.values[j * w + f] if self.used[j] else default
+        return out[:, 0] if w == 1 else out
 
     def items(self):
         """``(keys, values)``, sorted by key: equal tallies give equal arrays."""
         cdef cnp.ndarray[uint64_t, ndim=1] keys = np.empty(self.count, np.uint64)
-        cdef cnp.ndarray[int64_t, ndim=1] values = np.empty(self.count, np.int64)
+        cdef cnp.ndarray[int64_t, ndim=2] values = np.empty((self.count, self.width), np.int64)
         cdef uint64_t[::1] k = keys
-        cdef int64_t[::1] v = values
-        cdef int64_t i, n = 0
+        cdef int64_t[:, ::1] v = values
+        cdef int64_t i, f, n = 0
+        cdef int w = self.width
         with nogil:
             for i in range(self.capacity):
                 if self.used[i]:
                     k[n] = self.keys[i]
-                    v[n] = self.values[i]
+                    for f in range(w):
+                        v[n, f] = self.values[i * w + f]
                     n += 1
         order = np.argsort(keys, kind="stable")
-        return keys[order], values[order]
+        return keys[order], (values[order, 0] if w == 1 else values[order])
 
     def merge(self, Tally other):
-        """Folds every entry of ``other`` (same fold) into this tally."""
-        if other.op != self.op:
-            raise ValueError(f"cannot merge a {other.fold} tally into a {self.fold} tally")
+        """Folds every entry of ``other`` (the same folds) into this tally."""
+        if other.folds != self.folds:
+            raise ValueError(f"cannot merge a {other.folds} tally into a {self.folds} tally")
         keys, values = other.items()
         self.add(keys, values)
 
