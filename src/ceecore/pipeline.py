@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ceecore._kernels._tally import hash_strings
+from ceecore._threads import resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
 from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
@@ -115,10 +116,15 @@ class _RejectSink:
             self._sink.__exit__(exc_type, exc, tb)
 
 
-def _intake(source: Any, mapping: ColumnMapping | None, book: AccountBook, columns: tuple[str, ...],
+def _intake(source: Any, mapping: ColumnMapping | None, book: AccountBook | CenterMap | None, columns: tuple[str, ...],
             stats: IntakeStats, rejects: _RejectSink, progress: Callable[[int], None] | None,
             on_start: Callable[[int | None], None] | None, parse: bool = True) -> Iterator[Intake]:
-    """Every batch of ``source`` checked and folded into ``book``; rejects written, counted."""
+    """Every batch of ``source`` checked and folded into ``book``; rejects written, counted.
+
+    Without a book (a Center map or None instead), each batch is checked and parsed by a
+    book of its own, so that memory does not grow with the input.
+    """
+    shared = book if isinstance(book, AccountBook) else None
     mapping = mapping or ColumnMapping()
     sources, chunks = open_sources(source, text_columns=[mapping.source_of(c) for c in
                                                          dict.fromkeys(CONSOLIDATION_COLUMNS + columns)])
@@ -126,8 +132,9 @@ def _intake(source: Any, mapping: ColumnMapping | None, book: AccountBook, colum
         rows = [s.rows for s in sources]
         on_start(None if None in rows else sum(rows))
     for chunk in chunks:
-        intake = book.ingest(chunk.batch, mapping, chunk.source, columns) if parse else \
-            Intake(chunk.batch, book.update(chunk.batch, mapping, chunk.source), {})
+        folder = shared if shared is not None else AccountBook(book, threads=1)
+        intake = folder.ingest(chunk.batch, mapping, chunk.source, columns) if parse else \
+            Intake(chunk.batch, folder.update(chunk.batch, mapping, chunk.source), {})
         stats.add(intake.codes)
         rejects.write(chunk, intake.codes, mapping)
         if progress is not None:
@@ -210,7 +217,6 @@ class ScoreRun:
 
     lines: pa.Table | None
     stats: IntakeStats
-    book: AccountBook
     top: _TopLines
     accounts_top: _TopScores
 
@@ -230,15 +236,16 @@ def score(
     """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory."""
     if not isinstance(model, Model):
         model = Model.load(model)
-    book = AccountBook(centers, threads)
+    centers = centers or CenterMap.default()
+    workers = resolve_threads(threads)
     stats = IntakeStats()
     top, accounts_top = _TopLines(model.config.worklist), _TopScores(model.config.account_top_lines)
     kept: list[pa.RecordBatch] = []
     sink = ParquetSink(output, LINES_SCHEMA) if output is not None else None
     try:
         with _RejectSink(rejects) as rejected:
-            intakes = _intake(source, mapping, book, SCORING_COLUMNS, stats, rejected, progress, on_start)
-            for scored in _in_order(intakes, lambda intake: score_intake(model, intake, book.centers), book.threads):
+            intakes = _intake(source, mapping, centers, SCORING_COLUMNS, stats, rejected, progress, on_start)
+            for scored in _in_order(intakes, lambda intake: score_intake(model, intake, centers), workers):
                 lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
                 top.add(lines)
                 accounts_top.add(lines)
@@ -253,7 +260,7 @@ def score(
             sink.abort()
         raise
     table = pa.Table.from_batches(kept, LINES_SCHEMA) if sink is None else None
-    return ScoreRun(table, stats, book, top, accounts_top)
+    return ScoreRun(table, stats, top, accounts_top)
 
 
 class _TopScores:

@@ -231,6 +231,7 @@ class Model:
         own = t["ap_uv"].get(ap_key(f))
         count, own_sum, own_sq = own[:, 0], own[:, 1], own[:, 2]
         mean = np.where(count > 0, own_sum / np.maximum(count, 1) / 1e6, f.log_uv)
+        line_median, line_spread, line_level = self.norms.lookup(f)  # the line's own norm (below)
         centre, spread, used = self.norms.lookup(f, own=count, max_level=MOMENT_LEVELS - 1, max_own_share=0.5)
         for lv, (hts, origin) in enumerate(level_codes(f)[:MOMENT_LEVELS]):
             todo = np.isnan(centre)
@@ -239,7 +240,7 @@ class Model:
             ok = todo & (others >= th["others_min_lines"])
             m = (group[:, 1] - own_sum) / np.maximum(others, 1) / 1e6
             var = (group[:, 2] - own_sq) / np.maximum(others, 1) / 1e6 - m**2
-            robust = self.norms.lookup(f, max_level=lv)[1]  # the group's spread, if it has a histogram norm
+            robust = np.where(line_level <= lv, line_spread, np.nan)  # the histogram's spread, at this level or finer
             centre = np.where(ok, m, centre)
             spread = np.where(ok, np.fmax(np.sqrt(np.maximum(var, BIN_WIDTH**2)), robust), spread)
             used = np.where(ok, lv, used)
@@ -250,8 +251,8 @@ class Model:
         s[:, col["unit_value_low"]] = np.minimum(
             _ramp(-size * np.sqrt(count), th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
             _ramp(-size, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
-        line_median, line_spread, level = self.norms.lookup(f)
         z = (f.log_uv - line_median) / line_spread
+        level = line_level
         s[:, col["unit_value_outlier"]] = _ramp(np.abs(z), th["unit_value_outlier_from"], th["unit_value_outlier_to"])
 
         # Duty against peers of the same HTS number and origin without a preference claim.

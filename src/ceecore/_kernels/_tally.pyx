@@ -44,7 +44,7 @@ cdef inline void fold(int op, int64_t* slot, int64_t value) noexcept nogil:
 
 
 cdef class Tally:
-    """An open-addressing table of uint64 keys (linear probing, at most half full), each
+    """An open-addressing table of uint64 keys (linear probing, at most 70% full), each
     with ``len(folds)`` int64 fields stored together."""
 
     cdef uint64_t* keys
@@ -101,7 +101,7 @@ cdef class Tally:
         cdef int w = self.width
         cdef uint64_t key
         for i in range(n):
-            if 2 * (self.count + 1) > self.capacity and self._allocate(2 * self.capacity) != 0:
+            if 10 * (self.count + 1) > 7 * self.capacity and self._allocate(2 * self.capacity) != 0:
                 return -1
             mask = self.capacity - 1
             key = keys[i]
