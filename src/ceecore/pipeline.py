@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ceecore._kernels._tally import hash_strings
+from ceecore import __version__
 from ceecore._threads import resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
 from ceecore.baselines import Baselines
@@ -189,6 +190,14 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
     return Model(baselines, config, model_meta(baselines))
 
 
+def _group_ranks(keys: np.ndarray) -> np.ndarray:
+    """0-based rank of each element within its run of equal ``keys`` (sorted by group)."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64)
+    first = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
+    return np.arange(len(keys)) - np.repeat(first, np.diff(np.r_[first, len(keys)]))
+
+
 def _in_order(items: Iterator[Any], work: Callable[[Any], Any], threads: int) -> Iterator[Any]:
     """``work(item)`` for each item on ``threads`` threads, the results in item order.
 
@@ -289,9 +298,7 @@ class _TopScores:
         scores = np.concatenate([p[1] for p in self.parts])
         strengths = np.concatenate([p[2] for p in self.parts])
         order = np.lexsort((-scores, hashes))
-        first = np.r_[0, np.flatnonzero(np.diff(hashes[order])) + 1] if len(order) else np.zeros(0, np.int64)
-        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-        keep = order[rank < self.k]
+        keep = order[_group_ranks(hashes[order]) < self.k]
         self.parts = [(hashes[keep], scores[keep], strengths[keep])]
         self.kept = self.buffered = len(keep)
 
@@ -328,17 +335,13 @@ class _TopLines:
         center = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False)
         score = table.column("score").to_numpy(zero_copy_only=False)
         order = np.lexsort((-score, center))  # stable: ties keep input order
-        first = np.r_[0, np.flatnonzero(np.diff(center[order])) + 1] if len(order) else np.zeros(0, np.int64)
-        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-        self.table = table.take(pa.array(order[rank < self.n])).combine_chunks()
+        self.table = table.take(pa.array(order[_group_ranks(center[order]) < self.n])).combine_chunks()
 
     def ranked(self) -> pa.Table | None:
         """The kept lines with their rank within their Center."""
         if self.table is None:
             return None
-        center = self.table.column("center").to_numpy(zero_copy_only=False)
-        first = np.r_[0, np.flatnonzero(center[1:] != center[:-1]) + 1] if len(center) else np.zeros(0, np.int64)
-        rank = np.arange(len(center)) - np.repeat(first, np.diff(np.r_[first, len(center)])) + 1
+        rank = _group_ranks(self.table.column("center").to_numpy(zero_copy_only=False)) + 1
         return self.table.append_column("rank", pa.array(rank, pa.int64()))
 
 
@@ -353,7 +356,6 @@ class RunSummary:
     model: Model
 
     def to_dict(self) -> dict[str, Any]:
-        from ceecore import __version__
         s = self.stats
         return {
             "version": __version__,
@@ -431,9 +433,7 @@ def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, 
     for i, name in enumerate(ACCOUNT_INDICATORS):
         table = table.append_column(name, pa.array(strengths[:, i].astype(np.float32)))
     order = table.sort_by([("center", "ascending"), ("score", "descending"), ("importer_id", "ascending")])
-    centers = order.column("center").to_numpy(zero_copy_only=False)
-    first = np.r_[0, np.flatnonzero(centers[1:] != centers[:-1]) + 1] if len(centers) else np.zeros(0, np.int64)
-    rank = np.arange(len(centers)) - np.repeat(first, np.diff(np.r_[first, len(centers)])) + 1
+    rank = _group_ranks(order.column("center").to_numpy(zero_copy_only=False)) + 1
     return order.append_column("rank_in_center", pa.array(rank, pa.int64()))
 
 
