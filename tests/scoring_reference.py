@@ -227,7 +227,7 @@ class Reference:
         strength = 0.0
         if p["maker"] is not None:
             group = (p["maker"], p["hts4"])
-            top, here = self.group_max[group], self.port_max[group + (p["port"],)]
+            top, here = self.group_max[group], max(self.port_max[group + (p["port"],)], p["rate_bp"])
             if len(self.numbers[group]) >= 2 and p["rate_bp"] < top and top > 0:
                 strength = _ramp((top - here) / top, 0.0, th["disparity_gap_to"])
         s["classification_disparity"] = strength

@@ -389,3 +389,96 @@ def test_cli_fit_score_run_demo(tmp_path):
     (tmp_path / "junk.arrow").write_bytes(b"junk")
     result = runner.invoke(cli, ["score", str(data), "--model", str(tmp_path / "junk.arrow"), "-o", str(tmp_path / "x.parquet")])
     assert result.exit_code == 2 and "not a ceecore model" in result.output
+
+
+# ------------------------------------------------------------------ edges (from a review)
+
+
+def test_a_model_fits_and_saves_without_optional_columns_or_with_every_row_rejected(tmp_path):
+    table = lines(3_000, seed=3).drop_columns(["manufacturer_id", "spi", "quantity", "gross_weight_kg"])
+    summary = ceecore.run(table, tmp_path / "a")
+    assert summary.stats.accepted == 3_000 and (tmp_path / "a" / "model.arrow").exists()
+    broken = lines(500, seed=3).set_column(2, "importer_id", pa.nulls(500, pa.string()))
+    summary = ceecore.run(broken, tmp_path / "b")
+    assert summary.stats.rejected == 500 and summary.accounts == 0
+    assert pq.read_table(tmp_path / "b" / "lines.parquet").num_rows == 0
+
+
+def test_claims_of_different_origins_never_share_a_key():
+    # KE and UA are 270 apart in the 26 x 26 code space: a 56-bit shift would merge them.
+    rows = [_line(f"K{i}", f"I{i % 5}", i, "6109100000", "KE", 50.0, spi="D") for i in range(20)]
+    rows += [_line(f"U{i}", f"I{i % 5}", i, "6109100000", "UA", 50.0) for i in range(20)]
+    rows += [_line("X1", "X", 30, "6109100000", "UA", 50.0, spi="D")]
+    _, scored = _scored(pa.Table.from_pylist(rows))
+    x = scored.filter(pl.col("importer_id") == "X")
+    assert x["claim_share"][0] == pytest.approx(1 / 21)  # not (20 + 1) / 41, Kenya's claims counted in
+
+
+def test_an_unseen_port_is_judged_by_the_line_itself():
+    rows = [_line(f"R{i}", "K", i, "7318150000", "CN", 50.0, port="2704", rate=5.0) for i in range(4)]
+    rows += [_line(f"W{i}", "K", i, "7318160000", "CN", 50.0, port="2704", rate=4.9) for i in range(4)]
+    model = ceecore.fit(pa.Table.from_pylist(rows), config=SMALL)
+    new_port = pa.Table.from_pylist([_line("N1", "K", 10, "7318160000", "CN", 50.0, port="4601", rate=4.9)])
+    strength = ceecore.Scorer(model).score(new_port).column("classification_disparity")[0].as_py()
+    assert strength == pytest.approx(0.1 / 5.0 / 0.1)  # a 2% gap, on the ramp to 10%: not 1
+
+
+def test_text_in_any_layout_the_contract_reads(tmp_path):
+    table = lines(2_000, seed=4, dirty=8)
+    model = ceecore.fit(table)
+    want = pl.from_arrow(ceecore.Scorer(model).score(table))
+    for name in ("hts_code", "spi", "importer_id"):
+        for kind in (pa.binary(), pa.large_binary(), pa.binary_view()):
+            variant = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(kind))
+            got = pl.from_arrow(ceecore.Scorer(model).score(variant))
+            assert got.select("score", "reject_reason").equals(want.select("score", "reject_reason")), (name, kind)
+    # A dictionary whose unused values could not be parsed (a rejected row's HTS code).
+    hts = table.column("hts_code").combine_chunks().to_pylist()
+    hts[0] = "84X1.20.00"
+    variant = table.set_column(table.schema.get_field_index("hts_code"), "hts_code", pa.array(hts).dictionary_encode())
+    got = pl.from_arrow(ceecore.Scorer(model).score(variant))
+    assert got["reject_reason"][0] == "bad_hts_code" and got["score"][1:].equals(want["score"][1:])
+
+
+def test_the_scorer_takes_big_and_empty_inputs():
+    table = lines(300_000, seed=2)
+    scorer = ceecore.Scorer(ceecore.fit(table.slice(0, 50_000)))
+    assert scorer.score(table.combine_chunks()).num_rows == 300_000  # one chunk above a kernel batch
+    empty = scorer.score(table.slice(0, 0))
+    assert empty.num_rows == 0 and empty.schema.names == ceecore.scoring.SCORED_SCHEMA.names
+
+
+def test_no_usable_unit_value_from_a_vanishing_quantity():
+    table = lines(2_000, seed=1)
+    quantity = table.column("quantity").to_numpy(zero_copy_only=False).copy()
+    quantity[::100] = 1e-310
+    table = table.set_column(table.schema.get_field_index("quantity"), "quantity",
+                             pa.array(quantity, from_pandas=True))  # NaN: a null quantity, as before
+    model = ceecore.fit(table)
+    moments = model.baselines.tallies["uv_moments"].items()[1]
+    assert np.abs(moments).max() < 2**62  # no infinite log unit value folded in
+    scored = pl.from_arrow(ceecore.Scorer(model).score(table))
+    assert scored["reject_reason"].null_count() == 2_000
+    assert scored["score"].null_count() == 0 and not scored["score"].is_nan().any()
+
+
+def test_a_tally_sum_that_would_overflow_is_refused():
+    t = Tally("sum")
+    t.add(np.array([1], np.uint64), np.array([2**62], np.int64))
+    with pytest.raises(OverflowError):
+        t.add(np.array([1, 1], np.uint64), np.array([2**62, 2**62], np.int64))
+
+
+def test_run_refuses_an_output_inside_its_input(tmp_path):
+    synth.write(tmp_path / "in" / "lines.parquet", lines=1_000)
+    with pytest.raises(ValueError, match="inside the input directory"):
+        ceecore.run(str(tmp_path / "in"), tmp_path / "in" / "out")
+
+
+def test_a_failed_run_leaves_the_previous_outputs(tmp_path, monkeypatch):
+    ceecore.run(lines(2_000, seed=1), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(ceecore.pipeline, "account_scores", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        ceecore.run(lines(2_000, seed=2), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -398,3 +398,15 @@ def test_cli_generate_bad_options(tmp_path, args, message):
     result = CliRunner().invoke(cli, ["generate", "-n", "100", "-o", str(tmp_path / "x.parquet"), *args])
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_dataset_output_never_replaces_a_directory_of_other_files(tmp_path):
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="other than a generated dataset"):
+        synth.write(target, lines=1_000)
+    assert (target / "notes.txt").read_text() == "keep me"
+    synth.write(tmp_path / "ds", lines=1_000, batch_rows=300)
+    synth.write(tmp_path / "ds", lines=2_000, batch_rows=300)  # a dataset replaces a dataset
+    assert sum(pq.ParquetFile(p).metadata.num_rows for p in (tmp_path / "ds").iterdir()) == 2_000

@@ -56,6 +56,11 @@ def _mapping(preset: str | None, mapping_file: str | None, pairs: tuple[str, ...
     return mapping.then(ColumnMapping.from_pairs(pairs)) if pairs else mapping
 
 
+def _rejects_path(output: str, rejects: str | None) -> str:
+    """Where rejected rows go: ``rejects``, else OUTPUT with ``.rejects.parquet``."""
+    return rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
+
+
 def _print_table(table: pa.Table) -> None:
     rows = [[("" if v is None else str(v)) for v in row.values()] for row in table.to_pylist()]
     widths = [max([len(name)] + [len(r[i]) for r in rows]) for i, name in enumerate(table.column_names)]
@@ -119,7 +124,7 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
         mapping = _mapping(preset, mapping_file, pairs)
         override_map = load_overrides(overrides, cmap) if overrides else None
         source: Any = list(inputs) if inputs else synth.generate_table(lines=SAMPLE_LINES)
-        rejects_path = rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
+        rejects_path = _rejects_path(output, rejects)
         with _progress(quiet) as (on_start, advance):
             run = ceecore.run_consolidation(
                 source, mapping=mapping, centers=cmap, overrides=override_map, assign_by=assign_by,
@@ -168,7 +173,7 @@ def fit_command(history: tuple[str, ...], output: str, config_file: str | None, 
                 mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
     """Build industry baselines from HISTORY (files or directories) into a scoring model."""
     with _usage_errors():
-        rejects_path = rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
+        rejects_path = _rejects_path(output, rejects)
         stats = ceecore.IntakeStats()
         started = time.perf_counter()
         with _progress(quiet) as (on_start, advance):
@@ -196,7 +201,7 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
     """Score every line of INPUTS against a model: a score in [0, 1] and its reasons."""
     with _usage_errors():
         model = ceecore.Model.load(model_path)
-        rejects_path = rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
+        rejects_path = _rejects_path(output, rejects)
         started = time.perf_counter()
         with _progress(quiet) as (on_start, advance):
             run = ceecore.score(list(inputs), model, output=output, mapping=_mapping(preset, mapping_file, pairs),

@@ -44,7 +44,7 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "ap_uv": ("sum", "sum", "sum"),        # (importer, hts10, origin, basis) -> the same moments
     "duty": ("sum", "sum"),                # packed (claimed, hts10, origin) -> value cents, duty cents
     "origin_lines": ("sum",),              # packed (hts6, origin) -> lines; (hts6, 1023) -> all its lines
-    "claims": ("sum",),                    # packed (origin, program) -> lines; (origin, 0) -> all its lines
+    "claims": ("sum",),                    # (origin, program) -> lines; (origin, 0) -> all its lines
     "ap_days": ("min", "max", "sum"),      # (importer, hts10, origin) -> first day, last day, lines
     "ap_earliest": ("min",),               # (importer, hts10) -> first day * 1024 + origin
     "cls_group_max": ("max",),             # (importer x manufacturer, hts4) -> highest duty rate (bp)
@@ -62,7 +62,7 @@ MOMENT_LEVELS = 2                 # levels (HTS10 x origin, HTS10) that also kee
 FORMAT = "ceecore.baselines/1"
 
 # Tags of the hashed keys (one per kind of key, so kinds never collide).
-_AP, _AP_DAYS, _AP_EARLIEST, _CLS_GROUP, _CLS_PORT, _CLS_HTS, _ACCT_PORT = range(1, 8)
+_AP, _AP_DAYS, _AP_EARLIEST, _CLS_GROUP, _CLS_PORT, _CLS_HTS, _ACCT_PORT, _CLAIM = range(1, 9)
 
 
 def uv_bin(log_uv: np.ndarray) -> np.ndarray:
@@ -113,7 +113,8 @@ def origin_key(hts6: np.ndarray, origin: np.ndarray) -> np.ndarray:
 
 
 def claim_key(origin: np.ndarray, spi: np.ndarray) -> np.ndarray:
-    return (origin.astype(np.int64) << 56 | spi).astype(np.uint64)
+    """(origin, program); program 0 stands for all of the origin's lines."""
+    return combine(_CLAIM, origin, spi)
 
 
 class Baselines:
@@ -129,7 +130,7 @@ class Baselines:
             return
         t = self.tallies
         ones = np.ones(n, np.int64)
-        has_uv = ~np.isnan(f.log_uv)
+        has_uv = np.isfinite(f.log_uv)
         bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
         moments = np.stack([ones[has_uv], np.round(f.log_uv[has_uv] * 1e6),
                             np.round(f.log_uv[has_uv] ** 2 * 1e6)], axis=1).astype(np.int64)
@@ -140,8 +141,7 @@ class Baselines:
                 t["uv_moments"].add(group, moments)
         t["ap_uv"].add(ap_key(f)[has_uv], moments)
 
-        cents = np.stack([np.round(f.value * 100), np.round(f.duty * 100)], axis=1).astype(np.int64)
-        t["duty"].add(duty_key(f), cents)
+        t["duty"].add(duty_key(f), np.stack([f.value_cents, f.duty_cents], axis=1))
         t["origin_lines"].add(np.r_[origin_key(f.hts6, f.country), origin_key(f.hts6, np.full(n, ANY_ORIGIN))],
                               np.r_[ones, ones])
         claimed = f.spi > 0
@@ -179,7 +179,7 @@ class Baselines:
         names, fields, keys, values = [], [], [], []
         for t, (name, tally) in enumerate(self.tallies.items()):
             k, v = tally.items()
-            v = v.reshape(len(k), -1)
+            v = v.reshape(len(k), len(tally.folds))
             for f in range(v.shape[1]):
                 names.append(np.full(len(k), t, np.int8))
                 fields.append(np.full(len(k), f, np.int8))

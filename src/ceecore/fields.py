@@ -22,9 +22,9 @@ __all__ = ["SCORING_COLUMNS", "LineFields", "line_fields", "spi_code", "spi_name
 SCORING_COLUMNS: tuple[str, ...] = ("spi",)
 
 
-def spi_code(text: str) -> int:
+def spi_code(text: str | bytes) -> int:
     """A stable integer for a special program indicator ("A+", "S", "KR", ...); 0 for none."""
-    raw = text.strip().upper().encode()[:7]
+    raw = (text.encode() if isinstance(text, str) else text).strip().upper()[:7]
     return int.from_bytes(raw, "big") if raw else 0
 
 
@@ -54,6 +54,8 @@ class LineFields:
     port: np.ndarray
     value: np.ndarray
     duty: np.ndarray
+    value_cents: np.ndarray
+    duty_cents: np.ndarray
     rate_bp: np.ndarray
     hts10: np.ndarray
     hts6: np.ndarray
@@ -66,10 +68,24 @@ class LineFields:
         return len(self.rows)
 
 
+def _rows(array: pa.Array, rows: pa.Array, text: bool) -> pa.Array:
+    """``array[rows]`` in a plain layout (large_string for ``text``, else large_binary).
+
+    Any layout the data contract reads: views (which pyarrow cannot take from) and
+    dictionaries (whose unused values may be anything) are made plain first or after.
+    """
+    if pa.types.is_dictionary(array.type):
+        array = array.take(rows).dictionary_decode()
+    else:
+        if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
+            array = array.cast(pa.large_binary())
+        array = array.take(rows)
+    return array.cast(pa.large_string() if text else pa.large_binary())
+
+
 def _hts_numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Digits of accepted HTS codes (dots and spaces dropped) as (value, digit count)."""
-    encoded = pc.dictionary_encode(column).combine_chunks() if isinstance(column, pa.ChunkedArray) \
-        else pc.dictionary_encode(column)
+    encoded = pc.dictionary_encode(column)
     digits = pc.replace_substring_regex(encoded.dictionary, r"[ .]", "")
     values = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
     lengths = pc.utf8_length(digits).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -93,17 +109,14 @@ def line_fields(intake: Intake) -> LineFields:
     take = pa.array(rows)
 
     def column(name: str) -> pa.Array | None:
-        if name not in batch.schema.names:
-            return None
-        array = batch.column(name)
-        if pa.types.is_string_view(array.type):  # pyarrow cannot take() from view layouts
-            array = array.cast(pa.large_string())
-        return array.take(take)
+        return batch.column(name).take(take) if name in batch.schema.names else None
 
-    hts_value, hts_len = _hts_numbers(column("hts_code"))
+    # Accepted HTS codes are digits, dots and spaces (the kernel checked); SPI text is
+    # not checked, so it is read as bytes.
+    hts_value, hts_len = _hts_numbers(_rows(batch.column("hts_code"), take, text=True))
     hts6 = hts_value // 10 ** np.maximum(hts_len - 6, 0)
     hts4 = hts_value // 10 ** np.maximum(hts_len - 4, 0)
-    spi = column("spi")
+    spi = _rows(batch.column("spi"), take, text=False) if "spi" in batch.schema.names else None
     value = parsed["value_cents"] / 100.0
     duty = parsed["duty_cents"] / 100.0
     rate_bp = np.where(value > 0, np.round(duty / np.where(value > 0, value, 1) * 10_000), 0).astype(np.int64)
@@ -115,8 +128,9 @@ def line_fields(intake: Intake) -> LineFields:
     quantity, weight = numbers("quantity"), numbers("gross_weight_kg")
     per_unit = (quantity > 0) & (value > 0)
     per_kg = ~per_unit & (weight > 0) & (value > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_uv = np.where(per_unit, np.log(value / quantity), np.where(per_kg, np.log(value / weight), np.nan))
+    log_uv[~np.isfinite(log_uv)] = np.nan  # a quantity like 1e-310 gives no usable unit value
     return LineFields(
         rows=rows,
         importer=parsed["importer_hash"],
@@ -127,6 +141,8 @@ def line_fields(intake: Intake) -> LineFields:
         port=parsed["port"].astype(np.int64),
         value=value,
         duty=duty,
+        value_cents=parsed["value_cents"],
+        duty_cents=parsed["duty_cents"],
         rate_bp=rate_bp,
         hts10=hts_value * 16 + hts_len,
         hts6=hts6,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from ceecore._kernels._tally import hash_strings
 from ceecore import __version__
-from ceecore._threads import resolve_threads
+from ceecore._threads import in_order, resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
 from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
@@ -27,7 +27,7 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.schema import REJECT_REASONS, ColumnMapping
 from ceecore.scoring import (
-    ACCOUNT_INDICATORS, INDICATORS, LINES_SCHEMA, Model, ScoringConfig, reason_lists, score_intake,
+    ACCOUNT_INDICATORS, INDICATORS, LINES_SCHEMA, Model, ScoringConfig, reason_lists, score_intake, top_contributors,
 )
 
 __all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "run",
@@ -181,7 +181,7 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
         local.state.update(line_fields(intake))
 
     with _RejectSink(rejects) as sink:
-        for _ in _in_order(_intake(source, mapping, book, SCORING_COLUMNS, stats, sink, progress, on_start),
+        for _ in in_order(_intake(source, mapping, book, SCORING_COLUMNS, stats, sink, progress, on_start),
                            fold, book.threads):
             pass
     baselines = Baselines()
@@ -196,21 +196,6 @@ def _group_ranks(keys: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.int64)
     first = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
     return np.arange(len(keys)) - np.repeat(first, np.diff(np.r_[first, len(keys)]))
-
-
-def _in_order(items: Iterator[Any], work: Callable[[Any], Any], threads: int) -> Iterator[Any]:
-    """``work(item)`` for each item on ``threads`` threads, the results in item order.
-
-    At most twice ``threads`` items are in flight, so memory stays bounded.
-    """
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        running: deque[Future[Any]] = deque()
-        for item in items:
-            running.append(pool.submit(work, item))
-            if len(running) > 2 * threads:
-                yield running.popleft().result()
-        while running:
-            yield running.popleft().result()
 
 
 def model_meta(baselines: Baselines) -> dict[str, Any]:
@@ -254,7 +239,7 @@ def score(
     try:
         with _RejectSink(rejects) as rejected:
             intakes = _intake(source, mapping, centers, SCORING_COLUMNS, stats, rejected, progress, on_start)
-            for scored in _in_order(intakes, lambda intake: score_intake(model, intake, centers), workers):
+            for scored in in_order(intakes, lambda intake: score_intake(model, intake, centers), workers):
                 lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
                 top.add(lines)
                 accounts_top.add(lines)
@@ -305,16 +290,16 @@ class _TopScores:
     def summary(self, model: Model) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """Per account (sorted importer hashes): the mean of its top line scores, and the
         indicators contributing most over those lines."""
-        self._reduce()
-        hashes, scores, strengths = self.parts[0] if self.parts else (np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(INDICATORS))))
+        if self.parts:
+            self._reduce()
+        hashes, scores, strengths = self.parts[0] if self.parts else (
+            np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(INDICATORS))))
         accounts, start = np.unique(hashes, return_index=True)
         counts = np.diff(np.r_[start, len(hashes)])
         means = np.add.reduceat(scores, start) / counts if len(hashes) else np.zeros(0)
         weights = np.array([model.config.weights[name] for name in INDICATORS])
         totals = np.add.reduceat(strengths * weights, start, axis=0) if len(hashes) else np.zeros((0, len(INDICATORS)))
-        k = min(model.config.reasons, len(INDICATORS))
-        top = np.argsort(-totals, axis=1, kind="stable")[:, :k]
-        fired = (np.take_along_axis(totals, top, 1) > 0).sum(axis=1)
+        top, fired = top_contributors(totals, model.config.reasons)
         return accounts, means, reason_lists(top, fired, INDICATORS).to_pylist()
 
 
@@ -386,7 +371,34 @@ def run(
     ``rejects.parquet``, ``model.arrow`` and ``summary.json``; each appears atomically.
     """
     out = Path(outdir)
+    _check_outdir(out, source)
     out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".ceecore-run-", dir=out))
+    try:
+        summary = _run(source, staging, out, mapping, centers, config, threads, progress, on_start)
+        for name, path in summary.outputs.items():  # the set appears together, or not at all
+            os.replace(path, out / name)
+            summary.outputs[name] = str(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _check_outdir(out: Path, source: Any) -> None:
+    """Refuses an output directory inside an input directory: scoring reads the input
+    again, and would read the outputs of the fit (the model, the rejects) as lines."""
+    sources = source if isinstance(source, (list, tuple)) else [source]
+    for src in sources:
+        if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
+            if out.resolve().is_relative_to(Path(src).resolve()):
+                raise ValueError(f"the output directory {out} is inside the input directory {src}; "
+                                 "choose one outside it")
+
+
+def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, centers: CenterMap | None,
+         config: ScoringConfig | None, threads: int | None, progress: Callable[[int], None] | None,
+         on_start: Callable[[int | None], None] | None) -> RunSummary:
+    """The job of :func:`run`, writing into ``out``; summary.json names the files in ``final``."""
     paths = {name: str(out / name) for name in ("lines.parquet", "accounts.parquet", "worklist.parquet",
                                                 "rejects.parquet", "model.arrow", "summary.json")}
     started = time.perf_counter()
@@ -404,8 +416,9 @@ def run(
     done = time.perf_counter()
     summary = RunSummary(paths, fit_stats, {"fit": fitted - started, "score": done - fitted, "total": done - started},
                          accounts.num_rows, model)
+    named = {name: str(final / name) for name in paths}
     with atomic_path(paths["summary.json"]) as tmp:
-        tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        tmp.write_text(json.dumps({**summary.to_dict(), "outputs": named}, indent=2) + "\n")
     return summary
 
 

@@ -34,7 +34,7 @@ from ceecore.baselines import (
 )
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
-from ceecore.io import atomic_path
+from ceecore.io import BATCH_ROWS, atomic_path
 from ceecore.schema import REJECT_REASONS, ColumnMapping
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig",
@@ -287,7 +287,7 @@ class Model:
         # The same importer + manufacturer + heading under a dearer HTS number at other ports.
         group = cls_group_key(f)
         group_max = t["cls_group_max"].get(group, -1)
-        port_max = t["cls_port_max"].get(cls_port_key(f), -1)
+        port_max = np.maximum(t["cls_port_max"].get(cls_port_key(f), -1), f.rate_bp)  # this line counts too
         numbers = self.cls_hts_count.get(group)
         gap = np.where((f.maker != 0) & (numbers >= 2) & (f.rate_bp < group_max) & (group_max > 0),
                        (group_max - port_max) / np.maximum(group_max, 1), 0.0)
@@ -320,27 +320,33 @@ class Model:
 
     def combine_account(self, strengths: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
         """Account-level scores and reasons from :meth:`account_strengths`."""
-        weights = np.array([self.config.weights[name] for name in ACCOUNT_INDICATORS])
-        contribution = strengths * weights
-        score = 1 - np.prod(1 - contribution, axis=1)
-        top = np.argsort(-contribution, axis=1, kind="stable")
-        fired = (np.take_along_axis(contribution, top, 1) > 0).sum(axis=1)
+        score, top, fired = self.combine(strengths, ACCOUNT_INDICATORS)
         return score, reason_lists(top, fired, ACCOUNT_INDICATORS).to_pylist()
 
-    def combine(self, strengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scores and reasons from indicator strengths: ``(score, top, fired)``, where
-        ``top[i]`` lists line i's indicators by falling contribution and ``fired[i]``
-        how many of the first :attr:`ScoringConfig.reasons` contributed at all."""
-        weights = np.array([self.config.weights[name] for name in INDICATORS])
+    def combine(self, strengths: np.ndarray, names: tuple[str, ...] = INDICATORS
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores and reasons from the strengths of the indicators ``names``.
+
+        Returns ``(score, top, fired)``: ``top[i]`` lists row i's indicators by falling
+        contribution (``weight * strength``), and ``fired[i]`` how many of the first
+        :attr:`ScoringConfig.reasons` contributed at all.
+        """
+        weights = np.array([self.config.weights[name] for name in names])
         contribution = strengths * weights
         score = 1 - np.prod(1 - contribution, axis=1)
-        k = min(self.config.reasons, len(INDICATORS))
-        top = np.zeros((len(score), k), np.int64)
-        fired = np.zeros(len(score), np.int64)
-        some = np.flatnonzero(score > 0)  # most lines have no reason at all: sort only the others
-        top[some] = np.argsort(-contribution[some], axis=1, kind="stable")[:, :k]
-        fired[some] = (np.take_along_axis(contribution[some], top[some], 1) > 0).sum(axis=1)
+        top, fired = top_contributors(contribution, self.config.reasons)
         return score, top, fired
+
+
+def top_contributors(contribution: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the columns of the ``k`` largest contributions and how many are above 0."""
+    k = min(k, contribution.shape[1])
+    top = np.zeros((len(contribution), k), np.int64)
+    fired = np.zeros(len(contribution), np.int64)
+    some = np.flatnonzero(contribution.max(axis=1, initial=0) > 0)  # most lines have none: sort the others
+    top[some] = np.argsort(-contribution[some], axis=1, kind="stable")[:, :k]
+    fired[some] = (np.take_along_axis(contribution[some], top[some], 1) > 0).sum(axis=1)
+    return top, fired
 
 
 def reason_lists(top: np.ndarray, fired: np.ndarray, names: tuple[str, ...], rows: np.ndarray | None = None,
@@ -394,11 +400,13 @@ class Scorer:
         self.centers = centers or CenterMap.default()
 
     def score(self, data: Any, source: str = "<batch>") -> pa.RecordBatch:
-        table = pa.table(data) if not isinstance(data, (pa.RecordBatch, pa.Table)) else data
-        batches = table.to_batches() if isinstance(table, pa.Table) else [table]
-        scored = [self._score_batch(b, source) for b in batches if b.num_rows] or [self._score_batch(
-            batches[0] if batches else pa.record_batch([]), source)]
-        return pa.Table.from_batches(scored).combine_chunks().to_batches()[0] if len(scored) > 1 else scored[0]
+        table = data if isinstance(data, pa.RecordBatch) else pa.table(data)
+        if table.num_rows == 0:
+            batches = [pa.RecordBatch.from_pylist([], schema=table.schema)]
+        else:
+            batches = pa.table(table).to_batches(max_chunksize=BATCH_ROWS)
+        scored = [self._score_batch(b, source) for b in batches if b.num_rows or len(batches) == 1]
+        return scored[0] if len(scored) == 1 else pa.Table.from_batches(scored).combine_chunks().to_batches()[0]
 
     def _score_batch(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
         intake = AccountBook(self.centers, threads=1).ingest(batch, self.mapping, source, SCORING_COLUMNS)
@@ -418,10 +426,7 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
         if name not in canonical.schema.names:
             columns[name] = pa.nulls(n, kind)
             continue
-        array = canonical.column(name)
-        if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
-        columns[name] = array.cast(kind)
+        columns[name] = _as_type(canonical.column(name), kind)
     accepted = intake.codes == 0
     reject = np.array(REJECT_REASONS, dtype=object)[intake.codes]
     columns["reject_reason"] = pa.array(np.where(accepted, None, reject), pa.string())
@@ -442,6 +447,20 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
     for name in RAW_VALUES:
         columns[name] = spread(raw[name].astype(np.float64), pa.float64())
     return pa.RecordBatch.from_pydict(columns, schema=SCORED_SCHEMA)
+
+
+def _as_type(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    """A canonical column as ``kind``; text whose bytes are not UTF-8 (only a rejected
+    row can have such keys) gets replacement characters rather than failing the batch."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
+        array = array.cast(pa.large_binary())
+    try:
+        return array.cast(kind)
+    except pa.ArrowInvalid:
+        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.to_pylist()]
+        return pa.array(values, kind)
 
 
 def load_model(path: str | os.PathLike[str], mapping: ColumnMapping | None = None,

@@ -32,10 +32,7 @@ import math
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -47,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 
-from ceecore._threads import resolve_threads
+from ceecore._threads import in_order, resolve_threads
 from ceecore.centers import CenterMap
 from ceecore.io import ParquetSink, atomic_path
 from ceecore.schema import CANONICAL, arrow_schema
@@ -774,22 +771,14 @@ class Synthesizer:
         dirty_at = (np.arange(cfg.dirty) * 2 + 1) * cfg.lines // (2 * cfg.dirty) if cfg.dirty else np.zeros(0, np.int64)
         parts = self._parts()
         done = 0
-        workers = resolve_threads(threads)
-        with ThreadPoolExecutor(workers) as pool:
-            specs = iter(parts)
-            running = deque(pool.submit(self._part, *spec) for spec in islice(specs, 2 * workers))
-            while running:
-                part = running.popleft().result()
-                spec = next(specs, None)
-                if spec is not None:
-                    running.append(pool.submit(self._part, *spec))
-                batch = self._numbered(part, serial)
-                size = batch.num_rows
-                here = dirty_at[(dirty_at >= done) & (dirty_at < done + size)] - done
-                if len(here):
-                    batch = _with_dirty(batch, here, int(np.searchsorted(dirty_at, done)))
-                done += size
-                yield batch
+        for part in in_order(parts, lambda spec: self._part(*spec), resolve_threads(threads)):
+            batch = self._numbered(part, serial)
+            size = batch.num_rows
+            here = dirty_at[(dirty_at >= done) & (dirty_at < done + size)] - done
+            if len(here):
+                batch = _with_dirty(batch, here, int(np.searchsorted(dirty_at, done)))
+            done += size
+            yield batch
 
     def batches(self, batch_rows: int = 1 << 18, threads: int | None = None) -> Iterator[pa.RecordBatch]:
         """The lines as record batches of exactly ``batch_rows`` rows (the last may be shorter)."""
@@ -1166,9 +1155,18 @@ def scheme_recall(scored: pa.Table, truth: pa.Table, top_share: float = 0.05) ->
 
 
 def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.RecordBatch], file_rows: int) -> None:
-    """A directory of Parquet files, built beside the target and swapped in when done."""
+    """A directory of Parquet files, built beside the target and swapped in when done.
+
+    An existing target is replaced only if it holds nothing but such part files.
+    """
     if target.exists() and not target.is_dir():
         raise ValueError(f"{target} exists and is not a directory")
+    if target.is_dir():
+        foreign = [p.name for p in target.iterdir() if not (p.is_file() and p.name.startswith("part-")
+                                                            and p.name.endswith(".parquet"))]
+        if foreign:
+            raise ValueError(f"{target} holds files other than a generated dataset's ({', '.join(sorted(foreign)[:3])}"
+                             f"{', ...' if len(foreign) > 3 else ''}); choose another output")
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

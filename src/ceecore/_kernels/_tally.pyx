@@ -33,14 +33,23 @@ cdef enum:
     MAX_FIELDS = 8
 
 
-cdef inline void fold(int op, int64_t* slot, int64_t value) noexcept nogil:
+cdef extern from *:
+    bint add_overflows "__builtin_add_overflow"(int64_t a, int64_t b, int64_t* out) noexcept nogil
+
+
+cdef inline int fold(int op, int64_t* slot, int64_t value) noexcept nogil:
+    """Folds ``value`` into ``slot``; -2 (slot unchanged) if a sum would overflow int64."""
+    cdef int64_t total
     if op == OP_SUM:
-        slot[0] += value
+        if add_overflows(slot[0], value, &total):
+            return -2
+        slot[0] = total
     elif op == OP_MIN:
         if value < slot[0]:
             slot[0] = value
     elif value > slot[0]:
         slot[0] = value
+    return 0
 
 
 cdef class Tally:
@@ -110,7 +119,8 @@ cdef class Tally:
                 j = (j + 1) & mask
             if self.used[j]:
                 for f in range(w):
-                    fold(self.ops[f], &self.values[j * w + f], values[i * w + f])
+                    if fold(self.ops[f], &self.values[j * w + f], values[i * w + f]) != 0:
+                        return -2
             else:
                 self.used[j] = 1
                 self.keys[j] = key
@@ -130,6 +140,8 @@ cdef class Tally:
         cdef int rc
         with nogil:
             rc = self._add(&keys[0] if keys.shape[0] else NULL, &v[0, 0] if v.shape[0] else NULL, keys.shape[0])
+        if rc == -2:
+            raise OverflowError("tally: a sum overflowed 64 bits (the rows before it are folded in)")
         if rc != 0:
             raise MemoryError("tally: out of memory (the entries folded so far are kept)")
 
