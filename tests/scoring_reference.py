@@ -50,7 +50,7 @@ def parse(row: dict[str, Any]) -> dict[str, Any]:
         "importer": row["importer_id"], "maker": (row["importer_id"], mfr) if mfr else None,
         "day": (row["entry_date"] - EPOCH).days, "country": row["country_of_origin"].upper(),
         "port": int(row["port_code"]), "value": value,
-        "rate_bp": round(duty / value * 10_000) if value > 0 else 0,
+        "rate_bp": round(duty_cents / value_cents * 10_000) if value_cents > 0 else 0,
         "hts10": digits, "hts6": digits[:6], "hts4": digits[:4],
         "spi": (row.get("spi") or "").strip().upper(), "log_uv": log_uv, "basis": basis, "value_cents": value_cents,
         "duty_cents": duty_cents,

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ceecore.accounts import Intake
+from ceecore.schema import plain_rows
 
 __all__ = ["SCORING_COLUMNS", "LineFields", "line_fields", "spi_code", "spi_name"]
 
@@ -52,8 +53,6 @@ class LineFields:
     center: np.ndarray
     country: np.ndarray
     port: np.ndarray
-    value: np.ndarray
-    duty: np.ndarray
     value_cents: np.ndarray
     duty_cents: np.ndarray
     rate_bp: np.ndarray
@@ -66,21 +65,6 @@ class LineFields:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-
-def _rows(array: pa.Array, rows: pa.Array, text: bool) -> pa.Array:
-    """``array[rows]`` in a plain layout (large_string for ``text``, else large_binary).
-
-    Any layout the data contract reads: views (which pyarrow cannot take from) and
-    dictionaries (whose unused values may be anything) are made plain first or after.
-    """
-    if pa.types.is_dictionary(array.type):
-        array = array.take(rows).dictionary_decode()
-    else:
-        if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
-            array = array.cast(pa.large_binary())
-        array = array.take(rows)
-    return array.cast(pa.large_string() if text else pa.large_binary())
 
 
 def _hts_numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -113,13 +97,13 @@ def line_fields(intake: Intake) -> LineFields:
 
     # Accepted HTS codes are digits, dots and spaces (the kernel checked); SPI text is
     # not checked, so it is read as bytes.
-    hts_value, hts_len = _hts_numbers(_rows(batch.column("hts_code"), take, text=True))
+    hts_value, hts_len = _hts_numbers(plain_rows(batch.column("hts_code"), take))
     hts6 = hts_value // 10 ** np.maximum(hts_len - 6, 0)
     hts4 = hts_value // 10 ** np.maximum(hts_len - 4, 0)
-    spi = _rows(batch.column("spi"), take, text=False) if "spi" in batch.schema.names else None
+    spi = plain_rows(batch.column("spi"), take, pa.large_binary()) if "spi" in batch.schema.names else None
     value = parsed["value_cents"] / 100.0
-    duty = parsed["duty_cents"] / 100.0
-    rate_bp = np.where(value > 0, np.round(duty / np.where(value > 0, value, 1) * 10_000), 0).astype(np.int64)
+    rate_bp = np.where(value > 0, np.round(parsed["duty_cents"] / np.where(value > 0, parsed["value_cents"], 1)
+                                           * 10_000), 0).astype(np.int64)
 
     def numbers(name: str) -> np.ndarray:
         array = column(name)
@@ -139,8 +123,6 @@ def line_fields(intake: Intake) -> LineFields:
         center=parsed["center"].astype(np.int64),
         country=parsed["country"].astype(np.int64),
         port=parsed["port"].astype(np.int64),
-        value=value,
-        duty=duty,
         value_cents=parsed["value_cents"],
         duty_cents=parsed["duty_cents"],
         rate_bp=rate_bp,

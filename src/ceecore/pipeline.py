@@ -25,7 +25,7 @@ from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
 from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
-from ceecore.schema import REJECT_REASONS, ColumnMapping
+from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
 from ceecore.scoring import (
     ACCOUNT_INDICATORS, INDICATORS, LINES_SCHEMA, Model, ScoringConfig, reason_lists, score_intake, top_contributors,
 )
@@ -489,13 +489,7 @@ def reject_rows(chunk: Chunk, codes: np.ndarray, mapping: ColumnMapping) -> pa.R
     for canonical in CONSOLIDATION_COLUMNS:
         src = mapping.source_of(canonical)
         if src in names:
-            col = chunk.batch.column(names.index(src))
-            if pa.types.is_string_view(col.type) or pa.types.is_binary_view(col.type):
-                col = col.cast(pa.large_string())  # pyarrow cannot take() from view layouts
-            col = col.take(take)
-            if pa.types.is_dictionary(col.type):
-                col = col.dictionary_decode()
-            columns.append(col.cast(pa.large_string()))
+            columns.append(plain_rows(chunk.batch.column(names.index(src)), take))
         else:
             columns.append(pa.nulls(len(rows), pa.large_string()))
     return pa.RecordBatch.from_arrays(columns, schema=REJECT_SCHEMA)

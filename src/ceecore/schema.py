@@ -236,6 +236,28 @@ def _is_text(t: pa.DataType) -> bool:
             or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t))
 
 
+def plain_rows(array: pa.Array, rows: pa.Array | None = None, kind: pa.DataType = pa.large_string()) -> pa.Array:
+    """``array[rows]`` (every row if None) as ``kind``, from any layout the contract reads.
+
+    Views, which pyarrow cannot take from, are made plain first; dictionaries are taken
+    and then decoded, so their unused values never matter; text whose bytes are not
+    UTF-8 (only the keys of rejected rows can be) gets replacement characters rather
+    than failing the batch.
+    """
+    if pa.types.is_dictionary(array.type):
+        array = (array if rows is None else array.take(rows)).dictionary_decode()
+    else:
+        if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
+            array = array.cast(pa.large_binary())
+        if rows is not None:
+            array = array.take(rows)
+    try:
+        return array.cast(kind)
+    except pa.ArrowInvalid:
+        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.to_pylist()]
+        return pa.array(values, kind)
+
+
 def _as_plain_text(array: pa.Array) -> pa.Array:
     """Text in a layout every pyarrow compute function takes (large_string)."""
     if pa.types.is_dictionary(array.type):

@@ -35,7 +35,7 @@ from ceecore.baselines import (
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
 from ceecore.io import BATCH_ROWS, atomic_path
-from ceecore.schema import REJECT_REASONS, ColumnMapping
+from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig",
            "load_model", "score_intake"]
@@ -426,7 +426,7 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
         if name not in canonical.schema.names:
             columns[name] = pa.nulls(n, kind)
             continue
-        columns[name] = _as_type(canonical.column(name), kind)
+        columns[name] = plain_rows(canonical.column(name), kind=kind)
     accepted = intake.codes == 0
     reject = np.array(REJECT_REASONS, dtype=object)[intake.codes]
     columns["reject_reason"] = pa.array(np.where(accepted, None, reject), pa.string())
@@ -447,20 +447,6 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
     for name in RAW_VALUES:
         columns[name] = spread(raw[name].astype(np.float64), pa.float64())
     return pa.RecordBatch.from_pydict(columns, schema=SCORED_SCHEMA)
-
-
-def _as_type(array: pa.Array, kind: pa.DataType) -> pa.Array:
-    """A canonical column as ``kind``; text whose bytes are not UTF-8 (only a rejected
-    row can have such keys) gets replacement characters rather than failing the batch."""
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
-        array = array.cast(pa.large_binary())
-    try:
-        return array.cast(kind)
-    except pa.ArrowInvalid:
-        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.to_pylist()]
-        return pa.array(values, kind)
 
 
 def load_model(path: str | os.PathLike[str], mapping: ColumnMapping | None = None,
