@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from ceecore.accounts import Intake
 from ceecore.schema import plain_rows
 
-__all__ = ["SCORING_COLUMNS", "LineFields", "line_fields", "spi_code", "spi_name"]
+__all__ = ["SCORING_COLUMNS", "LineFields", "line_fields", "spi_code"]
 
 # Canonical columns scoring reads beyond consolidation's.
 SCORING_COLUMNS: tuple[str, ...] = ("spi",)
@@ -27,11 +27,6 @@ def spi_code(text: str | bytes) -> int:
     """A stable integer for a special program indicator ("A+", "S", "KR", ...); 0 for none."""
     raw = (text.encode() if isinstance(text, str) else text).strip().upper()[:7]
     return int.from_bytes(raw, "big") if raw else 0
-
-
-def spi_name(code: int) -> str:
-    """The indicator text of :func:`spi_code` (empty for 0)."""
-    return code.to_bytes(8, "big").lstrip(b"\0").decode() if code else ""
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,10 @@ DIRTY_REASONS: tuple[str, ...] = (
     "bad_duty_rate", "bad_quantity", "bad_gross_weight_kg", "bad_manufacturer_id",
 )
 BLOCK_LINES = 1 << 16  # a day's lines are generated in parts of at most this many
-COLUMNS: tuple[str, ...] = (*CANONICAL, "scheme", "duty_lost")
 
-_SCHEME_CODE = {name: i + 1 for i, name in enumerate(SCHEMES)}  # 0: clean
 _UNDERVALUATION, _TRANSSHIPMENT, _MISCLASSIFICATION, _PREFERENCE, _PORT_SHOPPING, _NEW_IMPORTER = range(1, 7)
 
-# Home industries by share of accounts (codes of the default Center map; others get 1).
+# Home industries by share of accounts (codes of the default Center map; other codes get 10).
 _CENTER_WEIGHT = {"001": 9, "002": 10, "003": 8, "004": 12, "005": 7,
                   "006": 3, "007": 14, "008": 16, "009": 10, "010": 11}
 _UNITS = ("NO", "KG", "DOZ", "PRS", "M2", "L", "X")  # X: no quantity is reported
