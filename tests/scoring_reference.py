@@ -53,7 +53,7 @@ def parse(row: dict[str, Any]) -> dict[str, Any]:
         "rate_bp": round(duty_cents / value_cents * 10_000) if value_cents > 0 else 0,
         "hts10": digits, "hts6": digits[:6], "hts4": digits[:4],
         "spi": (row.get("spi") or "").strip().upper(), "log_uv": log_uv, "basis": basis, "value_cents": value_cents,
-        "duty_cents": duty_cents,
+        "duty_cents": duty_cents, "month": (row["entry_date"].year, row["entry_date"].month),
     }
 
 
@@ -99,6 +99,7 @@ class Reference:
         self.numbers: dict[tuple, set[str]] = defaultdict(set)
         self.port_lines: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.account: dict[str, list[int]] = {}
+        self.months: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
         for p in self.lines:
             x = p["log_uv"]
             if x is not None:
@@ -128,6 +129,7 @@ class Reference:
                 self.port_max[group + (p["port"],)] = max(self.port_max.get(group + (p["port"],), -1), p["rate_bp"])
                 self.numbers[group].add(p["hts10"])
             self.port_lines[p["importer"]][p["port"]] += 1
+            self.months[p["importer"]][p["month"]] += 1
             first, last, n = self.account.get(p["importer"], (p["day"], p["day"], 0))
             self.account[p["importer"]] = [min(first, p["day"]), max(last, p["day"]), n + 1]
         self.norms = {g: (sum(b.values()), _quantile(b, 0.5),
@@ -233,6 +235,11 @@ class Reference:
         s["classification_disparity"] = strength
 
         s.update(self.account_strengths(p["importer"]))
+        months = self.months[p["importer"]]
+        typical = float(np.median(sorted(months.values())))
+        lines = months[p["month"]]
+        enough = len(months) >= th["surge_min_months"] and lines >= th["surge_min_lines"]
+        s["volume_surge"] = _ramp(lines / (round(typical * 1000) / 1000), th["surge_from"], th["surge_to"]) if enough else 0.0
         return s
 
     def account_strengths(self, importer: str) -> dict[str, float]:

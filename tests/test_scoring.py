@@ -27,7 +27,8 @@ from scoring_reference import Reference  # noqa: I001 (tests/ is on the path)
 SCALE = float(os.environ.get("CEECORE_HYPOTHESIS_SCALE", "1"))  # 10: a longer hunt for bugs
 # Small data needs small norms, so that every indicator has something to judge by.
 SMALL = ScoringConfig.from_doc({
-    "thresholds": {"others_min_lines": 3, "account_min_lines": 5, "origin_min_lines": 10},
+    "thresholds": {"others_min_lines": 3, "account_min_lines": 5, "origin_min_lines": 10, "surge_min_lines": 10,
+                   "surge_from": 2.0},
     "norms": {"min_group_lines": 5},
 })
 
@@ -247,6 +248,19 @@ def test_hand_computed_account_indicators():
 
 
 # ------------------------------------------------------------------ scores, the Scorer, the artifact
+
+
+def test_hand_computed_volume_surge():
+    rows = []
+    for month in range(1, 7):  # twenty lines a month for six months, then 120 in July
+        rows += [_line(f"V{month}-{i}", "V", (dt.date(2025, month, 1) - dt.date(2025, 1, 1)).days + i % 20,
+                       "8471300100", "CN", 100.0) for i in range(20)]
+    rows += [_line(f"J{i}", "V", 181 + i % 25, "8471300100", "CN", 100.0) for i in range(120)]
+    _, scored = _scored(pa.Table.from_pylist(rows))
+    july = scored.filter(pl.col("entry_number").str.starts_with("J"))
+    # 120 / 20 = 6 on the test config's ramp from 2 to 8: strength 4 / 6.
+    assert (july["month_volume_ratio"] == 6.0).all() and july["volume_surge"].to_numpy() == pytest.approx(4 / 6)
+    assert (scored.filter(pl.col("entry_number").str.starts_with("V"))["volume_surge"] == 0).all()  # 20 / 20
 
 
 def test_scores_are_explained_by_their_indicators(tmp_path):

@@ -17,7 +17,7 @@ What it holds:
 - per account and product: lines and the sum of log unit values per origin, first and
   last day per origin, the earliest origin; per account, manufacturer and heading: the
   highest duty rate declared, overall and per port, and the HTS numbers used;
-- per account: lines per port, first and last day, lines.
+- per account: lines per port, first and last day, lines, lines per calendar month.
 
 :class:`Norms` turns the histograms into a robust centre (median) and spread
 (interquartile range / 1.349) per group, for the scorer.
@@ -52,6 +52,7 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "cls_hts": ("min",),                   # (importer x manufacturer, hts10) -> its (.., hts4) group key
     "acct_port": ("sum", "min"),           # (importer, port) -> lines, importer hash
     "acct": ("min", "max", "sum"),         # importer -> first day, last day, lines
+    "acct_month": ("sum", "min"),          # (importer, calendar month) -> lines, importer hash
 }
 LEVELS = ("hts10_origin", "hts10", "hts6", "hts4")
 BIN_WIDTH = 0.05                  # natural-log units: bins 5% apart
@@ -62,7 +63,7 @@ MOMENT_LEVELS = 2                 # levels (HTS10 x origin, HTS10) that also kee
 FORMAT = "ceecore.baselines/1"
 
 # Tags of the hashed keys (one per kind of key, so kinds never collide).
-_AP, _AP_DAYS, _AP_EARLIEST, _CLS_GROUP, _CLS_PORT, _CLS_HTS, _ACCT_PORT, _CLAIM = range(1, 9)
+_AP, _AP_DAYS, _AP_EARLIEST, _CLS_GROUP, _CLS_PORT, _CLS_HTS, _ACCT_PORT, _CLAIM, _ACCT_MONTH = range(1, 10)
 
 
 def uv_bin(log_uv: np.ndarray) -> np.ndarray:
@@ -112,6 +113,12 @@ def origin_key(hts6: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return (hts6.astype(np.int64) << 10 | origin).astype(np.uint64)
 
 
+def month_key(f: LineFields) -> np.ndarray:
+    """(importer, calendar month of the entry date)."""
+    month = f.day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return combine(_ACCT_MONTH, f.importer, month)
+
+
 def claim_key(origin: np.ndarray, spi: np.ndarray) -> np.ndarray:
     """(origin, program); program 0 stands for all of the origin's lines."""
     return combine(_CLAIM, origin, spi)
@@ -159,6 +166,7 @@ class Baselines:
 
         t["acct_port"].add(combine(_ACCT_PORT, f.importer, f.port), np.stack([ones, f.importer.view(np.int64)], axis=1))
         t["acct"].add(f.importer, np.stack([f.day, f.day, ones], axis=1))
+        t["acct_month"].add(month_key(f), np.stack([ones, f.importer.view(np.int64)], axis=1))
 
     def merge(self, other: Baselines) -> None:
         """Adds another state's lines (exact: order does not matter)."""

@@ -30,7 +30,7 @@ from ceecore._kernels._tally import Tally
 from ceecore.accounts import AccountBook
 from ceecore.baselines import (
     ANY_ORIGIN, BIN_WIDTH, MOMENT_LEVELS, Baselines, Norms, ap_day_key, ap_key, claim_key, cls_group_key,
-    cls_port_key, duty_key, earliest_key, level_codes, origin_key, uv_group,
+    cls_port_key, duty_key, earliest_key, level_codes, month_key, origin_key, uv_group,
 )
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
@@ -42,7 +42,7 @@ __all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_SCHEMA", "SCORED_SCHEMA", 
 
 INDICATORS: tuple[str, ...] = (
     "unit_value_low", "unit_value_outlier", "duty_below_peers", "preference_rare", "origin_rare",
-    "origin_switch", "classification_disparity", "port_spread", "new_importer",
+    "origin_switch", "classification_disparity", "port_spread", "new_importer", "volume_surge",
 )
 ACCOUNT_INDICATORS: tuple[str, ...] = ("port_spread", "new_importer")
 MODEL_FORMAT = "ceecore.model/1"
@@ -166,6 +166,15 @@ class Model:
         weight = np.minimum(lines, rest).astype(float)
         self.origin_price = np.bincount(slot, weight * gap, minlength=2048) / np.maximum(
             np.bincount(slot, weight, minlength=2048), 1)
+        # Each account's typical month: the median of its lines over the months it filed in.
+        _, month_fields = t["acct_month"].items()
+        owner, lines = month_fields[:, 1].view(np.uint64), month_fields[:, 0]
+        order = np.lexsort((lines, owner))
+        owner, lines = owner[order], lines[order]
+        accounts, start, months = np.unique(owner, return_index=True, return_counts=True)
+        median = (lines[start + (months - 1) // 2] + lines[start + months // 2]) / 2 if len(lines) else np.zeros(0)
+        self.typical_month = Tally("max", "max")
+        self.typical_month.add(accounts, np.stack([np.round(median * 1000), months], axis=1).astype(np.int64))
         # Distinct HTS numbers per (importer x manufacturer, heading).
         groups = t["cls_hts"].items()[1].view(np.uint64)
         unique, counts = np.unique(groups, return_counts=True)
@@ -293,13 +302,18 @@ class Model:
                        (group_max - port_max) / np.maximum(group_max, 1), 0.0)
         s[:, col["classification_disparity"]] = _ramp(gap, 0.0, th["disparity_gap_to"])
 
-        # The account: spread over ports; new with a large volume.
+        # The account: spread over ports; new with a large volume; a month far above its usual.
         account, ports, per_day = self.account_strengths(f.importer, raw=True)
         s[:, [col[name] for name in ACCOUNT_INDICATORS]] = account
+        month_lines = t["acct_month"].get(month_key(f))[:, 0]
+        typical = self.typical_month.get(f.importer, 0)
+        surge = month_lines / np.maximum(typical[:, 0] / 1000, 1e-9)
+        enough = (typical[:, 1] >= th["surge_min_months"]) & (month_lines >= th["surge_min_lines"])
+        s[:, col["volume_surge"]] = np.where(enough, _ramp(surge, th["surge_from"], th["surge_to"]), 0.0)
 
         raw = {"unit_value_z": z, "account_unit_value_z": size, "norm_level": level.astype(float),
                "peer_duty_rate": peer_rate, "claim_share": claim_share, "origin_share": origin_share,
-               "effective_ports": ports, "lines_per_day": per_day}
+               "effective_ports": ports, "lines_per_day": per_day, "month_volume_ratio": surge}
         return s, raw
 
     def account_strengths(self, importers: np.ndarray, raw: bool = False) -> Any:
@@ -368,7 +382,7 @@ def reason_lists(top: np.ndarray, fired: np.ndarray, names: tuple[str, ...], row
 
 
 RAW_VALUES: tuple[str, ...] = ("unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share",
-                                "origin_share", "effective_ports", "lines_per_day")
+                                "origin_share", "effective_ports", "lines_per_day", "month_volume_ratio")
 _ID_TYPES = {"line_number": pa.int64(), "entry_date": pa.date32()}
 # A scored row: the line's identity, its Center, score and reasons, every indicator's
 # strength and the raw values behind them.
