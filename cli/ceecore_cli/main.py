@@ -69,6 +69,12 @@ def _print_table(table: pa.Table) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
+_config_option = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                              help="Scoring config TOML (weights, thresholds) [default: the shipped one].")
+_rejects_option = click.option("--rejects", type=click.Path(dir_okay=False),
+                               help="Rejected rows with reasons [default: OUTPUT with .rejects.parquet].")
+
+
 @click.group()
 @click.version_option(ceecore.__version__, prog_name="ceecore")
 def cli() -> None:
@@ -93,8 +99,7 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True))
 @click.option("-o", "--output", default="accounts.parquet", show_default=True, type=click.Path(dir_okay=False),
               help="Consolidated accounts (Parquet, or Arrow IPC for .arrow).")
-@click.option("--rejects", type=click.Path(dir_okay=False),
-              help="Rejected rows with reasons [default: OUTPUT with .rejects.parquet].")
+@_rejects_option
 @click.option("--state", type=click.Path(dir_okay=False),
               help="Also write the mergeable account state (Arrow IPC).")
 @click.option("--preset", help="A shipped column mapping, e.g. 'kcs'.")
@@ -154,20 +159,21 @@ def _config(path: str | None) -> ceecore.ScoringConfig:
     return ceecore.ScoringConfig.from_toml(path) if path else ceecore.ScoringConfig.default()
 
 
-def _counts(stats: ceecore.IntakeStats, what: str) -> None:
-    rate = stats.rows_read / stats.seconds if stats.seconds else 0.0
-    click.echo(f"{what}: {stats.rows_read:,} lines, {stats.accepted:,} accepted, {stats.rejected:,} rejected"
-               + (f" ({rate:,.0f} lines/s)" if stats.seconds else ""))
-    for reason, count in sorted(stats.by_reason.items(), key=lambda kv: -kv[1]):
+def _counts(s: ceecore.IntakeStats, what: str) -> None:
+    """Lines read, accepted and rejected (by reason), and how fast."""
+    rate = s.rows_read / s.seconds if s.seconds else 0.0
+    click.echo(f"read {s.rows_read:,} lines from {what} in {s.seconds:.2f} s ({rate:,.0f} lines/s): "
+               f"{s.accepted:,} accepted, {s.rejected:,} rejected")
+    for reason, count in sorted(s.by_reason.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {reason:<28} {count:>12,}")
+
 
 
 @cli.command("fit")
 @click.argument("history", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The model file (Arrow IPC).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="Scoring config TOML (weights, thresholds) [default: the shipped one].")
-@click.option("--rejects", type=click.Path(dir_okay=False), help="Rejected rows with reasons [default: OUTPUT.rejects.parquet].")
+@_config_option
+@_rejects_option
 @_mapping_options
 def fit_command(history: tuple[str, ...], output: str, config_file: str | None, rejects: str | None, preset: str | None,
                 mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
@@ -182,7 +188,7 @@ def fit_command(history: tuple[str, ...], output: str, config_file: str | None, 
         model.save(output)
         stats.seconds = time.perf_counter() - started
     if not quiet:
-        _counts(stats, "fit")
+        _counts(stats, f"{len(history)} input(s)")
         meta = model.meta
         click.echo(f"baselines of {meta['lines']:,} lines, {meta['first_date']} to {meta['last_date']}")
         click.echo(f"model   -> {output}")
@@ -194,7 +200,7 @@ def fit_command(history: tuple[str, ...], output: str, config_file: str | None, 
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A model from 'ceecore fit'.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Scored lines (Parquet).")
-@click.option("--rejects", type=click.Path(dir_okay=False), help="Rejected rows with reasons [default: OUTPUT.rejects.parquet].")
+@_rejects_option
 @_mapping_options
 def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects: str | None, preset: str | None,
                   mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
@@ -208,7 +214,7 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
                                 threads=threads, rejects=rejects_path, progress=advance, on_start=on_start)
         run.stats.seconds = time.perf_counter() - started
     if not quiet:
-        _counts(run.stats, "score")
+        _counts(run.stats, f"{len(inputs)} input(s)")
         click.echo(f"lines   -> {output}")
         click.echo(f"rejects -> {rejects_path}")
 
@@ -216,8 +222,7 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 @cli.command("run")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Where the outputs go.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="Scoring config TOML (weights, thresholds) [default: the shipped one].")
+@_config_option
 @_mapping_options
 def run_command(inputs: tuple[str, ...], outdir: str, config_file: str | None, preset: str | None,
                 mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
@@ -375,13 +380,8 @@ def _progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
 
 
 def _summary(run: ceecore.Consolidation, what: str, output: str, rejects: str, state: str | None) -> None:
-    s = run.stats
     accounts = run.accounts
-    rate = s.rows_read / s.seconds if s.seconds else 0.0
-    click.echo(f"read {s.rows_read:,} lines from {what} in {s.seconds:.2f} s ({rate:,.0f} lines/s): "
-               f"{s.accepted:,} accepted, {s.rejected:,} rejected")
-    for reason, count in sorted(s.by_reason.items(), key=lambda kv: -kv[1]):
-        click.echo(f"  {reason:<28} {count:>12,}")
+    _counts(run.stats, what)
     click.echo(f"{accounts.num_rows:,} accounts by Center:")
     counts = accounts.group_by("center").aggregate([("importer_id", "count")]).sort_by("center").to_pylist()
     names = {c.code: c.name for c in run.book.centers.centers}

@@ -81,6 +81,15 @@ _TRUE = ("1", "true", "t", "yes", "y")
 _FALSE = ("0", "false", "f", "no", "n")
 
 
+def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """A TOML file as a dict; one clear ValueError if it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{os.fspath(path)}: cannot read the {what}: {exc}") from exc
+
+
 def arrow_schema(columns: Iterable[str] = CANONICAL) -> pa.Schema:
     """The canonical Arrow types of ``columns`` (text as plain string), in the order given."""
     return pa.schema([(c, _ARROW_TYPES.get(CANONICAL[c], pa.string())) for c in columns])
@@ -127,12 +136,7 @@ class ColumnMapping:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> ColumnMapping:
         """Reads ``[columns]`` (source = canonical), ``[constants]`` and ``[options]``."""
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{os.fspath(path)}: cannot read the column mapping: {exc}") from exc
-        return cls._from_doc(doc, os.fspath(path))
+        return cls._from_doc(read_toml(path, "column mapping"), os.fspath(path))
 
     @classmethod
     def preset(cls, name: str) -> ColumnMapping:

@@ -35,7 +35,7 @@ from ceecore.baselines import (
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
 from ceecore.io import BATCH_ROWS, atomic_path
-from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
+from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig",
            "load_model", "score_intake"]
@@ -73,12 +73,7 @@ class ScoringConfig:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> ScoringConfig:
         """A config file; what it leaves out keeps its default."""
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{os.fspath(path)}: cannot read the scoring config: {exc}") from exc
-        return cls.from_doc(doc, os.fspath(path))
+        return cls.from_doc(read_toml(path, "scoring config"), os.fspath(path))
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], where: str = "scoring config") -> ScoringConfig:
