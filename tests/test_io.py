@@ -345,12 +345,13 @@ def test_chunked_table_is_rebatched(lines):
     assert table_of(chunks).equals(lines)
 
 
-def test_record_batch(lines):
+def test_record_batch_is_cut_to_batch_rows(lines):
     batch = lines.combine_chunks().to_batches()[0]
-    sources, chunks = read(batch, batch_rows=10)
+    sources, chunks = read(batch, batch_rows=1000)
     assert [(s.name, s.rows) for s in sources] == [("<batch>", N)]
-    assert len(chunks) == 1 and chunks[0].first_row == 0
-    assert chunks[0].batch.equals(batch)
+    assert max(c.batch.num_rows for c in chunks) <= 1000
+    assert_positions(chunks)
+    assert table_of(chunks).equals(lines)
 
 
 def test_record_batch_reader(lines):

@@ -70,6 +70,31 @@ def test_tally_matches_a_dict_and_merges_in_any_order(fold, data, cut):
     assert Tally(fold).get(np.array([5], np.uint64), -7).tolist() == [-7]
 
 
+def test_a_large_tally_matches_numpy_through_growth_merges_and_key_zero():
+    rng = np.random.default_rng(3)
+    keys = np.r_[rng.integers(0, 1 << 62, 150_000).astype(np.uint64) * np.uint64(3), np.zeros(10, np.uint64)]
+    keys = np.r_[keys, keys[:40_000]]  # repeats, and key 0 (an empty slot's mark) as a real key
+    values = rng.integers(-1000, 1000, (len(keys), 3))
+    want_keys, inverse = np.unique(keys, return_inverse=True)
+    want = np.stack([np.bincount(inverse, values[:, 0]).astype(np.int64),
+                     np.full(len(want_keys), 10**9), np.full(len(want_keys), -10**9)], axis=1)
+    np.minimum.at(want[:, 1], inverse, values[:, 1])
+    np.maximum.at(want[:, 2], inverse, values[:, 2])
+    parts = []
+    for part in np.array_split(np.arange(len(keys)), 3):
+        t = Tally("sum", "min", "max")
+        t.add(keys[part], values[part])
+        parts.append(t)
+    merged = Tally("sum", "min", "max")
+    for t in parts[::-1]:
+        merged.merge(t)
+    got_keys, got = merged.items()
+    assert (got_keys == want_keys).all() and (got == want).all()
+    assert (merged.get(want_keys) == want).all() and len(merged) == len(want_keys)
+    merged.merge(merged)  # merging a tally with itself doubles the sums
+    assert (merged.items()[1][:, 0] == 2 * want[:, 0]).all()
+
+
 def test_tally_refuses_mixed_folds_and_bad_input():
     with pytest.raises(ValueError, match="fold"):
         Tally("mean")
@@ -460,6 +485,20 @@ def test_the_scorer_takes_big_and_empty_inputs():
     assert scorer.score(table.combine_chunks()).num_rows == 300_000  # one chunk above a kernel batch
     empty = scorer.score(table.slice(0, 0))
     assert empty.num_rows == 0 and empty.schema.names == ceecore.scoring.SCORED_SCHEMA.names
+    one_batch = table.combine_chunks().to_batches()[0]  # one record batch, cut into kernel batches on reading
+    model = ceecore.fit(one_batch)
+    assert model.baselines.lines == 300_000
+    assert ceecore.score(one_batch, model).lines.num_rows == 300_000
+
+
+def test_parsing_a_batch_leaves_the_book_unchanged():
+    batch = lines(2_000, seed=4).combine_chunks().to_batches()[0]
+    book = ceecore.AccountBook()
+    parsed = book.parse(batch, columns=("spi",))
+    ingested = ceecore.AccountBook().ingest(batch, columns=("spi",))
+    assert len(book) == 0 and book.to_arrow().num_rows == 0
+    assert (parsed.codes == ingested.codes).all() and parsed.canonical.equals(ingested.canonical)
+    assert all((parsed.parsed[k] == ingested.parsed[k]).all() for k in ingested.parsed)
 
 
 def test_no_usable_unit_value_from_a_vanishing_quantity():

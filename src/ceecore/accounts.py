@@ -107,12 +107,19 @@ class AccountBook:
             raise ValueError(f"ingest takes at most {BATCH_ROWS} rows at a time, got {batch.num_rows}")
         return self._fold(batch, mapping, source, columns, parse=True)
 
+    def parse(self, batch: pa.RecordBatch, mapping: ColumnMapping | None = None, source: str = "<batch>",
+              columns: tuple[str, ...] = ()) -> Intake:
+        """What :meth:`ingest` returns, without folding the batch in: the book is unchanged."""
+        if batch.num_rows > BATCH_ROWS:
+            raise ValueError(f"parse takes at most {BATCH_ROWS} rows at a time, got {batch.num_rows}")
+        return self._fold(batch, mapping, source, columns, parse=True, fold=False)
+
     def _fold(self, batch: pa.RecordBatch, mapping: ColumnMapping | None, source: str, columns: tuple[str, ...],
-              parse: bool) -> Intake:
+              parse: bool, fold: bool = True) -> Intake:
         wanted = tuple(dict.fromkeys(CONSOLIDATION_COLUMNS + tuple(columns)))
         canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), wanted, source)
         with self._lock:
-            codes = self._kernel.update(canonical, prechecked, self.threads)
+            codes = self._kernel.update(canonical, prechecked, self.threads, fold)
             parsed = self._kernel.parsed(len(codes)) if parse else {}
         return Intake(canonical, codes, parsed)
 

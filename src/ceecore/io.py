@@ -48,17 +48,19 @@ class Source:
     rows: int | None
 
 
-def open_sources(sources: Any, text_columns: Iterable[str] = (), batch_rows: int = BATCH_ROWS
-                 ) -> tuple[list[Source], Iterator[Chunk]]:
+def open_sources(sources: Any, text_columns: Iterable[str] = (), batch_rows: int = BATCH_ROWS,
+                 columns: Iterable[str] | None = None) -> tuple[list[Source], Iterator[Chunk]]:
     """Resolves ``sources`` (paths, directories, Arrow producers, or a list of them).
 
     Returns the resolved sources (for progress totals) and a lazy stream of chunks.
     ``text_columns`` are read as text from CSV, so that codes keep their leading zeros
-    and unparseable numbers become reject rows rather than a failed read.
+    and unparseable numbers become reject rows rather than a failed read. With
+    ``columns``, Parquet files are read for those of them they have, and no others.
     """
     resolved = list(_resolve(sources))
     text = set(text_columns)
-    return resolved, (chunk for src in resolved for chunk in _read(src, text, batch_rows))
+    wanted = None if columns is None else set(columns)
+    return resolved, (chunk for src in resolved for chunk in _read(src, text, batch_rows, wanted))
 
 
 def _resolve(sources: Any) -> Iterator[Source]:
@@ -111,23 +113,28 @@ def _file_source(path: Path) -> Source:
     return Source(str(path), path, rows)
 
 
-def _read(src: Source, text: set[str], batch_rows: int) -> Iterator[Chunk]:
+def _read(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[Chunk]:
     row = 0
     try:
-        for batch in _batches(src, text, batch_rows):
-            yield Chunk(src.name, row, batch)
-            row += batch.num_rows
+        for batch in _batches(src, text, batch_rows, wanted):
+            for start in range(0, max(batch.num_rows, 1), batch_rows):  # the caller's batches may be larger
+                part = batch.slice(start, batch_rows)
+                yield Chunk(src.name, row, part)
+                row += part.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise ContractError(src.name, f"cannot read (after row {row}): {exc}") from exc
 
 
-def _batches(src: Source, text: set[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _batches(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[pa.RecordBatch]:
     obj = src.obj
     if isinstance(obj, Path):
         kind = _kind(obj)
         if kind == "parquet":
             # No pre-buffering: it would hold every row group's raw bytes at once (2x the peak).
-            yield from pq.ParquetFile(obj, pre_buffer=False).iter_batches(batch_size=batch_rows)
+            file = pq.ParquetFile(obj, pre_buffer=False)
+            names = file.schema_arrow.names
+            yield from file.iter_batches(batch_size=batch_rows,
+                                         columns=None if wanted is None else [c for c in names if c in wanted])
         elif kind == "ipc":
             yield from _ipc_batches(obj)
         else:
@@ -197,14 +204,15 @@ def write_table(table: pa.Table, path: str | os.PathLike[str], format: str | Non
 class ParquetSink:
     """Streams batches into a Parquet file that appears only on :meth:`commit`.
 
-    Without a commit (an error, a kill) the target is left untouched.
+    Without a commit (an error, a kill) the target is left untouched. ``options`` go to
+    :class:`pyarrow.parquet.ParquetWriter` (encodings, statistics, compression).
     """
 
-    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema) -> None:
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, **options: Any) -> None:
         self._target = Path(path)
         self._tmp = _temp_beside(self._target)
         try:
-            self._writer = pq.ParquetWriter(self._tmp, schema)
+            self._writer = pq.ParquetWriter(self._tmp, schema, **options)
         except BaseException:
             self._tmp.unlink(missing_ok=True)
             raise

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,7 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
 from ceecore.scoring import (
-    ACCOUNT_INDICATORS, INDICATORS, LINES_SCHEMA, Model, ScoringConfig, reason_lists, score_intake, top_contributors,
+    ACCOUNT_INDICATORS, INDICATORS, LINES_PARQUET_OPTIONS, LINES_SCHEMA, Model, ScoringConfig, reason_lists, score_intake, top_contributors,
 )
 
 __all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "run",
@@ -91,8 +91,12 @@ def run_consolidation(
     book = AccountBook(centers, threads)
     stats = IntakeStats()
     started = time.perf_counter()
+
+    def fold(batch: pa.RecordBatch, mapping: ColumnMapping, where: str, columns: tuple[str, ...]) -> Intake:
+        return Intake(batch, book.update(batch, mapping, where), {})
+
     with _RejectSink(rejects) as sink:
-        for _ in _intake(source, mapping, book, (), stats, sink, progress, on_start, parse=False):
+        for _ in _each_batch(source, mapping, (), fold, lambda intake: None, 1, stats, sink, progress, on_start):
             pass
     accounts = book.result(assign_by, overrides)
     stats.seconds = time.perf_counter() - started
@@ -117,30 +121,44 @@ class _RejectSink:
             self._sink.__exit__(exc_type, exc, tb)
 
 
-def _intake(source: Any, mapping: ColumnMapping | None, book: AccountBook | CenterMap | None, columns: tuple[str, ...],
-            stats: IntakeStats, rejects: _RejectSink, progress: Callable[[int], None] | None,
-            on_start: Callable[[int | None], None] | None, parse: bool = True) -> Iterator[Intake]:
-    """Every batch of ``source`` checked and folded into ``book``; rejects written, counted.
+Ingest = Callable[[pa.RecordBatch, ColumnMapping, str, tuple[str, ...]], Intake]
+T = TypeVar("T")
 
-    Without a book (a Center map or None instead), each batch is checked and parsed by a
-    book of its own, so that memory does not grow with the input.
+
+def _each_batch(source: Any, mapping: ColumnMapping | None, columns: tuple[str, ...], ingest: Ingest,
+                work: Callable[[Intake], T], threads: int, stats: IntakeStats, rejects: _RejectSink,
+                progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> Iterator[T]:
+    """``work(ingest(batch))`` for every batch of ``source``, on ``threads`` threads, the
+    results in input order; each batch's rejects are written and its rows counted as
+    its result comes back.
+
+    Only the columns that consolidation and ``columns`` need are read.
     """
-    shared = book if isinstance(book, AccountBook) else None
     mapping = mapping or ColumnMapping()
-    sources, chunks = open_sources(source, text_columns=[mapping.source_of(c) for c in
-                                                         dict.fromkeys(CONSOLIDATION_COLUMNS + columns)])
+    wanted = [mapping.source_of(c) for c in dict.fromkeys(CONSOLIDATION_COLUMNS + columns)]
+    sources, chunks = open_sources(source, text_columns=wanted, columns=wanted)
     if on_start is not None:
         rows = [s.rows for s in sources]
         on_start(None if None in rows else sum(rows))
-    for chunk in chunks:
-        folder = shared if shared is not None else AccountBook(book, threads=1)
-        intake = folder.ingest(chunk.batch, mapping, chunk.source, columns) if parse else \
-            Intake(chunk.batch, folder.update(chunk.batch, mapping, chunk.source), {})
-        stats.add(intake.codes)
-        rejects.write(chunk, intake.codes, mapping)
+
+    def job(chunk: Chunk) -> tuple[Chunk, np.ndarray, T]:
+        intake = ingest(chunk.batch, mapping, chunk.source, columns)
+        return chunk, intake.codes, work(intake)
+
+    for chunk, codes, result in in_order(chunks, job, threads):
+        stats.add(codes)
+        rejects.write(chunk, codes, mapping)
         if progress is not None:
             progress(chunk.batch.num_rows)
-        yield intake
+        yield result
+
+
+def _parse_only(centers: CenterMap | None) -> Ingest:
+    """Checks and parses each batch with a book of its own (safe on any thread), folding
+    nothing: memory does not grow with the input."""
+    def parse(batch: pa.RecordBatch, mapping: ColumnMapping, source: str, columns: tuple[str, ...]) -> Intake:
+        return AccountBook(centers, threads=1).parse(batch, mapping, source, columns)
+    return parse
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -181,8 +199,8 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
         local.state.update(line_fields(intake))
 
     with _RejectSink(rejects) as sink:
-        for _ in in_order(_intake(source, mapping, book, SCORING_COLUMNS, stats, sink, progress, on_start),
-                           fold, book.threads):
+        for _ in _each_batch(source, mapping, SCORING_COLUMNS, book.ingest, fold, book.threads, stats, sink, progress,
+                             on_start):
             pass
     baselines = Baselines()
     for state in states:
@@ -235,14 +253,18 @@ def score(
     stats = IntakeStats()
     top, accounts_top = _TopLines(model.config.worklist), _TopScores(model.config.account_top_lines)
     kept: list[pa.RecordBatch] = []
-    sink = ParquetSink(output, LINES_SCHEMA) if output is not None else None
+    sink = ParquetSink(output, LINES_SCHEMA, **LINES_PARQUET_OPTIONS) if output is not None else None
     try:
         with _RejectSink(rejects) as rejected:
-            intakes = _intake(source, mapping, centers, SCORING_COLUMNS, stats, rejected, progress, on_start)
-            for scored in in_order(intakes, lambda intake: score_intake(model, intake, centers), workers):
+            def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
+                scored = score_intake(model, intake, centers)
                 lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
-                top.add(lines)
-                accounts_top.add(lines)
+                return lines, top.of(lines), accounts_top.of(lines)
+
+            for lines, top_lines, account_lines in _each_batch(source, mapping, SCORING_COLUMNS, _parse_only(centers),
+                                                               work, workers, stats, rejected, progress, on_start):
+                top.add(top_lines)
+                accounts_top.add(account_lines)
                 if sink is not None:
                     sink.write(lines)
                 else:
@@ -260,8 +282,9 @@ def score(
 class _TopScores:
     """Each account's ``k`` best lines so far: importer hash, score, indicator strengths.
 
-    Lines are buffered and cut down to ``k`` per account whenever the buffer doubles,
-    so the work stays O(n log n) and the memory about ``k`` lines per account.
+    Each batch is cut down to its own best ``k`` lines per account (:meth:`of`, on the
+    worker that scored it); those are buffered and cut down again whenever the buffer
+    doubles, so the memory stays about ``k`` lines per account.
     """
 
     def __init__(self, k: int) -> None:
@@ -270,22 +293,28 @@ class _TopScores:
         self.kept = 0
         self.buffered = 0
 
-    def add(self, lines: pa.RecordBatch) -> None:
+    def of(self, lines: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A batch's best ``k`` lines per account, for :meth:`add`."""
         hashes = hash_strings(pa.record_batch({"importer_id": lines.column("importer_id")}), "importer_id")
         strengths = np.stack([lines.column(name).to_numpy(zero_copy_only=False) for name in INDICATORS], axis=1)
-        self.parts.append((hashes, lines.column("score").to_numpy(zero_copy_only=False), strengths))
-        self.buffered += lines.num_rows
+        return self._best(hashes, lines.column("score").to_numpy(zero_copy_only=False), strengths)
+
+    def _best(self, hashes: np.ndarray, scores: np.ndarray, strengths: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order = np.lexsort((-scores, hashes))
+        keep = order[_group_ranks(hashes[order]) < self.k]
+        return hashes[keep], scores[keep], strengths[keep]
+
+    def add(self, part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        self.parts.append(part)
+        self.buffered += len(part[0])
         if self.buffered > max(1 << 20, 2 * self.kept):
             self._reduce()
 
     def _reduce(self) -> None:
-        hashes = np.concatenate([p[0] for p in self.parts])
-        scores = np.concatenate([p[1] for p in self.parts])
-        strengths = np.concatenate([p[2] for p in self.parts])
-        order = np.lexsort((-scores, hashes))
-        keep = order[_group_ranks(hashes[order]) < self.k]
-        self.parts = [(hashes[keep], scores[keep], strengths[keep])]
-        self.kept = self.buffered = len(keep)
+        best = self._best(*(np.concatenate([p[i] for p in self.parts]) for i in range(3)))
+        self.parts = [best]
+        self.kept = self.buffered = len(best[0])
 
     def summary(self, model: Model) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """Per account (sorted importer hashes): the mean of its top line scores, and the
@@ -313,14 +342,19 @@ class _TopLines:
         self.n = n
         self.table: pa.Table | None = None
 
-    def add(self, lines: pa.RecordBatch) -> None:
-        part = pa.Table.from_batches([lines]).select(self.COLUMNS)
-        table = part if self.table is None else pa.concat_tables([self.table, part])
+    def of(self, lines: pa.RecordBatch) -> pa.Table:
+        """A batch's own top ``n`` lines per Center, for :meth:`add`."""
+        return self._best(pa.Table.from_batches([lines]).select(self.COLUMNS))
+
+    def _best(self, table: pa.Table) -> pa.Table:
         codes = pc.dictionary_encode(table.column("center")).combine_chunks()
         center = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False)
         score = table.column("score").to_numpy(zero_copy_only=False)
         order = np.lexsort((-score, center))  # stable: ties keep input order
-        self.table = table.take(pa.array(order[_group_ranks(center[order]) < self.n])).combine_chunks()
+        return table.take(pa.array(order[_group_ranks(center[order]) < self.n])).combine_chunks()
+
+    def add(self, best: pa.Table) -> None:
+        self.table = best if self.table is None else self._best(pa.concat_tables([self.table, best]))
 
     def ranked(self) -> pa.Table | None:
         """The kept lines with their rank within their Center."""

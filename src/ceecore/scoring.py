@@ -37,7 +37,7 @@ from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
 from ceecore.io import BATCH_ROWS, atomic_path
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
-__all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig",
+__all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_PARQUET_OPTIONS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig",
            "load_model", "score_intake"]
 
 INDICATORS: tuple[str, ...] = (
@@ -385,8 +385,14 @@ LINES_SCHEMA = pa.schema(
     [(name, _ID_TYPES.get(name, pa.string())) for name in ID_COLUMNS]
     + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
     + [(name, pa.float32()) for name in INDICATORS]
-    + [(name, pa.float64()) for name in RAW_VALUES]
+    + [(name, pa.float32()) for name in RAW_VALUES]
 )
+# How scored lines are written: dictionaries for the text columns only (the numbers
+# rarely repeat), statistics for what readers filter on (identity, Center, score).
+LINES_PARQUET_OPTIONS: dict[str, Any] = {
+    "use_dictionary": [f.name for f in LINES_SCHEMA if pa.types.is_string(f.type)],
+    "write_statistics": [*ID_COLUMNS, "center", "score"],
+}
 # What Scorer.score returns: every input row, with its reject reason (null if accepted).
 SCORED_SCHEMA = LINES_SCHEMA.insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
 
@@ -418,7 +424,7 @@ class Scorer:
         return scored[0] if len(scored) == 1 else pa.Table.from_batches(scored).combine_chunks().to_batches()[0]
 
     def _score_batch(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
-        intake = AccountBook(self.centers, threads=1).ingest(batch, self.mapping, source, SCORING_COLUMNS)
+        intake = AccountBook(self.centers, threads=1).parse(batch, self.mapping, source, SCORING_COLUMNS)
         return score_intake(self.model, intake, self.centers)
 
 
@@ -454,7 +460,7 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
     for i, name in enumerate(INDICATORS):
         columns[name] = spread(strengths[:, i].astype(np.float32), pa.float32())
     for name in RAW_VALUES:
-        columns[name] = spread(raw[name].astype(np.float64), pa.float64())
+        columns[name] = spread(raw[name].astype(np.float32), pa.float32())
     return pa.RecordBatch.from_pydict(columns, schema=SCORED_SCHEMA)
 
 

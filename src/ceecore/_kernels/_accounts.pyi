@@ -12,8 +12,8 @@ class AccountKernel:
     n_shards: int
     n_centers: int
     def __init__(self, n_shards: int, n_centers: int, epoch_starts: np.ndarray, center_table: np.ndarray) -> None: ...
-    def update(self, batch: Any, prechecked: np.ndarray, threads: int) -> np.ndarray:
-        """Checks and folds one canonical batch; returns the reject code per row."""
+    def update(self, batch: Any, prechecked: np.ndarray, threads: int, fold: bool = True) -> np.ndarray:
+        """Checks and folds (unless not ``fold``) one canonical batch; returns the reject code per row."""
     def parsed(self, n: int) -> dict[str, np.ndarray]:
         """Copies of the last update's per-row parse (see PARSED_COLUMNS)."""
     def account_views(self, k: int) -> dict[str, np.ndarray]:

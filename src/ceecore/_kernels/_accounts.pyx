@@ -458,8 +458,12 @@ cdef class AccountKernel:
                 shard_free(&self.shards[k])
             free(self.shards)
 
-    def update(self, batch, const uint8_t[::1] prechecked, int threads):
-        """Checks and folds one canonical batch; returns the reject reason code per row."""
+    def update(self, batch, const uint8_t[::1] prechecked, int threads, bint fold=True):
+        """Checks and folds one canonical batch; returns the reject reason code per row.
+
+        With ``fold`` false the batch is only checked and parsed (see :meth:`parsed`):
+        the accounts are left as they were.
+        """
         cdef BatchView view = BatchView(batch)
         cdef Columns c
         view.bind_str("entry_number", &c.entry_number)
@@ -511,6 +515,9 @@ cdef class AccountKernel:
                 reason[i] = check_line(
                         &c, i, reason[i], starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0],
                         &value[0], &duty[0], &day[0], &center[0], &chapter[0], &country[0], &port[0])
+        if not fold:
+            return reasons_arr
+        with nogil:
             # Group accepted rows by shard, keeping batch order within each shard.
             for s in range(self.n_shards + 1):
                 shard_start[s] = 0

@@ -15,13 +15,14 @@ time; once built, any number of threads may look it up at once.
 
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 
 import numpy as np
 
 cimport numpy as cnp
 
 from ceecore._kernels._columns cimport BatchView, StrCol, get_str
-from ceecore._kernels._hashtable cimport hash_bytes, mix64
+from ceecore._kernels._hashtable cimport hash_bytes, mix64, prefetch
 
 cnp.import_array()
 
@@ -52,17 +53,26 @@ cdef inline int fold(int op, int64_t* slot, int64_t value) noexcept nogil:
     return 0
 
 
-cdef class Tally:
-    """An open-addressing table of uint64 keys (linear probing, at most 70% full), each
-    with ``len(folds)`` int64 fields stored together."""
+cdef enum:
+    PREFETCH_AHEAD = 8      # keys between a slot's prefetch and its probe
 
-    cdef uint64_t* keys
-    cdef int64_t* values
-    cdef uint8_t* used
+
+cdef class Tally:
+    """An open-addressing table of uint64 keys (linear probing, at most 70% full).
+
+    Each slot is ``1 + len(folds)`` words, the key then its fields, so a probe usually
+    touches one cache line; slots are prefetched a few keys ahead. Key 0 marks an empty
+    slot, so the entry of key 0 itself is kept beside the table.
+    """
+
+    cdef int64_t* slots
     cdef int64_t capacity
-    cdef int64_t count
+    cdef int64_t count         # keys held, key 0 included
     cdef int width
+    cdef int stride
     cdef int ops[MAX_FIELDS]
+    cdef bint has_zero
+    cdef int64_t zero[MAX_FIELDS]
     cdef readonly tuple folds
 
     def __cinit__(self, *folds):
@@ -71,63 +81,91 @@ cdef class Tally:
             raise ValueError(f"folds must be 1 to {MAX_FIELDS} of {OPS}, got {folds!r}")
         self.folds = tuple(folds)
         self.width = len(folds)
+        self.stride = 1 + self.width
         for i, f in enumerate(folds):
             self.ops[i] = OPS.index(f)
         self.capacity = 0
         self.count = 0
+        self.has_zero = False
         if self._allocate(1024) != 0:
             raise MemoryError()
 
     def __dealloc__(self):
-        free(self.keys)
-        free(self.values)
-        free(self.used)
+        free(self.slots)
+
+    cdef inline int64_t* _probe(self, uint64_t key) noexcept nogil:
+        """The slot holding ``key`` (key != 0), or the empty slot where it would go."""
+        cdef int64_t mask = self.capacity - 1
+        cdef int64_t j = <int64_t>(mix64(key) & <uint64_t>mask)
+        cdef int64_t* slot = &self.slots[j * self.stride]
+        while slot[0] != 0 and <uint64_t>slot[0] != key:
+            j = (j + 1) & mask
+            slot = &self.slots[j * self.stride]
+        return slot
+
+    cdef inline void _prefetch(self, uint64_t key) noexcept nogil:
+        prefetch(&self.slots[<int64_t>(mix64(key) & <uint64_t>(self.capacity - 1)) * self.stride])
 
     cdef int _allocate(self, int64_t capacity) noexcept nogil:
-        """Moves every entry into fresh arrays of ``capacity`` slots; -1 if out of memory."""
-        cdef uint64_t* keys = <uint64_t*>calloc(capacity, sizeof(uint64_t))
-        cdef int64_t* values = <int64_t*>calloc(capacity * self.width, sizeof(int64_t))
-        cdef uint8_t* used = <uint8_t*>calloc(capacity, sizeof(uint8_t))
-        cdef int64_t i, j, f, mask = capacity - 1
-        if keys == NULL or values == NULL or used == NULL:
-            free(keys); free(values); free(used)
+        """Moves every entry into a fresh table of ``capacity`` slots; -1 if out of memory."""
+        cdef int64_t* slots = <int64_t*>calloc(capacity * self.stride, sizeof(int64_t))
+        cdef int64_t* old = self.slots
+        cdef int64_t old_capacity = self.capacity, i
+        if slots == NULL:
             return -1
-        for i in range(self.capacity):
-            if self.used[i]:
-                j = <int64_t>(mix64(self.keys[i]) & <uint64_t>mask)
-                while used[j]:
-                    j = (j + 1) & mask
-                used[j] = 1
-                keys[j] = self.keys[i]
-                for f in range(self.width):
-                    values[j * self.width + f] = self.values[i * self.width + f]
-        free(self.keys); free(self.values); free(self.used)
-        self.keys, self.values, self.used, self.capacity = keys, values, used, capacity
+        self.slots, self.capacity = slots, capacity
+        for i in range(old_capacity):
+            if old[i * self.stride] != 0:
+                memcpy(self._probe(<uint64_t>old[i * self.stride]), &old[i * self.stride],
+                       self.stride * sizeof(int64_t))
+        free(old)
+        return 0
+
+    cdef int _fold_into(self, int64_t* fields, const int64_t* values) noexcept nogil:
+        cdef int f
+        for f in range(self.width):
+            if fold(self.ops[f], &fields[f], values[f]) != 0:
+                return -2
+        return 0
+
+    cdef int _add_one(self, uint64_t key, const int64_t* values) noexcept nogil:
+        """Folds one key's fields in: 0, -1 out of memory, -2 a sum overflowed."""
+        cdef int64_t* slot
+        if key == 0:
+            if self.has_zero:
+                return self._fold_into(self.zero, values)
+            memcpy(self.zero, values, self.width * sizeof(int64_t))
+            self.has_zero = True
+            self.count += 1
+            return 0
+        if 10 * (self.count + 1) > 7 * self.capacity and self._allocate(2 * self.capacity) != 0:
+            return -1
+        slot = self._probe(key)
+        if slot[0] != 0:
+            return self._fold_into(slot + 1, values)
+        slot[0] = <int64_t>key
+        memcpy(slot + 1, values, self.width * sizeof(int64_t))
+        self.count += 1
         return 0
 
     cdef int _add(self, const uint64_t* keys, const int64_t* values, int64_t n) noexcept nogil:
-        cdef int64_t i, j, f, mask
-        cdef int w = self.width
-        cdef uint64_t key
+        cdef int64_t i
+        cdef int rc
         for i in range(n):
-            if 10 * (self.count + 1) > 7 * self.capacity and self._allocate(2 * self.capacity) != 0:
-                return -1
-            mask = self.capacity - 1
-            key = keys[i]
-            j = <int64_t>(mix64(key) & <uint64_t>mask)
-            while self.used[j] and self.keys[j] != key:
-                j = (j + 1) & mask
-            if self.used[j]:
-                for f in range(w):
-                    if fold(self.ops[f], &self.values[j * w + f], values[i * w + f]) != 0:
-                        return -2
-            else:
-                self.used[j] = 1
-                self.keys[j] = key
-                for f in range(w):
-                    self.values[j * w + f] = values[i * w + f]
-                self.count += 1
+            if i + PREFETCH_AHEAD < n:
+                self._prefetch(keys[i + PREFETCH_AHEAD])
+            rc = self._add_one(keys[i], &values[i * self.width])
+            if rc != 0:
+                return rc
         return 0
+
+    cdef const int64_t* _find(self, uint64_t key) noexcept nogil:
+        """The fields of ``key``, or NULL if it was never added."""
+        cdef int64_t* slot
+        if key == 0:
+            return self.zero if self.has_zero else NULL
+        slot = self._probe(key)
+        return slot + 1 if slot[0] != 0 else NULL
 
     def add(self, const uint64_t[::1] keys, values):
         """Folds row ``i`` of ``values`` into the fields of ``keys[i]`` (a new key takes it).
@@ -149,17 +187,16 @@ cdef class Tally:
         """The fields of each key, ``default`` for keys never seen: (n,) or (n, fields)."""
         cdef cnp.ndarray[int64_t, ndim=2] out = np.empty((keys.shape[0], self.width), np.int64)
         cdef int64_t[:, ::1] o = out
-        cdef int64_t i, j, f, mask = self.capacity - 1
-        cdef int w = self.width
-        cdef uint64_t key
+        cdef int64_t i, n = keys.shape[0]
+        cdef int f, w = self.width
+        cdef const int64_t* found
         with nogil:
-            for i in range(keys.shape[0]):
-                key = keys[i]
-                j = <int64_t>(mix64(key) & <uint64_t>mask)
-                while self.used[j] and self.keys[j] != key:
-                    j = (j + 1) & mask
+            for i in range(n):
+                if i + PREFETCH_AHEAD < n:
+                    self._prefetch(keys[i + PREFETCH_AHEAD])
+                found = self._find(keys[i])
                 for f in range(w):
-                    o[i, f] = self.values[j * w + f] if self.used[j] else default
+                    o[i, f] = found[f] if found != NULL else default
         return out[:, 0] if w == 1 else out
 
     def items(self):
@@ -168,24 +205,48 @@ cdef class Tally:
         cdef cnp.ndarray[int64_t, ndim=2] values = np.empty((self.count, self.width), np.int64)
         cdef uint64_t[::1] k = keys
         cdef int64_t[:, ::1] v = values
-        cdef int64_t i, f, n = 0
+        cdef int64_t i, n = 0
         cdef int w = self.width
         with nogil:
+            if self.has_zero:
+                k[0] = 0
+                memcpy(&v[0, 0], self.zero, w * sizeof(int64_t))
+                n = 1
             for i in range(self.capacity):
-                if self.used[i]:
-                    k[n] = self.keys[i]
-                    for f in range(w):
-                        v[n, f] = self.values[i * w + f]
+                if self.slots[i * self.stride] != 0:
+                    k[n] = <uint64_t>self.slots[i * self.stride]
+                    memcpy(&v[n, 0], &self.slots[i * self.stride + 1], w * sizeof(int64_t))
                     n += 1
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)
         return keys[order], (values[order, 0] if w == 1 else values[order])
 
     def merge(self, Tally other):
         """Folds every entry of ``other`` (the same folds) into this tally."""
         if other.folds != self.folds:
             raise ValueError(f"cannot merge a {other.folds} tally into a {self.folds} tally")
-        keys, values = other.items()
-        self.add(keys, values)
+        if other is self:  # the loop below would read slots it is moving
+            self.add(*self.items())
+            return
+        cdef int64_t i, capacity = self.capacity
+        cdef int rc = 0
+        # Room for both first: other's slots come in hash order, and inserting them in that
+        # order into a smaller table would pile them into long probe runs.
+        while 10 * (self.count + other.count) > 7 * capacity:
+            capacity *= 2
+        if capacity != self.capacity and self._allocate(capacity) != 0:
+            raise MemoryError("tally: out of memory while merging")
+        with nogil:
+            if other.has_zero:
+                rc = self._add_one(0, other.zero)
+            i = 0
+            while rc == 0 and i < other.capacity:
+                if other.slots[i * other.stride] != 0:
+                    rc = self._add_one(<uint64_t>other.slots[i * other.stride], &other.slots[i * other.stride + 1])
+                i += 1
+        if rc == -2:
+            raise OverflowError("tally: a sum overflowed 64 bits while merging")
+        if rc != 0:
+            raise MemoryError("tally: out of memory while merging")
 
     def __len__(self):
         return self.count
