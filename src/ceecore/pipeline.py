@@ -27,7 +27,8 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
 from ceecore.scoring import (
-    ACCOUNT_INDICATORS, INDICATORS, LINES_PARQUET_OPTIONS, LINES_SCHEMA, Model, ScoringConfig, reason_lists, score_intake, top_contributors,
+    ACCOUNT_INDICATORS, INDICATORS, LINES_PARQUET_OPTIONS, LINES_SCHEMA, Model, ScoringConfig, reason_lists,
+    score_intake, top_contributors,
 )
 
 __all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "run",

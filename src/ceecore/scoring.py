@@ -37,8 +37,8 @@ from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
 from ceecore.io import BATCH_ROWS, atomic_path
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
-__all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_PARQUET_OPTIONS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig",
-           "load_model", "score_intake"]
+__all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "LINES_PARQUET_OPTIONS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model",
+           "Scorer", "ScoringConfig", "load_model", "score_intake"]
 
 INDICATORS: tuple[str, ...] = (
     "unit_value_low", "unit_value_outlier", "duty_below_peers", "preference_rare", "origin_rare",
