@@ -3,9 +3,10 @@
 - in memory: a fitted model scores the LINES lines (batches of 64k rows) on 1 and 2
   threads (a thread pool over batches: the Scorer is shared);
 - end to end: `ceecore.run` on a Parquet file of the lines (fit, then score, every
-  output written), beside the time pyarrow takes just to read the columns scoring
-  reads, and a polars implementation of the unit-value baseline and score
-  (benchmarks/peers.py) on the same file;
+  output written), with every indicator and with the unit-value one alone, beside the
+  time pyarrow takes just to read the columns scoring reads, and a polars
+  implementation of the unit-value baseline and score (benchmarks/peers.py) on the
+  same file;
 - latency: one 1,000-line batch through an embedded Scorer;
 - memory: the peak RSS of `ceecore run` in a fresh process.
 """
@@ -26,6 +27,7 @@ from benchmarks.conftest import LINES, ROUNDS
 from benchmarks.peers import polars_unit_value_scores
 from ceecore.accounts import CONSOLIDATION_COLUMNS
 from ceecore.fields import SCORING_COLUMNS
+from ceecore.scoring import INDICATORS
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,21 @@ def test_run(benchmark, lines_file, tmp_path):  # noqa: ANN001
     benchmark.name = "test_run[ceecore run]"
     benchmark.extra_info["lines"] = LINES
     summary = benchmark.pedantic(lambda: ceecore.run(lines_file, tmp_path), rounds=ROUNDS, iterations=1)
+    assert summary.stats.accepted == LINES
+
+
+# ceecore doing just what the polars peer does: the unit-value baseline and the line's
+# unit-value score (every other indicator's weight 0, so neither fitted nor scored).
+UNIT_VALUE_ONLY = ceecore.ScoringConfig.from_doc(
+    {"weights": {name: 1.0 if name == "unit_value_outlier" else 0.0 for name in INDICATORS}})
+
+
+@pytest.mark.benchmark(group="run end to end (parquet)")
+def test_run_unit_value_only(benchmark, lines_file, tmp_path):  # noqa: ANN001
+    benchmark.name = "test_run[ceecore run, unit value only]"
+    benchmark.extra_info["lines"] = LINES
+    summary = benchmark.pedantic(lambda: ceecore.run(lines_file, tmp_path, config=UNIT_VALUE_ONLY), rounds=ROUNDS,
+                                 iterations=1)
     assert summary.stats.accepted == LINES
 
 

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 import ceecore
 from ceecore import synth
+from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally, combine, hash_strings
 from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines
-from ceecore.scoring import INDICATORS, Model, ScoringConfig
+from ceecore.scoring import INDICATOR_TALLIES, INDICATORS, Model, ScoringConfig
 from ceecore_cli.main import cli
 
 from scoring_reference import Reference  # noqa: I001 (tests/ is on the path)
@@ -211,6 +212,30 @@ def _line(entry: str, importer: str, day: int, hts: str, country: str, value: fl
             "manufacturer_id": mfr, "spi": spi}
 
 
+@pytest.mark.parametrize("kept", [("unit_value_outlier",), ("origin_switch", "port_spread", "volume_surge"),
+                                  ("unit_value_low", "classification_disparity", "new_importer")])
+def test_an_indicator_with_weight_zero_is_off_and_its_baselines_not_built(tmp_path, kept):
+    table = lines(6_000, seed=9, scheme_rates=dict.fromkeys(synth.SCHEMES, 0.03), accounts=60, products=120)
+    _, full = _scored(table)
+    doc = {"thresholds": {k: v for k, v in SMALL.thresholds.items()}, "norms": {"min_group_lines": 5},
+           "weights": {name: (SMALL.weights[name] if name in kept else 0) for name in INDICATORS}}
+    config = ScoringConfig.from_doc(doc)
+    model, some = _scored(table, config)
+    assert set(model.baselines.tallies) == {"acct", *(t for name in kept for t in INDICATOR_TALLIES[name])}
+    for name in INDICATORS:
+        if name in kept:
+            assert some[name].equals(full[name]), name
+            assert some[name].max() > 0, name
+        else:
+            assert (some[name].fill_null(0) == 0).all(), name
+    model.save(tmp_path / "m.arrow")
+    assert set(ceecore.load_model(tmp_path / "m.arrow").model.baselines.tallies) == set(model.baselines.tallies)
+    with pytest.raises(ValueError, match="refit"):
+        Model(model.baselines)  # the default config needs baselines this model lacks
+    with pytest.raises(ValueError, match="cannot merge"):
+        Baselines().merge(model.baselines)
+
+
 def test_hand_computed_unit_value_and_preference_cases():
     # Twelve importers sell a product from CN at $10 a unit; A declares $3.
     rows = [_line(f"E{i}", f"I{i % 12}", i, "8471300100", "CN", 100.0) for i in range(60)]
@@ -297,6 +322,20 @@ def test_scores_are_explained_by_their_indicators(tmp_path):
     for row in scored.filter(pl.col("score") > 0).head(200).iter_rows(named=True):
         first = row["reasons"][0]
         assert row[first] * model.config.weights[first] == max(row[n] * model.config.weights[n] for n in INDICATORS)
+
+
+@settings(max_examples=int(40 * SCALE), deadline=None)
+@given(rows=st.lists(st.lists(st.sampled_from([0.0, 0.0, 0.1, 0.25, 0.5, 0.9, 1.0]), min_size=10, max_size=10),
+                     max_size=40), k=st.integers(0, 12))
+def test_the_combine_kernel_matches_numpy(rows, k):
+    """Score, top contributors (ties: the lower column) and how many fired, against numpy."""
+    c = np.array(rows, np.float64).reshape(-1, 10)
+    score, top, fired = combine_contributions(c, k)
+    assert (score == 1 - np.prod(1 - c, axis=1)).all()
+    kk = min(k, 10)
+    want = np.argsort(-c, axis=1, kind="stable")[:, :kk]
+    assert (top == want).all()
+    assert (fired == (np.take_along_axis(c, want, 1) > 0).sum(axis=1)).all()
 
 
 def test_scores_do_not_depend_on_threads_or_batching(tmp_path):

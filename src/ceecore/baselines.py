@@ -26,6 +26,7 @@ What it holds:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -125,51 +126,76 @@ def claim_key(origin: np.ndarray, spi: np.ndarray) -> np.ndarray:
 
 
 class Baselines:
-    """Mergeable industry baselines (see the module docstring)."""
+    """Mergeable industry baselines (see the module docstring).
 
-    def __init__(self) -> None:
-        self.tallies = {name: Tally(*folds) for name, folds in TALLIES.items()}
+    ``tallies`` names the tallies to build (default: all of :data:`TALLIES`); scoring
+    configs that turn indicators off need fewer. ``acct`` (every account's lines and
+    dates) is always built.
+    """
+
+    def __init__(self, tallies: Iterable[str] | None = None) -> None:
+        names = set(TALLIES) if tallies is None else {*tallies, "acct"}
+        if names - set(TALLIES):
+            raise ValueError(f"unknown baseline tallies: {sorted(names - set(TALLIES))}")
+        self.tallies = {name: Tally(*folds) for name, folds in TALLIES.items() if name in names}
 
     def update(self, f: LineFields) -> None:
-        """Folds the accepted lines of one batch in."""
+        """Folds the accepted lines of one batch into the tallies this state builds."""
         n = len(f)
         if n == 0:
             return
         t = self.tallies
         ones = np.ones(n, np.int64)
-        has_uv = np.isfinite(f.log_uv)
-        bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
-        moments = np.stack([ones[has_uv], np.round(f.log_uv[has_uv] * 1e6),
-                            np.round(f.log_uv[has_uv] ** 2 * 1e6)], axis=1).astype(np.int64)
-        for level, (hts, origin) in enumerate(level_codes(f)):
-            group = uv_group(level, f.basis[has_uv], hts[has_uv], origin[has_uv])
-            t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
-            if level < MOMENT_LEVELS:
-                t["uv_moments"].add(group, moments)
-        t["ap_uv"].add(ap_key(f)[has_uv], moments)
+        if {"uv_hist", "uv_moments", "ap_uv"} & t.keys():
+            has_uv = np.isfinite(f.log_uv)
+            bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
+            moments = np.stack([ones[has_uv], np.round(f.log_uv[has_uv] * 1e6),
+                                np.round(f.log_uv[has_uv] ** 2 * 1e6)], axis=1).astype(np.int64)
+            for level, (hts, origin) in enumerate(level_codes(f)):
+                group = uv_group(level, f.basis[has_uv], hts[has_uv], origin[has_uv])
+                if "uv_hist" in t:
+                    t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
+                if level < MOMENT_LEVELS and "uv_moments" in t:
+                    t["uv_moments"].add(group, moments)
+            if "ap_uv" in t:
+                t["ap_uv"].add(ap_key(f)[has_uv], moments)
 
-        t["duty"].add(duty_key(f), np.stack([f.value_cents, f.duty_cents], axis=1))
-        t["origin_lines"].add(np.r_[origin_key(f.hts6, f.country), origin_key(f.hts6, np.full(n, ANY_ORIGIN))],
-                              np.r_[ones, ones])
-        claimed = f.spi > 0
-        t["claims"].add(np.r_[claim_key(f.country[claimed], f.spi[claimed]), claim_key(f.country, np.zeros(n, np.int64))],
-                        np.r_[ones[claimed], ones])
+        if "duty" in t:
+            t["duty"].add(duty_key(f), np.stack([f.value_cents, f.duty_cents], axis=1))
+        if "origin_lines" in t:
+            t["origin_lines"].add(np.r_[origin_key(f.hts6, f.country), origin_key(f.hts6, np.full(n, ANY_ORIGIN))],
+                                  np.r_[ones, ones])
+        if "claims" in t:
+            claimed = f.spi > 0
+            t["claims"].add(np.r_[claim_key(f.country[claimed], f.spi[claimed]),
+                                  claim_key(f.country, np.zeros(n, np.int64))], np.r_[ones[claimed], ones])
+        if "ap_days" in t:
+            t["ap_days"].add(ap_day_key(f), np.stack([f.day, f.day, ones], axis=1))
+        if "ap_earliest" in t:
+            t["ap_earliest"].add(earliest_key(f), f.day * 1024 + f.country)
 
-        t["ap_days"].add(ap_day_key(f), np.stack([f.day, f.day, ones], axis=1))
-        t["ap_earliest"].add(earliest_key(f), f.day * 1024 + f.country)
+        if {"cls_group_max", "cls_port_max", "cls_hts"} & t.keys():
+            known = f.maker != 0
+            group = cls_group_key(f)[known]
+            if "cls_group_max" in t:
+                t["cls_group_max"].add(group, f.rate_bp[known])
+            if "cls_port_max" in t:
+                t["cls_port_max"].add(cls_port_key(f)[known], f.rate_bp[known])
+            if "cls_hts" in t:
+                t["cls_hts"].add(combine(_CLS_HTS, f.maker[known], f.hts10[known]), group.view(np.int64))
 
-        known = f.maker != 0
-        group = cls_group_key(f)[known]
-        t["cls_group_max"].add(group, f.rate_bp[known])
-        t["cls_port_max"].add(cls_port_key(f)[known], f.rate_bp[known])
-        t["cls_hts"].add(combine(_CLS_HTS, f.maker[known], f.hts10[known]), group.view(np.int64))
-
-        t["acct_port"].add(combine(_ACCT_PORT, f.importer, f.port), np.stack([ones, f.importer.view(np.int64)], axis=1))
+        if "acct_port" in t:
+            t["acct_port"].add(combine(_ACCT_PORT, f.importer, f.port),
+                               np.stack([ones, f.importer.view(np.int64)], axis=1))
         t["acct"].add(f.importer, np.stack([f.day, f.day, ones], axis=1))
-        t["acct_month"].add(month_key(f), np.stack([ones, f.importer.view(np.int64)], axis=1))
+        if "acct_month" in t:
+            t["acct_month"].add(month_key(f), np.stack([ones, f.importer.view(np.int64)], axis=1))
 
     def merge(self, other: Baselines) -> None:
         """Adds another state's lines (exact: order does not matter)."""
+        if other.tallies.keys() != self.tallies.keys():
+            raise ValueError(f"cannot merge baselines of tallies {sorted(other.tallies)} into baselines of "
+                             f"{sorted(self.tallies)}")
         for name, tally in self.tallies.items():
             tally.merge(other.tallies[name])
 
@@ -194,7 +220,7 @@ class Baselines:
                 keys.append(k)
                 values.append(v[:, f])
         table = pa.table({
-            "tally": pa.DictionaryArray.from_arrays(np.concatenate(names), pa.array(list(TALLIES))),
+            "tally": pa.DictionaryArray.from_arrays(np.concatenate(names), pa.array(list(self.tallies))),
             "field": pa.array(np.concatenate(fields), pa.int8()),
             "key": pa.array(np.concatenate(keys), pa.uint64()),
             "value": pa.array(np.concatenate(values), pa.int64()),
@@ -210,12 +236,13 @@ class Baselines:
         columns = ["tally", "field", "key", "value"]
         if table.column_names != columns or any(table.column(c).null_count for c in columns):
             raise ValueError(f"baselines table must have non-null columns {', '.join(columns)}")
-        state = cls()
         tally = table.column("tally").combine_chunks()
         names = tally.dictionary.to_pylist() if isinstance(tally, pa.DictionaryArray) else []
         unknown = set(names) - set(TALLIES)
-        if unknown or not isinstance(tally, pa.DictionaryArray):
-            raise ValueError(f"unknown baseline tallies: {sorted(unknown)}")
+        if unknown or not isinstance(tally, pa.DictionaryArray) or "acct" not in names:
+            raise ValueError(f"unknown baseline tallies: {sorted(unknown)}" if unknown else
+                             "baselines table must name its tallies (acct among them) in a dictionary")
+        state = cls(names)
         index = tally.indices.to_numpy(zero_copy_only=False)
         field = table.column("field").to_numpy()
         keys = table.column("key").to_numpy().astype(np.uint64)

@@ -62,16 +62,6 @@ class LineFields:
         return len(self.rows)
 
 
-def _hts_numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Digits of accepted HTS codes (dots and spaces dropped) as (value, digit count)."""
-    encoded = pc.dictionary_encode(column)
-    digits = pc.replace_substring_regex(encoded.dictionary, r"[ .]", "")
-    values = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
-    lengths = pc.utf8_length(digits).to_numpy(zero_copy_only=False).astype(np.int64)
-    index = encoded.indices.to_numpy(zero_copy_only=False)
-    return values[index], lengths[index]
-
-
 def _spi_codes(column: pa.Array) -> np.ndarray:
     encoded = pc.dictionary_encode(column)
     names = encoded.dictionary.to_pylist()
@@ -90,9 +80,9 @@ def line_fields(intake: Intake) -> LineFields:
     def column(name: str) -> pa.Array | None:
         return batch.column(name).take(take) if name in batch.schema.names else None
 
-    # Accepted HTS codes are digits, dots and spaces (the kernel checked); SPI text is
-    # not checked, so it is read as bytes.
-    hts_value, hts_len = _hts_numbers(plain_rows(batch.column("hts_code"), take))
+    # The kernel parsed the HTS number (digits * 16 + digit count); SPI text is not
+    # checked, so it is read as bytes.
+    hts_value, hts_len = parsed["hts"] >> 4, parsed["hts"] & 15
     hts6 = hts_value // 10 ** np.maximum(hts_len - 6, 0)
     hts4 = hts_value // 10 ** np.maximum(hts_len - 4, 0)
     spi = plain_rows(batch.column("spi"), take, pa.large_binary()) if "spi" in batch.schema.names else None
@@ -121,7 +111,7 @@ def line_fields(intake: Intake) -> LineFields:
         value_cents=parsed["value_cents"],
         duty_cents=parsed["duty_cents"],
         rate_bp=rate_bp,
-        hts10=hts_value * 16 + hts_len,
+        hts10=parsed["hts"],
         hts6=hts6,
         hts4=hts4,
         spi=_spi_codes(spi) if spi is not None else np.zeros(len(rows), np.int64),

@@ -190,12 +190,13 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
          on_start: Callable[[int | None], None] | None) -> Model:
     # Each worker thread folds whole batches into a state of its own; the states merge
     # exactly, so the result does not depend on which thread took which batch.
+    config = config or ScoringConfig.default()
     states: list[Baselines] = []
     local = threading.local()
 
     def fold(intake: Intake) -> None:
         if not hasattr(local, "state"):
-            local.state = Baselines()
+            local.state = Baselines(config.tallies)
             states.append(local.state)
         local.state.update(line_fields(intake))
 
@@ -203,7 +204,7 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
         for _ in _each_batch(source, mapping, SCORING_COLUMNS, book.ingest, fold, book.threads, stats, sink, progress,
                              on_start):
             pass
-    baselines = Baselines()
+    baselines = Baselines(config.tallies)
     for state in states:
         baselines.merge(state)
     return Model(baselines, config, model_meta(baselines))

@@ -148,7 +148,7 @@ cdef inline uint8_t check_line(
     const Columns* c, int64_t i, uint8_t pre, const int32_t* epoch_starts, int n_epochs, const int8_t* center_table,
     uint64_t* importer_hash, uint64_t* entry_hash, uint64_t* mfr_hash, uint64_t* port_hash,
     int64_t* value_cents, int64_t* duty_cents, int32_t* day, int8_t* center,
-    int8_t* chapter, int16_t* country, int16_t* port,
+    int8_t* chapter, int16_t* country, int16_t* port, int64_t* hts,
 ) noexcept nogil:
     """Checks line i against the data contract; fills the parsed fields if it passes.
 
@@ -158,7 +158,7 @@ cdef inline uint8_t check_line(
     that folding can prefetch their hash-table slots.
     """
     cdef const char* p
-    cdef int64_t n, k, line, digits = 0, heading = 0
+    cdef int64_t n, k, line, digits = 0, heading = 0, number = 0
     cdef double v, rate, d
     cdef int pc = 0
     cdef unsigned char ch, a, b
@@ -215,9 +215,12 @@ cdef inline uint8_t check_line(
             return BAD_HTS_CODE
         if digits < 4:
             heading = heading * 10 + (ch - 48)
+        if digits < 10:
+            number = number * 10 + (ch - 48)
         digits += 1
     if digits < 6 or digits > 10:
         return BAD_HTS_CODE
+    hts[i] = number * 16 + digits  # the digits as declared: "0101..." and "101..." differ
     chapter[i] = <int8_t>(heading // 100)
     center[i] = center_table[epoch_of(epoch_starts, n_epochs, day[i]) * N_HEADINGS + heading]
 
@@ -498,6 +501,7 @@ cdef class AccountKernel:
         cdef int8_t[::1] chapter = self._scratch["chapter"]
         cdef int16_t[::1] country = self._scratch["country"]
         cdef int16_t[::1] port = self._scratch["port"]
+        cdef int64_t[::1] hts = self._scratch["hts"]
         cdef int32_t[::1] shard_rows = self._scratch["shard_rows"]
         cdef int64_t[::1] shard_start = np.zeros(self.n_shards + 1, np.int64)
         cdef int64_t[::1] fill = np.zeros(self.n_shards, np.int64)
@@ -514,7 +518,7 @@ cdef class AccountKernel:
             for i in prange(n, num_threads=threads, schedule="static"):
                 reason[i] = check_line(
                         &c, i, reason[i], starts, n_epochs, table, &imp_h[0], &ent_h[0], &mfr_h[0], &port_h[0],
-                        &value[0], &duty[0], &day[0], &center[0], &chapter[0], &country[0], &port[0])
+                        &value[0], &duty[0], &day[0], &center[0], &chapter[0], &country[0], &port[0], &hts[0])
         if not fold:
             return reasons_arr
         with nogil:
@@ -544,7 +548,8 @@ cdef class AccountKernel:
 
     def parsed(self, int64_t n):
         """Copies of the last update's parse of its first ``n`` rows (valid where accepted):
-        importer and (importer, manufacturer) hashes, cents, day, Center, country, port."""
+        importer and (importer, manufacturer) hashes, cents, day, Center, country, port,
+        and the HTS number (its digits * 16 + how many digits)."""
         if self._scratch is None:
             n = 0
         return {name: (self._scratch[name][:n].copy() if n else np.zeros(0, SCRATCH_COLUMNS[name]))
@@ -708,12 +713,12 @@ cdef class AccountKernel:
 SCRATCH_COLUMNS = {name: dtype for name, dtype in (
     ("importer_hash", np.uint64), ("entry_hash", np.uint64), ("manufacturer_hash", np.uint64),
     ("port_hash", np.uint64), ("value_cents", np.int64), ("duty_cents", np.int64), ("day", np.int32),
-    ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16),
+    ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16), ("hts", np.int64),
     ("shard_rows", np.int32))}
 
 # The scratch columns :meth:`AccountKernel.parsed` hands out.
 PARSED_COLUMNS = ("importer_hash", "manufacturer_hash", "value_cents", "duty_cents", "day", "center",
-                  "country", "port")
+                  "country", "port", "hts")
 
 # int128 cents as (low, high) int64 words: the layout of an Arrow decimal128's unscaled value.
 ACCOUNT_DTYPE = np.dtype([
