@@ -162,7 +162,7 @@ def _cents(money: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def polars_unit_value_scores(source: str | pa.Table, min_lines: int = 30, z_from: float = 2.5,
-                             z_to: float = 5.0) -> pl.DataFrame:
+                             z_to: float = 5.0, output: str | None = None) -> pl.DataFrame:
     """ceecore's unit-value baseline and line score, in polars (the scoring benchmark's peer).
 
     The unit value is entered value per unit of quantity, else per kg; the norm of a
@@ -195,5 +195,8 @@ def polars_unit_value_scores(source: str | pa.Table, min_lines: int = 30, z_from
         centre = pl.when(ok).then(pl.col(f"m_{level}")) if centre is None else centre.when(ok).then(pl.col(f"m_{level}"))
         spread = pl.when(ok).then(pl.col(f"s_{level}")) if spread is None else spread.when(ok).then(pl.col(f"s_{level}"))
     z = ((pl.col("log_uv") - centre.otherwise(None)).abs() / pl.max_horizontal(spread.otherwise(None), pl.lit(0.05)))
-    return lines.select("entry_number", "line_number", ((z - z_from) / (z_to - z_from)).clip(0, 1).fill_null(0)
-                        .alias("score")).collect()
+    scores = lines.select("entry_number", "line_number", ((z - z_from) / (z_to - z_from)).clip(0, 1).fill_null(0)
+                          .alias("score"), z.alias("unit_value_z")).collect()
+    if output is not None:
+        scores.write_parquet(output)
+    return scores

@@ -6,7 +6,7 @@
   output written), with every indicator and with the unit-value one alone, beside the
   time pyarrow takes just to read the columns scoring reads, and a polars
   implementation of the unit-value baseline and score (benchmarks/peers.py) on the
-  same file;
+  same file, writing its scored lines too;
 - latency: one 1,000-line batch through an embedded Scorer;
 - memory: the peak RSS of `ceecore run` in a fresh process.
 """
@@ -89,9 +89,10 @@ def test_pyarrow_read(benchmark, lines_file):  # noqa: ANN001
 
 
 @pytest.mark.benchmark(group="run end to end (parquet)")
-def test_polars_unit_value(benchmark, lines_file):  # noqa: ANN001
+def test_polars_unit_value(benchmark, lines_file, tmp_path):  # noqa: ANN001
     benchmark.name = "test_run[polars unit-value baseline + score]"
-    scores = benchmark.pedantic(lambda: polars_unit_value_scores(lines_file), rounds=ROUNDS, iterations=1)
+    scores = benchmark.pedantic(lambda: polars_unit_value_scores(lines_file, output=str(tmp_path / "scores.parquet")),
+                                rounds=ROUNDS, iterations=1)
     assert scores.height == LINES
 
 

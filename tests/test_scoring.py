@@ -20,7 +20,7 @@ from ceecore import synth
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally, combine, hash_strings
 from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines
-from ceecore.scoring import INDICATOR_TALLIES, INDICATORS, Model, ScoringConfig
+from ceecore.scoring import INDICATOR_RAW_VALUES, INDICATOR_TALLIES, INDICATORS, RAW_VALUES, Model, ScoringConfig
 from ceecore_cli.main import cli
 
 from scoring_reference import Reference  # noqa: I001 (tests/ is on the path)
@@ -226,8 +226,10 @@ def test_an_indicator_with_weight_zero_is_off_and_its_baselines_not_built(tmp_pa
         if name in kept:
             assert some[name].equals(full[name]), name
             assert some[name].max() > 0, name
-        else:
-            assert (some[name].fill_null(0) == 0).all(), name
+        else:  # not in the output at all, nor its raw values
+            assert name not in some.columns
+    assert [c for c in some.columns if c in RAW_VALUES] == [c for c in RAW_VALUES if any(
+        c in INDICATOR_RAW_VALUES[name] for name in kept)]
     model.save(tmp_path / "m.arrow")
     assert set(ceecore.load_model(tmp_path / "m.arrow").model.baselines.tallies) == set(model.baselines.tallies)
     with pytest.raises(ValueError, match="refit"):

@@ -27,7 +27,7 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
 from ceecore.scoring import (
-    ACCOUNT_INDICATORS, INDICATORS, LINES_PARQUET_OPTIONS, LINES_SCHEMA, Model, ScoringConfig, reason_lists,
+    ACCOUNT_INDICATORS, LINES_PARQUET_OPTIONS, Model, ScoringConfig, reason_lists,
     score_intake, top_contributors,
 )
 
@@ -253,9 +253,9 @@ def score(
     centers = centers or CenterMap.default()
     workers = resolve_threads(threads)
     stats = IntakeStats()
-    top, accounts_top = _TopLines(model.config.worklist), _TopScores(model.config.account_top_lines)
+    top, accounts_top = _TopLines(model.config.worklist), _TopScores(model.config.account_top_lines, model.config.enabled)
     kept: list[pa.RecordBatch] = []
-    sink = ParquetSink(output, LINES_SCHEMA, **LINES_PARQUET_OPTIONS) if output is not None else None
+    sink = ParquetSink(output, model.lines_schema, **LINES_PARQUET_OPTIONS) if output is not None else None
     try:
         with _RejectSink(rejects) as rejected:
             def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
@@ -277,20 +277,21 @@ def score(
         if sink is not None:
             sink.abort()
         raise
-    table = pa.Table.from_batches(kept, LINES_SCHEMA) if sink is None else None
+    table = pa.Table.from_batches(kept, model.lines_schema) if sink is None else None
     return ScoreRun(table, stats, top, accounts_top)
 
 
 class _TopScores:
-    """Each account's ``k`` best lines so far: importer hash, score, indicator strengths.
+    """Each account's ``k`` best lines so far: importer hash, score, the strengths of ``names``.
 
     Each batch is cut down to its own best ``k`` lines per account (:meth:`of`, on the
     worker that scored it); those are buffered and cut down again whenever the buffer
     doubles, so the memory stays about ``k`` lines per account.
     """
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, names: tuple[str, ...]) -> None:
         self.k = k
+        self.names = names
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.kept = 0
         self.buffered = 0
@@ -298,7 +299,8 @@ class _TopScores:
     def of(self, lines: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A batch's best ``k`` lines per account, for :meth:`add`."""
         hashes = hash_strings(pa.record_batch({"importer_id": lines.column("importer_id")}), "importer_id")
-        strengths = np.stack([lines.column(name).to_numpy(zero_copy_only=False) for name in INDICATORS], axis=1)
+        strengths = np.stack([lines.column(name).to_numpy(zero_copy_only=False) for name in self.names], axis=1) \
+            if self.names else np.zeros((lines.num_rows, 0))
         return self._best(hashes, lines.column("score").to_numpy(zero_copy_only=False), strengths)
 
     def _best(self, hashes: np.ndarray, scores: np.ndarray, strengths: np.ndarray
@@ -324,14 +326,15 @@ class _TopScores:
         if self.parts:
             self._reduce()
         hashes, scores, strengths = self.parts[0] if self.parts else (
-            np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(INDICATORS))))
+            np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(self.names))))
         accounts, start = np.unique(hashes, return_index=True)
         counts = np.diff(np.r_[start, len(hashes)])
         means = np.add.reduceat(scores, start) / counts if len(hashes) else np.zeros(0)
-        weights = np.array([model.config.weights[name] for name in INDICATORS])
-        totals = np.add.reduceat(strengths * weights, start, axis=0) if len(hashes) else np.zeros((0, len(INDICATORS)))
+        weights = np.array([model.config.weights[name] for name in self.names])
+        totals = np.add.reduceat(strengths * weights, start, axis=0) if len(hashes) else \
+            np.zeros((0, len(self.names)))
         top, fired = top_contributors(totals, model.config.reasons)
-        return accounts, means, reason_lists(top, fired, INDICATORS).to_pylist()
+        return accounts, means, reason_lists(top, fired, self.names).to_pylist()
 
 
 class _TopLines:
@@ -480,7 +483,8 @@ def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, 
     table = table.append_column("line_score", pa.array(line_score)).append_column(
         "reasons", pa.array(reasons, pa.list_(pa.string())))
     for i, name in enumerate(ACCOUNT_INDICATORS):
-        table = table.append_column(name, pa.array(strengths[:, i].astype(np.float32)))
+        if name in model.enabled:
+            table = table.append_column(name, pa.array(strengths[:, i].astype(np.float32)))
     order = table.sort_by([("center", "ascending"), ("score", "descending"), ("importer_id", "ascending")])
     rank = _group_ranks(order.column("center").to_numpy(zero_copy_only=False)) + 1
     return order.append_column("rank_in_center", pa.array(rank, pa.int64()))

@@ -38,8 +38,9 @@ from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
 from ceecore.io import BATCH_ROWS, atomic_path
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
-__all__ = ["ACCOUNT_INDICATORS", "INDICATOR_TALLIES", "INDICATORS", "LINES_PARQUET_OPTIONS", "LINES_SCHEMA", "SCORED_SCHEMA", "Model",
-           "Scorer", "ScoringConfig", "load_model", "score_intake"]
+__all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "INDICATORS", "LINES_PARQUET_OPTIONS",
+           "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig", "lines_schema", "load_model",
+           "scored_schema", "score_intake"]
 
 INDICATORS: tuple[str, ...] = (
     "unit_value_low", "unit_value_outlier", "duty_below_peers", "preference_rare", "origin_rare",
@@ -203,6 +204,8 @@ class Model:
         t = baselines.tallies
         self.tallies = t
         self.enabled = frozenset(self.config.enabled)
+        self.lines_schema = lines_schema(self.config.enabled)
+        self.scored_schema = scored_schema(self.config.enabled)
         missing = [f"{tally} (for {name})" for name in self.enabled for tally in INDICATOR_TALLIES[name]
                    if tally not in t]
         if missing:
@@ -452,7 +455,7 @@ def reason_lists(top: np.ndarray, fired: np.ndarray, names: tuple[str, ...], row
     counts[rows] = fired
     offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
     keep = np.arange(top.shape[1])[None, :] < fired[:, None]
-    values = pc.take(pa.array(names), pa.array(top[keep]))
+    values = pc.take(pa.array(list(names), pa.string()), pa.array(top[keep], pa.int64()))
     valid = np.zeros(length, bool)
     valid[rows] = True
     return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(~valid))
@@ -460,23 +463,52 @@ def reason_lists(top: np.ndarray, fired: np.ndarray, names: tuple[str, ...], row
 
 RAW_VALUES: tuple[str, ...] = ("unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share",
                                 "origin_share", "effective_ports", "lines_per_day", "month_volume_ratio")
+# The raw values behind each indicator.
+INDICATOR_RAW_VALUES: dict[str, tuple[str, ...]] = {
+    "unit_value_low": ("unit_value_z", "account_unit_value_z", "norm_level"),
+    "unit_value_outlier": ("unit_value_z", "norm_level"),
+    "duty_below_peers": ("peer_duty_rate",),
+    "preference_rare": ("claim_share",),
+    "origin_rare": ("origin_share",),
+    "origin_switch": (),
+    "classification_disparity": (),
+    "port_spread": ("effective_ports",),
+    "new_importer": ("lines_per_day",),
+    "volume_surge": ("month_volume_ratio",),
+}
 _ID_TYPES = {"line_number": pa.int64(), "entry_date": pa.date32()}
-# A scored row: the line's identity, its Center, score and reasons, every indicator's
-# strength and the raw values behind them.
-LINES_SCHEMA = pa.schema(
-    [(name, _ID_TYPES.get(name, pa.string())) for name in ID_COLUMNS]
-    + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
-    + [(name, pa.float32()) for name in INDICATORS]
-    + [(name, pa.float32()) for name in RAW_VALUES]
-)
+
+
+def raw_values(indicators: tuple[str, ...]) -> tuple[str, ...]:
+    """The raw values behind ``indicators``, in :data:`RAW_VALUES` order."""
+    wanted = {name for indicator in indicators for name in INDICATOR_RAW_VALUES[indicator]}
+    return tuple(name for name in RAW_VALUES if name in wanted)
+
+
+def lines_schema(indicators: tuple[str, ...] = INDICATORS) -> pa.Schema:
+    """A scored line: its identity, its Center, score and reasons, the strength of each of
+    ``indicators`` (those turned on) and the raw values behind them."""
+    return pa.schema(
+        [(name, _ID_TYPES.get(name, pa.string())) for name in ID_COLUMNS]
+        + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
+        + [(name, pa.float32()) for name in indicators]
+        + [(name, pa.float32()) for name in raw_values(indicators)]
+    )
+
+
+def scored_schema(indicators: tuple[str, ...] = INDICATORS) -> pa.Schema:
+    """What :meth:`Scorer.score` returns: every input row, with its reject reason (null if accepted)."""
+    return lines_schema(indicators).insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
+
+
+LINES_SCHEMA = lines_schema()
+SCORED_SCHEMA = scored_schema()
 # How scored lines are written: dictionaries for the text columns only (the numbers
 # rarely repeat), statistics for what readers filter on (identity, Center, score).
 LINES_PARQUET_OPTIONS: dict[str, Any] = {
-    "use_dictionary": [f.name for f in LINES_SCHEMA if pa.types.is_string(f.type)],
+    "use_dictionary": [name for name in ID_COLUMNS if name not in _ID_TYPES] + ["center"],
     "write_statistics": [*ID_COLUMNS, "center", "score"],
 }
-# What Scorer.score returns: every input row, with its reject reason (null if accepted).
-SCORED_SCHEMA = LINES_SCHEMA.insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
 
 
 class Scorer:
@@ -525,25 +557,25 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
             continue
         columns[name] = plain_rows(canonical.column(name), kind=kind)
     accepted = intake.codes == 0
-    reject = np.array(REJECT_REASONS, dtype=object)[intake.codes]
-    columns["reject_reason"] = pa.array(np.where(accepted, None, reject), pa.string())
-    codes = np.array(list(centers.codes) + [None], dtype=object)
-    center = np.full(n, len(centers.codes))
-    center[f.rows] = np.where(f.center >= 0, f.center, len(centers.codes))
-    columns["center"] = pa.array(codes[center], pa.string())
+    rejected = ~accepted
+    columns["reject_reason"] = pc.take(pa.array(REJECT_REASONS), pa.array(intake.codes.astype(np.int32),
+                                                                          mask=accepted))
+    center = np.full(n, -1, np.int32)
+    center[f.rows] = f.center
+    columns["center"] = pc.take(pa.array(centers.codes, pa.string()), pa.array(center, mask=center < 0))
 
     def spread(values: np.ndarray, dtype: Any) -> pa.Array:
-        out = np.zeros(n, dtype=values.dtype if values.dtype != object else object)
+        out = np.zeros(n, dtype=values.dtype)
         out[f.rows] = values
-        return pa.array(out, dtype, mask=~accepted)
+        return pa.array(out, dtype, mask=rejected)
 
     columns["score"] = spread(score, pa.float64())
     columns["reasons"] = reason_lists(top, fired, INDICATORS, f.rows, n)
-    for i, name in enumerate(INDICATORS):
-        columns[name] = spread(strengths[:, i].astype(np.float32), pa.float32())
-    for name in RAW_VALUES:
+    for name in model.config.enabled:
+        columns[name] = spread(strengths[:, _COL[name]].astype(np.float32), pa.float32())
+    for name in raw_values(model.config.enabled):
         columns[name] = spread(raw[name].astype(np.float32), pa.float32())
-    return pa.RecordBatch.from_pydict(columns, schema=SCORED_SCHEMA)
+    return pa.RecordBatch.from_pydict(columns, schema=model.scored_schema)
 
 
 def load_model(path: str | os.PathLike[str], mapping: ColumnMapping | None = None,
