@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ceecore
+from benchmarks.peers import polars_unit_value_scores
 from ceecore import synth
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally, combine, hash_strings
@@ -236,6 +237,22 @@ def test_an_indicator_with_weight_zero_is_off_and_its_baselines_not_built(tmp_pa
         Model(model.baselines)  # the default config needs baselines this model lacks
     with pytest.raises(ValueError, match="cannot merge"):
         Baselines().merge(model.baselines)
+
+
+def test_the_unit_value_score_agrees_with_the_polars_peer():
+    """The benchmark's polars peer computes the same baseline and score: exact quantiles
+    where ceecore interpolates in 5% bins, so the two agree to within a bin or two."""
+    table = lines(60_000, seed=5)
+    config = ScoringConfig.from_doc({"weights": {n: 1.0 if n == "unit_value_outlier" else 0.0 for n in INDICATORS}})
+    ours = pl.from_arrow(ceecore.Scorer(ceecore.fit(table, config=config)).score(table))
+    theirs = polars_unit_value_scores(table)
+    both = ours.join(theirs, on=["entry_number", "line_number"], suffix="_peer")
+    assert both.height == table.num_rows
+    z = both.filter(pl.col("unit_value_z").is_not_nan() & pl.col("unit_value_z_peer").is_not_null())
+    assert z.height > 0.9 * table.num_rows
+    assert (z["unit_value_z"] - z["unit_value_z_peer"]).abs().median() < 0.15  # a 5% bin is ~0.1 spread here
+    assert (both["unit_value_outlier"] - both["score_peer"]).abs().mean() < 0.01
+    assert ((both["unit_value_outlier"] > 0) == (both["score_peer"] > 0)).mean() > 0.98
 
 
 def test_hand_computed_unit_value_and_preference_cases():
