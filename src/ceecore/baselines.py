@@ -35,12 +35,13 @@ import pyarrow as pa
 from ceecore._kernels._tally import Tally, combine
 from ceecore.fields import LineFields
 
-__all__ = ["BIN_WIDTH", "LEVELS", "Baselines", "Norms"]
+__all__ = ["BIN_WIDTH", "LEVELS", "TALLIES", "Baselines", "Norms", "roll_up"]
 
 # name -> the fold of each field; the fields of a key sit together (one probe reads all).
 TALLIES: dict[str, tuple[str, ...]] = {
-    "uv_hist": ("sum",),                   # packed (level, basis, hts, origin, bin) -> lines
-    "uv_moments": ("sum", "sum", "sum"),   # unit-value group at levels 0-1 -> lines, sum and sum of
+    "uv_hist": ("sum",),                   # packed (basis, hts10, origin, bin) -> lines; coarser levels
+                                           #   are sums of these (:func:`roll_up`)
+    "uv_moments": ("sum", "sum", "sum"),   # packed (basis, hts10, origin) -> lines, sum and sum of
                                            #   squares of round(log uv * 1e6) (leave-account-out norms)
     "ap_uv": ("sum", "sum", "sum"),        # (importer, hts10, origin, basis) -> the same moments
     "duty": ("sum", "sum"),                # packed (claimed, hts10, origin) -> value cents, duty cents
@@ -61,7 +62,7 @@ LOG_LOW = float(np.log(1e-4))     # unit values from $0.0001 ...
 N_BINS = 1000                     # ... to about $5e17 (outliers fall in the end bins)
 ANY_ORIGIN = 1023
 MOMENT_LEVELS = 2                 # levels (HTS10 x origin, HTS10) that also keep sums, for leave-one-out norms
-FORMAT = "ceecore.baselines/1"
+FORMAT = "ceecore.baselines/2"
 
 # Tags of the hashed keys (one per kind of key, so kinds never collide).
 _AP, _AP_DAYS, _AP_EARLIEST, _CLS_GROUP, _CLS_PORT, _CLS_HTS, _ACCT_PORT, _CLAIM, _ACCT_MONTH = range(1, 10)
@@ -76,6 +77,38 @@ def uv_group(level: int, basis: np.ndarray, hts: np.ndarray, origin: np.ndarray)
     """The unit-value group key at a level: (level, basis, hts code, origin) packed in 52 bits."""
     return ((np.int64(level) << 50) | (basis.astype(np.int64) << 49) | (hts.astype(np.int64) << 10)
             | origin.astype(np.int64)).astype(np.uint64)
+
+
+def coarser_group(level: int, group: np.ndarray) -> np.ndarray:
+    """The group at ``level`` that holds each HTS10 x origin (level 0) group."""
+    group = group.astype(np.uint64)
+    if level == 0:
+        return group
+    basis = ((group >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
+    hts = ((group >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
+    if level > 1:  # the first 6 or 4 digits, as level_codes makes them
+        digits = 6 if level == 2 else 4
+        value, length = hts >> 4, hts & 15
+        hts = value // 10 ** np.maximum(length - digits, 0) * 16 + digits
+    return uv_group(level, basis, hts, np.full(len(group), ANY_ORIGIN))
+
+
+def roll_up(keys: np.ndarray, values: np.ndarray, levels: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Level-0 unit-value tallies summed into every level below ``levels``.
+
+    ``keys`` hold a level-0 group shifted left by ``shift`` bits (the low bits, a
+    histogram bin say, are kept); returns the keys of all levels, sorted, with their
+    summed values.
+    """
+    low = keys & np.uint64((1 << shift) - 1)
+    out_keys, out_values = [], []
+    for level in range(levels):
+        rolled = coarser_group(level, keys >> np.uint64(shift)) << np.uint64(shift) | low
+        order = np.argsort(rolled, kind="stable")
+        unique, start = np.unique(rolled[order], return_index=True)
+        out_keys.append(unique)
+        out_values.append(np.add.reduceat(values[order], start, axis=0) if len(unique) else values[:0])
+    return np.concatenate(out_keys), np.concatenate(out_values)
 
 
 def level_codes(f: LineFields) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -151,12 +184,12 @@ class Baselines:
             bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
             moments = np.stack([ones[has_uv], np.round(f.log_uv[has_uv] * 1e6),
                                 np.round(f.log_uv[has_uv] ** 2 * 1e6)], axis=1).astype(np.int64)
-            for level, (hts, origin) in enumerate(level_codes(f)):
-                group = uv_group(level, f.basis[has_uv], hts[has_uv], origin[has_uv])
-                if "uv_hist" in t:
-                    t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
-                if level < MOMENT_LEVELS and "uv_moments" in t:
-                    t["uv_moments"].add(group, moments)
+            # Only the finest level is tallied; the coarser ones are its sums (roll_up).
+            group = uv_group(0, f.basis[has_uv], f.hts10[has_uv], f.country[has_uv])
+            if "uv_hist" in t:
+                t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
+            if "uv_moments" in t:
+                t["uv_moments"].add(group, moments)
             if "ap_uv" in t:
                 t["ap_uv"].add(ap_key(f)[has_uv], moments)
 
@@ -260,7 +293,7 @@ class Norms:
     """Robust centre and spread of log unit values per group, from the histograms."""
 
     def __init__(self, baselines: Baselines, min_lines: int, max_own_share: float = 0.25) -> None:
-        keys, counts = baselines.tallies["uv_hist"].items()
+        keys, counts = roll_up(*baselines.tallies["uv_hist"].items(), levels=len(LEVELS), shift=10)
         group = keys >> np.uint64(10)
         bins = (keys & np.uint64(1023)).astype(np.int64)
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(keys) else np.zeros(0, np.int64)

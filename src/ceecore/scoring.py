@@ -30,8 +30,8 @@ from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally
 from ceecore.accounts import AccountBook
 from ceecore.baselines import (
-    ANY_ORIGIN, BIN_WIDTH, MOMENT_LEVELS, Baselines, Norms, ap_day_key, ap_key, claim_key, cls_group_key,
-    cls_port_key, duty_key, earliest_key, level_codes, month_key, origin_key, uv_group,
+    ANY_ORIGIN, BIN_WIDTH, MOMENT_LEVELS, TALLIES, Baselines, Norms, ap_day_key, ap_key, claim_key, cls_group_key,
+    cls_port_key, duty_key, earliest_key, level_codes, month_key, origin_key, roll_up, uv_group,
 )
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
@@ -61,7 +61,7 @@ INDICATOR_TALLIES: dict[str, tuple[str, ...]] = {
     "volume_surge": ("acct_month",),
 }
 _COL = {name: i for i, name in enumerate(INDICATORS)}
-MODEL_FORMAT = "ceecore.model/1"
+MODEL_FORMAT = "ceecore.model/2"
 # Columns of the input a scored line keeps, to find it again.
 ID_COLUMNS: tuple[str, ...] = ("entry_number", "line_number", "importer_id", "entry_date", "port_code", "hts_code",
                                "country_of_origin")
@@ -213,7 +213,11 @@ class Model:
         span = baselines.day_range()
         self.first_day = span[0] if span else 0
         self.norms = Norms(baselines, self.config.min_group_lines) if "uv_hist" in t else None
-        self.origin_price = _origin_prices(t["uv_moments"]) if "uv_moments" in t else None
+        # Unit-value moments per group at the levels that keep them (HTS10 x origin, HTS10).
+        self.uv_moments = Tally(*TALLIES["uv_moments"]) if "uv_moments" in t else None
+        if self.uv_moments is not None:
+            self.uv_moments.add(*roll_up(*t["uv_moments"].items(), levels=MOMENT_LEVELS))
+        self.origin_price = _origin_prices(self.uv_moments) if self.uv_moments is not None else None
         self.effective_ports = _effective_ports(t["acct_port"]) if "acct_port" in t else None
         self.typical_month = _typical_months(t["acct_month"]) if "acct_month" in t else None
         self.cls_hts_count = _hts_counts(t["cls_hts"]) if "cls_hts" in t else None
@@ -317,7 +321,7 @@ class Model:
         centre, spread, used = self.norms.lookup(f, own=count, max_level=MOMENT_LEVELS - 1, max_own_share=0.5)
         for lv, (hts, origin) in enumerate(level_codes(f)[:MOMENT_LEVELS]):
             todo = np.isnan(centre)
-            group = t["uv_moments"].get(uv_group(lv, f.basis, hts, origin))
+            group = self.uv_moments.get(uv_group(lv, f.basis, hts, origin))
             others = group[:, 0] - count
             ok = todo & (others >= th["others_min_lines"])
             m = (group[:, 1] - own_sum) / np.maximum(others, 1) / 1e6
