@@ -170,6 +170,25 @@ def test_fit_is_partition_invariant(tmp_path):
     assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
 
 
+def test_models_fitted_apart_merge_into_the_model_of_one_fit(tmp_path):
+    """Fit parts in separate processes, `ceecore merge` them: the bytes of one fit on everything."""
+    table = lines(24_000, seed=8, dirty=10)
+    whole = tmp_path / "whole.arrow"
+    ceecore.fit(table).save(whole)
+    parts = []
+    for i, (a, b) in enumerate(((0, 5_000), (5_000, 17_000), (17_000, table.num_rows))):
+        pq.write_table(table.slice(a, b - a), tmp_path / f"part{i}.parquet")
+        parts.append(str(tmp_path / f"part{i}.arrow"))
+        result = CliRunner().invoke(cli, ["fit", str(tmp_path / f"part{i}.parquet"), "-o", parts[-1], "-q"])
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["merge", parts[2], parts[0], parts[1], "-o", str(tmp_path / "merged.arrow")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "merged.arrow").read_bytes() == whole.read_bytes()
+    other = ScoringConfig.from_doc({"weights": {"origin_rare": 0.0}})
+    with pytest.raises(ValueError, match="different scoring configs"):
+        ceecore.merge_models([parts[0], ceecore.fit(table.slice(0, 100), config=other)])
+
+
 def test_baselines_round_trip_and_refuse_foreign_tables():
     state = ceecore.fit(lines(5_000, seed=2)).baselines.to_arrow()
     assert Baselines.from_arrow(state).to_arrow().equals(state)

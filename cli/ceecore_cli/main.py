@@ -195,6 +195,20 @@ def fit_command(history: tuple[str, ...], output: str, config_file: str | None, 
         click.echo(f"rejects -> {rejects_path}")
 
 
+@cli.command("merge")
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The merged model (Arrow IPC).")
+def merge_command(models: tuple[str, ...], output: str) -> None:
+    """Merge MODELS fitted on parts of the history (same config) into one model, the same
+    as one fit on all of it: fit the parts in separate processes or machines, then merge."""
+    with _usage_errors():
+        model = ceecore.merge_models(list(models))
+        model.save(output)
+    meta = model.meta
+    click.echo(f"{len(models)} model(s): baselines of {meta['lines']:,} lines, {meta['first_date']} to "
+               f"{meta['last_date']} -> {output}")
+
+
 @cli.command("score")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),

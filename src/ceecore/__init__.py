@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook  # noqa: E402 (the version comes first)
 from ceecore.centers import Center, CenterMap, Override, load_overrides  # noqa: E402
 from ceecore.pipeline import (  # noqa: E402
-    Consolidation, IntakeStats, RunSummary, consolidate, fit, run, run_consolidation, score,
+    Consolidation, IntakeStats, RunSummary, consolidate, fit, merge_models, run, run_consolidation, score,
 )
 from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
 from ceecore.scoring import Model, Scorer, ScoringConfig, load_model  # noqa: E402
@@ -36,6 +36,7 @@ __all__ = [
     "fit",
     "load_model",
     "load_overrides",
+    "merge_models",
     "run",
     "run_consolidation",
     "score",

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -31,7 +31,7 @@ from ceecore.scoring import (
     score_intake, top_contributors,
 )
 
-__all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "run",
+__all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "merge_models", "run",
            "run_consolidation", "score", "REJECT_SCHEMA"]
 
 # Rejected rows: where they came from, why, and their canonical fields as text.
@@ -207,6 +207,25 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
     baselines = Baselines(config.tallies)
     for state in states:
         baselines.merge(state)
+    return Model(baselines, config, model_meta(baselines))
+
+
+def merge_models(models: Iterable[Model | str | os.PathLike[str]]) -> Model:
+    """One model from models fitted on parts of the history (in other processes, say):
+    the same model, to the byte, as one fit on all their lines.
+
+    The models must have the same scoring config.
+    """
+    loaded = [m if isinstance(m, Model) else Model.load(m) for m in models]
+    if not loaded:
+        raise ValueError("merge_models needs at least one model")
+    config = loaded[0].config
+    for model in loaded[1:]:
+        if model.config != config:
+            raise ValueError("cannot merge models fitted with different scoring configs")
+    baselines = Baselines(config.tallies)
+    for model in loaded:
+        baselines.merge(model.baselines)
     return Model(baselines, config, model_meta(baselines))
 
 
