@@ -151,7 +151,8 @@ BAD_CASES = [c for c in CASES if c[2] != "ok"]
 def test_corpus_is_broad():
     reasons = {c[2] for c in CASES}
     assert len(BAD_CASES) >= 20
-    assert reasons - {"ok"} == set(REJECT_REASONS) - {"ok"}, "every reason has a case"
+    outcomes = {"bad_inspected", "bad_violation", "bad_revenue_recovered"}  # read by scoring only: test_scoring
+    assert reasons - {"ok"} == set(REJECT_REASONS) - {"ok"} - outcomes, "every reason has a case"
 
 
 @pytest.mark.parametrize("overrides,reason,text", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

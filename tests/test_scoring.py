@@ -599,6 +599,21 @@ def test_a_tally_sum_that_would_overflow_is_refused():
         t.add(np.array([1, 1], np.uint64), np.array([2**62, 2**62], np.int64))
 
 
+def test_outcomes_pass_through_scoring_and_unparseable_ones_are_rejected():
+    table = lines(3_000, seed=12).drop_columns(["inspected", "violation", "revenue_recovered"])
+    text = ["yes", "no", None, "maybe", "1"] * 600
+    revenue = ["12.5", None, "", "3", "x"] * 600
+    labelled = table.append_column("violation", pa.array(text)).append_column("revenue_recovered", pa.array(revenue))
+    scored = pl.from_arrow(ceecore.Scorer(ceecore.fit(table)).score(labelled))
+    reasons = scored["reject_reason"].to_list()
+    assert reasons[3::5] == ["bad_violation"] * 600 and reasons[4::5] == ["bad_revenue_recovered"] * 600
+    ok = scored.filter(pl.col("reject_reason").is_null())
+    assert ok["violation"].to_list()[:3] == [True, False, None] and ok["revenue_recovered"].to_list()[:3] == [12.5, None, None]
+    assert ok["inspected"].null_count() == ok.height  # absent from the input: null
+    model = ceecore.fit(labelled)
+    assert model.meta["lines"] == 1_800
+
+
 def test_run_refuses_an_output_inside_its_input(tmp_path):
     synth.write(tmp_path / "in" / "lines.parquet", lines=1_000)
     with pytest.raises(ValueError, match="inside the input directory"):

@@ -17,10 +17,12 @@ import pyarrow.compute as pc
 from ceecore.accounts import Intake
 from ceecore.schema import plain_rows
 
-__all__ = ["SCORING_COLUMNS", "LineFields", "line_fields", "spi_code"]
+__all__ = ["OUTCOME_COLUMNS", "SCORING_COLUMNS", "LineFields", "line_fields", "spi_code"]
 
-# Canonical columns scoring reads beyond consolidation's.
-SCORING_COLUMNS: tuple[str, ...] = ("spi",)
+# Canonical columns scoring reads beyond consolidation's: the preference claim, and the
+# outcomes of inspections where known (passed through to the scored lines).
+OUTCOME_COLUMNS: tuple[str, ...] = ("inspected", "violation", "revenue_recovered")
+SCORING_COLUMNS: tuple[str, ...] = ("spi", *OUTCOME_COLUMNS)
 
 
 def spi_code(text: str | bytes) -> int:

@@ -481,6 +481,7 @@ INDICATOR_RAW_VALUES: dict[str, tuple[str, ...]] = {
     "volume_surge": ("month_volume_ratio",),
 }
 _ID_TYPES = {"line_number": pa.int64(), "entry_date": pa.date32()}
+_OUTCOME_TYPES = {"inspected": pa.bool_(), "violation": pa.bool_(), "revenue_recovered": pa.float64()}
 
 
 def raw_values(indicators: tuple[str, ...]) -> tuple[str, ...]:
@@ -490,10 +491,12 @@ def raw_values(indicators: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def lines_schema(indicators: tuple[str, ...] = INDICATORS) -> pa.Schema:
-    """A scored line: its identity, its Center, score and reasons, the strength of each of
-    ``indicators`` (those turned on) and the raw values behind them."""
+    """A scored line: its identity, its outcome where known (null if the input had none),
+    its Center, score and reasons, the strength of each of ``indicators`` (those turned
+    on) and the raw values behind them."""
     return pa.schema(
         [(name, _ID_TYPES.get(name, pa.string())) for name in ID_COLUMNS]
+        + list(_OUTCOME_TYPES.items())
         + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
         + [(name, pa.float32()) for name in indicators]
         + [(name, pa.float32()) for name in raw_values(indicators)]
@@ -560,6 +563,8 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
             columns[name] = pa.nulls(n, kind)
             continue
         columns[name] = plain_rows(canonical.column(name), kind=kind)
+    for name, kind in _OUTCOME_TYPES.items():
+        columns[name] = canonical.column(name) if name in canonical.schema.names else pa.nulls(n, kind)
     accepted = intake.codes == 0
     rejected = ~accepted
     columns["reject_reason"] = pc.take(pa.array(REJECT_REASONS), pa.array(intake.codes.astype(np.int32),

@@ -44,6 +44,7 @@ REJECT_REASONS = (
     "bad_duty_paid", "bad_duty_rate",
     "bad_quantity", "bad_gross_weight_kg",
     "bad_manufacturer_id",
+    "bad_inspected", "bad_violation", "bad_revenue_recovered",  # outcomes that do not parse (found before)
 )
 
 cdef enum:
@@ -59,6 +60,7 @@ cdef enum:
     BAD_DUTY_PAID, BAD_DUTY_RATE
     BAD_QUANTITY, BAD_GROSS_WEIGHT
     BAD_MANUFACTURER_ID
+    BAD_INSPECTED, BAD_VIOLATION, BAD_REVENUE_RECOVERED
     N_REASONS
 
 assert N_REASONS == len(REJECT_REASONS)
