@@ -7,6 +7,7 @@ input could not be used (a missing column, an unreadable file, a bad option valu
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -23,7 +24,8 @@ import pyarrow.parquet as pq
 import ceecore
 from ceecore import synth
 from ceecore.centers import CenterMap, load_overrides
-from ceecore.io import write_table
+from ceecore.evaluate import evaluate
+from ceecore.io import atomic_path, write_table
 from ceecore.schema import ColumnMapping
 
 SAMPLE_LINES = 100_000
@@ -193,6 +195,50 @@ def fit_command(history: tuple[str, ...], output: str, config_file: str | None, 
         click.echo(f"baselines of {meta['lines']:,} lines, {meta['first_date']} to {meta['last_date']}")
         click.echo(f"model   -> {output}")
         click.echo(f"rejects -> {rejects_path}")
+
+
+@cli.command("evaluate")
+@click.argument("scored", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--label", default="violation", show_default=True, help="The outcome column (true = a violation).")
+@click.option("--revenue", help="Revenue recovered per line, for Revenue@n%.")
+@click.option("--score", "score_column", default="score", show_default=True, help="The column to rank lines by.")
+@click.option("--by", default="center", show_default=True, help="Also measure per value of this column.")
+@click.option("-o", "--output", default="evaluation.json", show_default=True, type=click.Path(dir_okay=False),
+              help="The report (JSON).")
+def evaluate_command(scored: tuple[str, ...], label: str, revenue: str | None, score_column: str, by: str,
+                     output: str) -> None:
+    """Precision, recall and revenue at the top 1, 2, 5 and 10% of SCORED lines, and AUC,
+    overall and per Center, against the random-selection baseline."""
+    with _usage_errors():
+        report = evaluate(list(scored), label=label, revenue=revenue, score=score_column, by=by)
+        with atomic_path(output) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    _print_evaluation(report)
+    click.echo(f"report -> {output}")
+
+
+def _print_evaluation(report: dict[str, Any]) -> None:
+    shares = [k for k in report["overall"] if k.endswith("%")]
+    kinds = [("P", "precision"), ("R", "recall")] + ([("Rev", "revenue")] if report["revenue"] else [])
+    head = "".join(f"{kind + '@' + share:<8}" for kind, _ in kinds for share in shares)
+    click.echo(f"{report['lines']:,} labelled lines ({report['unlabelled']:,} without a label left out)")
+    click.echo(f"{'':<14}{'lines':>9}{'rate':>7}   {head}  AUC")
+
+    def row(name: str, m: dict[str, Any]) -> None:
+        cells = "".join(_cell(m[share][key]) for _, key in kinds for share in shares)
+        rate = "" if m["violation_rate"] is None else f"{m['violation_rate']:.3f}"
+        click.echo(f"{name:<14}{m['lines']:>9,}{rate:>7}   {cells}{_cell(m['auc'])}")
+
+    row("all", report["overall"])
+    random = report["overall"]["random"]
+    click.echo(f"{'random':<14}{'':>9}{'':>7}   " + "".join(
+        _cell(random[share].get(key)) for _, key in kinds for share in shares) + _cell(0.5))
+    for name, m in report.get("groups", {}).items():
+        row(f"{report['by']} {name}", m)
+
+
+def _cell(value: float | None) -> str:
+    return f"{value:<8.3f}" if value is not None else f"{'-':<8}"
 
 
 @cli.command("merge")

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook  # noqa: E402 (the version comes first)
 from ceecore.centers import Center, CenterMap, Override, load_overrides  # noqa: E402
+from ceecore.evaluate import evaluate  # noqa: E402
 from ceecore.pipeline import (  # noqa: E402
     Consolidation, IntakeStats, RunSummary, consolidate, fit, merge_models, run, run_consolidation, score,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Scorer",
     "ScoringConfig",
     "consolidate",
+    "evaluate",
     "fit",
     "load_model",
     "load_overrides",

@@ -38,6 +38,7 @@ __all__ = [
     "ContractError",
     "arrow_schema",
     "canonicalize",
+    "parse_column",
     "reason_code",
 ]
 
@@ -224,6 +225,13 @@ def canonicalize(
         arrays.append(pc.utf8_slice_codeunits(_as_plain_text(entry), 0, 3))
         fields.append(pa.field("filer_code", arrays[-1].type))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), codes
+
+
+def parse_column(array: pa.Array, kind: str, source: str, column: str,
+                 date_format: str = _ISO_DATE) -> tuple[pa.Array, np.ndarray | None]:
+    """One column as its kind ("text", "int", "number", "date", "bool") reads it, the way
+    the contract does, with a mask of the cells that do not parse (None if all do)."""
+    return _cast(array, kind, date_format, source, column)
 
 
 def _constant(value: Any, kind: str, n: int, source: str, column: str) -> pa.Array:
