@@ -194,6 +194,8 @@ def canonicalize(
 ) -> tuple[pa.RecordBatch, np.ndarray]:
     """The canonical columns ``columns`` of ``batch``, and a reject code per row.
 
+    A name in ``columns`` outside the contract is passed through as text, if present.
+
     The code is 0 where every value parsed; otherwise the first unparseable column's
     ``bad_<column>`` reason. Raises :class:`ContractError` for structural problems.
     """
@@ -214,7 +216,9 @@ def canonicalize(
             raise ContractError(source, f"required column is missing{hint}", canonical)
         else:
             continue
-        array, bad = _cast(array, CANONICAL[canonical], mapping.date_format or _ISO_DATE, source, canonical)
+        # Columns outside the contract (extra keys a user declares) are read as text.
+        array, bad = _cast(array, CANONICAL.get(canonical, "text"), mapping.date_format or _ISO_DATE, source,
+                           canonical)
         if bad is not None:
             first = (codes == 0) & bad
             codes[first] = reason_code(f"bad_{canonical}")

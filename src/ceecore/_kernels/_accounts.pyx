@@ -550,7 +550,7 @@ cdef class AccountKernel:
 
     def parsed(self, int64_t n):
         """Copies of the last update's parse of its first ``n`` rows (valid where accepted):
-        importer and (importer, manufacturer) hashes, cents, day, Center, country, port,
+        importer, (importer, entry) and (importer, manufacturer) hashes, cents, day, Center, country, port,
         and the HTS number (its digits * 16 + how many digits)."""
         if self._scratch is None:
             n = 0
@@ -719,7 +719,7 @@ SCRATCH_COLUMNS = {name: dtype for name, dtype in (
     ("shard_rows", np.int32))}
 
 # The scratch columns :meth:`AccountKernel.parsed` hands out.
-PARSED_COLUMNS = ("importer_hash", "manufacturer_hash", "value_cents", "duty_cents", "day", "center",
+PARSED_COLUMNS = ("importer_hash", "entry_hash", "manufacturer_hash", "value_cents", "duty_cents", "day", "center",
                   "country", "port", "hts")
 
 # int128 cents as (low, high) int64 words: the layout of an Arrow decimal128's unscaled value.

@@ -31,7 +31,7 @@ cdef enum:
     OP_SUM = 0
     OP_MIN = 1
     OP_MAX = 2
-    MAX_FIELDS = 8
+    MAX_FIELDS = 16
 
 
 cdef extern from *:
