@@ -32,6 +32,13 @@ extensions = [
         extra_compile_args=["-O3"],
     ),
     Extension(
+        "ceecore._kernels._trees",
+        ["src/ceecore/_kernels/_trees.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
+    Extension(
         "ceecore._kernels._accounts",
         ["src/ceecore/_kernels/_accounts.pyx"],
         include_dirs=[numpy.get_include()],

@@ -174,18 +174,30 @@ def _counts(s: ceecore.IntakeStats, what: str) -> None:
 @cli.command("fit")
 @click.argument("history", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The model file (Arrow IPC).")
+@click.option("--labels", help="Learn from this outcome column (true = a violation, empty = not inspected); "
+                               "needs ceecore[learn].")
+@click.option("--revenue", help="With --labels: the revenue recovered per line.")
+@click.option("--history-key", "history_keys", multiple=True, metavar="COLUMN",
+              help="With --labels: also keep the outcome history of this input column (repeatable).")
 @_config_option
 @_rejects_option
 @_mapping_options
-def fit_command(history: tuple[str, ...], output: str, config_file: str | None, rejects: str | None, preset: str | None,
+def fit_command(history: tuple[str, ...], output: str, labels: str | None, revenue: str | None,
+                history_keys: tuple[str, ...], config_file: str | None, rejects: str | None, preset: str | None,
                 mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
-    """Build industry baselines from HISTORY (files or directories) into a scoring model."""
+    """Build industry baselines from HISTORY (files or directories) into a scoring model;
+    with --labels, also learn from the inspection outcomes it records."""
     with _usage_errors():
         rejects_path = _rejects_path(output, rejects)
         stats = ceecore.IntakeStats()
         started = time.perf_counter()
+        mapping = _mapping(preset, mapping_file, pairs)
+        learn = ceecore.Labels(labels, revenue, tuple(dict.fromkeys(mapping.history_keys + history_keys))) \
+            if labels else None
+        if learn is None and (revenue or history_keys):
+            raise click.UsageError("--revenue and --history-key need --labels")
         with _progress(quiet) as (on_start, advance):
-            model = ceecore.fit(list(history), mapping=_mapping(preset, mapping_file, pairs), config=_config(config_file),
+            model = ceecore.fit(list(history), mapping=mapping, config=_config(config_file), labels=learn,
                                 threads=threads, rejects=rejects_path, stats=stats, progress=advance, on_start=on_start)
         model.save(output)
         stats.seconds = time.perf_counter() - started
@@ -193,6 +205,10 @@ def fit_command(history: tuple[str, ...], output: str, config_file: str | None, 
         _counts(stats, f"{len(history)} input(s)")
         meta = model.meta
         click.echo(f"baselines of {meta['lines']:,} lines, {meta['first_date']} to {meta['last_date']}")
+        if model.learned is not None:
+            t = model.learned.training
+            click.echo(f"learned from {t['lines']:,} inspected lines ({t['violations']:,} violations): "
+                       f"{len(model.learned.trees.roots)} trees in {t['seconds']:.1f} s")
         click.echo(f"model   -> {output}")
         click.echo(f"rejects -> {rejects_path}")
 

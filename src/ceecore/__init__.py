@@ -11,7 +11,7 @@ from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook  # noqa: E402 (t
 from ceecore.centers import Center, CenterMap, Override, load_overrides  # noqa: E402
 from ceecore.evaluate import evaluate  # noqa: E402
 from ceecore.pipeline import (  # noqa: E402
-    Consolidation, IntakeStats, RunSummary, consolidate, fit, merge_models, run, run_consolidation, score,
+    Consolidation, IntakeStats, Labels, RunSummary, consolidate, fit, merge_models, run, run_consolidation, score,
 )
 from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
 from ceecore.scoring import Model, Scorer, ScoringConfig, load_model  # noqa: E402
@@ -26,6 +26,7 @@ __all__ = [
     "Consolidation",
     "ContractError",
     "IntakeStats",
+    "Labels",
     "Model",
     "Override",
     "REJECT_REASONS",

@@ -145,14 +145,19 @@ class History:
         self.tally.merge(other.tally)
 
     def to_arrow(self) -> pa.Table:
-        """The state as a table (key, then inspected, violations and revenue per fold), sorted by key."""
+        """The state as a table (tally "history", field, key, value) in the baselines'
+        layout (so one model file holds both), sorted by field then key; the fields are
+        inspected lines, violations and revenue cents of fold 0, then fold 1, ..."""
         keys, values = self.tally.items()
-        columns = {"key": pa.array(keys, pa.uint64())}
-        for fold in range(FOLDS):
-            for i, name in enumerate(("inspected", "violations", "revenue_cents")):
-                columns[f"{name}_{fold}"] = pa.array(values[:, 3 * fold + i], pa.int64())
+        width = values.shape[1]
+        table = pa.table({
+            "tally": pa.DictionaryArray.from_arrays(np.zeros(len(keys) * width, np.int8), pa.array(["history"])),
+            "field": pa.array(np.repeat(np.arange(width, dtype=np.int8), len(keys)), pa.int8()),
+            "key": pa.array(np.tile(keys, width), pa.uint64()),
+            "value": pa.array(values.T.reshape(-1), pa.int64()),
+        })
         meta = {"format": FORMAT, "extra": list(self.extra), "prior": self.prior}
-        return pa.table(columns).replace_schema_metadata({b"ceecore.history": json.dumps(meta).encode()})
+        return table.replace_schema_metadata({b"ceecore.history": json.dumps(meta).encode()})
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> History:
@@ -161,14 +166,21 @@ class History:
         if meta.get("format") != FORMAT:
             raise ValueError(f"not a ceecore history of format {FORMAT} (found {meta.get('format')!r})")
         state = cls(meta.get("extra", ()), meta.get("prior", PRIOR))
-        names = ["key"] + [f"{name}_{fold}" for fold in range(FOLDS)
-                           for name in ("inspected", "violations", "revenue_cents")]
-        if table.column_names != names or any(table.column(c).null_count for c in names):
-            raise ValueError(f"history table must have non-null columns {', '.join(names)}")
-        values = np.stack([table.column(c).to_numpy() for c in names[1:]], axis=1).astype(np.int64)
-        if len(values) and values.min() < 0:
+        columns = ["tally", "field", "key", "value"]
+        if table.column_names != columns or any(table.column(c).null_count for c in columns):
+            raise ValueError(f"history table must have non-null columns {', '.join(columns)}")
+        width = 3 * FOLDS
+        field = table.column("field").to_numpy()
+        keys = table.column("key").to_numpy().astype(np.uint64)
+        values = table.column("value").to_numpy().astype(np.int64)
+        parts = [np.flatnonzero(field == f) for f in range(width)]
+        if any(len(p) != len(parts[0]) or not (keys[p] == keys[parts[0]]).all() for p in parts) \
+                or sum(map(len, parts)) != len(field):
+            raise ValueError("history table: its fields do not cover the same keys")
+        stacked = np.stack([values[p] for p in parts], axis=1)
+        if len(stacked) and stacked.min() < 0:
             raise ValueError("history table holds negative counts")
-        state.tally.add(table.column("key").to_numpy().astype(np.uint64), values)
+        state.tally.add(keys[parts[0]], stacked)
         return state
 
     # ------------------------------------------------------------ features

@@ -24,14 +24,16 @@ from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
 from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
 from ceecore.fields import SCORING_COLUMNS, line_fields
+from ceecore.history import History, outcomes
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
+from ceecore.learn import TRAINING, Learned, train
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
 from ceecore.scoring import (
     ACCOUNT_INDICATORS, LINES_PARQUET_OPTIONS, Model, ScoringConfig, reason_lists,
     score_intake, top_contributors,
 )
 
-__all__ = ["IntakeStats", "Consolidation", "RunSummary", "ScoreRun", "consolidate", "fit", "merge_models", "run",
+__all__ = ["IntakeStats", "Consolidation", "Labels", "RunSummary", "ScoreRun", "consolidate", "fit", "merge_models", "run",
            "run_consolidation", "score", "REJECT_SCHEMA"]
 
 # Rejected rows: where they came from, why, and their canonical fields as text.
@@ -165,12 +167,30 @@ def _parse_only(centers: CenterMap | None) -> Ingest:
 # ---------------------------------------------------------------------------- scoring
 
 
+@dataclass(frozen=True)
+class Labels:
+    """What to learn from: the outcome column (true = a violation; null = not inspected),
+    optionally the revenue recovered, and extra categorical input columns to keep
+    outcome histories of (beside importer, manufacturer, filer, port, HTS, origin and
+    their pairs)."""
+
+    label: str = "violation"
+    revenue: str | None = None
+    history_keys: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(["filer_code", self.label, *([self.revenue] if self.revenue else []),
+                                    *self.history_keys]))
+
+
 def fit(
     source: Any,
     *,
     mapping: ColumnMapping | None = None,
     centers: CenterMap | None = None,
     config: ScoringConfig | None = None,
+    labels: Labels | str | None = None,
     threads: int | None = None,
     rejects: str | os.PathLike[str] | None = None,
     stats: IntakeStats | None = None,
@@ -179,35 +199,70 @@ def fit(
 ) -> Model:
     """Industry baselines from the history in ``source``, as a scoring model.
 
+    With ``labels`` (a :class:`Labels`, or the outcome column's name), the model also
+    keeps the outcome history and learns, with gradient-boosted trees, how to combine
+    the indicators, the history rates and the line's numbers (``ceecore[learn]``).
     Rejected rows go to ``rejects``; the read's counts are added to ``stats``.
     """
-    return _fit(source, mapping, AccountBook(centers, threads), config, stats if stats is not None else IntakeStats(),
-                rejects, progress, on_start)
+    return _fit(source, mapping, AccountBook(centers, threads), config, Labels(labels) if isinstance(labels, str)
+                else labels, stats if stats is not None else IntakeStats(), rejects, progress, on_start)
 
 
 def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: ScoringConfig | None,
-         stats: IntakeStats, rejects: str | os.PathLike[str] | None, progress: Callable[[int], None] | None,
-         on_start: Callable[[int | None], None] | None) -> Model:
+         labels: Labels | None, stats: IntakeStats, rejects: str | os.PathLike[str] | None,
+         progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> Model:
     # Each worker thread folds whole batches into a state of its own; the states merge
     # exactly, so the result does not depend on which thread took which batch.
     config = config or ScoringConfig.default()
-    states: list[Baselines] = []
+    columns = SCORING_COLUMNS + (labels.columns if labels else ())
+    states: list[tuple[Baselines, History | None]] = []
     local = threading.local()
 
     def fold(intake: Intake) -> None:
         if not hasattr(local, "state"):
-            local.state = Baselines(config.tallies)
+            local.state = (Baselines(config.tallies), History(labels.history_keys) if labels else None)
             states.append(local.state)
-        local.state.update(line_fields(intake))
+        baselines, history = local.state
+        f = line_fields(intake)
+        baselines.update(f)
+        if history is not None:
+            history.update(history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
 
     with _RejectSink(rejects) as sink:
-        for _ in _each_batch(source, mapping, SCORING_COLUMNS, book.ingest, fold, book.threads, stats, sink, progress,
+        for _ in _each_batch(source, mapping, columns, book.ingest, fold, book.threads, stats, sink, progress,
                              on_start):
             pass
     baselines = Baselines(config.tallies)
-    for state in states:
-        baselines.merge(state)
-    return Model(baselines, config, model_meta(baselines))
+    history = History(labels.history_keys) if labels else None
+    for part, part_history in states:
+        baselines.merge(part)
+        if history is not None:
+            history.merge(part_history)
+    model = Model(baselines, config, model_meta(baselines), history)
+    return _learn(source, mapping, book, model, labels) if labels else model
+
+
+def _learn(source: Any, mapping: ColumnMapping | None, book: AccountBook, model: Model, labels: Labels) -> Model:
+    """The model with trees trained on the inspected lines of ``source``, each line's
+    history taken out of its own fold (so no line learns from its own outcome)."""
+    columns = SCORING_COLUMNS + labels.columns
+
+    def rows(intake: Intake) -> tuple[np.ndarray, np.ndarray]:
+        f = line_fields(intake)
+        outcome = outcomes(intake, f, labels.label, labels.revenue)
+        X = model.features(intake, f, outcome.fold)[0]
+        return X[outcome.inspected], outcome.violation[outcome.inspected]
+
+    parts = list(_each_batch(source, mapping, columns, _parse_only(book.centers), rows, book.threads,
+                             IntakeStats(), _RejectSink(None), None, None))
+    X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(model.feature_names())))
+    y = np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64)
+    started = time.perf_counter()
+    trees = train(X, y, model.feature_names())
+    training = {"lines": int(len(y)), "violations": int(y.sum()), "seconds": round(time.perf_counter() - started, 3),
+                "params": TRAINING, "prior": model.history.prior}
+    learned = Learned(labels.label, labels.revenue, trees, training)
+    return Model(model.baselines, model.config, {**model.meta, "training": training}, model.history, learned)
 
 
 def merge_models(models: Iterable[Model | str | os.PathLike[str]]) -> Model:
@@ -223,6 +278,9 @@ def merge_models(models: Iterable[Model | str | os.PathLike[str]]) -> Model:
     for model in loaded[1:]:
         if model.config != config:
             raise ValueError("cannot merge models fitted with different scoring configs")
+    if any(model.learned is not None for model in loaded):
+        raise ValueError("models that learned from outcomes cannot be merged (trees do not add up): merge "
+                         "unlabelled fits, or fit with labels on the whole history")
     baselines = Baselines(config.tallies)
     for model in loaded:
         baselines.merge(model.baselines)
@@ -282,8 +340,9 @@ def score(
                 lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
                 return lines, top.of(lines), accounts_top.of(lines)
 
-            for lines, top_lines, account_lines in _each_batch(source, mapping, SCORING_COLUMNS, _parse_only(centers),
-                                                               work, workers, stats, rejected, progress, on_start):
+            batches = _each_batch(source, mapping, model.input_columns, _parse_only(centers), work, workers, stats,
+                                  rejected, progress, on_start)
+            for lines, top_lines, account_lines in batches:
                 top.add(top_lines)
                 accounts_top.add(account_lines)
                 if sink is not None:
@@ -462,7 +521,7 @@ def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, cen
     started = time.perf_counter()
     fit_book = AccountBook(centers, threads)
     fit_stats = IntakeStats()
-    model = _fit(source, mapping, fit_book, config, fit_stats, paths["rejects.parquet"], progress,
+    model = _fit(source, mapping, fit_book, config, None, fit_stats, paths["rejects.parquet"], progress,
                  (lambda total: on_start(None if total is None else 2 * total)) if on_start else None)
     model.save(paths["model.arrow"])
     fitted = time.perf_counter()

@@ -118,12 +118,14 @@ class ColumnMapping:
     ``columns`` maps a source column name to a canonical name; ``constants`` gives a
     value for a canonical column the source lacks; ``date_format`` is the strptime
     format for dates stored as text (None: ISO, ``%Y-%m-%d``). Canonical names need
-    no entry.
+    no entry. ``history_keys`` names source columns outside the contract worth keeping
+    an outcome history of, when learning from labels (``[history] keys``).
     """
 
     columns: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, Any] = field(default_factory=dict)
     date_format: str | None = None
+    history_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in list(self.columns.values()) + list(self.constants):
@@ -136,7 +138,7 @@ class ColumnMapping:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> ColumnMapping:
-        """Reads ``[columns]`` (source = canonical), ``[constants]`` and ``[options]``."""
+        """Reads ``[columns]`` (source = canonical), ``[constants]``, ``[options]`` and ``[history]``."""
         return cls._from_doc(read_toml(path, "column mapping"), os.fspath(path))
 
     @classmethod
@@ -161,13 +163,16 @@ class ColumnMapping:
 
     @classmethod
     def _from_doc(cls, doc: dict[str, Any], where: str) -> ColumnMapping:
-        unknown = set(doc) - {"columns", "constants", "options"}
+        unknown = set(doc) - {"columns", "constants", "options", "history"}
         if unknown:
             raise ValueError(f"{where}: unknown sections {sorted(unknown)}")
         options = doc.get("options", {})
+        keys = doc.get("history", {}).get("keys", [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+            raise ValueError(f"{where}: [history] keys must be a list of column names")
         try:
             return cls(dict(doc.get("columns", {})), dict(doc.get("constants", {})),
-                       options.get("date_format"))
+                       options.get("date_format"), tuple(keys))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
 
@@ -176,7 +181,8 @@ class ColumnMapping:
         columns = {s: c for s, c in self.columns.items() if c not in other.columns.values()}
         columns.update(other.columns)
         date_format = other.date_format if other.date_format is not None else self.date_format
-        return ColumnMapping(columns, {**self.constants, **other.constants}, date_format)
+        return ColumnMapping(columns, {**self.constants, **other.constants}, date_format,
+                             tuple(dict.fromkeys(self.history_keys + other.history_keys)))
 
     def source_of(self, canonical: str) -> str:
         """The source column that feeds ``canonical`` (its own name if not renamed)."""

@@ -35,7 +35,9 @@ from ceecore.baselines import (
 )
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
+from ceecore.history import History
 from ceecore.io import BATCH_ROWS, atomic_path
+from ceecore.learn import Learned
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "INDICATORS", "LINES_PARQUET_OPTIONS",
@@ -61,6 +63,8 @@ INDICATOR_TALLIES: dict[str, tuple[str, ...]] = {
     "volume_surge": ("acct_month",),
 }
 _COL = {name: i for i, name in enumerate(INDICATORS)}
+# A line's own numbers that learned trees also read.
+LINE_NUMBERS: tuple[str, ...] = ("log_value", "log_unit_value", "duty_rate", "per_kg")
 MODEL_FORMAT = "ceecore.model/2"
 # Columns of the input a scored line keeps, to find it again.
 ID_COLUMNS: tuple[str, ...] = ("entry_number", "line_number", "importer_id", "entry_date", "port_code", "hts_code",
@@ -137,6 +141,13 @@ def _ramp(x: np.ndarray, start: float, end: float) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0)
 
 
+def _rows(table: pa.Table, mask: pa.Array) -> pa.Table:
+    """The rows of a model table under ``mask``, their tally names in a dictionary of their own."""
+    part = table.filter(mask)
+    return pa.table({"tally": part.column("tally").cast(pa.string()).combine_chunks().dictionary_encode(),
+                     **{c: part.column(c) for c in ("field", "key", "value")}}, metadata=table.schema.metadata)
+
+
 def _effective_ports(acct_port: Tally) -> Tally:
     """Per account: its effective number of ports (exp of the entropy of its lines by port), x 1000."""
     _, port_fields = acct_port.items()
@@ -197,15 +208,23 @@ class Model:
     so any number of threads may score with one model."""
 
     def __init__(self, baselines: Baselines, config: ScoringConfig | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, history: History | None = None,
+                 learned: Learned | None = None) -> None:
         self.baselines = baselines
         self.config = config or ScoringConfig.default()
         self.meta = dict(meta or {})
+        self.history = history
+        self.learned = learned
+        if learned is not None and (history is None or learned.trees.features != tuple(self.feature_names())):
+            raise ValueError("the learned trees do not match this model's features")
+        # The canonical (and extra) columns scoring reads beyond consolidation's.
+        self.input_columns = SCORING_COLUMNS + (("filer_code", *history.extra) if history is not None else ())
         t = baselines.tallies
         self.tallies = t
         self.enabled = frozenset(self.config.enabled)
-        self.lines_schema = lines_schema(self.config.enabled)
-        self.scored_schema = scored_schema(self.config.enabled)
+        kinds = history.kinds if learned is not None else ()
+        self.lines_schema = lines_schema(self.config.enabled, kinds)
+        self.scored_schema = scored_schema(self.config.enabled, kinds)
         missing = [f"{tally} (for {name})" for name in self.enabled for tally in INDICATOR_TALLIES[name]
                    if tally not in t]
         if missing:
@@ -234,9 +253,20 @@ class Model:
     # ------------------------------------------------------------ artifact
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the model atomically as one Arrow IPC file (no pickle)."""
+        """Writes the model atomically as one Arrow IPC file (no pickle): the baselines' and
+        the history's tallies as rows, the rest (config, learned trees) as JSON metadata."""
         table = self.baselines.to_arrow()
         meta = {**self.meta, "format": MODEL_FORMAT, "version": __version__, "config": self.config.to_dict()}
+        if self.history is not None:
+            history = self.history.to_arrow()
+            tally = pa.chunked_array([table.column("tally").cast(pa.string()),
+                                      history.column("tally").cast(pa.string())])
+            table = pa.table({"tally": tally.combine_chunks().dictionary_encode(),
+                              **{c: pa.chunked_array([table.column(c), history.column(c)]).combine_chunks()
+                                 for c in ("field", "key", "value")}},
+                             metadata={**table.schema.metadata, **history.schema.metadata})
+        if self.learned is not None:
+            meta["learned"] = self.learned.to_dict()
         schema = table.schema.with_metadata({**table.schema.metadata, b"ceecore.model": json.dumps(meta).encode()})
         with atomic_path(path) as tmp, ipc.new_file(tmp, schema) as writer:
             writer.write_table(table.replace_schema_metadata(schema.metadata))
@@ -261,15 +291,19 @@ class Model:
             raise ValueError(f"{where}: model format {meta['format']!r} is not {MODEL_FORMAT!r}; refit it with "
                              f"ceecore {__version__}")
         try:
-            baselines = Baselines.from_arrow(table)
+            tally = table.column("tally").cast(pa.string())
+            mine = pc.equal(tally, "history")
+            history = History.from_arrow(_rows(table, mine)) if pc.any(mine).as_py() else None
+            baselines = Baselines.from_arrow(_rows(table, pc.invert(mine)))
+            learned = Learned.from_dict(meta["learned"]) if meta.get("learned") else None
             config = ScoringConfig.from_doc({
                 "weights": meta["config"]["weights"], "thresholds": meta["config"]["thresholds"],
                 "norms": {"min_group_lines": meta["config"]["min_group_lines"]},
                 "output": {k: meta["config"][k] for k in ("reasons", "account_top_lines", "worklist")},
             }, where)
+            return cls(baselines, config, meta, history, learned)
         except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
             raise ValueError(f"{where}: corrupt ceecore model: {exc}") from exc
-        return cls(baselines, config, meta)
 
     # ------------------------------------------------------------ indicators
 
@@ -404,6 +438,25 @@ class Model:
         raw["month_volume_ratio"] = surge
         s[:, _COL["volume_surge"]] = np.where(enough, _ramp(surge, th["surge_from"], th["surge_to"]), 0.0)
 
+    def feature_names(self) -> list[str]:
+        """What learned trees read per line: the enabled indicators, their raw values, the
+        line's own numbers (:data:`LINE_NUMBERS`) and the history's rates."""
+        names = [*self.config.enabled, *raw_values(self.config.enabled), *LINE_NUMBERS]
+        return names + (self.history.feature_names() if self.history is not None else [])
+
+    def features(self, intake: Any, f: LineFields, fold: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """``(X, strengths, raw, history)`` of the lines: X has :meth:`feature_names` columns;
+        with ``fold`` the history is out of fold (learning from these very lines)."""
+        strengths, raw = self.indicators(f)
+        own = [np.log1p(f.value_cents / 100.0), f.log_uv, f.rate_bp / 1e4, f.basis.astype(float)]
+        history = self.history.features(self.history.keys(intake, f), fold) if self.history is not None \
+            else np.zeros((len(f), 0))
+        X = np.column_stack([strengths[:, [_COL[n] for n in self.config.enabled]],
+                             *[raw[n] for n in raw_values(self.config.enabled)], *own, history]) \
+            if len(f) else np.zeros((0, len(self.feature_names())))
+        return X, strengths, raw, history
+
     def account_strengths(self, importers: np.ndarray, raw: bool = False) -> Any:
         """Strengths of :data:`ACCOUNT_INDICATORS` per importer hash (and, with ``raw``,
         its effective ports and lines per active day)."""
@@ -490,22 +543,24 @@ def raw_values(indicators: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in RAW_VALUES if name in wanted)
 
 
-def lines_schema(indicators: tuple[str, ...] = INDICATORS) -> pa.Schema:
+def lines_schema(indicators: tuple[str, ...] = INDICATORS, history: tuple[str, ...] = ()) -> pa.Schema:
     """A scored line: its identity, its outcome where known (null if the input had none),
     its Center, score and reasons, the strength of each of ``indicators`` (those turned
-    on) and the raw values behind them."""
+    on) and the raw values behind them; for a model that learned from outcomes, the
+    smoothed violation rate of each ``history`` key."""
     return pa.schema(
         [(name, _ID_TYPES.get(name, pa.string())) for name in ID_COLUMNS]
         + list(_OUTCOME_TYPES.items())
         + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
         + [(name, pa.float32()) for name in indicators]
         + [(name, pa.float32()) for name in raw_values(indicators)]
+        + [(f"history:{kind}", pa.float32()) for kind in history]
     )
 
 
-def scored_schema(indicators: tuple[str, ...] = INDICATORS) -> pa.Schema:
+def scored_schema(indicators: tuple[str, ...] = INDICATORS, history: tuple[str, ...] = ()) -> pa.Schema:
     """What :meth:`Scorer.score` returns: every input row, with its reject reason (null if accepted)."""
-    return lines_schema(indicators).insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
+    return lines_schema(indicators, history).insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
 
 
 LINES_SCHEMA = lines_schema()
@@ -545,7 +600,7 @@ class Scorer:
         return scored[0] if len(scored) == 1 else pa.Table.from_batches(scored).combine_chunks().to_batches()[0]
 
     def _score_batch(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
-        intake = AccountBook(self.centers, threads=1).parse(batch, self.mapping, source, SCORING_COLUMNS)
+        intake = AccountBook(self.centers, threads=1).parse(batch, self.mapping, source, self.model.input_columns)
         return score_intake(self.model, intake, self.centers)
 
 
@@ -553,8 +608,16 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
     """The scored rows of one ingested batch (see :class:`Scorer`)."""
     f = line_fields(intake)
     n = len(intake.codes)
-    strengths, raw = model.indicators(f)
-    score, top, fired = model.combine(strengths)
+    if model.learned is None:
+        strengths, raw = model.indicators(f)
+        score, top, fired = model.combine(strengths)
+        reasons, history = INDICATORS, np.zeros((len(f), 0))
+    else:  # the trees' probability; reasons: the features that raised it most
+        X, strengths, raw, history = model.features(intake, f)
+        log_odds, parts = model.learned.trees.raw(X, contributions=True)
+        score = 1.0 / (1.0 + np.exp(-log_odds))
+        top, fired = top_contributors(np.maximum(parts, 0.0), model.config.reasons)
+        reasons = model.learned.trees.features
     canonical = intake.canonical
     columns: dict[str, pa.Array] = {}
     for name in ID_COLUMNS:
@@ -579,11 +642,13 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
         return pa.array(out, dtype, mask=rejected)
 
     columns["score"] = spread(score, pa.float64())
-    columns["reasons"] = reason_lists(top, fired, INDICATORS, f.rows, n)
+    columns["reasons"] = reason_lists(top, fired, reasons, f.rows, n)
     for name in model.config.enabled:
         columns[name] = spread(strengths[:, _COL[name]].astype(np.float32), pa.float32())
     for name in raw_values(model.config.enabled):
         columns[name] = spread(raw[name].astype(np.float32), pa.float32())
+    for i, kind in enumerate(model.history.kinds if model.learned is not None else ()):
+        columns[f"history:{kind}"] = spread(history[:, 3 * i].astype(np.float32), pa.float32())
     return pa.RecordBatch.from_pydict(columns, schema=model.scored_schema)
 
 

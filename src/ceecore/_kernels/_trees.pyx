@@ -1,0 +1,66 @@
+# cython: language_level=3
+"""Scoring with exported gradient-boosted trees, without the GIL (and without the library
+that trained them).
+
+The trees are flat arrays of nodes (all trees end to end): a split sends a row left
+when its feature is ``<= threshold``, and a missing value (NaN) the way
+``missing_left`` says; a leaf has feature -1. A row's raw score is ``baseline`` plus
+its leaf's value in each tree, added in tree order (as the training library adds them,
+so the sums agree to the last bit). Each row's path also gives every feature's
+contribution: the change of node value at each split on it (values along a path sum to
+the leaf's), which explains a score.
+"""
+
+from libc.math cimport isnan
+from libc.stdint cimport int64_t, uint8_t
+
+import numpy as np
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+
+def predict(const double[:, ::1] X, const int64_t[::1] feature, const double[::1] threshold,
+            const uint8_t[::1] missing_left, const int64_t[::1] left, const int64_t[::1] right,
+            const double[::1] value, const int64_t[::1] roots, double baseline, bint contributions=False):
+    """Raw scores of the rows of ``X`` (and, with ``contributions``, an (n, features) matrix
+    of each feature's part in them)."""
+    cdef int64_t n = X.shape[0], m = X.shape[1], i, t, node, f, n_nodes = feature.shape[0]
+    cdef int64_t n_trees = roots.shape[0]
+    for t in range(n_trees):
+        if roots[t] < 0 or roots[t] >= n_nodes:
+            raise ValueError("tree roots outside the node arrays")
+    if (threshold.shape[0] != n_nodes or missing_left.shape[0] != n_nodes or left.shape[0] != n_nodes
+            or right.shape[0] != n_nodes or value.shape[0] != n_nodes):
+        raise ValueError("node arrays of different lengths")
+    for node in range(n_nodes):
+        if feature[node] >= m or (feature[node] >= 0 and not (
+                node < left[node] < n_nodes and node < right[node] < n_nodes)):
+            raise ValueError("a split node with a feature or child out of range (children follow their parent)")
+    raw_arr = np.empty(n, np.float64)
+    parts_arr = np.zeros((n if contributions else 0, m), np.float64)
+    cdef double[::1] raw = raw_arr
+    cdef double[:, ::1] parts = parts_arr
+    cdef double acc, x
+    cdef int64_t child
+    with nogil:
+        for i in range(n):
+            acc = baseline
+            for t in range(n_trees):
+                node = roots[t]
+                while feature[node] >= 0:
+                    f = feature[node]
+                    x = X[i, f]
+                    if isnan(x):
+                        child = left[node] if missing_left[node] else right[node]
+                    elif x <= threshold[node]:
+                        child = left[node]
+                    else:
+                        child = right[node]
+                    if contributions:
+                        parts[i, f] += value[child] - value[node]
+                    node = child
+                acc = acc + value[node]
+            raw[i] = acc
+    return (raw_arr, parts_arr) if contributions else raw_arr

@@ -1,0 +1,121 @@
+"""Learning from inspection outcomes: gradient-boosted trees, trained by scikit-learn,
+scored by ceecore's own compiled kernel.
+
+Training uses scikit-learn's HistGradientBoostingClassifier (the optional extra
+``ceecore[learn]``); ceecore does not grow trees itself. The fitted trees are exported
+to :class:`Trees` (flat node arrays, saved in the model file as JSON numbers, never
+pickled) and scored by :func:`ceecore._kernels._trees.predict`, so scoring needs
+neither scikit-learn nor pickle, and gives the same probabilities as the library's own
+``predict_proba``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ceecore._kernels._trees import predict
+
+__all__ = ["TRAINING", "Learned", "Trees", "train"]
+
+# How the trees are trained: scikit-learn's defaults, a little slower and deeper.
+TRAINING: dict[str, Any] = {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 31, "min_samples_leaf": 20,
+                            "l2_regularization": 1.0, "random_state": 0}
+
+
+@dataclass(frozen=True)
+class Trees:
+    """A boosted ensemble for binary outcomes: ``P(violation) = sigmoid(raw)``."""
+
+    features: tuple[str, ...]
+    baseline: float
+    roots: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+
+    def raw(self, X: np.ndarray, contributions: bool = False) -> Any:
+        """Raw scores (log-odds) per row of ``X`` (columns in :attr:`features` order), and
+        with ``contributions`` each feature's part in them."""
+        X = np.ascontiguousarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.features):
+            raise ValueError(f"expected {len(self.features)} feature columns, got {X.shape}")
+        return predict(X, self.feature, self.threshold, self.missing_left, self.left, self.right, self.value,
+                       self.roots, self.baseline, contributions)
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.raw(X)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able numbers (floats round-trip exactly through JSON)."""
+        return {"features": list(self.features), "baseline": self.baseline, "roots": self.roots.tolist(),
+                "feature": self.feature.tolist(), "threshold": self.threshold.tolist(),
+                "missing_left": self.missing_left.tolist(), "left": self.left.tolist(), "right": self.right.tolist(),
+                "value": self.value.tolist()}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Trees:
+        trees = cls(tuple(doc["features"]), float(doc["baseline"]), np.asarray(doc["roots"], np.int64),
+                    np.asarray(doc["feature"], np.int64), np.asarray(doc["threshold"], np.float64),
+                    np.asarray(doc["missing_left"], np.uint8), np.asarray(doc["left"], np.int64),
+                    np.asarray(doc["right"], np.int64), np.asarray(doc["value"], np.float64))
+        trees.raw(np.zeros((1, len(trees.features))))  # the kernel checks the arrays
+        return trees
+
+
+def train(X: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any] | None = None) -> Trees:
+    """Trees fitted to ``y`` (1 = violation) by scikit-learn, exported."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+    except ImportError as exc:
+        raise ValueError("learning from labels needs scikit-learn: pip install 'ceecore[learn]'") from exc
+    if len(np.unique(y)) < 2:
+        raise ValueError("the labelled lines hold only one outcome: cannot learn from them")
+    X = np.array(X, np.float64)
+    X[:, np.isnan(X).all(axis=0)] = 0.0  # never known here (the library cannot bin it): constant, never split on
+    model = HistGradientBoostingClassifier(**{**TRAINING, **(params or {})}).fit(X, y)
+    return export(model, features)
+
+
+def export(model: Any, features: list[str]) -> Trees:
+    """A fitted binary HistGradientBoostingClassifier (numeric features only) as :class:`Trees`."""
+    if getattr(model, "n_trees_per_iteration_", 1) != 1:
+        raise ValueError("only binary classifiers can be exported")
+    parts, roots, base = [], [], 0
+    for (predictor,) in model._predictors:  # one tree per boosting iteration
+        nodes = predictor.nodes
+        if nodes["is_categorical"].any():
+            raise ValueError("trees with categorical splits cannot be exported")
+        roots.append(base)
+        leaf = nodes["is_leaf"].astype(bool)
+        parts.append((np.where(leaf, -1, nodes["feature_idx"]), nodes["num_threshold"], nodes["missing_go_to_left"],
+                      np.where(leaf, -1, nodes["left"].astype(np.int64) + base),
+                      np.where(leaf, -1, nodes["right"].astype(np.int64) + base), nodes["value"]))
+        base += len(nodes)
+    columns = [np.concatenate([p[i] for p in parts]) if parts else np.zeros(0) for i in range(6)]
+    return Trees(tuple(features), float(np.ravel(model._baseline_prediction)[0]), np.asarray(roots, np.int64),
+                 columns[0].astype(np.int64), columns[1].astype(np.float64), columns[2].astype(np.uint8),
+                 columns[3].astype(np.int64), columns[4].astype(np.int64), columns[5].astype(np.float64))
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What a model learned from outcomes: the trees, and what they were trained on."""
+
+    label: str
+    revenue: str | None
+    trees: Trees
+    training: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "revenue": self.revenue, "trees": self.trees.to_dict(),
+                "training": self.training}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Learned:
+        return cls(str(doc["label"]), doc.get("revenue"), Trees.from_dict(doc["trees"]), dict(doc.get("training", {})))

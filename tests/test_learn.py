@@ -1,0 +1,94 @@
+"""Learning from outcomes: exported trees score exactly like scikit-learn; fit --labels end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+import ceecore
+from ceecore import synth
+from ceecore.accounts import AccountBook
+from ceecore.fields import line_fields
+from ceecore.learn import Trees, export
+from ceecore_cli.main import cli
+
+
+def test_exported_trees_score_exactly_like_the_library():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(4_000, 7))
+    X[rng.random(X.shape) < 0.15] = np.nan  # missing values go the learned way
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2]) > 0.2).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
+    trees = export(model, [f"x{i}" for i in range(7)])
+    fresh = rng.normal(size=(2_000, 7))
+    fresh[rng.random(fresh.shape) < 0.15] = np.nan
+    assert (trees.raw(fresh) == model._raw_predict(fresh)[:, 0]).all()  # the same sums, bit for bit
+    assert np.abs(trees.probability(fresh) - model.predict_proba(fresh)[:, 1]).max() < 1e-15
+    raw, parts = trees.raw(fresh, contributions=True)
+    np.testing.assert_allclose(parts.sum(axis=1) + trees.baseline, raw, atol=1e-12)  # contributions explain it
+    again = Trees.from_dict(json.loads(json.dumps(trees.to_dict())))
+    assert (again.raw(fresh) == trees.raw(fresh)).all()
+
+
+def test_corrupt_trees_are_refused():
+    doc = export(HistGradientBoostingClassifier(max_iter=3).fit(np.arange(100.0)[:, None], np.arange(100) % 2),
+                 ["x"]).to_dict()
+    doc["left"][doc["roots"][0]] = doc["roots"][0]  # a cycle
+    with pytest.raises(ValueError, match="children follow"):
+        Trees.from_dict(doc)
+
+
+TABLE = synth.generate_table(lines=60_000, seed=31, inspect_share=0.2)
+
+
+def test_a_labelled_model_scores_with_its_own_kernel_and_beats_the_unsupervised_one(tmp_path):
+    model = ceecore.fit(TABLE, labels=ceecore.Labels("violation", "revenue_recovered", ("entry_type",)))
+    assert model.learned is not None and model.learned.training["lines"] == sum(TABLE.column("inspected").to_pylist())
+    model.save(tmp_path / "m.arrow")
+    loaded = ceecore.load_model(tmp_path / "m.arrow")
+    scored = loaded.score(TABLE)
+    assert pl.from_arrow(scored).equals(pl.from_arrow(ceecore.Scorer(model).score(TABLE)))  # NaN equals NaN here
+    # The kernel's scores are the library's on the same features (the model's own X).
+    batch = TABLE.slice(0, 5_000).combine_chunks().to_batches()[0]
+    intake = AccountBook().parse(batch, columns=model.input_columns)
+    X = model.features(intake, line_fields(intake))[0]
+    score = scored.column("score").to_numpy()[:5_000]
+    np.testing.assert_allclose(score, model.learned.trees.probability(X), rtol=0, atol=1e-15)
+    assert "history:importer" in scored.schema.names and "history:extra:entry_type" in scored.schema.names
+    reasons = scored.column("reasons").to_pylist()
+    assert all(r for r, s in zip(reasons, score) if s > 0.5)  # a high score comes with its reasons
+    # Learning from the outcomes ranks violations at least as well as the indicators alone.
+    out = tmp_path / "scored.parquet"
+    ceecore.score(TABLE, model, output=out)
+    unsupervised = tmp_path / "plain.parquet"
+    ceecore.score(TABLE, ceecore.fit(TABLE), output=unsupervised)
+    learned_auc = ceecore.evaluate(str(out))["overall"]["auc"]
+    assert learned_auc >= ceecore.evaluate(str(unsupervised))["overall"]["auc"] - 0.01
+    with pytest.raises(ValueError, match="cannot be merged"):
+        ceecore.merge_models([model, model])
+
+
+def test_cli_fit_with_labels_then_score_and_evaluate(tmp_path):
+    pq.write_table(TABLE.slice(0, 40_000), tmp_path / "train.parquet")
+    pq.write_table(TABLE.slice(40_000), tmp_path / "new.parquet")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["fit", str(tmp_path / "train.parquet"), "--labels", "violation", "--revenue",
+                                 "revenue_recovered", "-o", str(tmp_path / "m.arrow")])
+    assert result.exit_code == 0, result.output
+    assert "learned from" in result.output
+    result = runner.invoke(cli, ["score", str(tmp_path / "new.parquet"), "--model", str(tmp_path / "m.arrow"), "-o",
+                                 str(tmp_path / "s.parquet"), "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["evaluate", str(tmp_path / "s.parquet"), "--revenue", "revenue_recovered", "-o",
+                                 str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["overall"]["auc"] > 0.8
+    assert runner.invoke(cli, ["fit", str(tmp_path / "train.parquet"), "--revenue", "x", "-o",
+                               str(tmp_path / "n.arrow")]).exit_code == 2
