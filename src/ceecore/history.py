@@ -196,12 +196,12 @@ class History:
         sums of the other folds only.
         """
         n, k = keys.shape
-        sums = self.tally.get(np.ascontiguousarray(keys.reshape(-1))).reshape(n, k, FOLDS, 3).astype(np.float64)
+        skip = None if fold is None else np.ascontiguousarray(fold, np.int64)
+        totals = self.tally.get_folded(np.ascontiguousarray(keys.reshape(-1)), 3,
+                                       None if skip is None else np.repeat(skip, k)).reshape(n, k, 3).astype(np.float64)
         overall = self.tally.get(np.array([_OVERALL], np.uint64)).reshape(FOLDS, 3).astype(np.float64)
-        totals = sums.sum(axis=2)
         base = np.broadcast_to(overall.sum(axis=0), (n, 3)).copy()
         if fold is not None:
-            totals -= sums[np.arange(n), :, fold]
             base -= overall[fold]
         inspected, violations, cents = totals[..., 0], totals[..., 1], totals[..., 2]
         rate0 = base[:, 1] / np.maximum(base[:, 0], 1)

@@ -199,6 +199,38 @@ cdef class Tally:
                     o[i, f] = found[f] if found != NULL else default
         return out[:, 0] if w == 1 else out
 
+    def get_folded(self, const uint64_t[::1] keys, int width, const int64_t[::1] skip=None):
+        """Sums over groups: the fields are ``len(folds) // width`` groups of ``width``
+        (one per fold, say), and each key gets the sum of its groups, less group
+        ``skip[i]`` for key i if given; 0 for keys never seen: (n, width)."""
+        if width < 1 or self.width % width != 0:
+            raise ValueError(f"width must divide the {self.width} fields")
+        if skip is not None and skip.shape[0] != keys.shape[0]:
+            raise ValueError("skip must give one group per key")
+        cdef int groups = self.width // width
+        cdef cnp.ndarray[int64_t, ndim=2] out = np.zeros((keys.shape[0], width), np.int64)
+        cdef int64_t[:, ::1] o = out
+        cdef int64_t i, n = keys.shape[0]
+        cdef int g, f, leave
+        cdef const int64_t* found
+        if skip is not None:
+            for i in range(n):
+                if skip[i] < 0 or skip[i] >= groups:
+                    raise ValueError("skip holds a group outside 0..groups-1")
+        with nogil:
+            for i in range(n):
+                if i + PREFETCH_AHEAD < n:
+                    self._prefetch(keys[i + PREFETCH_AHEAD])
+                found = self._find(keys[i])
+                if found == NULL:
+                    continue
+                leave = <int>skip[i] if skip is not None else -1
+                for g in range(groups):
+                    if g != leave:
+                        for f in range(width):
+                            o[i, f] += found[g * width + f]
+        return out
+
     def items(self):
         """``(keys, values)``, sorted by key: equal tallies give equal arrays."""
         cdef cnp.ndarray[uint64_t, ndim=1] keys = np.empty(self.count, np.uint64)

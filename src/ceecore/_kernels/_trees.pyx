@@ -20,6 +20,9 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+cdef enum:
+    BLOCK_ROWS = 256   # rows passed through one tree before the next
+
 
 def predict(const double[:, ::1] X, const int64_t[::1] feature, const double[::1] threshold,
             const uint8_t[::1] missing_left, const int64_t[::1] left, const int64_t[::1] right,
@@ -42,25 +45,29 @@ def predict(const double[:, ::1] X, const int64_t[::1] feature, const double[::1
     parts_arr = np.zeros((n if contributions else 0, m), np.float64)
     cdef double[::1] raw = raw_arr
     cdef double[:, ::1] parts = parts_arr
-    cdef double acc, x
-    cdef int64_t child
+    cdef double x
+    cdef int64_t child, start, stop
+    cdef bint go_left
     with nogil:
         for i in range(n):
-            acc = baseline
+            raw[i] = baseline
+        # Tree by tree over blocks of rows: a tree's nodes stay in cache while a block
+        # passes through it; each row still adds its trees' values in tree order.
+        start = 0
+        while start < n:
+            stop = min(start + BLOCK_ROWS, n)
             for t in range(n_trees):
-                node = roots[t]
-                while feature[node] >= 0:
-                    f = feature[node]
-                    x = X[i, f]
-                    if isnan(x):
-                        child = left[node] if missing_left[node] else right[node]
-                    elif x <= threshold[node]:
-                        child = left[node]
-                    else:
-                        child = right[node]
-                    if contributions:
-                        parts[i, f] += value[child] - value[node]
-                    node = child
-                acc = acc + value[node]
-            raw[i] = acc
+                for i in range(start, stop):
+                    node = roots[t]
+                    while feature[node] >= 0:
+                        f = feature[node]
+                        x = X[i, f]
+                        # Without branches: NaN compares false both ways.
+                        go_left = (x <= threshold[node]) | (isnan(x) & (missing_left[node] != 0))
+                        child = left[node] if go_left else right[node]
+                        if contributions:
+                            parts[i, f] += value[child] - value[node]
+                        node = child
+                    raw[i] = raw[i] + value[node]
+            start = stop
     return (raw_arr, parts_arr) if contributions else raw_arr
