@@ -92,3 +92,7 @@ def test_cli_fit_with_labels_then_score_and_evaluate(tmp_path):
     assert report["overall"]["auc"] > 0.8
     assert runner.invoke(cli, ["fit", str(tmp_path / "train.parquet"), "--revenue", "x", "-o",
                                str(tmp_path / "n.arrow")]).exit_code == 2
+    result = runner.invoke(cli, ["run", str(tmp_path / "new.parquet"), "--labels", "violation", "-o",
+                                 str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "history:importer" in pq.read_schema(tmp_path / "out" / "lines.parquet").names

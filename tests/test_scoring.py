@@ -489,6 +489,25 @@ def test_run_writes_every_output(tmp_path):
     assert worklist.group_by("kind", "center").len()["len"].max() <= 50
 
 
+def test_the_worklist_reserves_exploration_picks(tmp_path):
+    table = lines(30_000, seed=2)
+    config = ScoringConfig.from_doc({"output": {"worklist": 20, "exploration_share": 0.25}})
+    ceecore.run(table, tmp_path, config=config)
+    worklist = pl.read_parquet(tmp_path / "worklist.parquet")
+    everything = pl.read_parquet(tmp_path / "lines.parquet")
+    for (kind, center), group in worklist.group_by("kind", "center"):
+        assert group["rank"].sort().to_list() == list(range(1, group.height + 1))
+        best, picked = group.filter(pl.col("pick") == "score"), group.filter(pl.col("pick") == "exploration")
+        if kind == "line" and everything.filter(pl.col("center") == center).height >= 20:
+            assert best.height == 15 and picked.height == 5
+            assert picked["score"].max() <= best["score"].min()  # picked among the rest
+            assert picked["rank"].min() > best["rank"].max()
+    # Nothing reserved: the top 20 by score, as before.
+    ceecore.run(table, tmp_path / "none", config=ScoringConfig.from_doc({"output": {"worklist": 20,
+                                                                                    "exploration_share": 0}}))
+    assert set(pl.read_parquet(tmp_path / "none" / "worklist.parquet")["pick"]) == {"score"}
+
+
 def test_cli_fit_score_run_demo(tmp_path):
     runner = CliRunner()
     data = tmp_path / "lines.parquet"

@@ -171,14 +171,32 @@ def _counts(s: ceecore.IntakeStats, what: str) -> None:
 
 
 
+def _label_options(f: Any) -> Any:
+    """The options of commands that can learn from outcomes."""
+    for option in reversed([
+        click.option("--labels", help="Learn from this outcome column (true = a violation, empty = not inspected); "
+                                      "needs ceecore[learn]."),
+        click.option("--revenue", help="With --labels: the revenue recovered per line."),
+        click.option("--history-key", "history_keys", multiple=True, metavar="COLUMN",
+                     help="With --labels: also keep the outcome history of this input column (repeatable)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ...],
+            mapping: ColumnMapping) -> ceecore.Labels | None:
+    if labels is None:
+        if revenue or history_keys:
+            raise click.UsageError("--revenue and --history-key need --labels")
+        return None
+    return ceecore.Labels(labels, revenue, tuple(dict.fromkeys(mapping.history_keys + history_keys)))
+
+
 @cli.command("fit")
 @click.argument("history", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The model file (Arrow IPC).")
-@click.option("--labels", help="Learn from this outcome column (true = a violation, empty = not inspected); "
-                               "needs ceecore[learn].")
-@click.option("--revenue", help="With --labels: the revenue recovered per line.")
-@click.option("--history-key", "history_keys", multiple=True, metavar="COLUMN",
-              help="With --labels: also keep the outcome history of this input column (repeatable).")
+@_label_options
 @_config_option
 @_rejects_option
 @_mapping_options
@@ -192,10 +210,7 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
         stats = ceecore.IntakeStats()
         started = time.perf_counter()
         mapping = _mapping(preset, mapping_file, pairs)
-        learn = ceecore.Labels(labels, revenue, tuple(dict.fromkeys(mapping.history_keys + history_keys))) \
-            if labels else None
-        if learn is None and (revenue or history_keys):
-            raise click.UsageError("--revenue and --history-key need --labels")
+        learn = _labels(labels, revenue, history_keys, mapping)
         with _progress(quiet) as (on_start, advance):
             model = ceecore.fit(list(history), mapping=mapping, config=_config(config_file), labels=learn,
                                 threads=threads, rejects=rejects_path, stats=stats, progress=advance, on_start=on_start)
@@ -298,15 +313,20 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 @cli.command("run")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Where the outputs go.")
+@_label_options
 @_config_option
 @_mapping_options
-def run_command(inputs: tuple[str, ...], outdir: str, config_file: str | None, preset: str | None,
+def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenue: str | None,
+                history_keys: tuple[str, ...], config_file: str | None, preset: str | None,
                 mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
-    """Fit baselines on INPUTS, then score them: lines, accounts, worklist, rejects, summary."""
+    """Fit baselines on INPUTS (with --labels, also learn from their outcomes), then score
+    them: lines, accounts, worklist, rejects, summary."""
     with _usage_errors():
+        mapping = _mapping(preset, mapping_file, pairs)
+        learn = _labels(labels, revenue, history_keys, mapping)
         with _progress(quiet) as (on_start, advance):
-            summary = ceecore.run(list(inputs), outdir, mapping=_mapping(preset, mapping_file, pairs),
-                                  config=_config(config_file), threads=threads, progress=advance, on_start=on_start)
+            summary = ceecore.run(list(inputs), outdir, mapping=mapping, config=_config(config_file), labels=learn,
+                                  threads=threads, progress=advance, on_start=on_start)
     if not quiet:
         _run_report(summary)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ceecore._kernels._tally import hash_strings
+from ceecore._kernels._tally import combine, hash_strings
 from ceecore import __version__
 from ceecore._threads import in_order, resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
@@ -416,35 +416,71 @@ class _TopScores:
 
 
 class _TopLines:
-    """The ``n`` highest-scoring lines per Center so far (ties: the earlier line)."""
+    """Per Center, the ``n`` highest-scoring lines so far (ties: the earlier line), and the
+    ``n`` lines of lowest draw: a hash of entry and line number, so a random sample that
+    no batching or thread count changes, for the worklist's exploration picks."""
 
     COLUMNS = ["center", "entry_number", "line_number", "importer_id", "entry_date", "hts_code", "country_of_origin",
                "port_code", "score", "reasons"]
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.table: pa.Table | None = None
+        self.by_score: pa.Table | None = None
+        self.by_draw: pa.Table | None = None
 
-    def of(self, lines: pa.RecordBatch) -> pa.Table:
-        """A batch's own top ``n`` lines per Center, for :meth:`add`."""
-        return self._best(pa.Table.from_batches([lines]).select(self.COLUMNS))
+    def of(self, lines: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+        """A batch's own best ``n`` lines per Center by score and by draw, for :meth:`add`."""
+        table = pa.Table.from_batches([lines]).select(self.COLUMNS)
+        table = table.append_column("draw", pa.array(_draws(table.column("entry_number"),
+                                                            table.column("line_number"))))
+        return self._best(table, "score"), self._best(table, "draw")
 
-    def _best(self, table: pa.Table) -> pa.Table:
+    def _best(self, table: pa.Table, by: str) -> pa.Table:
         codes = pc.dictionary_encode(table.column("center")).combine_chunks()
         center = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False)
-        score = table.column("score").to_numpy(zero_copy_only=False)
-        order = np.lexsort((-score, center))  # stable: ties keep input order
+        key = table.column(by).to_numpy(zero_copy_only=False)
+        order = np.lexsort((-key if by == "score" else key, center))  # stable: ties keep input order
         return table.take(pa.array(order[_group_ranks(center[order]) < self.n])).combine_chunks()
 
-    def add(self, best: pa.Table) -> None:
-        self.table = best if self.table is None else self._best(pa.concat_tables([self.table, best]))
+    def add(self, best: tuple[pa.Table, pa.Table]) -> None:
+        by_score, by_draw = best
+        self.by_score = by_score if self.by_score is None else self._best(pa.concat_tables([self.by_score, by_score]),
+                                                                          "score")
+        self.by_draw = by_draw if self.by_draw is None else self._best(pa.concat_tables([self.by_draw, by_draw]), "draw")
 
-    def ranked(self) -> pa.Table | None:
-        """The kept lines with their rank within their Center."""
-        if self.table is None:
+    def picks(self, explore: int) -> pa.Table | None:
+        """Per Center, the ``n - explore`` best-scoring lines, then ``explore`` lines of the
+        lowest draw among the rest, ranked in that order (``pick``: "score" or "exploration")."""
+        if self.by_score is None or self.by_draw is None:
             return None
-        rank = _group_ranks(self.table.column("center").to_numpy(zero_copy_only=False)) + 1
-        return self.table.append_column("rank", pa.array(rank, pa.int64()))
+        best = self.by_score.filter(pa.array(_group_ranks(self._centers(self.by_score)) < self.n - explore))
+        taken = set(zip(best.column("entry_number").to_pylist(), best.column("line_number").to_pylist()))
+        rest = self.by_draw.filter(pa.array([(e, n) not in taken for e, n in zip(
+            self.by_draw.column("entry_number").to_pylist(), self.by_draw.column("line_number").to_pylist())], pa.bool_()))
+        rest = rest.filter(pa.array(_group_ranks(self._centers(rest)) < explore))
+        both = pa.concat_tables([best.append_column("pick", pa.array(["score"] * best.num_rows, pa.string())),
+                                 rest.append_column("pick", pa.array(["exploration"] * rest.num_rows, pa.string()))])
+        center = self._centers(both)
+        order = np.argsort(center, kind="stable")  # each Center's best lines, then its exploration picks
+        both = both.take(pa.array(order)).drop_columns(["draw"])
+        return both.append_column("rank", pa.array(_group_ranks(center[order]) + 1, pa.int64()))
+
+    @staticmethod
+    def _centers(table: pa.Table) -> np.ndarray:
+        """Center codes as sortable integers (no Center last)."""
+        return np.array([c if c is not None else "~" for c in table.column("center").to_pylist()], dtype=object) \
+            .astype(str)
+
+
+def _draws(entry_numbers: pa.ChunkedArray, line_numbers: pa.ChunkedArray) -> np.ndarray:
+    """A pseudo-random draw per line from its entry and line number alone."""
+    if len(entry_numbers) == 0:
+        return np.zeros(0, np.uint64)
+    entries = hash_strings(pa.record_batch({"e": entry_numbers.combine_chunks()}), "e")
+    return combine(_DRAW_TAG, entries, line_numbers.to_numpy().astype(np.int64))
+
+
+_DRAW_TAG = 77
 
 
 @dataclass
@@ -476,11 +512,13 @@ def run(
     mapping: ColumnMapping | None = None,
     centers: CenterMap | None = None,
     config: ScoringConfig | None = None,
+    labels: Labels | str | None = None,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
 ) -> RunSummary:
-    """Fits baselines on ``source``, then scores it: the whole job, into ``outdir``.
+    """Fits baselines on ``source`` (and, with ``labels``, learns from its outcomes as
+    :func:`fit` does), then scores it: the whole job, into ``outdir``.
 
     Writes ``lines.parquet`` (every accepted line with its score, reasons and
     indicators), ``accounts.parquet`` (each account's Center, score and rank within its
@@ -492,7 +530,8 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ceecore-run-", dir=out))
     try:
-        summary = _run(source, staging, out, mapping, centers, config, threads, progress, on_start)
+        summary = _run(source, staging, out, mapping, centers, config, Labels(labels) if isinstance(labels, str)
+                       else labels, threads, progress, on_start)
         for name, path in summary.outputs.items():  # the set appears together, or not at all
             os.replace(path, out / name)
             summary.outputs[name] = str(out / name)
@@ -513,15 +552,15 @@ def _check_outdir(out: Path, source: Any) -> None:
 
 
 def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, centers: CenterMap | None,
-         config: ScoringConfig | None, threads: int | None, progress: Callable[[int], None] | None,
-         on_start: Callable[[int | None], None] | None) -> RunSummary:
+         config: ScoringConfig | None, labels: Labels | None, threads: int | None,
+         progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> RunSummary:
     """The job of :func:`run`, writing into ``out``; summary.json names the files in ``final``."""
     paths = {name: str(out / name) for name in ("lines.parquet", "accounts.parquet", "worklist.parquet",
                                                 "rejects.parquet", "model.arrow", "summary.json")}
     started = time.perf_counter()
     fit_book = AccountBook(centers, threads)
     fit_stats = IntakeStats()
-    model = _fit(source, mapping, fit_book, config, None, fit_stats, paths["rejects.parquet"], progress,
+    model = _fit(source, mapping, fit_book, config, labels, fit_stats, paths["rejects.parquet"], progress,
                  (lambda total: on_start(None if total is None else 2 * total)) if on_start else None)
     model.save(paths["model.arrow"])
     fitted = time.perf_counter()
@@ -529,7 +568,9 @@ def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, cen
                    progress=progress)
     accounts = account_scores(fit_book.result(), scored.accounts_top.summary(model), model)
     write_table(accounts, paths["accounts.parquet"])
-    write_table(worklist(scored.top.ranked(), accounts, model.config.worklist), paths["worklist.parquet"])
+    explore = round(model.config.worklist * model.config.exploration_share)
+    write_table(worklist(scored.top.picks(explore), accounts, model.config.worklist, explore),
+                paths["worklist.parquet"])
     done = time.perf_counter()
     summary = RunSummary(paths, fit_stats, {"fit": fitted - started, "score": done - fitted, "total": done - started},
                          accounts.num_rows, model)
@@ -568,12 +609,24 @@ def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, 
     return order.append_column("rank_in_center", pa.array(rank, pa.int64()))
 
 
-def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int) -> pa.Table:
-    """The top ``n`` accounts and lines per Center, in one table (``kind`` says which)."""
-    acc = accounts.filter(pc.less_equal(accounts.column("rank_in_center"), n))
+def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int, explore: int = 0) -> pa.Table:
+    """The worklist: per Center, ``n`` accounts and ``n`` lines in one table (``kind`` says
+    which). Of each ``n``, ``explore`` are exploration picks (``pick`` "exploration"): a
+    random draw among the rest, so that outcomes keep arriving from everywhere and a
+    model does not only confirm itself; the others are the highest scores."""
+    columns = ["center", "importer_id", "score", "reasons"]
+    best = accounts.filter(pc.less_equal(accounts.column("rank_in_center"), n - explore)).select(columns)
+    rest = accounts.filter(pc.greater(accounts.column("rank_in_center"), n - explore)).select(columns)
+    draw = hash_strings(pa.record_batch({"i": rest.column("importer_id").combine_chunks()}), "i")
+    rest = rest.append_column("draw", pa.array(draw)).sort_by([("center", "ascending"), ("draw", "ascending")])
+    rest = rest.filter(pa.array(_group_ranks(_TopLines._centers(rest)) < explore)).drop_columns(["draw"])
+    acc = pa.concat_tables([best.append_column("pick", pa.array(["score"] * best.num_rows, pa.string())),
+                            rest.append_column("pick", pa.array(["exploration"] * rest.num_rows, pa.string()))])
+    acc = acc.take(pa.array(np.argsort(_TopLines._centers(acc), kind="stable")))  # best, then picks, per Center
     account_rows = pa.table({
         "kind": pa.array(["account"] * acc.num_rows), "center": acc.column("center"),
-        "rank": acc.column("rank_in_center"), "importer_id": acc.column("importer_id").cast(pa.string()),
+        "rank": pa.array(_group_ranks(_TopLines._centers(acc)) + 1, pa.int64()), "pick": acc.column("pick"),
+        "importer_id": acc.column("importer_id").cast(pa.string()),
         "entry_number": pa.nulls(acc.num_rows, pa.string()), "line_number": pa.nulls(acc.num_rows, pa.int64()),
         "score": acc.column("score"), "reasons": acc.column("reasons"),
     })
@@ -581,7 +634,8 @@ def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int) -> pa.Table
         return account_rows
     line_rows = pa.table({
         "kind": pa.array(["line"] * top_lines.num_rows), "center": top_lines.column("center"),
-        "rank": top_lines.column("rank"), "importer_id": top_lines.column("importer_id").cast(pa.string()),
+        "rank": top_lines.column("rank"), "pick": top_lines.column("pick"),
+        "importer_id": top_lines.column("importer_id").cast(pa.string()),
         "entry_number": top_lines.column("entry_number").cast(pa.string()),
         "line_number": top_lines.column("line_number"), "score": top_lines.column("score"),
         "reasons": top_lines.column("reasons"),

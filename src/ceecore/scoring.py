@@ -85,6 +85,7 @@ class ScoringConfig:
     reasons: int = 3
     account_top_lines: int = 5
     worklist: int = 50
+    exploration_share: float = 0.1
 
     @classmethod
     def default(cls) -> ScoringConfig:
@@ -118,7 +119,8 @@ class ScoringConfig:
         out = merged["output"]
         return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
                    min_group_lines=max(1, int(merged["norms"]["min_group_lines"])), reasons=max(1, int(out["reasons"])),
-                   account_top_lines=max(1, int(out["account_top_lines"])), worklist=max(1, int(out["worklist"])))
+                   account_top_lines=max(1, int(out["account_top_lines"])), worklist=max(1, int(out["worklist"])),
+                   exploration_share=min(1.0, max(0.0, float(out["exploration_share"]))))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,7 +301,8 @@ class Model:
             config = ScoringConfig.from_doc({
                 "weights": meta["config"]["weights"], "thresholds": meta["config"]["thresholds"],
                 "norms": {"min_group_lines": meta["config"]["min_group_lines"]},
-                "output": {k: meta["config"][k] for k in ("reasons", "account_top_lines", "worklist")},
+                "output": {k: meta["config"][k] for k in ("reasons", "account_top_lines", "worklist",
+                                                          "exploration_share")},
             }, where)
             return cls(baselines, config, meta, history, learned)
         except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
