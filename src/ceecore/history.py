@@ -146,15 +146,16 @@ class History:
 
     def to_arrow(self) -> pa.Table:
         """The state as a table (tally "history", field, key, value) in the baselines'
-        layout (so one model file holds both), sorted by field then key; the fields are
-        inspected lines, violations and revenue cents of fold 0, then fold 1, ..."""
+        layout (so one model file holds both), sorted by field then key. The fields are the
+        inspected lines, violations and revenue cents of fold 0, then fold 1, ...; only
+        values other than 0 are kept (most keys were inspected in one or two folds)."""
         keys, values = self.tally.items()
-        width = values.shape[1]
+        field, row = np.nonzero(values.T)  # field-major: sorted by field, then key
         table = pa.table({
-            "tally": pa.DictionaryArray.from_arrays(np.zeros(len(keys) * width, np.int8), pa.array(["history"])),
-            "field": pa.array(np.repeat(np.arange(width, dtype=np.int8), len(keys)), pa.int8()),
-            "key": pa.array(np.tile(keys, width), pa.uint64()),
-            "value": pa.array(values.T.reshape(-1), pa.int64()),
+            "tally": pa.DictionaryArray.from_arrays(np.zeros(len(row), np.int8), pa.array(["history"])),
+            "field": pa.array(field.astype(np.int8), pa.int8()),
+            "key": pa.array(keys[row], pa.uint64()),
+            "value": pa.array(values[row, field], pa.int64()),
         })
         meta = {"format": FORMAT, "extra": list(self.extra), "prior": self.prior}
         return table.replace_schema_metadata({b"ceecore.history": json.dumps(meta).encode()})
@@ -169,18 +170,15 @@ class History:
         columns = ["tally", "field", "key", "value"]
         if table.column_names != columns or any(table.column(c).null_count for c in columns):
             raise ValueError(f"history table must have non-null columns {', '.join(columns)}")
-        width = 3 * FOLDS
-        field = table.column("field").to_numpy()
+        field = table.column("field").to_numpy().astype(np.int64)
         keys = table.column("key").to_numpy().astype(np.uint64)
         values = table.column("value").to_numpy().astype(np.int64)
-        parts = [np.flatnonzero(field == f) for f in range(width)]
-        if any(len(p) != len(parts[0]) or not (keys[p] == keys[parts[0]]).all() for p in parts) \
-                or sum(map(len, parts)) != len(field):
-            raise ValueError("history table: its fields do not cover the same keys")
-        stacked = np.stack([values[p] for p in parts], axis=1)
-        if len(stacked) and stacked.min() < 0:
-            raise ValueError("history table holds negative counts")
-        state.tally.add(keys[parts[0]], stacked)
+        if len(field) and (field.min() < 0 or field.max() >= 3 * FOLDS or values.min() < 0):
+            raise ValueError("history table holds fields outside the folds' or negative counts")
+        unique, row = np.unique(keys, return_inverse=True)
+        dense = np.zeros((len(unique), 3 * FOLDS), np.int64)
+        np.add.at(dense, (row, field), values)
+        state.tally.add(unique, dense)
         return state
 
     # ------------------------------------------------------------ features
