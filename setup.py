@@ -15,38 +15,20 @@ if openmp and sys.platform == "darwin":
 compile_args = ["-O3"] + (["-fopenmp"] if openmp else [])
 link_args = ["-fopenmp"] if openmp else []
 
-extensions = [
-    Extension("ceecore._kernels._columns", ["src/ceecore/_kernels/_columns.pyx"], extra_compile_args=["-O3"]),
-    Extension(
-        "ceecore._kernels._tally",
-        ["src/ceecore/_kernels/_tally.pyx"],
+
+def kernel(name: str, parallel: bool = False) -> Extension:
+    """The extension built from ``src/ceecore/_kernels/<name>.pyx`` (numpy headers; OpenMP if ``parallel``)."""
+    return Extension(
+        f"ceecore._kernels.{name}",
+        [f"src/ceecore/_kernels/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "ceecore._kernels._scores",
-        ["src/ceecore/_kernels/_scores.pyx"],
-        include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "ceecore._kernels._trees",
-        ["src/ceecore/_kernels/_trees.pyx"],
-        include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "ceecore._kernels._accounts",
-        ["src/ceecore/_kernels/_accounts.pyx"],
-        include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=compile_args,
-        extra_link_args=link_args,
-    ),
-]
+        extra_compile_args=compile_args if parallel else ["-O3"],
+        extra_link_args=link_args if parallel else [],
+    )
+
+
+extensions = [kernel("_columns"), kernel("_tally"), kernel("_scores"), kernel("_trees"), kernel("_accounts", parallel=True)]
 
 setup(
     ext_modules=cythonize(
