@@ -67,6 +67,12 @@ def test_unlabelled_lines_are_left_out_and_groups_measured(tmp_path):
     assert report["groups"]["001"]["lines"] == 1 and report["groups"]["002"]["auc"] == 0.5
 
 
+def test_a_label_on_a_line_not_inspected_is_no_outcome():
+    table = pa.table({"score": [0.9, 0.8, 0.1], "violation": [True, False, False], "inspected": [True, False, True]})
+    report = ceecore.evaluate(table, by=None)
+    assert report["lines"] == 2 and report["unlabelled"] == 1 and report["overall"]["auc"] == 1.0
+
+
 def test_csv_with_text_labels_and_clear_errors(tmp_path):
     path = tmp_path / "scored.csv"
     pacsv.write_csv(pa.table({"score": [0.2, 0.9, 0.5], "violation": ["no", "yes", ""], "center": ["001"] * 3}), path)

@@ -124,3 +124,6 @@ def test_state_is_partition_invariant_and_round_trips():
         History.from_arrow(whole.replace_schema_metadata({}))
     with pytest.raises(ValueError, match="cannot merge"):
         History().merge(parts[0])
+    doubled = pa.concat_tables([whole.slice(0, 1), whole.slice(0, 1), whole.slice(1)])
+    with pytest.raises(ValueError, match="twice"):
+        History.from_arrow(doubled)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ import ceecore
 from ceecore import synth
 from ceecore.accounts import AccountBook
 from ceecore.fields import line_fields
+from ceecore.history import outcomes
 from ceecore.learn import Trees, export
 from ceecore_cli.main import cli
 
@@ -36,12 +38,27 @@ def test_exported_trees_score_exactly_like_the_library():
     assert (again.raw(fresh) == trees.raw(fresh)).all()
 
 
+def test_reasons_are_on_the_scale_of_the_leaves():
+    """Each split's part is the change of (shrunk) node value: a feature of no use gets
+    parts near 0, however deep its splits sit."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(5_000, 2))
+    y = (X[:, 0] + 0.1 * rng.normal(size=5_000) > 0).astype(int)  # x1 is noise
+    model = HistGradientBoostingClassifier(max_iter=40, learning_rate=0.1, random_state=0).fit(X, y)
+    raw, parts = export(model, ["x0", "x1"]).raw(X, contributions=True)
+    assert np.abs(parts[:, 1]).mean() < 0.1 * np.abs(parts[:, 0]).mean()
+    assert (np.sign(parts[:, 0]) == np.sign(X[:, 0])).mean() > 0.95  # x0 pushes the right way
+
+
 def test_corrupt_trees_are_refused():
     doc = export(HistGradientBoostingClassifier(max_iter=3).fit(np.arange(100.0)[:, None], np.arange(100) % 2),
                  ["x"]).to_dict()
-    doc["left"][doc["roots"][0]] = doc["roots"][0]  # a cycle
+    cyclic = {**doc, "left": list(doc["left"])}
+    cyclic["left"][doc["roots"][0]] = doc["roots"][0]  # a cycle
     with pytest.raises(ValueError, match="children follow"):
-        Trees.from_dict(doc)
+        Trees.from_dict(cyclic)
+    with pytest.raises(ValueError, match="missing_left"):
+        Trees.from_dict({**doc, "missing_left": [300] * len(doc["missing_left"])})
 
 
 TABLE = synth.generate_table(lines=60_000, seed=31, inspect_share=0.2)
@@ -72,6 +89,33 @@ def test_a_labelled_model_scores_with_its_own_kernel_and_beats_the_unsupervised_
     assert learned_auc >= ceecore.evaluate(str(unsupervised))["overall"]["auc"] - 0.01
     with pytest.raises(ValueError, match="cannot be merged"):
         ceecore.merge_models([model, model])
+
+
+def test_run_with_labels_never_scores_a_line_with_its_own_outcome(tmp_path):
+    table = TABLE.slice(0, 20_000)
+    intake = AccountBook().parse(table.combine_chunks().to_batches()[0], columns=ceecore.fields.SCORING_COLUMNS)
+    fold = outcomes(intake, line_fields(intake)).fold  # every line is accepted: rows and lines agree
+    one_fold = np.flatnonzero(table.column("inspected").to_numpy(zero_copy_only=False) & (fold == fold[0]))
+    inspected = one_fold[:40]  # the outcomes of one fold change
+    violation = np.array(table.column("violation").to_pylist(), dtype=object)
+    violation[inspected] = [not v for v in violation[inspected]]
+    flipped = table.set_column(table.schema.get_field_index("violation"), "violation", pa.array(violation, pa.bool_()))
+    history = {}
+    for name, data in (("a", table), ("b", flipped)):
+        ceecore.run(data, tmp_path / name, labels="violation")
+        lines = pl.read_parquet(tmp_path / name / "lines.parquet")
+        history[name] = lines.select([c for c in lines.columns if c.startswith("history:")]).to_numpy()[inspected]
+    assert (history["a"] == history["b"]).all()  # their own outcomes changed; their history did not
+
+
+def test_learning_needs_an_input_it_can_read_twice_and_canonical_outcomes():
+    reader = pa.RecordBatchReader.from_batches(TABLE.schema, TABLE.to_batches())
+    with pytest.raises(ValueError, match="one-time stream"):
+        ceecore.fit(reader, labels="violation")
+    with pytest.raises(ValueError, match="--map fraud=violation"):
+        ceecore.Labels("fraud")
+    with pytest.raises(ValueError, match="extra categorical"):
+        ceecore.Labels("violation", history_keys=("importer_id",))
 
 
 def test_cli_fit_with_labels_then_score_and_evaluate(tmp_path):

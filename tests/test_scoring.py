@@ -502,6 +502,11 @@ def test_the_worklist_reserves_exploration_picks(tmp_path):
             assert best.height == 15 and picked.height == 5
             assert picked["score"].max() <= best["score"].min()  # picked among the rest
             assert picked["rank"].min() > best["rank"].max()
+    # Another seed, other picks; the same seed, the same picks.
+    seeded = ScoringConfig.from_doc({"output": {"worklist": 20, "exploration_share": 0.25, "exploration_seed": 7}})
+    ceecore.run(table, tmp_path / "seeded", config=seeded)
+    picks = pl.read_parquet(tmp_path / "seeded" / "worklist.parquet").filter(pl.col("pick") == "exploration")
+    assert not picks.equals(worklist.filter(pl.col("pick") == "exploration"))
     # Nothing reserved: the top 20 by score, as before.
     ceecore.run(table, tmp_path / "none", config=ScoringConfig.from_doc({"output": {"worklist": 20,
                                                                                     "exploration_share": 0}}))

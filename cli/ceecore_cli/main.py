@@ -223,7 +223,7 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
         if model.learned is not None:
             t = model.learned.training
             click.echo(f"learned from {t['lines']:,} inspected lines ({t['violations']:,} violations): "
-                       f"{len(model.learned.trees.roots)} trees in {t['seconds']:.1f} s")
+                       f"{len(model.learned.trees.roots)} trees")
         click.echo(f"model   -> {output}")
         click.echo(f"rejects -> {rejects_path}")
 

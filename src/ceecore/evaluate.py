@@ -1,7 +1,8 @@
 """Measuring detection: the field's metrics for scored lines with known outcomes.
 
-For the lines whose label is known (a null label means "not inspected": such lines are
-counted and left out), ranked by score (ties: the earlier line first):
+For the lines whose label is known (a null label, or an ``inspected`` flag that is
+false, means "not inspected": such lines are counted and left out), ranked by score
+(ties: the earlier line first, so tied scores are ranked in file order):
 
 - ``precision@n%``: the share of violations among the top n% of lines;
 - ``recall@n%``: the share of all violations found in the top n%;
@@ -100,7 +101,7 @@ def auc(scores: np.ndarray, y: np.ndarray) -> float | None:
 
 def _read(source: Any, label: str, revenue: str | None, score: str, by: str | None) -> pa.Table:
     """The score, label (1.0, 0.0 or NaN when unknown), revenue and group of every line."""
-    wanted = [c for c in (score, label, revenue, by) if c]
+    wanted = [c for c in (score, label, revenue, by, "inspected") if c]
     sources, chunks = open_sources(source, text_columns=[c for c in (label, by) if c], columns=wanted)
     parts = []
     for chunk in chunks:
@@ -117,6 +118,9 @@ def _read(source: Any, label: str, revenue: str | None, score: str, by: str | No
                 raise ContractError(where, f"{int(mask.sum())} value(s) that do not parse", column)
         if pc.any(pc.is_null(values)).as_py() or not np.isfinite(values.to_numpy(zero_copy_only=False)).all():
             raise ContractError(where, "scores must be finite numbers", score)
+        if "inspected" in names and label != "inspected":  # a label on a line not inspected is not an outcome
+            flag, _ = parse_column(chunk.batch.column(names.index("inspected")), "bool", where, "inspected")
+            truth = pc.if_else(pc.fill_null(flag, True), truth, pa.scalar(None, pa.bool_()))
         part = {"score": values, "label": pc.cast(truth, pa.float64())}
         if revenue:
             money, bad_money = parse_column(chunk.batch.column(names.index(revenue)), "number", where, revenue)

@@ -176,8 +176,11 @@ class History:
         if len(field) and (field.min() < 0 or field.max() >= 3 * FOLDS or values.min() < 0):
             raise ValueError("history table holds fields outside the folds' or negative counts")
         unique, row = np.unique(keys, return_inverse=True)
+        cells = row * (3 * FOLDS) + field
+        if len(np.unique(cells)) != len(cells):
+            raise ValueError("history table holds a key's field twice")
         dense = np.zeros((len(unique), 3 * FOLDS), np.int64)
-        np.add.at(dense, (row, field), values)
+        dense[row, field] = values
         state.tally.add(unique, dense)
         return state
 
@@ -191,7 +194,8 @@ class History:
         smoothed revenue per inspected line (dollars); (lines, 3 * kinds).
 
         With ``fold`` (each line's fold: learning from these lines), each line gets the
-        sums of the other folds only.
+        sums of the other folds only; a fold of -1 leaves all folds in (a line whose
+        outcome is unknown, so not in the sums).
         """
         n, k = keys.shape
         skip = None if fold is None else np.ascontiguousarray(fold, np.int64)
@@ -200,7 +204,7 @@ class History:
         overall = self.tally.get(np.array([_OVERALL], np.uint64)).reshape(FOLDS, 3).astype(np.float64)
         base = np.broadcast_to(overall.sum(axis=0), (n, 3)).copy()
         if fold is not None:
-            base -= overall[fold]
+            base -= np.where((fold >= 0)[:, None], overall[np.maximum(fold, 0)], 0.0)
         inspected, violations, cents = totals[..., 0], totals[..., 1], totals[..., 2]
         rate0 = base[:, 1] / np.maximum(base[:, 0], 1)
         revenue0 = base[:, 2] / 100 / np.maximum(base[:, 0], 1)

@@ -62,6 +62,8 @@ class Trees:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Trees:
+        if not all(v in (0, 1) for v in doc["missing_left"]):
+            raise ValueError("trees: missing_left must hold 0 or 1")
         trees = cls(tuple(doc["features"]), float(doc["baseline"]), np.asarray(doc["roots"], np.int64),
                     np.asarray(doc["feature"], np.int64), np.asarray(doc["threshold"], np.float64),
                     np.asarray(doc["missing_left"], np.uint8), np.asarray(doc["left"], np.int64),
@@ -95,9 +97,13 @@ def export(model: Any, features: list[str]) -> Trees:
             raise ValueError("trees with categorical splits cannot be exported")
         roots.append(base)
         leaf = nodes["is_leaf"].astype(bool)
+        # The library shrinks leaf values by the learning rate but keeps split nodes'
+        # values unshrunk: shrink them too, so that value changes along a path (a line's
+        # reasons) are on the leaves' scale.
+        value = np.where(leaf, nodes["value"], nodes["value"] * model.learning_rate)
         parts.append((np.where(leaf, -1, nodes["feature_idx"]), nodes["num_threshold"], nodes["missing_go_to_left"],
                       np.where(leaf, -1, nodes["left"].astype(np.int64) + base),
-                      np.where(leaf, -1, nodes["right"].astype(np.int64) + base), nodes["value"]))
+                      np.where(leaf, -1, nodes["right"].astype(np.int64) + base), value))
         base += len(nodes)
     columns = [np.concatenate([p[i] for p in parts]) if parts else np.zeros(0) for i in range(6)]
     return Trees(tuple(features), float(np.ravel(model._baseline_prediction)[0]), np.asarray(roots, np.int64),

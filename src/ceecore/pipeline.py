@@ -27,7 +27,7 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.history import History, outcomes
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.learn import TRAINING, Learned, train
-from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows
+from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows
 from ceecore.scoring import (
     ACCOUNT_INDICATORS, LINES_PARQUET_OPTIONS, Model, ScoringConfig, reason_lists,
     score_intake, top_contributors,
@@ -178,6 +178,21 @@ class Labels:
     revenue: str | None = None
     history_keys: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # The outcomes are contract columns (parsed and checked like the others); a file
+        # that names them otherwise maps its columns to them (--map fraud=violation).
+        if self.label != "violation":
+            raise ValueError(f"labels must be the canonical outcome column 'violation', not {self.label!r}: "
+                             f"map yours to it (--map {self.label}=violation)")
+        if self.revenue not in (None, "revenue_recovered"):
+            raise ValueError(f"the revenue must be the canonical column 'revenue_recovered', not {self.revenue!r}: "
+                             f"map yours to it (--map {self.revenue}=revenue_recovered)")
+        own = ("importer_id", "manufacturer_id", "filer_code", "port_code", "hts_code", "country_of_origin")
+        clash = [key for key in self.history_keys if key in own or CANONICAL.get(key, "text") != "text"]
+        if clash:
+            raise ValueError(f"history keys are extra categorical columns (the importer, manufacturer, filer, "
+                             f"port, HTS and origin histories are kept already): not {clash}")
+
     @property
     def columns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(["filer_code", self.label, *([self.revenue] if self.revenue else []),
@@ -253,16 +268,23 @@ def _learn(source: Any, mapping: ColumnMapping | None, book: AccountBook, model:
         X = model.features(intake, f, outcome.fold)[0]
         return X[outcome.inspected], outcome.violation[outcome.inspected]
 
+    again = IntakeStats()
     parts = list(_each_batch(source, mapping, columns, _parse_only(book.centers), rows, book.threads,
-                             IntakeStats(), _RejectSink(None), None, None))
+                             again, _RejectSink(None), None, None))
+    _check_replayed(model.baselines.lines, again)
     X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(model.feature_names())))
     y = np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64)
-    started = time.perf_counter()
     trees = train(X, y, model.feature_names())
-    training = {"lines": int(len(y)), "violations": int(y.sum()), "seconds": round(time.perf_counter() - started, 3),
-                "params": TRAINING, "prior": model.history.prior}
+    training = {"lines": int(len(y)), "violations": int(y.sum()), "params": TRAINING, "prior": model.history.prior}
     learned = Learned(labels.label, labels.revenue, trees, training)
     return Model(model.baselines, model.config, {**model.meta, "training": training}, model.history, learned)
+
+
+def _check_replayed(lines: int, second: IntakeStats) -> None:
+    """Refuses a source that gave other lines the second time it was read (a stream, say)."""
+    if second.accepted != lines:
+        raise ValueError(f"the input gave {second.accepted:,} lines on its second reading, {lines:,} on its first: "
+                         "this job reads it twice, so give files or a table, not a one-time stream")
 
 
 def merge_models(models: Iterable[Model | str | os.PathLike[str]]) -> Model:
@@ -323,20 +345,26 @@ def score(
     rejects: str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
+    out_of_fold: bool = False,
 ) -> ScoreRun:
-    """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory."""
+    """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory.
+
+    ``out_of_fold``: ``source`` is what a learned model was fitted on; each inspected
+    line's history then leaves out its own fold, as in training (see :func:`run`).
+    """
     if not isinstance(model, Model):
         model = Model.load(model)
     centers = centers or CenterMap.default()
     workers = resolve_threads(threads)
     stats = IntakeStats()
-    top, accounts_top = _TopLines(model.config.worklist), _TopScores(model.config.account_top_lines, model.config.enabled)
+    top = _TopLines(model.config.worklist, model.config.exploration_seed)
+    accounts_top = _TopScores(model.config.account_top_lines, model.config.enabled)
     kept: list[pa.RecordBatch] = []
     sink = ParquetSink(output, model.lines_schema, **LINES_PARQUET_OPTIONS) if output is not None else None
     try:
         with _RejectSink(rejects) as rejected:
             def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
-                scored = score_intake(model, intake, centers)
+                scored = score_intake(model, intake, centers, out_of_fold)
                 lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
                 return lines, top.of(lines), accounts_top.of(lines)
 
@@ -423,15 +451,16 @@ class _TopLines:
     COLUMNS = ["center", "entry_number", "line_number", "importer_id", "entry_date", "hts_code", "country_of_origin",
                "port_code", "score", "reasons"]
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, seed: int = 0) -> None:
         self.n = n
+        self.seed = seed
         self.by_score: pa.Table | None = None
         self.by_draw: pa.Table | None = None
 
     def of(self, lines: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
         """A batch's own best ``n`` lines per Center by score and by draw, for :meth:`add`."""
         table = pa.Table.from_batches([lines]).select(self.COLUMNS)
-        table = table.append_column("draw", pa.array(_draws(table.column("entry_number"),
+        table = table.append_column("draw", pa.array(_draws(self.seed, table.column("entry_number"),
                                                             table.column("line_number"))))
         return self._best(table, "score"), self._best(table, "draw")
 
@@ -472,12 +501,15 @@ class _TopLines:
             .astype(str)
 
 
-def _draws(entry_numbers: pa.ChunkedArray, line_numbers: pa.ChunkedArray) -> np.ndarray:
-    """A pseudo-random draw per line from its entry and line number alone."""
-    if len(entry_numbers) == 0:
+def _draws(seed: int, keys: pa.ChunkedArray, numbers: pa.ChunkedArray | None = None) -> np.ndarray:
+    """A pseudo-random draw per row from the seed and the row's key (and number) alone."""
+    if len(keys) == 0:
         return np.zeros(0, np.uint64)
-    entries = hash_strings(pa.record_batch({"e": entry_numbers.combine_chunks()}), "e")
-    return combine(_DRAW_TAG, entries, line_numbers.to_numpy().astype(np.int64))
+    hashes = hash_strings(pa.record_batch({"k": keys.combine_chunks()}), "k")
+    seeds = np.full(len(keys), seed, np.int64)
+    if numbers is None:
+        return combine(_DRAW_TAG, seeds, hashes)
+    return combine(_DRAW_TAG, seeds, hashes, numbers.to_numpy().astype(np.int64))
 
 
 _DRAW_TAG = 77
@@ -519,6 +551,10 @@ def run(
 ) -> RunSummary:
     """Fits baselines on ``source`` (and, with ``labels``, learns from its outcomes as
     :func:`fit` does), then scores it: the whole job, into ``outdir``.
+
+    With ``labels``, each inspected line is scored with the history of the other folds
+    (its own outcome never raises its own score), but the trees did learn from it: to
+    measure detection, score lines the model did not learn from (a later period).
 
     Writes ``lines.parquet`` (every accepted line with its score, reasons and
     indicators), ``accounts.parquet`` (each account's Center, score and rank within its
@@ -565,12 +601,13 @@ def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, cen
     model.save(paths["model.arrow"])
     fitted = time.perf_counter()
     scored = score(source, model, output=paths["lines.parquet"], mapping=mapping, centers=centers, threads=threads,
-                   progress=progress)
+                   progress=progress, out_of_fold=labels is not None)
+    _check_replayed(fit_stats.accepted, scored.stats)
     accounts = account_scores(fit_book.result(), scored.accounts_top.summary(model), model)
     write_table(accounts, paths["accounts.parquet"])
     explore = round(model.config.worklist * model.config.exploration_share)
-    write_table(worklist(scored.top.picks(explore), accounts, model.config.worklist, explore),
-                paths["worklist.parquet"])
+    write_table(worklist(scored.top.picks(explore), accounts, model.config.worklist, explore,
+                         model.config.exploration_seed), paths["worklist.parquet"])
     done = time.perf_counter()
     summary = RunSummary(paths, fit_stats, {"fit": fitted - started, "score": done - fitted, "total": done - started},
                          accounts.num_rows, model)
@@ -609,16 +646,16 @@ def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, 
     return order.append_column("rank_in_center", pa.array(rank, pa.int64()))
 
 
-def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int, explore: int = 0) -> pa.Table:
+def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int, explore: int = 0, seed: int = 0) -> pa.Table:
     """The worklist: per Center, ``n`` accounts and ``n`` lines in one table (``kind`` says
     which). Of each ``n``, ``explore`` are exploration picks (``pick`` "exploration"): a
-    random draw among the rest, so that outcomes keep arriving from everywhere and a
-    model does not only confirm itself; the others are the highest scores."""
+    random draw among the rest (by ``seed``), so that outcomes keep arriving from
+    everywhere and a model does not only confirm itself; the others are the highest
+    scores."""
     columns = ["center", "importer_id", "score", "reasons"]
     best = accounts.filter(pc.less_equal(accounts.column("rank_in_center"), n - explore)).select(columns)
     rest = accounts.filter(pc.greater(accounts.column("rank_in_center"), n - explore)).select(columns)
-    draw = hash_strings(pa.record_batch({"i": rest.column("importer_id").combine_chunks()}), "i")
-    rest = rest.append_column("draw", pa.array(draw)).sort_by([("center", "ascending"), ("draw", "ascending")])
+    rest = rest.append_column("draw", pa.array(_draws(seed, rest.column("importer_id").cast(pa.string())))).sort_by([("center", "ascending"), ("draw", "ascending")])
     rest = rest.filter(pa.array(_group_ranks(_TopLines._centers(rest)) < explore)).drop_columns(["draw"])
     acc = pa.concat_tables([best.append_column("pick", pa.array(["score"] * best.num_rows, pa.string())),
                             rest.append_column("pick", pa.array(["exploration"] * rest.num_rows, pa.string()))])

@@ -35,7 +35,7 @@ from ceecore.baselines import (
 )
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
-from ceecore.history import History
+from ceecore.history import History, outcomes
 from ceecore.io import BATCH_ROWS, atomic_path
 from ceecore.learn import Learned
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
@@ -86,6 +86,7 @@ class ScoringConfig:
     account_top_lines: int = 5
     worklist: int = 50
     exploration_share: float = 0.1
+    exploration_seed: int = 0
 
     @classmethod
     def default(cls) -> ScoringConfig:
@@ -120,7 +121,8 @@ class ScoringConfig:
         return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
                    min_group_lines=max(1, int(merged["norms"]["min_group_lines"])), reasons=max(1, int(out["reasons"])),
                    account_top_lines=max(1, int(out["account_top_lines"])), worklist=max(1, int(out["worklist"])),
-                   exploration_share=min(1.0, max(0.0, float(out["exploration_share"]))))
+                   exploration_share=min(1.0, max(0.0, float(out["exploration_share"]))),
+                   exploration_seed=int(out["exploration_seed"]))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -302,10 +304,10 @@ class Model:
                 "weights": meta["config"]["weights"], "thresholds": meta["config"]["thresholds"],
                 "norms": {"min_group_lines": meta["config"]["min_group_lines"]},
                 "output": {k: meta["config"][k] for k in ("reasons", "account_top_lines", "worklist",
-                                                          "exploration_share")},
+                                                          "exploration_share", "exploration_seed")},
             }, where)
             return cls(baselines, config, meta, history, learned)
-        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
             raise ValueError(f"{where}: corrupt ceecore model: {exc}") from exc
 
     # ------------------------------------------------------------ indicators
@@ -607,8 +609,13 @@ class Scorer:
         return score_intake(self.model, intake, self.centers)
 
 
-def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatch:
-    """The scored rows of one ingested batch (see :class:`Scorer`)."""
+def score_intake(model: Model, intake: Any, centers: CenterMap, out_of_fold: bool = False) -> pa.RecordBatch:
+    """The scored rows of one ingested batch (see :class:`Scorer`).
+
+    ``out_of_fold``: these are lines the model learned from, so each inspected line's
+    history leaves out its own fold, as in training: its own outcome does not raise its
+    score.
+    """
     f = line_fields(intake)
     n = len(intake.codes)
     if model.learned is None:
@@ -616,7 +623,11 @@ def score_intake(model: Model, intake: Any, centers: CenterMap) -> pa.RecordBatc
         score, top, fired = model.combine(strengths)
         reasons, history = INDICATORS, np.zeros((len(f), 0))
     else:  # the trees' probability; reasons: the features that raised it most
-        X, strengths, raw, history = model.features(intake, f)
+        fold = None
+        if out_of_fold:
+            known = outcomes(intake, f, model.learned.label, model.learned.revenue)
+            fold = np.where(known.inspected, known.fold, -1)
+        X, strengths, raw, history = model.features(intake, f, fold)
         log_odds, parts = model.learned.trees.raw(X, contributions=True)
         score = 1.0 / (1.0 + np.exp(-log_odds))
         top, fired = top_contributors(np.maximum(parts, 0.0), model.config.reasons)

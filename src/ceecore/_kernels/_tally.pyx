@@ -202,7 +202,7 @@ cdef class Tally:
     def get_folded(self, const uint64_t[::1] keys, int width, const int64_t[::1] skip=None):
         """Sums over groups: the fields are ``len(folds) // width`` groups of ``width``
         (one per fold, say), and each key gets the sum of its groups, less group
-        ``skip[i]`` for key i if given; 0 for keys never seen: (n, width)."""
+        ``skip[i]`` for key i if given (-1: none); 0 for keys never seen: (n, width)."""
         if width < 1 or self.width % width != 0:
             raise ValueError(f"width must divide the {self.width} fields")
         if skip is not None and skip.shape[0] != keys.shape[0]:
@@ -215,8 +215,8 @@ cdef class Tally:
         cdef const int64_t* found
         if skip is not None:
             for i in range(n):
-                if skip[i] < 0 or skip[i] >= groups:
-                    raise ValueError("skip holds a group outside 0..groups-1")
+                if skip[i] < -1 or skip[i] >= groups:
+                    raise ValueError("skip holds a group outside -1..groups-1")
         with nogil:
             for i in range(n):
                 if i + PREFETCH_AHEAD < n:
