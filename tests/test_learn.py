@@ -116,6 +116,10 @@ def test_learning_needs_an_input_it_can_read_twice_and_canonical_outcomes():
         ceecore.Labels("fraud")
     with pytest.raises(ValueError, match="extra categorical"):
         ceecore.Labels("violation", history_keys=("importer_id",))
+    renamed = TABLE.slice(0, 2_000).rename_columns(["Fraud" if c == "violation" else c for c in TABLE.column_names])
+    with pytest.raises(ValueError, match="outcomes cannot be keys"):  # the outcome's own history would leak it
+        ceecore.fit(renamed, mapping=ceecore.ColumnMapping({"Fraud": "violation"}),
+                    labels=ceecore.Labels("violation", history_keys=("Fraud",)))
 
 
 def test_cli_fit_with_labels_then_score_and_evaluate(tmp_path):

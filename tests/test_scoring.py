@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -444,6 +446,20 @@ def test_model_round_trip_and_clear_errors_for_anything_else(tmp_path):
             w.write_table(state.replace_schema_metadata({**state.schema.metadata, **meta}))
         with pytest.raises(ValueError, match=message):
             ceecore.load_model(bad)
+
+
+def test_exploration_seeds_must_fit_and_older_configs_load(tmp_path):
+    with pytest.raises(ValueError, match="exploration_seed"):
+        ScoringConfig.from_doc({"output": {"exploration_seed": 2**64 - 1}})
+    model = ceecore.fit(lines(3_000, seed=1))
+    model.save(tmp_path / "m.arrow")
+    table = ipc.open_file(str(tmp_path / "m.arrow")).read_all()
+    meta = json.loads(table.schema.metadata[b"ceecore.model"])
+    del meta["config"]["exploration_seed"], meta["config"]["exploration_share"]  # as an older release wrote it
+    table = table.replace_schema_metadata({**table.schema.metadata, b"ceecore.model": json.dumps(meta).encode()})
+    with ipc.new_file(str(tmp_path / "old.arrow"), table.schema) as writer:
+        writer.write_table(table)
+    assert ceecore.Model.load(tmp_path / "old.arrow").config.exploration_seed == 0
 
 
 def test_config_files_are_checked(tmp_path):

@@ -119,7 +119,9 @@ def _read(source: Any, label: str, revenue: str | None, score: str, by: str | No
         if pc.any(pc.is_null(values)).as_py() or not np.isfinite(values.to_numpy(zero_copy_only=False)).all():
             raise ContractError(where, "scores must be finite numbers", score)
         if "inspected" in names and label != "inspected":  # a label on a line not inspected is not an outcome
-            flag, _ = parse_column(chunk.batch.column(names.index("inspected")), "bool", where, "inspected")
+            flag, bad_flag = parse_column(chunk.batch.column(names.index("inspected")), "bool", where, "inspected")
+            if bad_flag is not None:
+                raise ContractError(where, f"{int(bad_flag.sum())} value(s) that do not parse", "inspected")
             truth = pc.if_else(pc.fill_null(flag, True), truth, pa.scalar(None, pa.bool_()))
         part = {"score": values, "label": pc.cast(truth, pa.float64())}
         if revenue:

@@ -187,11 +187,17 @@ class Labels:
         if self.revenue not in (None, "revenue_recovered"):
             raise ValueError(f"the revenue must be the canonical column 'revenue_recovered', not {self.revenue!r}: "
                              f"map yours to it (--map {self.revenue}=revenue_recovered)")
+        self.check(ColumnMapping())
+
+    def check(self, mapping: ColumnMapping) -> None:
+        """Refuses history keys that are (or ``mapping`` makes) a key history already
+        keeps, or anything but text: above all an outcome, whose history would leak it."""
         own = ("importer_id", "manufacturer_id", "filer_code", "port_code", "hts_code", "country_of_origin")
-        clash = [key for key in self.history_keys if key in own or CANONICAL.get(key, "text") != "text"]
+        targets = {key: mapping.columns.get(key, key) for key in self.history_keys}
+        clash = [key for key, target in targets.items() if target in own or CANONICAL.get(target, "text") != "text"]
         if clash:
             raise ValueError(f"history keys are extra categorical columns (the importer, manufacturer, filer, "
-                             f"port, HTS and origin histories are kept already): not {clash}")
+                             f"port, HTS and origin histories are kept already; outcomes cannot be keys): not {clash}")
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -229,6 +235,8 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
     # Each worker thread folds whole batches into a state of its own; the states merge
     # exactly, so the result does not depend on which thread took which batch.
     config = config or ScoringConfig.default()
+    if labels is not None:
+        labels.check(mapping or ColumnMapping())
     columns = SCORING_COLUMNS + (labels.columns if labels else ())
     states: list[tuple[Baselines, History | None]] = []
     local = threading.local()
@@ -349,8 +357,8 @@ def score(
 ) -> ScoreRun:
     """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory.
 
-    ``out_of_fold``: ``source`` is what a learned model was fitted on; each inspected
-    line's history then leaves out its own fold, as in training (see :func:`run`).
+    ``out_of_fold``: ``source`` is what a learned model was fitted on; each line's
+    history then leaves out its entry's fold, as in training (see :func:`run`).
     """
     if not isinstance(model, Model):
         model = Model.load(model)
@@ -552,9 +560,10 @@ def run(
     """Fits baselines on ``source`` (and, with ``labels``, learns from its outcomes as
     :func:`fit` does), then scores it: the whole job, into ``outdir``.
 
-    With ``labels``, each inspected line is scored with the history of the other folds
-    (its own outcome never raises its own score), but the trees did learn from it: to
-    measure detection, score lines the model did not learn from (a later period).
+    With ``labels``, each line is scored with the history of the other folds than its
+    entry's (no entry's own outcomes raise its scores), but the trees did learn from the
+    inspected lines: to measure detection, score lines the model did not learn from (a
+    later period).
 
     Writes ``lines.parquet`` (every accepted line with its score, reasons and
     indicators), ``accounts.parquet`` (each account's Center, score and rank within its

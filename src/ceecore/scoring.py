@@ -118,6 +118,8 @@ class ScoringConfig:
         if bad:
             raise ValueError(f"{where}: weights must be in [0, 1]: {bad}")
         out = merged["output"]
+        if not (isinstance(out["exploration_seed"], int) and 0 <= out["exploration_seed"] < 2**63):
+            raise ValueError(f"{where}: [output] exploration_seed must be a whole number from 0 to 2**63 - 1")
         return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
                    min_group_lines=max(1, int(merged["norms"]["min_group_lines"])), reasons=max(1, int(out["reasons"])),
                    account_top_lines=max(1, int(out["account_top_lines"])), worklist=max(1, int(out["worklist"])),
@@ -304,7 +306,8 @@ class Model:
                 "weights": meta["config"]["weights"], "thresholds": meta["config"]["thresholds"],
                 "norms": {"min_group_lines": meta["config"]["min_group_lines"]},
                 "output": {k: meta["config"][k] for k in ("reasons", "account_top_lines", "worklist",
-                                                          "exploration_share", "exploration_seed")},
+                                                          "exploration_share", "exploration_seed")
+                           if k in meta["config"]},
             }, where)
             return cls(baselines, config, meta, history, learned)
         except (KeyError, TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
@@ -612,9 +615,8 @@ class Scorer:
 def score_intake(model: Model, intake: Any, centers: CenterMap, out_of_fold: bool = False) -> pa.RecordBatch:
     """The scored rows of one ingested batch (see :class:`Scorer`).
 
-    ``out_of_fold``: these are lines the model learned from, so each inspected line's
-    history leaves out its own fold, as in training: its own outcome does not raise its
-    score.
+    ``out_of_fold``: these are lines the model learned from, so each line's history
+    leaves out its entry's fold, as in training: no entry's own outcomes raise its scores.
     """
     f = line_fields(intake)
     n = len(intake.codes)
@@ -624,9 +626,8 @@ def score_intake(model: Model, intake: Any, centers: CenterMap, out_of_fold: boo
         reasons, history = INDICATORS, np.zeros((len(f), 0))
     else:  # the trees' probability; reasons: the features that raised it most
         fold = None
-        if out_of_fold:
-            known = outcomes(intake, f, model.learned.label, model.learned.revenue)
-            fold = np.where(known.inspected, known.fold, -1)
+        if out_of_fold:  # every line gets its entry's fold, as in training: no entry sees its own outcomes
+            fold = outcomes(intake, f, model.learned.label, model.learned.revenue).fold
         X, strengths, raw, history = model.features(intake, f, fold)
         log_odds, parts = model.learned.trees.raw(X, contributions=True)
         score = 1.0 / (1.0 + np.exp(-log_odds))
