@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ceecore._kernels._tally import combine, hash_strings
 from ceecore import __version__
 from ceecore._threads import in_order, resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
@@ -28,10 +27,8 @@ from ceecore.history import History, outcomes
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.learn import TRAINING, Learned, train
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows
-from ceecore.scoring import (
-    ACCOUNT_INDICATORS, LINES_PARQUET_OPTIONS, Model, ScoringConfig, reason_lists,
-    score_intake, top_contributors,
-)
+from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake
+from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
 __all__ = ["IntakeStats", "Consolidation", "Labels", "RunSummary", "ScoreRun", "consolidate", "fit", "merge_models", "run",
            "run_consolidation", "score", "REJECT_SCHEMA"]
@@ -317,14 +314,6 @@ def merge_models(models: Iterable[Model | str | os.PathLike[str]]) -> Model:
     return Model(baselines, config, model_meta(baselines))
 
 
-def _group_ranks(keys: np.ndarray) -> np.ndarray:
-    """0-based rank of each element within its run of equal ``keys`` (sorted by group)."""
-    if len(keys) == 0:
-        return np.zeros(0, np.int64)
-    first = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
-    return np.arange(len(keys)) - np.repeat(first, np.diff(np.r_[first, len(keys)]))
-
-
 def model_meta(baselines: Baselines) -> dict[str, Any]:
     """What a model records of its data: lines and date range (nothing that varies by run)."""
     span = baselines.day_range()
@@ -338,8 +327,8 @@ class ScoreRun:
 
     lines: pa.Table | None
     stats: IntakeStats
-    top: _TopLines
-    accounts_top: _TopScores
+    top: BestLinesPerCenter
+    accounts_top: BestLinesPerAccount
 
 
 def score(
@@ -365,8 +354,8 @@ def score(
     centers = centers or CenterMap.default()
     workers = resolve_threads(threads)
     stats = IntakeStats()
-    top = _TopLines(model.config.worklist, model.config.exploration_seed)
-    accounts_top = _TopScores(model.config.account_top_lines, model.config.enabled)
+    top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
+    accounts_top = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
     kept: list[pa.RecordBatch] = []
     sink = ParquetSink(output, model.lines_schema, **LINES_PARQUET_OPTIONS) if output is not None else None
     try:
@@ -393,134 +382,6 @@ def score(
         raise
     table = pa.Table.from_batches(kept, model.lines_schema) if sink is None else None
     return ScoreRun(table, stats, top, accounts_top)
-
-
-class _TopScores:
-    """Each account's ``k`` best lines so far: importer hash, score, the strengths of ``names``.
-
-    Each batch is cut down to its own best ``k`` lines per account (:meth:`of`, on the
-    worker that scored it); those are buffered and cut down again whenever the buffer
-    doubles, so the memory stays about ``k`` lines per account.
-    """
-
-    def __init__(self, k: int, names: tuple[str, ...]) -> None:
-        self.k = k
-        self.names = names
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.kept = 0
-        self.buffered = 0
-
-    def of(self, lines: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A batch's best ``k`` lines per account, for :meth:`add`."""
-        hashes = hash_strings(pa.record_batch({"importer_id": lines.column("importer_id")}), "importer_id")
-        strengths = np.stack([lines.column(name).to_numpy(zero_copy_only=False) for name in self.names], axis=1) \
-            if self.names else np.zeros((lines.num_rows, 0))
-        return self._best(hashes, lines.column("score").to_numpy(zero_copy_only=False), strengths)
-
-    def _best(self, hashes: np.ndarray, scores: np.ndarray, strengths: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order = np.lexsort((-scores, hashes))
-        keep = order[_group_ranks(hashes[order]) < self.k]
-        return hashes[keep], scores[keep], strengths[keep]
-
-    def add(self, part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        self.parts.append(part)
-        self.buffered += len(part[0])
-        if self.buffered > max(1 << 20, 2 * self.kept):
-            self._reduce()
-
-    def _reduce(self) -> None:
-        best = self._best(*(np.concatenate([p[i] for p in self.parts]) for i in range(3)))
-        self.parts = [best]
-        self.kept = self.buffered = len(best[0])
-
-    def summary(self, model: Model) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        """Per account (sorted importer hashes): the mean of its top line scores, and the
-        indicators contributing most over those lines."""
-        if self.parts:
-            self._reduce()
-        hashes, scores, strengths = self.parts[0] if self.parts else (
-            np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(self.names))))
-        accounts, start = np.unique(hashes, return_index=True)
-        counts = np.diff(np.r_[start, len(hashes)])
-        means = np.add.reduceat(scores, start) / counts if len(hashes) else np.zeros(0)
-        weights = np.array([model.config.weights[name] for name in self.names])
-        totals = np.add.reduceat(strengths * weights, start, axis=0) if len(hashes) else \
-            np.zeros((0, len(self.names)))
-        top, fired = top_contributors(totals, model.config.reasons)
-        return accounts, means, reason_lists(top, fired, self.names).to_pylist()
-
-
-class _TopLines:
-    """Per Center, the ``n`` highest-scoring lines so far (ties: the earlier line), and the
-    ``n`` lines of lowest draw: a hash of entry and line number, so a random sample that
-    no batching or thread count changes, for the worklist's exploration picks."""
-
-    COLUMNS = ["center", "entry_number", "line_number", "importer_id", "entry_date", "hts_code", "country_of_origin",
-               "port_code", "score", "reasons"]
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n = n
-        self.seed = seed
-        self.by_score: pa.Table | None = None
-        self.by_draw: pa.Table | None = None
-
-    def of(self, lines: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
-        """A batch's own best ``n`` lines per Center by score and by draw, for :meth:`add`."""
-        table = pa.Table.from_batches([lines]).select(self.COLUMNS)
-        table = table.append_column("draw", pa.array(_draws(self.seed, table.column("entry_number"),
-                                                            table.column("line_number"))))
-        return self._best(table, "score"), self._best(table, "draw")
-
-    def _best(self, table: pa.Table, by: str) -> pa.Table:
-        codes = pc.dictionary_encode(table.column("center")).combine_chunks()
-        center = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False)
-        key = table.column(by).to_numpy(zero_copy_only=False)
-        order = np.lexsort((-key if by == "score" else key, center))  # stable: ties keep input order
-        return table.take(pa.array(order[_group_ranks(center[order]) < self.n])).combine_chunks()
-
-    def add(self, best: tuple[pa.Table, pa.Table]) -> None:
-        by_score, by_draw = best
-        self.by_score = by_score if self.by_score is None else self._best(pa.concat_tables([self.by_score, by_score]),
-                                                                          "score")
-        self.by_draw = by_draw if self.by_draw is None else self._best(pa.concat_tables([self.by_draw, by_draw]), "draw")
-
-    def picks(self, explore: int) -> pa.Table | None:
-        """Per Center, the ``n - explore`` best-scoring lines, then ``explore`` lines of the
-        lowest draw among the rest, ranked in that order (``pick``: "score" or "exploration")."""
-        if self.by_score is None or self.by_draw is None:
-            return None
-        best = self.by_score.filter(pa.array(_group_ranks(self._centers(self.by_score)) < self.n - explore))
-        taken = set(zip(best.column("entry_number").to_pylist(), best.column("line_number").to_pylist()))
-        rest = self.by_draw.filter(pa.array([(e, n) not in taken for e, n in zip(
-            self.by_draw.column("entry_number").to_pylist(), self.by_draw.column("line_number").to_pylist())], pa.bool_()))
-        rest = rest.filter(pa.array(_group_ranks(self._centers(rest)) < explore))
-        both = pa.concat_tables([best.append_column("pick", pa.array(["score"] * best.num_rows, pa.string())),
-                                 rest.append_column("pick", pa.array(["exploration"] * rest.num_rows, pa.string()))])
-        center = self._centers(both)
-        order = np.argsort(center, kind="stable")  # each Center's best lines, then its exploration picks
-        both = both.take(pa.array(order)).drop_columns(["draw"])
-        return both.append_column("rank", pa.array(_group_ranks(center[order]) + 1, pa.int64()))
-
-    @staticmethod
-    def _centers(table: pa.Table) -> np.ndarray:
-        """Center codes as sortable integers (no Center last)."""
-        return np.array([c if c is not None else "~" for c in table.column("center").to_pylist()], dtype=object) \
-            .astype(str)
-
-
-def _draws(seed: int, keys: pa.ChunkedArray, numbers: pa.ChunkedArray | None = None) -> np.ndarray:
-    """A pseudo-random draw per row from the seed and the row's key (and number) alone."""
-    if len(keys) == 0:
-        return np.zeros(0, np.uint64)
-    hashes = hash_strings(pa.record_batch({"k": keys.combine_chunks()}), "k")
-    seeds = np.full(len(keys), seed, np.int64)
-    if numbers is None:
-        return combine(_DRAW_TAG, seeds, hashes)
-    return combine(_DRAW_TAG, seeds, hashes, numbers.to_numpy().astype(np.int64))
-
-
-_DRAW_TAG = 77
 
 
 @dataclass
@@ -624,69 +485,6 @@ def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, cen
     with atomic_path(paths["summary.json"]) as tmp:
         tmp.write_text(json.dumps({**summary.to_dict(), "outputs": named}, indent=2) + "\n")
     return summary
-
-
-def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, list[list[str]]],
-                   model: Model) -> pa.Table:
-    """Consolidated accounts with their risk score, reasons and rank within their Center.
-
-    An account's score is the larger of its account-level indicators (combined like a
-    line's) and the mean of its top lines' scores; its reasons are the account-level
-    indicators that fired, then the indicators contributing most to its top lines.
-    """
-    ids = accounts.column("importer_id").combine_chunks()
-    hashes = hash_strings(pa.record_batch({"importer_id": ids}), "importer_id")
-    line_accounts, line_means, line_reasons = top_lines
-    at = np.minimum(np.searchsorted(line_accounts, hashes), max(len(line_accounts) - 1, 0))
-    found = (len(line_accounts) > 0) & (line_accounts[at] == hashes) if len(line_accounts) else np.zeros(len(hashes), bool)
-    line_score = np.where(found, line_means[at] if len(line_means) else 0.0, 0.0)
-    strengths = model.account_strengths(hashes)
-    own, account_reasons = model.combine_account(strengths)
-    reasons = [list(dict.fromkeys(mine + (line_reasons[i] if ok else [])))[:model.config.reasons]
-               for mine, i, ok in zip(account_reasons, at.tolist(), found.tolist())]
-    table = accounts.append_column("score", pa.array(np.maximum(own, line_score)))
-    table = table.append_column("line_score", pa.array(line_score)).append_column(
-        "reasons", pa.array(reasons, pa.list_(pa.string())))
-    for i, name in enumerate(ACCOUNT_INDICATORS):
-        if name in model.enabled:
-            table = table.append_column(name, pa.array(strengths[:, i].astype(np.float32)))
-    order = table.sort_by([("center", "ascending"), ("score", "descending"), ("importer_id", "ascending")])
-    rank = _group_ranks(order.column("center").to_numpy(zero_copy_only=False)) + 1
-    return order.append_column("rank_in_center", pa.array(rank, pa.int64()))
-
-
-def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int, explore: int = 0, seed: int = 0) -> pa.Table:
-    """The worklist: per Center, ``n`` accounts and ``n`` lines in one table (``kind`` says
-    which). Of each ``n``, ``explore`` are exploration picks (``pick`` "exploration"): a
-    random draw among the rest (by ``seed``), so that outcomes keep arriving from
-    everywhere and a model does not only confirm itself; the others are the highest
-    scores."""
-    columns = ["center", "importer_id", "score", "reasons"]
-    best = accounts.filter(pc.less_equal(accounts.column("rank_in_center"), n - explore)).select(columns)
-    rest = accounts.filter(pc.greater(accounts.column("rank_in_center"), n - explore)).select(columns)
-    rest = rest.append_column("draw", pa.array(_draws(seed, rest.column("importer_id").cast(pa.string())))).sort_by([("center", "ascending"), ("draw", "ascending")])
-    rest = rest.filter(pa.array(_group_ranks(_TopLines._centers(rest)) < explore)).drop_columns(["draw"])
-    acc = pa.concat_tables([best.append_column("pick", pa.array(["score"] * best.num_rows, pa.string())),
-                            rest.append_column("pick", pa.array(["exploration"] * rest.num_rows, pa.string()))])
-    acc = acc.take(pa.array(np.argsort(_TopLines._centers(acc), kind="stable")))  # best, then picks, per Center
-    account_rows = pa.table({
-        "kind": pa.array(["account"] * acc.num_rows), "center": acc.column("center"),
-        "rank": pa.array(_group_ranks(_TopLines._centers(acc)) + 1, pa.int64()), "pick": acc.column("pick"),
-        "importer_id": acc.column("importer_id").cast(pa.string()),
-        "entry_number": pa.nulls(acc.num_rows, pa.string()), "line_number": pa.nulls(acc.num_rows, pa.int64()),
-        "score": acc.column("score"), "reasons": acc.column("reasons"),
-    })
-    if top_lines is None or top_lines.num_rows == 0:
-        return account_rows
-    line_rows = pa.table({
-        "kind": pa.array(["line"] * top_lines.num_rows), "center": top_lines.column("center"),
-        "rank": top_lines.column("rank"), "pick": top_lines.column("pick"),
-        "importer_id": top_lines.column("importer_id").cast(pa.string()),
-        "entry_number": top_lines.column("entry_number").cast(pa.string()),
-        "line_number": top_lines.column("line_number"), "score": top_lines.column("score"),
-        "reasons": top_lines.column("reasons"),
-    })
-    return pa.concat_tables([account_rows, line_rows])
 
 
 def consolidate(source: Any, **options: Any) -> pa.Table:
