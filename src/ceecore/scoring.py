@@ -274,7 +274,8 @@ class Model:
         if self.learned is not None:
             meta["learned"] = self.learned.to_dict()
         schema = table.schema.with_metadata({**table.schema.metadata, b"ceecore.model": json.dumps(meta).encode()})
-        with atomic_path(path) as tmp, ipc.new_file(tmp, schema) as writer:
+        options = ipc.IpcWriteOptions(compression="zstd")  # half the size, no slower here
+        with atomic_path(path) as tmp, ipc.new_file(tmp, schema, options=options) as writer:
             writer.write_table(table.replace_schema_metadata(schema.metadata))
 
     @classmethod
