@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -48,16 +48,14 @@ FORMAT = "ceecore.history/1"
 _OVERALL = np.uint64(0)  # the key of every line's sums
 
 
-class Outcomes:
+class Outcomes(NamedTuple):
     """The known outcomes of a batch's accepted lines: which were inspected (their label is
     known), which found a violation, the revenue recovered (cents), and each line's fold."""
 
-    def __init__(self, inspected: np.ndarray, violation: np.ndarray, revenue_cents: np.ndarray,
-                 fold: np.ndarray) -> None:
-        self.inspected = inspected
-        self.violation = violation
-        self.revenue_cents = revenue_cents
-        self.fold = fold
+    inspected: np.ndarray
+    violation: np.ndarray
+    revenue_cents: np.ndarray
+    fold: np.ndarray
 
 
 def outcomes(intake: Intake, f: LineFields, label: str = "violation", revenue: str | None = "revenue_recovered"

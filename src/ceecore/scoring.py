@@ -263,14 +263,11 @@ class Model:
         the history's tallies as rows, the rest (config, learned trees) as JSON metadata."""
         table = self.baselines.to_arrow()
         meta = {**self.meta, "format": MODEL_FORMAT, "version": __version__, "config": self.config.to_dict()}
-        if self.history is not None:
+        if self.history is not None:  # the same layout: one table, one dictionary of tally names
             history = self.history.to_arrow()
-            tally = pa.chunked_array([table.column("tally").cast(pa.string()),
-                                      history.column("tally").cast(pa.string())])
-            table = pa.table({"tally": tally.combine_chunks().dictionary_encode(),
-                              **{c: pa.chunked_array([table.column(c), history.column(c)]).combine_chunks()
-                                 for c in ("field", "key", "value")}},
-                             metadata={**table.schema.metadata, **history.schema.metadata})
+            both = pa.concat_tables([table, history.replace_schema_metadata(table.schema.metadata)])
+            table = both.unify_dictionaries().combine_chunks().replace_schema_metadata(
+                {**table.schema.metadata, **history.schema.metadata})
         if self.learned is not None:
             meta["learned"] = self.learned.to_dict()
         schema = table.schema.with_metadata({**table.schema.metadata, b"ceecore.model": json.dumps(meta).encode()})
