@@ -282,7 +282,7 @@ def _learn(source: Any, mapping: ColumnMapping | None, book: AccountBook, model:
     trees = train(X, y, model.feature_names())
     training = {"lines": int(len(y)), "violations": int(y.sum()), "params": TRAINING, "prior": model.history.prior}
     learned = Learned(labels.label, labels.revenue, trees, training)
-    return Model(model.baselines, model.config, {**model.meta, "training": training}, model.history, learned)
+    return Model(model.baselines, model.config, model.meta, model.history, learned)
 
 
 def _check_replayed(lines: int, second: IntakeStats) -> None:
