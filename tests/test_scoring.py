@@ -601,7 +601,7 @@ def test_the_scorer_takes_big_and_empty_inputs():
     scorer = ceecore.Scorer(ceecore.fit(table.slice(0, 50_000)))
     assert scorer.score(table.combine_chunks()).num_rows == 300_000  # one chunk above a kernel batch
     empty = scorer.score(table.slice(0, 0))
-    assert empty.num_rows == 0 and empty.schema.names == ceecore.scoring.SCORED_SCHEMA.names
+    assert empty.num_rows == 0 and empty.schema.names == scorer.model.scored_schema.names
     one_batch = table.combine_chunks().to_batches()[0]  # one record batch, cut into kernel batches on reading
     model = ceecore.fit(one_batch)
     assert model.baselines.lines == 300_000

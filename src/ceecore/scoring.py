@@ -41,7 +41,7 @@ from ceecore.learn import Learned
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "INDICATORS", "LINES_PARQUET_OPTIONS",
-           "LINES_SCHEMA", "SCORED_SCHEMA", "Model", "Scorer", "ScoringConfig", "lines_schema", "load_model",
+           "Model", "Scorer", "ScoringConfig", "lines_schema", "load_model",
            "scored_schema", "score_intake"]
 
 INDICATORS: tuple[str, ...] = (
@@ -569,8 +569,6 @@ def scored_schema(indicators: tuple[str, ...] = INDICATORS, history: tuple[str, 
     return lines_schema(indicators, history).insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
 
 
-LINES_SCHEMA = lines_schema()
-SCORED_SCHEMA = scored_schema()
 # How scored lines are written: dictionaries for the text columns only (the numbers
 # rarely repeat), statistics for what readers filter on (identity, Center, score).
 LINES_PARQUET_OPTIONS: dict[str, Any] = {
