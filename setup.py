@@ -12,8 +12,9 @@ from setuptools import Extension, setup
 openmp = os.environ.get("CEECORE_NO_OPENMP", "") in ("", "0")
 if openmp and sys.platform == "darwin":
     openmp = False  # Apple clang ships without OpenMP; build single-threaded there.
-compile_args = ["-O3"] + (["-fopenmp"] if openmp else [])
-link_args = ["-fopenmp"] if openmp else []
+# No fused multiply-adds: the kernels must round as numpy and the plain references do.
+compile_args = ["-O3", "-ffp-contract=off"]
+openmp_args = ["-fopenmp"] if openmp else []
 
 
 def kernel(name: str, parallel: bool = False) -> Extension:
@@ -23,12 +24,13 @@ def kernel(name: str, parallel: bool = False) -> Extension:
         [f"src/ceecore/_kernels/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=compile_args if parallel else ["-O3"],
-        extra_link_args=link_args if parallel else [],
+        extra_compile_args=compile_args + (openmp_args if parallel else []),
+        extra_link_args=openmp_args if parallel else [],
     )
 
 
-extensions = [kernel("_columns"), kernel("_tally"), kernel("_scores"), kernel("_trees"), kernel("_accounts", parallel=True)]
+extensions = [kernel(name) for name in ("_columns", "_tally", "_fit", "_scores", "_trees")]
+extensions.append(kernel("_accounts", parallel=True))
 
 setup(
     ext_modules=cythonize(

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ceecore._kernels._fit import FIT_TALLIES, fit_lines
 from ceecore._kernels._tally import Tally, combine
 from ceecore.fields import LineFields
 
@@ -173,56 +174,11 @@ class Baselines:
         self.tallies = {name: Tally(*folds) for name, folds in TALLIES.items() if name in names}
 
     def update(self, f: LineFields) -> None:
-        """Folds the accepted lines of one batch into the tallies this state builds."""
-        n = len(f)
-        if n == 0:
-            return
-        t = self.tallies
-        ones = np.ones(n, np.int64)
-        if {"uv_hist", "uv_moments", "ap_uv"} & t.keys():
-            has_uv = np.isfinite(f.log_uv)
-            bins = uv_bin(np.where(has_uv, f.log_uv, 0.0))[has_uv]
-            moments = np.stack([ones[has_uv], np.round(f.log_uv[has_uv] * 1e6),
-                                np.round(f.log_uv[has_uv] ** 2 * 1e6)], axis=1).astype(np.int64)
-            # Only the finest level is tallied; the coarser ones are its sums (roll_up).
-            group = uv_group(0, f.basis[has_uv], f.hts10[has_uv], f.country[has_uv])
-            if "uv_hist" in t:
-                t["uv_hist"].add(group << np.uint64(10) | bins.astype(np.uint64), ones[has_uv])
-            if "uv_moments" in t:
-                t["uv_moments"].add(group, moments)
-            if "ap_uv" in t:
-                t["ap_uv"].add(ap_key(f)[has_uv], moments)
-
-        if "duty" in t:
-            t["duty"].add(duty_key(f), np.stack([f.value_cents, f.duty_cents], axis=1))
-        if "origin_lines" in t:
-            t["origin_lines"].add(np.r_[origin_key(f.hts6, f.country), origin_key(f.hts6, np.full(n, ANY_ORIGIN))],
-                                  np.r_[ones, ones])
-        if "claims" in t:
-            claimed = f.spi > 0
-            t["claims"].add(np.r_[claim_key(f.country[claimed], f.spi[claimed]),
-                                  claim_key(f.country, np.zeros(n, np.int64))], np.r_[ones[claimed], ones])
-        if "ap_days" in t:
-            t["ap_days"].add(ap_day_key(f), np.stack([f.day, f.day, ones], axis=1))
-        if "ap_earliest" in t:
-            t["ap_earliest"].add(earliest_key(f), f.day * 1024 + f.country)
-
-        if {"cls_group_max", "cls_port_max", "cls_hts"} & t.keys():
-            known = f.maker != 0
-            group = cls_group_key(f)[known]
-            if "cls_group_max" in t:
-                t["cls_group_max"].add(group, f.rate_bp[known])
-            if "cls_port_max" in t:
-                t["cls_port_max"].add(cls_port_key(f)[known], f.rate_bp[known])
-            if "cls_hts" in t:
-                t["cls_hts"].add(combine(_CLS_HTS, f.maker[known], f.hts10[known]), group.view(np.int64))
-
-        if "acct_port" in t:
-            t["acct_port"].add(combine(_ACCT_PORT, f.importer, f.port),
-                               np.stack([ones, f.importer.view(np.int64)], axis=1))
-        t["acct"].add(f.importer, np.stack([f.day, f.day, ones], axis=1))
-        if "acct_month" in t:
-            t["acct_month"].add(month_key(f), np.stack([ones, f.importer.view(np.int64)], axis=1))
+        """Folds the accepted lines of one batch into the tallies this state builds (one
+        compiled pass over the lines, every tally at once)."""
+        fit_lines(tuple(self.tallies.get(name) for name in FIT_TALLIES), f.importer, f.maker, f.day, f.country,
+                  f.port, f.value_cents, f.duty_cents, f.rate_bp, f.hts10, f.hts6, f.hts4, f.spi, f.log_uv, f.basis,
+                  LOG_LOW, BIN_WIDTH, N_BINS)
 
     def merge(self, other: Baselines) -> None:
         """Adds another state's lines (exact: order does not matter)."""
