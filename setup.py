@@ -29,7 +29,7 @@ def kernel(name: str, parallel: bool = False) -> Extension:
     )
 
 
-extensions = [kernel(name) for name in ("_columns", "_tally", "_fit", "_scores", "_trees")]
+extensions = [kernel(name) for name in ("_columns", "_tally", "_fit", "_indicators", "_scores", "_trees")]
 extensions.append(kernel("_accounts", parallel=True))
 
 setup(

@@ -22,7 +22,7 @@ from benchmarks.peers import polars_unit_value_scores
 from ceecore import synth
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally, combine, hash_strings
-from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines
+from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines, Norms
 from ceecore.scoring import INDICATOR_RAW_VALUES, INDICATOR_TALLIES, INDICATORS, RAW_VALUES, Model, ScoringConfig
 from ceecore_cli.main import cli
 
@@ -142,7 +142,7 @@ def test_norms_are_the_median_and_robust_spread_of_unit_values():
         "country_of_origin": ["CN"] * n, "entered_value": np.round(unit_value * quantity, 2), "quantity": quantity,
     })
     model = ceecore.fit(table)
-    norms = model.norms
+    norms = Norms(model.baselines.tallies["uv_hist"], model.config.min_group_lines)
     assert len(norms.groups) == 4  # one group per level
     logs = np.log(table.column("entered_value").to_numpy() / quantity)
     assert norms.median == pytest.approx(np.median(logs), abs=0.03)

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from ceecore._kernels._fit import FIT_TALLIES, fit_lines
-from ceecore._kernels._tally import Tally, combine
+from ceecore._kernels._tally import Tally
 from ceecore.fields import LineFields
 
 __all__ = ["BIN_WIDTH", "LEVELS", "TALLIES", "Baselines", "Norms", "roll_up"]
@@ -65,17 +65,10 @@ ANY_ORIGIN = 1023
 MOMENT_LEVELS = 2                 # levels (HTS10 x origin, HTS10) that also keep sums, for leave-one-out norms
 FORMAT = "ceecore.baselines/2"
 
-# Tags of the hashed keys (one per kind of key, so kinds never collide).
-_AP, _AP_DAYS, _AP_EARLIEST, _CLS_GROUP, _CLS_PORT, _CLS_HTS, _ACCT_PORT, _CLAIM, _ACCT_MONTH = range(1, 10)
-
-
-def uv_bin(log_uv: np.ndarray) -> np.ndarray:
-    """The histogram bin of each log unit value."""
-    return np.clip(np.floor((log_uv - LOG_LOW) / BIN_WIDTH), 0, N_BINS - 1).astype(np.int64)
-
 
 def uv_group(level: int, basis: np.ndarray, hts: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """The unit-value group key at a level: (level, basis, hts code, origin) packed in 52 bits."""
+    """The unit-value group key at a level: (level, basis, hts code, origin) packed in 52
+    bits (as ``_kernels/_keys.pxd`` packs it)."""
     return ((np.int64(level) << 50) | (basis.astype(np.int64) << 49) | (hts.astype(np.int64) << 10)
             | origin.astype(np.int64)).astype(np.uint64)
 
@@ -110,53 +103,6 @@ def roll_up(keys: np.ndarray, values: np.ndarray, levels: int, shift: int = 0) -
         out_keys.append(unique)
         out_values.append(np.add.reduceat(values[order], start, axis=0) if len(unique) else values[:0])
     return np.concatenate(out_keys), np.concatenate(out_values)
-
-
-def level_codes(f: LineFields) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(hts code, origin) per line at each of :data:`LEVELS` (HTS codes carry their length)."""
-    any_origin = np.full(len(f), ANY_ORIGIN, np.int64)
-    return [(f.hts10, f.country), (f.hts10, any_origin), (f.hts6 * 16 + 6, any_origin), (f.hts4 * 16 + 4, any_origin)]
-
-
-def ap_key(f: LineFields) -> np.ndarray:
-    """(importer, hts10, origin, basis): an account's product from one origin."""
-    return combine(_AP, f.importer, f.hts10, f.country * 2 + f.basis)
-
-
-def ap_day_key(f: LineFields, origin: np.ndarray | None = None) -> np.ndarray:
-    return combine(_AP_DAYS, f.importer, f.hts10, f.country if origin is None else origin)
-
-
-def earliest_key(f: LineFields) -> np.ndarray:
-    return combine(_AP_EARLIEST, f.importer, f.hts10)
-
-
-def cls_group_key(f: LineFields) -> np.ndarray:
-    return combine(_CLS_GROUP, f.maker, f.hts4)
-
-
-def cls_port_key(f: LineFields) -> np.ndarray:
-    return combine(_CLS_PORT, f.maker, f.hts4, f.port)
-
-
-def duty_key(f: LineFields) -> np.ndarray:
-    """(claimed a preference, hts10, origin), packed."""
-    return ((f.spi > 0).astype(np.int64) << 50 | f.hts10 << 10 | f.country).astype(np.uint64)
-
-
-def origin_key(hts6: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    return (hts6.astype(np.int64) << 10 | origin).astype(np.uint64)
-
-
-def month_key(f: LineFields) -> np.ndarray:
-    """(importer, calendar month of the entry date)."""
-    month = f.day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    return combine(_ACCT_MONTH, f.importer, month)
-
-
-def claim_key(origin: np.ndarray, spi: np.ndarray) -> np.ndarray:
-    """(origin, program); program 0 stands for all of the origin's lines."""
-    return combine(_CLAIM, origin, spi)
 
 
 class Baselines:
@@ -246,10 +192,12 @@ class Baselines:
 
 
 class Norms:
-    """Robust centre and spread of log unit values per group, from the histograms."""
+    """Robust centre (median) and spread (interquartile range / 1.349) of log unit
+    values per group, at every level, from the HTS10 x origin histograms; ``index``
+    maps each group key to its row (the scoring kernel looks them up)."""
 
-    def __init__(self, baselines: Baselines, min_lines: int, max_own_share: float = 0.25) -> None:
-        keys, counts = roll_up(*baselines.tallies["uv_hist"].items(), levels=len(LEVELS), shift=10)
+    def __init__(self, uv_hist: Tally, min_lines: int, max_own_share: float = 0.25) -> None:
+        keys, counts = roll_up(*uv_hist.items(), levels=len(LEVELS), shift=10)
         group = keys >> np.uint64(10)
         bins = (keys & np.uint64(1023)).astype(np.int64)
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(keys) else np.zeros(0, np.int64)
@@ -271,35 +219,8 @@ class Norms:
         self.spread = np.maximum((quantile(0.75) - quantile(0.25)) / 1.349, BIN_WIDTH)
         self.min_lines = min_lines
         self.max_own_share = max_own_share
-        self._index = Tally("min")
-        self._index.add(self.groups, np.arange(len(self.groups), dtype=np.int64))
-
-    def lookup(self, f: LineFields, own: np.ndarray | None = None, max_level: int = len(LEVELS) - 1,
-               max_own_share: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(median, spread, level) per line: the finest level with at least ``min_lines``
-        lines besides the ``own`` lines of the line's account (the norm an account is held
-        to should not be mostly its own), and where those are at most ``max_own_share``
-        of the group; levels above ``max_level`` are not used; level -1 (median NaN)
-        when no level qualifies."""
-        own = np.zeros(len(f), np.int64) if own is None else own
-        max_own_share = self.max_own_share if max_own_share is None else max_own_share
-        n = len(f)
-        median = np.full(n, np.nan)
-        spread = np.full(n, np.nan)
-        level = np.full(n, -1, np.int64)
-        for lv, (hts, origin) in enumerate(level_codes(f)[:max_level + 1]):
-            todo = level < 0
-            if not todo.any():
-                break
-            row = self._index.get(uv_group(lv, f.basis[todo], hts[todo], origin[todo]), -1)
-            ok = row >= 0
-            lines, mine = self.lines[row[ok]], own[todo][ok]
-            ok[ok] = (lines - mine >= self.min_lines) & (mine <= max_own_share * lines)
-            idx = np.flatnonzero(todo)[ok]
-            median[idx] = self.median[row[ok]]
-            spread[idx] = self.spread[row[ok]]
-            level[idx] = lv
-        return median, spread, level
+        self.index = Tally("min")
+        self.index.add(self.groups, np.arange(len(self.groups), dtype=np.int64))
 
     def describe(self) -> dict[str, Any]:
         return {"groups": int(len(self.groups)), "min_lines": self.min_lines}

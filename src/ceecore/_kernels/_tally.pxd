@@ -150,11 +150,15 @@ cdef inline int tally_add(TallyTable* t, uint64_t key, const int64_t* values) no
 
 cdef inline const int64_t* tally_find(const TallyTable* t, uint64_t key) noexcept nogil:
     """The fields of ``key``, or NULL if it was never added."""
-    cdef int64_t* slot
+    cdef const int64_t* slot
     if key == 0:
-        return t.zero if t.has_zero else NULL
+        if t.has_zero:
+            return t.zero
+        return NULL
     slot = tally_probe(t, key)
-    return slot + 1 if slot[0] != 0 else NULL
+    if slot[0] != 0:
+        return slot + 1
+    return NULL
 
 
 cdef inline uint64_t hash_parts_seed(uint64_t tag) noexcept nogil:

@@ -1,0 +1,466 @@
+# cython: language_level=3
+"""Scoring lines: every enabled indicator, the combined score and the reasons, in one
+pass per line without the GIL.
+
+Each indicator is one inline function below (its Python side, with what it declares,
+is a module of ``ceecore.indicators``); :func:`score_lines` calls the enabled ones per
+line and combines their weighted strengths. The model's lookups (keyed tallies and
+norm arrays) are bound once into a :class:`ScoringContext`, which any number of
+threads may share: scoring only reads it.
+
+Arithmetic follows the plain reference (``tests/scoring_reference.py``) step by step,
+in double precision; missing values are NaN, and a strength is 0 where its input is.
+"""
+
+from libc.math cimport NAN, fabs, fmax, isnan, sqrt
+from libc.stdint cimport int64_t, uint64_t
+
+import numpy as np
+
+cimport numpy as cnp
+
+from ceecore._kernels._combine cimport combine_row
+from ceecore._kernels._keys cimport (
+    ANY_ORIGIN, ap_day_key, ap_key, claim_key, cls_group_key, cls_port_key, duty_key, earliest_key, floor_div,
+    month_key, origin_key, uv_group,
+)
+from ceecore._kernels._tally cimport Tally, TallyTable, tally_find
+
+cnp.import_array()
+
+# The kernel's indicators, raw values and thresholds, by id (the registry in
+# ceecore.indicators names which of these each indicator is and reads).
+INDICATOR_IDS = {name: i for i, name in enumerate((
+    "unit_value_low", "unit_value_outlier", "duty_below_peers", "preference_rare", "origin_rare", "origin_switch",
+    "classification_disparity", "port_spread", "new_importer", "volume_surge"))}
+RAW_IDS = {name: i for i, name in enumerate((
+    "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share", "origin_share",
+    "effective_ports", "lines_per_day", "month_volume_ratio"))}
+THRESHOLDS = (
+    "unit_value_low_z_from", "unit_value_low_z_to", "unit_value_low_size_from", "unit_value_low_size_to",
+    "others_min_lines", "unit_value_outlier_from", "unit_value_outlier_to", "duty_gap_from", "duty_gap_to",
+    "preference_share_from", "preference_share_to", "origin_share_from", "origin_share_to", "origin_min_lines",
+    "switch_gap_days", "switch_overlap_days", "switch_min_lines", "port_spread_from", "port_spread_to",
+    "new_importer_after_days", "new_importer_from", "new_importer_to", "disparity_gap_to", "surge_from", "surge_to",
+    "surge_min_months", "surge_min_lines",
+)
+# The tallies and norms a context binds (None where the model has no such table).
+LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
+           "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month")
+
+cdef enum:
+    UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER, DUTY_BELOW_PEERS, PREFERENCE_RARE, ORIGIN_RARE, ORIGIN_SWITCH
+    CLASSIFICATION_DISPARITY, PORT_SPREAD, NEW_IMPORTER, VOLUME_SURGE
+    N_INDICATORS
+
+cdef enum:
+    UNIT_VALUE_Z, ACCOUNT_UNIT_VALUE_Z, NORM_LEVEL, PEER_DUTY_RATE, CLAIM_SHARE, ORIGIN_SHARE, EFFECTIVE_PORTS
+    LINES_PER_DAY, MONTH_VOLUME_RATIO
+    N_RAW
+
+cdef enum:
+    UV_LOW_Z_FROM, UV_LOW_Z_TO, UV_LOW_SIZE_FROM, UV_LOW_SIZE_TO, OTHERS_MIN_LINES, UV_OUTLIER_FROM, UV_OUTLIER_TO
+    DUTY_GAP_FROM, DUTY_GAP_TO, PREF_SHARE_FROM, PREF_SHARE_TO, ORIGIN_SHARE_FROM, ORIGIN_SHARE_TO, ORIGIN_MIN_LINES
+    SWITCH_GAP_DAYS, SWITCH_OVERLAP_DAYS, SWITCH_MIN_LINES, PORT_SPREAD_FROM, PORT_SPREAD_TO
+    NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
+    N_THRESHOLDS
+
+cdef enum:
+    L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
+    L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
+    N_LOOKUPS
+    MAX_REASONS = 16
+
+assert len(INDICATOR_IDS) == N_INDICATORS and len(RAW_IDS) == N_RAW
+assert len(THRESHOLDS) == N_THRESHOLDS and len(LOOKUPS) == N_LOOKUPS
+
+
+ctypedef struct Line:
+    uint64_t importer
+    uint64_t maker
+    int64_t day
+    int64_t country
+    int64_t port
+    int64_t rate_bp
+    int64_t hts10
+    int64_t hts6
+    int64_t hts4
+    int64_t spi
+    double log_uv
+    int64_t basis
+
+
+ctypedef struct Context:
+    const TallyTable* t[N_LOOKUPS]
+    const double* norm_median
+    const double* norm_spread
+    const int64_t* norm_lines
+    int64_t n_norms
+    const double* origin_price     # per origin * 2 + basis
+    int64_t min_group_lines
+    double max_own_share           # of a group's lines, at most this many may be the account's own
+    double bin_width
+    double ports_norm
+    double rate_norm
+    int64_t first_day
+    double th[N_THRESHOLDS]
+    bint on[N_INDICATORS]
+    double weight[N_INDICATORS]
+
+
+cdef inline double ramp(double x, double start, double end) noexcept nogil:
+    """0 at ``start``, 1 at ``end``, linear between (either direction); NaN gives 0."""
+    cdef double r
+    if isnan(x):
+        return 0.0
+    r = (x - start) / (end - start)
+    if isnan(r):
+        return 0.0
+    return 0.0 if r < 0.0 else (1.0 if r > 1.0 else r)
+
+
+cdef inline const int64_t* find(const TallyTable* t, uint64_t key) noexcept nogil:
+    """The fields of ``key`` in ``t``, NULL if absent or if the model has no such table
+    (the model refuses configs that score without the tables they read)."""
+    return tally_find(t, key) if t != NULL else NULL
+
+
+cdef inline int64_t get1(const TallyTable* t, uint64_t key, int64_t default) noexcept nogil:
+    cdef const int64_t* found = find(t, key)
+    return found[0] if found != NULL else default
+
+
+cdef inline void level_code(const Line* L, int level, int64_t* hts, int64_t* origin) noexcept nogil:
+    """(HTS code, origin) of the line's unit-value group at a level: HTS10 x origin,
+    HTS10, HTS6, HTS4 (codes carry their digit count)."""
+    if level == 0:
+        hts[0], origin[0] = L.hts10, L.country
+    elif level == 1:
+        hts[0], origin[0] = L.hts10, ANY_ORIGIN
+    elif level == 2:
+        hts[0], origin[0] = L.hts6 * 16 + 6, ANY_ORIGIN
+    else:
+        hts[0], origin[0] = L.hts4 * 16 + 4, ANY_ORIGIN
+
+
+cdef inline int64_t norm_lookup(const Context* c, const Line* L, int64_t own, int64_t max_level, double max_own_share,
+                                double* median, double* spread) noexcept nogil:
+    """The finest level (up to ``max_level``) whose norm has at least ``min_group_lines``
+    lines besides the ``own`` lines of the line's account, and where those are at most
+    ``max_own_share`` of the group: its level, median and spread; -1 (NaN) if none."""
+    cdef int64_t level, hts, origin, row, lines
+    for level in range(max_level + 1):
+        level_code(L, <int>level, &hts, &origin)
+        row = get1(c.t[L_NORM_INDEX], uv_group(level, L.basis, hts, origin), -1)
+        if row < 0 or row >= c.n_norms:
+            continue
+        lines = c.norm_lines[row]
+        if lines - own >= c.min_group_lines and own <= max_own_share * lines:
+            median[0], spread[0] = c.norm_median[row], c.norm_spread[row]
+            return level
+    median[0], spread[0] = NAN, NAN
+    return -1
+
+
+# ------------------------------------------------------------------ the indicators
+
+
+cdef inline void unit_value(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """unit_value_outlier: the line's unit value against the robust norm of its product;
+    unit_value_low: the account's mean for the product against the other accounts'."""
+    cdef double median, spread, z, mean, centre, spread2, m, var, robust, size
+    cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others
+    cdef const int64_t* own
+    cdef const int64_t* group
+    cdef int64_t g0, g1, g2
+    level = norm_lookup(c, L, 0, 3, c.max_own_share, &median, &spread)
+    z = (L.log_uv - median) / spread
+    raw[UNIT_VALUE_Z], raw[NORM_LEVEL] = z, <double>level
+    if c.on[UNIT_VALUE_OUTLIER]:
+        s[UNIT_VALUE_OUTLIER] = ramp(fabs(z), c.th[UV_OUTLIER_FROM], c.th[UV_OUTLIER_TO])
+    if not c.on[UNIT_VALUE_LOW]:
+        return
+    # The account's mean for the product (from history) against the norm of the same
+    # HTS number (and origin, if its lines are enough): the robust median while the
+    # account's own lines are at most half the group, else the other accounts' mean and
+    # spread. HTS6 and HTS4 mix products too different in price to judge an account by.
+    own = find(c.t[L_AP_UV], ap_key(L.importer, L.hts10, L.country, L.basis))
+    if own != NULL:
+        count, own_sum, own_sq = own[0], own[1], own[2]
+    mean = own_sum / <double>(count if count > 1 else 1) / 1e6 if count > 0 else L.log_uv
+    used = norm_lookup(c, L, count, 1, 0.5, &centre, &spread2)
+    for lv in range(2):
+        if not isnan(centre):
+            break
+        level_code(L, <int>lv, &hts, &origin)
+        group = find(c.t[L_UV_MOMENTS], uv_group(lv, L.basis, hts, origin))
+        g0, g1, g2 = 0, 0, 0
+        if group != NULL:
+            g0, g1, g2 = group[0], group[1], group[2]
+        others = g0 - count
+        if others >= c.th[OTHERS_MIN_LINES]:
+            m = (g1 - own_sum) / <double>(others if others > 1 else 1) / 1e6
+            var = (g2 - own_sq) / <double>(others if others > 1 else 1) / 1e6 - m * m
+            robust = spread if level <= lv else NAN  # the histogram's spread, at this level or finer
+            centre = m
+            spread2 = fmax(sqrt(fmax(var, c.bin_width * c.bin_width)), robust)
+            used = lv
+    # Across origins (level 1), the norm is moved by the origin's national price index.
+    if used == 1 and c.origin_price != NULL:
+        centre = centre + c.origin_price[L.country * 2 + L.basis]
+    size = (mean - centre) / spread2
+    raw[ACCOUNT_UNIT_VALUE_Z] = size
+    s[UNIT_VALUE_LOW] = min(
+        ramp(-size * sqrt(<double>(count if count > 1 else 1)), c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
+        ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
+
+
+cdef inline void duty_below_peers(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """Duty against peers of the same HTS number and origin without a preference claim."""
+    cdef const int64_t* peers = find(c.t[L_DUTY], duty_key(False, L.hts10, L.country))
+    cdef double peer_rate = NAN, gap = NAN
+    if peers != NULL and peers[0] > 0:
+        peer_rate = peers[1] / <double>peers[0]
+    if L.spi == 0 and peer_rate > 0:
+        gap = 1 - (L.rate_bp / 1e4) / peer_rate
+    raw[PEER_DUTY_RATE] = peer_rate
+    s[DUTY_BELOW_PEERS] = ramp(gap, c.th[DUTY_GAP_FROM], c.th[DUTY_GAP_TO])
+
+
+cdef inline void preference_rare(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """A preference claimed where the origin's lines rarely claim it."""
+    cdef int64_t origin_lines
+    cdef double share = NAN
+    if L.spi > 0:
+        origin_lines = get1(c.t[L_CLAIMS], claim_key(L.country, 0), 0)
+        share = get1(c.t[L_CLAIMS], claim_key(L.country, L.spi), 0) / <double>(origin_lines if origin_lines > 1 else 1)
+    raw[CLAIM_SHARE] = share
+    s[PREFERENCE_RARE] = ramp(share, c.th[PREF_SHARE_FROM], c.th[PREF_SHARE_TO])
+
+
+cdef inline void origin_rare(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """An origin rare for the product (HTS6) nationally."""
+    cdef int64_t hts6_lines = get1(c.t[L_ORIGIN_LINES], origin_key(L.hts6, ANY_ORIGIN), 0)
+    cdef double share = NAN
+    if hts6_lines >= c.th[ORIGIN_MIN_LINES]:
+        share = get1(c.t[L_ORIGIN_LINES], origin_key(L.hts6, L.country), 0) / <double>(hts6_lines if hts6_lines > 1
+                                                                                        else 1)
+    raw[ORIGIN_SHARE] = share
+    s[ORIGIN_RARE] = ramp(share, c.th[ORIGIN_SHARE_FROM], c.th[ORIGIN_SHARE_TO])
+
+
+cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexcept nogil:
+    """The account's origin for a product newly switched, the old origin stopped."""
+    cdef int64_t earliest = get1(c.t[L_AP_EARLIEST], earliest_key(L.importer, L.hts10), -1)
+    cdef int64_t product_first = floor_div(earliest, 1024)
+    cdef int64_t first_origin = earliest - product_first * 1024
+    cdef const int64_t* mine = find(c.t[L_AP_DAYS], ap_day_key(L.importer, L.hts10, L.country))
+    cdef const int64_t* old = find(c.t[L_AP_DAYS], ap_day_key(L.importer, L.hts10, first_origin))
+    cdef int64_t origin_first = mine[0] if mine != NULL else -1
+    cdef int64_t mine_lines = mine[2] if mine != NULL else -1
+    cdef int64_t old_last = old[1] if old != NULL else -1
+    cdef int64_t old_lines = old[2] if old != NULL else -1
+    if (earliest >= 0 and origin_first >= 0 and L.country != first_origin
+            and old_last <= origin_first + c.th[SWITCH_OVERLAP_DAYS]
+            and old_lines >= c.th[SWITCH_MIN_LINES] and mine_lines >= c.th[SWITCH_MIN_LINES]):
+        s[ORIGIN_SWITCH] = ramp(<double>(origin_first - product_first), c.th[SWITCH_GAP_DAYS],
+                                3 * c.th[SWITCH_GAP_DAYS])
+
+
+cdef inline void classification_disparity(const Context* c, const Line* L, double* s) noexcept nogil:
+    """The same importer + manufacturer + heading under a dearer HTS number at other ports."""
+    cdef uint64_t group = cls_group_key(L.maker, L.hts4)
+    cdef int64_t group_max = get1(c.t[L_CLS_GROUP_MAX], group, -1)
+    cdef int64_t port_max = get1(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port), -1)
+    cdef int64_t numbers = get1(c.t[L_CLS_HTS_COUNT], group, 0)
+    cdef double gap = 0.0
+    if L.rate_bp > port_max:  # this line counts too
+        port_max = L.rate_bp
+    if L.maker != 0 and numbers >= 2 and L.rate_bp < group_max and group_max > 0:
+        gap = (group_max - port_max) / <double>(group_max if group_max > 1 else 1)
+    s[CLASSIFICATION_DISPARITY] = ramp(gap, 0.0, c.th[DISPARITY_GAP_TO])
+
+
+cdef inline void account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
+    """port_spread: effective ports far above the industry's; new_importer: an account
+    new in the data filing far more lines per active day than the industry."""
+    cdef const int64_t* account
+    cdef int64_t first, days
+    cdef double ports, per_day
+    if c.on[PORT_SPREAD]:
+        ports = get1(c.t[L_EFFECTIVE_PORTS], importer, 0) / 1000.0
+        raw[EFFECTIVE_PORTS] = ports
+        s[PORT_SPREAD] = ramp(ports / c.ports_norm, c.th[PORT_SPREAD_FROM], c.th[PORT_SPREAD_TO])
+    if c.on[NEW_IMPORTER]:
+        account = find(c.t[L_ACCT], importer)
+        first = account[0] if account != NULL else -1
+        days = (account[1] if account != NULL else -1) - first + 1
+        per_day = (account[2] if account != NULL and account[2] > 0 else 0) / <double>(days if days > 1 else 1)
+        raw[LINES_PER_DAY] = per_day
+        if first >= 0 and first >= c.first_day + c.th[NEW_AFTER_DAYS]:
+            s[NEW_IMPORTER] = ramp(per_day / c.rate_norm, c.th[NEW_FROM], c.th[NEW_TO])
+
+
+cdef inline void volume_surge(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """An account's month far above its usual month."""
+    cdef int64_t month_lines = get1(c.t[L_ACCT_MONTH], month_key(L.importer, L.day), 0)
+    cdef const int64_t* typical = find(c.t[L_TYPICAL_MONTH], L.importer)
+    cdef double median = (typical[0] if typical != NULL else 0) / 1000.0
+    cdef int64_t months = typical[1] if typical != NULL else 0
+    cdef double surge = month_lines / (median if median > 1e-9 else 1e-9)
+    raw[MONTH_VOLUME_RATIO] = surge
+    if months >= c.th[SURGE_MIN_MONTHS] and month_lines >= c.th[SURGE_MIN_LINES]:
+        s[VOLUME_SURGE] = ramp(surge, c.th[SURGE_FROM], c.th[SURGE_TO])
+
+
+cdef inline void score_line(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """Every enabled indicator's strength (``s``, by indicator id) and raw values (by raw id)."""
+    cdef int j
+    for j in range(N_INDICATORS):
+        s[j] = 0.0
+    for j in range(N_RAW):
+        raw[j] = NAN
+    if c.on[UNIT_VALUE_LOW] or c.on[UNIT_VALUE_OUTLIER]:
+        unit_value(c, L, s, raw)
+    if c.on[DUTY_BELOW_PEERS]:
+        duty_below_peers(c, L, s, raw)
+    if c.on[PREFERENCE_RARE]:
+        preference_rare(c, L, s, raw)
+    if c.on[ORIGIN_RARE]:
+        origin_rare(c, L, s, raw)
+    if c.on[ORIGIN_SWITCH]:
+        origin_switch(c, L, s)
+    if c.on[CLASSIFICATION_DISPARITY]:
+        classification_disparity(c, L, s)
+    account_level(c, L.importer, s, raw)
+    if c.on[VOLUME_SURGE]:
+        volume_surge(c, L, s, raw)
+
+
+# ------------------------------------------------------------------ binding and the pass
+
+
+cdef class ScoringContext:
+    """A model's lookups, thresholds and weights, bound for the kernel (read-only)."""
+
+    cdef Context c
+    cdef list _keep          # the tallies and arrays the context points into
+
+    def __cinit__(self, dict lookups, dict thresholds, dict weights, int64_t min_group_lines, double bin_width,
+                  int64_t first_day):
+        """``lookups`` (see :data:`LOOKUPS`): tallies, the norms' arrays (``norm_median``,
+        ``norm_spread``, ``norm_lines``), ``origin_price`` and the numbers ``ports_norm``
+        and ``rate_norm``; what a model lacks is missing (the indicators reading it must
+        be off)."""
+        cdef int j
+        self._keep = []
+        for j, name in enumerate(LOOKUPS):
+            tally = lookups.get(name)
+            if tally is not None and not isinstance(tally, Tally):
+                raise TypeError(f"lookup {name!r} must be a Tally")
+            self.c.t[j] = &(<Tally>tally).t if tally is not None else NULL
+            self._keep.append(tally)
+        cdef const double[::1] median = self._array(lookups.get("norm_median", ()), np.float64)
+        cdef const double[::1] spread = self._array(lookups.get("norm_spread", ()), np.float64)
+        cdef const int64_t[::1] lines = self._array(lookups.get("norm_lines", ()), np.int64)
+        cdef const double[::1] price = self._array(lookups.get("origin_price", ()), np.float64)
+        if not (median.shape[0] == spread.shape[0] == lines.shape[0]):
+            raise ValueError("the norm arrays must have one length")
+        if price.shape[0] and price.shape[0] != 2048:
+            raise ValueError("origin prices are one per origin and basis (2048)")
+        self.c.norm_median = &median[0] if median.shape[0] else NULL
+        self.c.norm_spread = &spread[0] if spread.shape[0] else NULL
+        self.c.norm_lines = &lines[0] if lines.shape[0] else NULL
+        self.c.n_norms = lines.shape[0]
+        self.c.origin_price = &price[0] if price.shape[0] else NULL
+        for j, name in enumerate(THRESHOLDS):
+            self.c.th[j] = float(thresholds[name])
+        for name, j in INDICATOR_IDS.items():
+            self.c.weight[j] = float(weights.get(name, 0.0))
+            self.c.on[j] = self.c.weight[j] > 0
+        self.c.min_group_lines = min_group_lines
+        self.c.max_own_share = 0.25
+        self.c.bin_width = bin_width
+        self.c.ports_norm = float(lookups.get("ports_norm", 1.0))
+        self.c.rate_norm = float(lookups.get("rate_norm", 1.0))
+        self.c.first_day = first_day
+
+    def _array(self, values, dtype):
+        array = np.ascontiguousarray(values, dtype)
+        self._keep.append(array)
+        return array
+
+
+def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint64_t[::1] maker,
+                const int64_t[::1] day, const int64_t[::1] country, const int64_t[::1] port,
+                const int64_t[::1] rate_bp, const int64_t[::1] hts10, const int64_t[::1] hts6,
+                const int64_t[::1] hts4, const int64_t[::1] spi, const double[::1] log_uv, const int64_t[::1] basis,
+                const int64_t[::1] strength_column, const int64_t[::1] raw_column, int64_t reasons=-1):
+    """Strengths ``(n, len(strength_column))`` and raw values ``(n, len(raw_column))`` of
+    the lines (one array per parsed field); ``strength_column[id]`` / ``raw_column[id]``
+    is where the indicator / raw value of kernel id ``id`` goes (-1: nowhere).
+
+    With ``reasons >= 0`` also ``(score, top, fired)``: the combined score, the
+    indicator ids of the ``reasons`` largest weighted strengths and how many fired.
+    """
+    cdef int64_t n = importer.shape[0], i, j
+    lengths = (maker.shape[0], day.shape[0], country.shape[0], port.shape[0], rate_bp.shape[0], hts10.shape[0],
+               hts6.shape[0], hts4.shape[0], spi.shape[0], log_uv.shape[0], basis.shape[0])
+    if any(length != n for length in lengths):
+        raise ValueError("score_lines takes fields of one length")
+    if strength_column.shape[0] != N_INDICATORS or raw_column.shape[0] != N_RAW:
+        raise ValueError(f"score_lines takes {N_INDICATORS} strength and {N_RAW} raw columns")
+    cdef int64_t n_strengths = int(np.max(np.asarray(strength_column), initial=-1)) + 1
+    cdef int64_t n_raw = int(np.max(np.asarray(raw_column), initial=-1)) + 1
+    cdef int64_t k = min(reasons, N_INDICATORS, MAX_REASONS)
+    strengths_arr = np.zeros((n, n_strengths), np.float64)
+    raw_arr = np.full((n, n_raw), np.nan)
+    score_arr = np.zeros(n, np.float64)
+    top_arr = np.zeros((n, max(k, 0)), np.int64)
+    fired_arr = np.zeros(n, np.int64)
+    cdef double[:, ::1] out_s = strengths_arr
+    cdef double[:, ::1] out_raw = raw_arr
+    cdef double[::1] out_score = score_arr
+    cdef int64_t[:, ::1] out_top = top_arr
+    cdef int64_t[::1] out_fired = fired_arr
+    cdef const Context* c = &context.c
+    cdef Line L
+    cdef double s[N_INDICATORS]
+    cdef double raw[N_RAW]
+    cdef double contribution[N_INDICATORS]
+    cdef int64_t top[MAX_REASONS]
+    with nogil:
+        for i in range(n):
+            L.importer, L.maker, L.day, L.country, L.port = importer[i], maker[i], day[i], country[i], port[i]
+            L.rate_bp, L.hts10, L.hts6, L.hts4, L.spi = rate_bp[i], hts10[i], hts6[i], hts4[i], spi[i]
+            L.log_uv, L.basis = log_uv[i], basis[i]
+            score_line(c, &L, s, raw)
+            for j in range(N_INDICATORS):
+                if strength_column[j] >= 0:
+                    out_s[i, strength_column[j]] = s[j]
+            for j in range(N_RAW):
+                if raw_column[j] >= 0:
+                    out_raw[i, raw_column[j]] = raw[j]
+            if k >= 0:
+                for j in range(N_INDICATORS):
+                    contribution[j] = s[j] * c.weight[j]
+                out_score[i] = combine_row(contribution, N_INDICATORS, k, top, &out_fired[i])
+                for j in range(k):
+                    out_top[i, j] = top[j]
+    if reasons < 0:
+        return strengths_arr, raw_arr
+    return strengths_arr, raw_arr, score_arr, top_arr, fired_arr
+
+
+def score_accounts(ScoringContext context, const uint64_t[::1] importers):
+    """Strengths ``(n, indicators)`` and raw values ``(n, raw values)`` of the
+    account-level indicators, per importer hash (by kernel id; other columns 0 / NaN)."""
+    cdef int64_t n = importers.shape[0], i
+    strengths_arr = np.zeros((n, N_INDICATORS), np.float64)
+    raw_arr = np.full((n, N_RAW), np.nan)
+    cdef double[:, ::1] s = strengths_arr
+    cdef double[:, ::1] raw = raw_arr
+    with nogil:
+        for i in range(n):
+            account_level(&context.c, importers[i], &s[i, 0], &raw[i, 0])
+    return strengths_arr, raw_arr

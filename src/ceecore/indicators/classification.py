@@ -1,0 +1,30 @@
+"""Classification: the same goods declared under different HTS numbers at different ports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ceecore._kernels._tally import Tally
+from ceecore.indicators.base import Indicator, Lookup
+
+__all__ = ["CLASSIFICATION_DISPARITY"]
+
+
+def hts_counts(tallies: Mapping[str, Tally], thresholds: Mapping[str, float], min_group_lines: int
+               ) -> dict[str, Lookup]:
+    """Distinct HTS numbers per (importer x manufacturer, heading)."""
+    unique, counts = np.unique(tallies["cls_hts"].items()[1].view(np.uint64), return_counts=True)
+    out = Tally("max")
+    out.add(unique, counts.astype(np.int64))
+    return {"cls_hts_count": out}
+
+
+CLASSIFICATION_DISPARITY = Indicator(
+    name="classification_disparity",
+    doc="the same importer + manufacturer + heading is declared under a dearer HTS number at other ports",
+    tallies=("cls_group_max", "cls_port_max", "cls_hts"),
+    thresholds=("disparity_gap_to",),
+    lookups=hts_counts,
+)
