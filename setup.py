@@ -29,8 +29,8 @@ def kernel(name: str, parallel: bool = False) -> Extension:
     )
 
 
-extensions = [kernel(name) for name in ("_columns", "_tally", "_fit", "_indicators", "_scores", "_trees")]
-extensions.append(kernel("_accounts", parallel=True))
+extensions = [kernel(name) for name in ("_columns", "_tally", "_indicators", "_scores", "_trees")]
+extensions += [kernel(name, parallel=True) for name in ("_accounts", "_fit")]
 
 setup(
     ext_modules=cythonize(

@@ -119,12 +119,13 @@ class Baselines:
             raise ValueError(f"unknown baseline tallies: {sorted(names - set(TALLIES))}")
         self.tallies = {name: Tally(*folds) for name, folds in TALLIES.items() if name in names}
 
-    def update(self, f: LineFields) -> None:
-        """Folds the accepted lines of one batch into the tallies this state builds (one
-        compiled pass over the lines, every tally at once)."""
+    def update(self, f: LineFields, threads: int = 1) -> None:
+        """Folds the accepted lines of one batch into the tallies this state builds: one
+        compiled pass, the tallies folded on ``threads`` threads (one state serves them
+        all; the result does not depend on their number). One update at a time."""
         fit_lines(tuple(self.tallies.get(name) for name in FIT_TALLIES), f.importer, f.maker, f.day, f.country,
                   f.port, f.value_cents, f.duty_cents, f.rate_bp, f.hts10, f.hts6, f.hts4, f.spi, f.log_uv, f.basis,
-                  LOG_LOW, BIN_WIDTH, N_BINS)
+                  LOG_LOW, BIN_WIDTH, N_BINS, threads)
 
     def merge(self, other: Baselines) -> None:
         """Adds another state's lines (exact: order does not matter)."""

@@ -229,35 +229,36 @@ def fit(
 def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: ScoringConfig | None,
          labels: Labels | None, stats: IntakeStats, rejects: str | os.PathLike[str] | None,
          progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> Model:
-    # Each worker thread folds whole batches into a state of its own; the states merge
-    # exactly, so the result does not depend on which thread took which batch.
+    # Worker threads check and parse batches side by side; the baselines are one state,
+    # folded one batch at a time, each batch's tallies spread over the threads (so the
+    # state is never duplicated and nothing is merged). Outcome histories are kept per
+    # thread and merged exactly, so neither depends on which thread took which batch.
     config = config or ScoringConfig.default()
     if labels is not None:
         labels.check(mapping or ColumnMapping())
     columns = SCORING_COLUMNS + (labels.columns if labels else ())
-    states: list[tuple[Baselines, History | None]] = []
+    baselines = Baselines(config.tallies)
+    fitting = threading.Lock()
+    histories: list[History] = []
     local = threading.local()
 
     def fold(intake: Intake) -> None:
-        if not hasattr(local, "state"):
-            local.state = (Baselines(config.tallies), History(labels.history_keys) if labels else None)
-            states.append(local.state)
-        baselines, history = local.state
         f = line_fields(intake)
-        baselines.update(f)
-        if history is not None:
-            history.update(history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
+        with fitting:
+            baselines.update(f, book.threads)
+        if labels is not None:
+            if not hasattr(local, "history"):
+                local.history = History(labels.history_keys)
+                histories.append(local.history)
+            local.history.update(local.history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
 
     with _RejectSink(rejects) as sink:
         for _ in _each_batch(source, mapping, columns, book.ingest, fold, book.threads, stats, sink, progress,
                              on_start):
             pass
-    baselines = Baselines(config.tallies)
     history = History(labels.history_keys) if labels else None
-    for part, part_history in states:
-        baselines.merge(part)
-        if history is not None:
-            history.merge(part_history)
+    for part in histories:
+        history.merge(part)
     model = Model(baselines, config, model_meta(baselines), history)
     return _learn(source, mapping, book, model, labels) if labels else model
 
