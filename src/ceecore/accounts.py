@@ -72,8 +72,9 @@ def _state_schema(centers: CenterMap) -> pa.Schema:
 
 class Intake(NamedTuple):
     """One batch as consolidation saw it: its canonical columns, each row's reject code
-    (0 = accepted), and the kernel's parse of each row (meaningful where accepted; see
-    :data:`ceecore._kernels._accounts.PARSED_COLUMNS`)."""
+    (0 = accepted), and the kernel's parse of the accepted rows (see
+    :data:`ceecore._kernels._accounts.PARSED_COLUMNS`): checked, parsed and hashed once,
+    for every job that reads the batch."""
 
     canonical: pa.RecordBatch
     codes: np.ndarray
@@ -120,7 +121,7 @@ class AccountBook:
         canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), wanted, source)
         with self._lock:
             codes = self._kernel.update(canonical, prechecked, self.threads, fold)
-            parsed = self._kernel.parsed(len(codes)) if parse else {}
+            parsed = self._kernel.parsed(canonical, codes) if parse else {}
         return Intake(canonical, codes, parsed)
 
     def update(self, batch: Any, mapping: ColumnMapping | None = None, source: str = "<batch>") -> np.ndarray:

@@ -81,7 +81,7 @@ def outcomes(intake: Intake, f: LineFields, label: str = "violation", revenue: s
         values = dollars.to_numpy(zero_copy_only=False)
         money = np.where(np.isfinite(values) & (values > 0), np.round(values * 100), 0).astype(np.int64)
     return Outcomes(known, violation & known, np.where(known, money, 0),
-                    (intake.parsed["entry_hash"][f.rows] % np.uint64(FOLDS)).astype(np.int64))
+                    (intake.parsed["entry_hash"] % np.uint64(FOLDS)).astype(np.int64))
 
 
 class History:

@@ -11,6 +11,7 @@ neither scikit-learn nor pickle, and gives the same probabilities as the library
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,17 +73,27 @@ class Trees:
         return trees
 
 
-def train(X: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any] | None = None) -> Trees:
-    """Trees fitted to ``y`` (1 = violation) by scikit-learn, exported."""
+def train(X: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any] | None = None,
+          threads: int = 1) -> Trees:
+    """Trees fitted to ``y`` (1 = violation) by scikit-learn, exported.
+
+    scikit-learn trains on an OpenMP pool of its own, which ignores ``threads`` and, by
+    default, spins while it waits: beside other busy threads or processes that made a
+    12 s fit take minutes. So the pool is capped to ``threads`` and, unless the caller
+    chose a policy, waits passively.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when scikit-learn's OpenMP runtime loads
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
     except ImportError as exc:
         raise ValueError("learning from labels needs scikit-learn: pip install 'ceecore[learn]'") from exc
     if len(np.unique(y)) < 2:
         raise ValueError("the labelled lines hold only one outcome: cannot learn from them")
     X = np.array(X, np.float64)
     X[:, np.isnan(X).all(axis=0)] = 0.0  # never known here (the library cannot bin it): constant, never split on
-    model = HistGradientBoostingClassifier(**{**TRAINING, **(params or {})}).fit(X, y)
+    with threadpool_limits(limits=max(1, threads)):
+        model = HistGradientBoostingClassifier(**{**TRAINING, **(params or {})}).fit(X, y)
     return export(model, features)
 
 

@@ -280,7 +280,7 @@ def _learn(source: Any, mapping: ColumnMapping | None, book: AccountBook, model:
     _check_replayed(model.baselines.lines, again)
     X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(model.feature_names())))
     y = np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64)
-    trees = train(X, y, model.feature_names())
+    trees = train(X, y, model.feature_names(), threads=book.threads)
     training = {"lines": int(len(y)), "violations": int(y.sum()), "params": TRAINING, "prior": model.history.prior}
     learned = Learned(labels.label, labels.revenue, trees, training)
     return Model(model.baselines, model.config, model.meta, model.history, learned)

@@ -6,7 +6,7 @@ import numpy as np
 
 REJECT_REASONS: tuple[str, ...]
 ACCOUNT_DTYPE: np.dtype
-PARSED_COLUMNS: tuple[str, ...]
+PARSED_COLUMNS: dict[str, type]
 
 class AccountKernel:
     n_shards: int
@@ -14,8 +14,8 @@ class AccountKernel:
     def __init__(self, n_shards: int, n_centers: int, epoch_starts: np.ndarray, center_table: np.ndarray) -> None: ...
     def update(self, batch: Any, prechecked: np.ndarray, threads: int, fold: bool = True) -> np.ndarray:
         """Checks and folds (unless not ``fold``) one canonical batch; returns the reject code per row."""
-    def parsed(self, n: int) -> dict[str, np.ndarray]:
-        """Copies of the last update's per-row parse (see PARSED_COLUMNS)."""
+    def parsed(self, batch: Any, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """The last update's parse of the accepted rows of ``batch`` (see PARSED_COLUMNS)."""
     def account_views(self, k: int) -> dict[str, np.ndarray]:
         """Views of kernel memory, valid until the next update or absorb."""
     def export_keys(self, k: int) -> dict[str, np.ndarray]: ...

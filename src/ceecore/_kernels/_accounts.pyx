@@ -14,7 +14,7 @@ The state is exact and order-free: counters are integer sums, min/max, bit sets 
 sets of distinct keys, so any batching and any merge order give the same accounts.
 """
 from cython.parallel cimport prange
-from libc.math cimport isfinite, llround
+from libc.math cimport NAN, isfinite, llround, log, rint
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
@@ -144,6 +144,41 @@ cdef inline int epoch_of(const int32_t* starts, int n_epochs, int32_t day) noexc
     while e > 0 and day < starts[e]:
         e -= 1
     return e
+
+
+cdef inline int64_t pow10(int64_t k) noexcept nogil:
+    """10 ** k for k >= 0; 1 below."""
+    cdef int64_t out = 1
+    while k > 0:
+        out *= 10
+        k -= 1
+    return out
+
+
+cdef inline bint is_space(unsigned char ch) noexcept nogil:
+    return ch == 32 or (9 <= ch <= 13)
+
+
+cdef inline int64_t spi_code(const StrCol* col, int64_t i) noexcept nogil:
+    """A stable number for a special program indicator ("A+", "S", "KR", ...): its text
+    stripped of ASCII white space, in upper case, the first 7 bytes read big-endian; 0
+    for none."""
+    cdef const char* p
+    cdef int64_t n, k, code = 0
+    cdef unsigned char ch
+    if not get_str(col, i, &p, &n):
+        return 0
+    while n > 0 and is_space(<unsigned char>p[0]):
+        p += 1
+        n -= 1
+    while n > 0 and is_space(<unsigned char>p[n - 1]):
+        n -= 1
+    for k in range(min(n, 7)):
+        ch = <unsigned char>p[k]
+        if 97 <= ch <= 122:
+            ch -= 32
+        code = (code << 8) | ch
+    return code
 
 
 cdef inline uint8_t check_line(
@@ -548,14 +583,73 @@ cdef class AccountKernel:
             raise MemoryError("out of memory while consolidating accounts")
         return reasons_arr
 
-    def parsed(self, int64_t n):
-        """Copies of the last update's parse of its first ``n`` rows (valid where accepted):
-        importer, (importer, entry) and (importer, manufacturer) hashes, cents, day, Center, country, port,
-        and the HTS number (its digits * 16 + how many digits)."""
-        if self._scratch is None:
-            n = 0
-        return {name: (self._scratch[name][:n].copy() if n else np.zeros(0, SCRATCH_COLUMNS[name]))
-                for name in PARSED_COLUMNS}
+    def parsed(self, batch, const uint8_t[::1] codes):
+        """The last update's parse of the accepted rows of ``batch`` (the batch it
+        checked), one array per field (see :data:`PARSED_COLUMNS`), with the numbers
+        scoring derives from them: the HTS number at 6 and 4 digits, the effective duty
+        rate (basis points), the preference program's code (SPI text, stripped and upper
+        case, its first 7 bytes as a big-endian number; 0 for none) and the natural log of
+        the unit value, per unit of quantity (basis 0) or else per kg (basis 1), NaN when
+        neither can be computed."""
+        cdef BatchView view = BatchView(batch)
+        cdef int64_t n = view.length, i, j = 0, m = 0
+        if codes.shape[0] != n or (n and (self._scratch is None or len(self._scratch["day"]) < n)):
+            raise ValueError("parsed takes the batch (and codes) of the last update")
+        cdef StrCol spi_col
+        cdef NumCol quantity_col, weight_col
+        view.bind_str("spi", &spi_col)
+        view.bind_num("quantity", &quantity_col, NUM_FLOAT64)
+        view.bind_num("gross_weight_kg", &weight_col, NUM_FLOAT64)
+        for i in range(n):
+            m += codes[i] == OK
+        out = {name: np.empty(m, dtype) for name, dtype in PARSED_COLUMNS.items()}
+        if m == 0:
+            return out
+        cdef int64_t[::1] rows = out["rows"]
+        cdef uint64_t[::1] o_importer = out["importer_hash"], o_entry = out["entry_hash"]
+        cdef uint64_t[::1] o_maker = out["manufacturer_hash"]
+        cdef int64_t[::1] o_value = out["value_cents"], o_duty = out["duty_cents"], o_day = out["day"]
+        cdef int64_t[::1] o_center = out["center"], o_country = out["country"], o_port = out["port"]
+        cdef int64_t[::1] o_hts = out["hts"], o_hts6 = out["hts6"], o_hts4 = out["hts4"], o_rate = out["rate_bp"]
+        cdef int64_t[::1] o_spi = out["spi"], o_basis = out["basis"]
+        cdef double[::1] o_log_uv = out["log_uv"]
+        cdef uint64_t[::1] imp_h = self._scratch["importer_hash"], ent_h = self._scratch["entry_hash"]
+        cdef uint64_t[::1] mfr_h = self._scratch["manufacturer_hash"]
+        cdef int64_t[::1] value = self._scratch["value_cents"], duty = self._scratch["duty_cents"]
+        cdef int64_t[::1] hts = self._scratch["hts"]
+        cdef int32_t[::1] day = self._scratch["day"]
+        cdef int8_t[::1] center = self._scratch["center"]
+        cdef int16_t[::1] country = self._scratch["country"], port = self._scratch["port"]
+        cdef int64_t number, digits
+        cdef double quantity, weight, dollars, uv
+        with nogil:
+            for i in range(n):
+                if codes[i] != OK:
+                    continue
+                rows[j] = i
+                o_importer[j], o_entry[j], o_maker[j] = imp_h[i], ent_h[i], mfr_h[i]
+                o_value[j], o_duty[j], o_day[j] = value[i], duty[i], day[i]
+                o_center[j], o_country[j], o_port[j] = center[i], country[i], port[i]
+                o_hts[j] = hts[i]
+                number, digits = hts[i] >> 4, hts[i] & 15
+                o_hts6[j] = number // pow10(digits - 6)
+                o_hts4[j] = number // pow10(digits - 4)
+                o_rate[j] = <int64_t>rint(duty[i] / <double>value[i] * 10000) if value[i] > 0 else 0
+                o_spi[j] = spi_code(&spi_col, i)
+                dollars = value[i] / 100.0
+                if not get_f64(&quantity_col, i, &quantity):
+                    quantity = NAN
+                if not get_f64(&weight_col, i, &weight):
+                    weight = NAN
+                o_basis[j] = 1
+                uv = NAN
+                if quantity > 0 and dollars > 0:
+                    uv, o_basis[j] = log(dollars / quantity), 0
+                elif weight > 0 and dollars > 0:
+                    uv = log(dollars / weight)
+                o_log_uv[j] = uv if isfinite(uv) else NAN  # a quantity like 1e-310 gives no usable unit value
+                j += 1
+        return out
 
     def account_views(self, int k):
         """Shard k's accounts as numpy views of kernel memory, in shard-local order.
@@ -718,9 +812,14 @@ SCRATCH_COLUMNS = {name: dtype for name, dtype in (
     ("center", np.int8), ("chapter", np.int8), ("country", np.int16), ("port", np.int16), ("hts", np.int64),
     ("shard_rows", np.int32))}
 
-# The scratch columns :meth:`AccountKernel.parsed` hands out.
-PARSED_COLUMNS = ("importer_hash", "entry_hash", "manufacturer_hash", "value_cents", "duty_cents", "day", "center",
-                  "country", "port", "hts")
+# What :meth:`AccountKernel.parsed` hands out per accepted row: its row in the batch,
+# the hashes of its importer and of its (importer, entry) and (importer, manufacturer)
+# pairs, and its numbers.
+PARSED_COLUMNS = {name: dtype for name, dtype in (
+    ("rows", np.int64), ("importer_hash", np.uint64), ("entry_hash", np.uint64), ("manufacturer_hash", np.uint64),
+    ("value_cents", np.int64), ("duty_cents", np.int64), ("day", np.int64), ("center", np.int64),
+    ("country", np.int64), ("port", np.int64), ("hts", np.int64), ("hts6", np.int64), ("hts4", np.int64),
+    ("rate_bp", np.int64), ("spi", np.int64), ("log_uv", np.float64), ("basis", np.int64))}
 
 # int128 cents as (low, high) int64 words: the layout of an Arrow decimal128's unscaled value.
 ACCOUNT_DTYPE = np.dtype([
