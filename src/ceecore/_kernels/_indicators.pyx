@@ -24,7 +24,7 @@ from ceecore._kernels._keys cimport (
     ANY_ORIGIN, ap_day_key, ap_key, claim_key, cls_group_key, cls_port_key, duty_key, earliest_key, floor_div,
     month_key, origin_key, uv_group,
 )
-from ceecore._kernels._tally cimport Tally, TallyTable, tally_find
+from ceecore._kernels._tally cimport Tally, TallyTable, tally_find, tally_prefetch
 
 cnp.import_array()
 
@@ -70,6 +70,7 @@ cdef enum:
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
     N_LOOKUPS
     MAX_REASONS = 16
+    AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
 
 assert len(INDICATOR_IDS) == N_INDICATORS and len(RAW_IDS) == N_RAW
 assert len(THRESHOLDS) == N_THRESHOLDS and len(LOOKUPS) == N_LOOKUPS
@@ -313,6 +314,48 @@ cdef inline void volume_surge(const Context* c, const Line* L, double* s, double
         s[VOLUME_SURGE] = ramp(surge, c.th[SURGE_FROM], c.th[SURGE_TO])
 
 
+cdef inline void ahead(const TallyTable* t, uint64_t key) noexcept nogil:
+    if t != NULL:
+        tally_prefetch(t, key)
+
+
+cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
+    """Prefetches the slots a line's first lookups will probe (those that do not depend
+    on another lookup), so that the lookups of several lines overlap."""
+    if c.on[UNIT_VALUE_LOW] or c.on[UNIT_VALUE_OUTLIER]:
+        ahead(c.t[L_NORM_INDEX], uv_group(0, L.basis, L.hts10, L.country))
+    if c.on[UNIT_VALUE_LOW]:
+        ahead(c.t[L_AP_UV], ap_key(L.importer, L.hts10, L.country, L.basis))
+        ahead(c.t[L_UV_MOMENTS], uv_group(0, L.basis, L.hts10, L.country))
+    if c.on[DUTY_BELOW_PEERS]:
+        ahead(c.t[L_DUTY], duty_key(False, L.hts10, L.country))
+    if c.on[ORIGIN_RARE]:
+        ahead(c.t[L_ORIGIN_LINES], origin_key(L.hts6, ANY_ORIGIN))
+    if c.on[ORIGIN_SWITCH]:
+        ahead(c.t[L_AP_EARLIEST], earliest_key(L.importer, L.hts10))
+        ahead(c.t[L_AP_DAYS], ap_day_key(L.importer, L.hts10, L.country))
+    if c.on[CLASSIFICATION_DISPARITY] and L.maker != 0:
+        ahead(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
+        ahead(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
+        ahead(c.t[L_CLS_HTS_COUNT], cls_group_key(L.maker, L.hts4))
+    if c.on[PORT_SPREAD]:
+        ahead(c.t[L_EFFECTIVE_PORTS], L.importer)
+    if c.on[NEW_IMPORTER]:
+        ahead(c.t[L_ACCT], L.importer)
+    if c.on[VOLUME_SURGE]:
+        ahead(c.t[L_ACCT_MONTH], month_key(L.importer, L.day))
+        ahead(c.t[L_TYPICAL_MONTH], L.importer)
+
+
+cdef inline void load_line(Line* L, int64_t i, const uint64_t* importer, const uint64_t* maker, const int64_t* day,
+                           const int64_t* country, const int64_t* port, const int64_t* rate_bp, const int64_t* hts10,
+                           const int64_t* hts6, const int64_t* hts4, const int64_t* spi, const double* log_uv,
+                           const int64_t* basis) noexcept nogil:
+    L.importer, L.maker, L.day, L.country, L.port = importer[i], maker[i], day[i], country[i], port[i]
+    L.rate_bp, L.hts10, L.hts6, L.hts4, L.spi = rate_bp[i], hts10[i], hts6[i], hts4[i], spi[i]
+    L.log_uv, L.basis = log_uv[i], basis[i]
+
+
 cdef inline void score_line(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
     """Every enabled indicator's strength (``s``, by indicator id) and raw values (by raw id)."""
     cdef int j
@@ -424,16 +467,23 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
     cdef int64_t[:, ::1] out_top = top_arr
     cdef int64_t[::1] out_fired = fired_arr
     cdef const Context* c = &context.c
-    cdef Line L
+    cdef Line L, A
     cdef double s[N_INDICATORS]
     cdef double raw[N_RAW]
     cdef double contribution[N_INDICATORS]
     cdef int64_t top[MAX_REASONS]
     with nogil:
+        for i in range(min(n, AHEAD)):
+            load_line(&A, i, &importer[0], &maker[0], &day[0], &country[0], &port[0], &rate_bp[0], &hts10[0],
+                      &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0])
+            prefetch_line(c, &A)
         for i in range(n):
-            L.importer, L.maker, L.day, L.country, L.port = importer[i], maker[i], day[i], country[i], port[i]
-            L.rate_bp, L.hts10, L.hts6, L.hts4, L.spi = rate_bp[i], hts10[i], hts6[i], hts4[i], spi[i]
-            L.log_uv, L.basis = log_uv[i], basis[i]
+            if i + AHEAD < n:
+                load_line(&A, i + AHEAD, &importer[0], &maker[0], &day[0], &country[0], &port[0], &rate_bp[0],
+                          &hts10[0], &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0])
+                prefetch_line(c, &A)
+            load_line(&L, i, &importer[0], &maker[0], &day[0], &country[0], &port[0], &rate_bp[0], &hts10[0],
+                      &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0])
             score_line(c, &L, s, raw)
             for j in range(N_INDICATORS):
                 if strength_column[j] >= 0:
