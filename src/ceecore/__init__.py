@@ -7,6 +7,13 @@ Expertise, build industry baselines, and score every line and account against th
 
 __version__ = "0.1.0"
 
+import os  # noqa: E402
+
+# The kernels' OpenMP threads wait passively between batches instead of spinning: a
+# spinning pool takes the cores the other worker threads (and other processes) need.
+# Read once, when the first OpenMP runtime loads; a caller's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook  # noqa: E402 (the version comes first)
 from ceecore.centers import Center, CenterMap, Override, load_overrides  # noqa: E402
 from ceecore.evaluate import evaluate  # noqa: E402

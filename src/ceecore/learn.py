@@ -11,7 +11,6 @@ neither scikit-learn nor pickle, and gives the same probabilities as the library
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,10 +78,9 @@ def train(X: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, A
 
     scikit-learn trains on an OpenMP pool of its own, which ignores ``threads`` and, by
     default, spins while it waits: beside other busy threads or processes that made a
-    12 s fit take minutes. So the pool is capped to ``threads`` and, unless the caller
-    chose a policy, waits passively.
+    12 s fit take minutes. So the pool is capped to ``threads`` (and, as ceecore sets
+    on import unless the caller chose a policy, waits passively).
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when scikit-learn's OpenMP runtime loads
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier
         from threadpoolctl import threadpool_limits

@@ -27,7 +27,8 @@ from ceecore.history import History, outcomes
 from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
 from ceecore.learn import TRAINING, Learned, train
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows
-from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake
+from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
+from ceecore.spill import LineSpill
 from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
 __all__ = ["IntakeStats", "Consolidation", "Labels", "RunSummary", "ScoreRun", "consolidate", "fit", "merge_models", "run",
@@ -223,12 +224,15 @@ def fit(
     Rejected rows go to ``rejects``; the read's counts are added to ``stats``.
     """
     return _fit(source, mapping, AccountBook(centers, threads), config, Labels(labels) if isinstance(labels, str)
-                else labels, stats if stats is not None else IntakeStats(), rejects, progress, on_start)
+                else labels, stats if stats is not None else IntakeStats(), rejects, progress, on_start)[0]
 
 
 def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: ScoringConfig | None,
          labels: Labels | None, stats: IntakeStats, rejects: str | os.PathLike[str] | None,
-         progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> Model:
+         progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None,
+         spill: str | os.PathLike[str] | None = None) -> tuple[Model, LineSpill | None]:
+    """The model of :func:`fit`; with ``spill`` (a file path), also the accepted lines,
+    parsed, kept there for a scoring pass that does not read the input again."""
     # Worker threads check and parse batches side by side; the baselines are one state,
     # folded one batch at a time, each batch's tallies spread over the threads (so the
     # state is never duplicated and nothing is merged). Outcome histories are kept per
@@ -242,7 +246,9 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
     histories: list[History] = []
     local = threading.local()
 
-    def fold(intake: Intake) -> None:
+    kept = LineSpill(spill, scoring_input_types(labels.history_keys if labels else None)) if spill else None
+
+    def fold(intake: Intake) -> pa.RecordBatch | None:
         f = line_fields(intake)
         with fitting:
             baselines.update(f, book.threads)
@@ -251,16 +257,20 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
                 local.history = History(labels.history_keys)
                 histories.append(local.history)
             local.history.update(local.history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
+        return kept.batch(intake) if kept is not None else None
 
     with _RejectSink(rejects) as sink:
-        for _ in _each_batch(source, mapping, columns, book.ingest, fold, book.threads, stats, sink, progress,
-                             on_start):
-            pass
+        for lines in _each_batch(source, mapping, columns, book.ingest, fold, book.threads, stats, sink, progress,
+                                 on_start):
+            if kept is not None:
+                kept.write(lines)
+    if kept is not None:
+        kept.close()
     history = History(labels.history_keys) if labels else None
     for part in histories:
         history.merge(part)
     model = Model(baselines, config, model_meta(baselines), history)
-    return _learn(source, mapping, book, model, labels) if labels else model
+    return (_learn(source, mapping, book, model, labels) if labels else model), kept
 
 
 def _learn(source: Any, mapping: ColumnMapping | None, book: AccountBook, model: Model, labels: Labels) -> Model:
@@ -355,26 +365,37 @@ def score(
     centers = centers or CenterMap.default()
     workers = resolve_threads(threads)
     stats = IntakeStats()
+    with _RejectSink(rejects) as rejected:
+        def each(work: Callable[[Intake], Any]) -> Iterator[Any]:
+            return _each_batch(source, mapping, model.input_columns, _parse_only(centers), work, workers, stats,
+                               rejected, progress, on_start)
+
+        return _score(each, model, centers, output, out_of_fold, stats)
+
+
+def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Model, centers: CenterMap,
+           output: str | os.PathLike[str] | None, out_of_fold: bool, stats: IntakeStats) -> ScoreRun:
+    """Scores the intakes ``each`` hands to a work function (on its threads, results in
+    input order): the lines to ``output`` (Parquet) or in memory, each Center's and each
+    account's best lines kept on the side."""
     top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
     accounts_top = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
     kept: list[pa.RecordBatch] = []
     sink = ParquetSink(output, model.lines_schema, **LINES_PARQUET_OPTIONS) if output is not None else None
-    try:
-        with _RejectSink(rejects) as rejected:
-            def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
-                scored = score_intake(model, intake, centers, out_of_fold)
-                lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
-                return lines, top.of(lines), accounts_top.of(lines)
 
-            batches = _each_batch(source, mapping, model.input_columns, _parse_only(centers), work, workers, stats,
-                                  rejected, progress, on_start)
-            for lines, top_lines, account_lines in batches:
-                top.add(top_lines)
-                accounts_top.add(account_lines)
-                if sink is not None:
-                    sink.write(lines)
-                else:
-                    kept.append(lines)
+    def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
+        scored = score_intake(model, intake, centers, out_of_fold)
+        lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
+        return lines, top.of(lines), accounts_top.of(lines)
+
+    try:
+        for lines, top_lines, account_lines in each(work):
+            top.add(top_lines)
+            accounts_top.add(account_lines)
+            if sink is not None:
+                sink.write(lines)
+            else:
+                kept.append(lines)
         if sink is not None:
             sink.commit()
     except BaseException:
@@ -467,13 +488,21 @@ def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, cen
     started = time.perf_counter()
     fit_book = AccountBook(centers, threads)
     fit_stats = IntakeStats()
-    model = _fit(source, mapping, fit_book, config, labels, fit_stats, paths["rejects.parquet"], progress,
-                 (lambda total: on_start(None if total is None else 2 * total)) if on_start else None)
+    model, spill = _fit(source, mapping, fit_book, config, labels, fit_stats, paths["rejects.parquet"], progress,
+                        (lambda total: on_start(None if total is None else 2 * total)) if on_start else None,
+                        spill=out / ".lines.arrow")
     model.save(paths["model.arrow"])
     fitted = time.perf_counter()
-    scored = score(source, model, output=paths["lines.parquet"], mapping=mapping, centers=centers, threads=threads,
-                   progress=progress, out_of_fold=labels is not None)
-    _check_replayed(fit_stats.accepted, scored.stats)
+
+    def replayed() -> Iterator[Intake]:  # the second pass: the lines the first one parsed, not the input again
+        for intake in spill.intakes():
+            yield intake
+            if progress is not None:
+                progress(len(intake.codes))
+
+    scored = _score(lambda work: in_order(replayed(), work, fit_book.threads), model, centers or CenterMap.default(),
+                    paths["lines.parquet"], labels is not None, IntakeStats())
+    os.unlink(spill.path)
     accounts = account_scores(fit_book.result(), scored.accounts_top.summary(model), model)
     write_table(accounts, paths["accounts.parquet"])
     explore = round(model.config.worklist * model.config.exploration_share)

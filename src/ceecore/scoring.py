@@ -316,14 +316,23 @@ _ID_TYPES = {"line_number": pa.int64(), "entry_date": pa.date32()}
 _OUTCOME_TYPES = {"inspected": pa.bool_(), "violation": pa.bool_(), "revenue_recovered": pa.float64()}
 
 
+def scoring_input_types(history_keys: tuple[str, ...] | None = None) -> dict[str, pa.DataType]:
+    """The canonical columns scoring reads beside the kernel's parse, in the types the
+    scored lines have them: the ids and the outcomes, and, for a model that learns
+    from outcomes (``history_keys`` given), the text its histories are keyed on."""
+    typed = {name: _ID_TYPES.get(name, pa.string()) for name in ID_COLUMNS} | _OUTCOME_TYPES
+    if history_keys is not None:
+        typed |= {name: pa.large_string() for name in ("manufacturer_id", "filer_code", *history_keys)}
+    return typed
+
+
 def lines_schema(indicators: tuple[str, ...] = INDICATORS, history: tuple[str, ...] = ()) -> pa.Schema:
     """A scored line: its identity, its outcome where known (null if the input had none),
     its Center, score and reasons, the strength of each of ``indicators`` (those turned
     on) and the raw values behind them; for a model that learned from outcomes, the
     smoothed violation rate of each ``history`` key."""
     return pa.schema(
-        [(name, _ID_TYPES.get(name, pa.string())) for name in ID_COLUMNS]
-        + list(_OUTCOME_TYPES.items())
+        list(scoring_input_types().items())
         + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
         + [(name, pa.float32()) for name in indicators]
         + [(name, pa.float32()) for name in raw_values(indicators)]
