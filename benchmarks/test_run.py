@@ -1,14 +1,13 @@
-"""Scoring: the Scorer in memory, `ceecore run` end to end against pyarrow and polars, latency, memory.
+"""Scoring: `ceecore run` end to end against its peers, the embedded Scorer, latency, model loading.
 
-- in memory: a fitted model scores the LINES lines (batches of 64k rows) on 1 and 2
-  threads (a thread pool over batches: the Scorer is shared);
-- end to end: `ceecore.run` on a Parquet file of the lines (fit, then score, every
-  output written), with every indicator and with the unit-value one alone, beside the
-  time pyarrow takes just to read the columns scoring reads, and a polars
-  implementation of the unit-value baseline and score (benchmarks/peers.py) on the
-  same file, writing its scored lines too;
-- latency: one 1,000-line batch through an embedded Scorer;
-- memory: the peak RSS of `ceecore run` in a fresh process.
+- run, fresh processes: each job of benchmarks/jobs.py (``ceecore run``, the same with
+  the unit-value indicator alone, the polars, duckdb and pyarrow peers) on the same
+  Parquet file, each a new process; the time is the process's, start-up included, and
+  each job's peak RSS is kept in its extra info (and printed);
+- the Scorer in memory: a fitted model scores the lines in batches of 1,000 and 100,000
+  rows, on 1 and 2 threads (a thread pool over batches sharing one Scorer);
+- latency: one line, and one 1,000-line batch, through an embedded Scorer;
+- model loading: a fresh process loads the model ``ceecore run`` wrote (time, peak RSS).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,10 +24,9 @@ import pytest
 
 import ceecore
 from benchmarks.conftest import LINES, ROUNDS
-from benchmarks.peers import polars_unit_value_scores
-from ceecore.accounts import CONSOLIDATION_COLUMNS
-from ceecore.fields import SCORING_COLUMNS
-from ceecore.scoring import INDICATORS
+from benchmarks.jobs import JOBS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,93 +41,79 @@ def lines_file(lines_table: pa.Table, tmp_path_factory: pytest.TempPathFactory) 
     return str(path)
 
 
+def _fresh(*args: str) -> dict:
+    """Runs ``python -m benchmarks.jobs ARGS`` (or another module's ``-c`` script) in a new
+    process; its JSON report."""
+    out = subprocess.run([sys.executable, *args], check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.benchmark(group="run, fresh process (parquet)")
+@pytest.mark.parametrize("job", list(JOBS))
+def test_job(benchmark, lines_file, tmp_path, job):  # noqa: ANN001
+    reports = []
+
+    def run() -> None:
+        output = tmp_path / f"out-{len(reports)}"
+        reports.append(_fresh("-m", "benchmarks.jobs", job, lines_file, str(output if job.startswith("ceecore")
+                                                                                else output.with_suffix(".parquet"))))
+
+    benchmark.name = f"test_run[{job.replace('ceecore', 'ceecore run', 1)}]"
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    peak = max(r["peak_mb"] for r in reports)
+    benchmark.extra_info.update(lines=LINES, peak_rss_mb=round(peak, 1),
+                                seconds=min(r["seconds"] for r in reports))
+    print(f"\n{job}: {LINES:,} lines in {min(r['seconds'] for r in reports):.2f} s (in process), peak RSS {peak:.0f} MB")
+
+
 @pytest.mark.benchmark(group="score in memory")
+@pytest.mark.parametrize("batch_rows", [100_000, 1_000])
 @pytest.mark.parametrize("threads", [2, 1])
-def test_scorer(benchmark, lines_table, model, threads):  # noqa: ANN001
+def test_scorer(benchmark, lines_table, model, threads, batch_rows):  # noqa: ANN001
     scorer = ceecore.Scorer(model)
-    batches = lines_table.to_batches(max_chunksize=1 << 16)
+    batches = lines_table.to_batches(max_chunksize=batch_rows)
 
     def run() -> int:
         with ThreadPoolExecutor(threads) as pool:
             return sum(b.num_rows for b in pool.map(scorer.score, batches))
 
-    benchmark.name = f"test_score[ceecore {threads} thread{'s' if threads > 1 else ''}]"
+    benchmark.name = f"test_score[ceecore {threads} thread{'s' if threads > 1 else ''}, {batch_rows:,}-line batches]"
     benchmark.extra_info["lines"] = LINES
     assert benchmark.pedantic(run, rounds=ROUNDS, iterations=1) == LINES
 
 
-@pytest.mark.benchmark(group="run end to end (parquet)")
-def test_run(benchmark, lines_file, tmp_path):  # noqa: ANN001
-    benchmark.name = "test_run[ceecore run]"
-    benchmark.extra_info["lines"] = LINES
-    summary = benchmark.pedantic(lambda: ceecore.run(lines_file, tmp_path), rounds=ROUNDS, iterations=1)
-    assert summary.stats.accepted == LINES
-
-
-# ceecore doing just what the polars peer does: the unit-value baseline and the line's
-# unit-value score (every other indicator's weight 0, so neither fitted nor scored).
-UNIT_VALUE_ONLY = ceecore.ScoringConfig.from_doc(
-    {"weights": {name: 1.0 if name == "unit_value_outlier" else 0.0 for name in INDICATORS}})
-
-
-@pytest.mark.benchmark(group="run end to end (parquet)")
-def test_run_unit_value_only(benchmark, lines_file, tmp_path):  # noqa: ANN001
-    benchmark.name = "test_run[ceecore run, unit value only]"
-    benchmark.extra_info["lines"] = LINES
-    summary = benchmark.pedantic(lambda: ceecore.run(lines_file, tmp_path, config=UNIT_VALUE_ONLY), rounds=ROUNDS,
-                                 iterations=1)
-    assert summary.stats.accepted == LINES
-
-
-@pytest.mark.benchmark(group="run end to end (parquet)")
-def test_pyarrow_read(benchmark, lines_file):  # noqa: ANN001
-    columns = list(dict.fromkeys(CONSOLIDATION_COLUMNS + SCORING_COLUMNS))
-    benchmark.name = "test_run[pyarrow read only]"
-    table = benchmark.pedantic(lambda: pq.read_table(lines_file, columns=columns), rounds=ROUNDS, iterations=1)
-    assert table.num_rows == LINES
-
-
-@pytest.mark.benchmark(group="run end to end (parquet)")
-def test_polars_unit_value(benchmark, lines_file, tmp_path):  # noqa: ANN001
-    benchmark.name = "test_run[polars unit-value baseline + score]"
-    scores = benchmark.pedantic(lambda: polars_unit_value_scores(lines_file, output=str(tmp_path / "scores.parquet")),
-                                rounds=ROUNDS, iterations=1)
-    assert scores.height == LINES
-
-
-@pytest.mark.benchmark(group="scorer latency (1,000 lines)")
-def test_scorer_latency(benchmark, lines_table, model):  # noqa: ANN001
+@pytest.mark.benchmark(group="scorer latency")
+@pytest.mark.parametrize("rows", [1, 1_000])
+def test_scorer_latency(benchmark, lines_table, model, rows):  # noqa: ANN001
     scorer = ceecore.Scorer(model)
-    batch = lines_table.slice(0, 1_000).combine_chunks().to_batches()[0]
-    benchmark.name = "test_latency[ceecore Scorer.score]"
-    out = benchmark.pedantic(scorer.score, args=(batch,), rounds=max(ROUNDS, 20), iterations=1, warmup_rounds=2)
-    assert out.num_rows == 1_000
+    batch = lines_table.slice(0, rows).combine_chunks().to_batches()[0]
+    benchmark.name = f"test_latency[ceecore Scorer.score, {rows:,} line{'s' if rows > 1 else ''}]"
+    out = benchmark.pedantic(scorer.score, args=(batch,), rounds=max(ROUNDS, 50), iterations=1, warmup_rounds=5)
+    assert out.num_rows == rows
 
 
-_RUN_SCRIPT = """
-import json, sys, time, ceecore
+_LOAD_SCRIPT = """
+import json, sys, time
 def peak_mb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+import ceecore
 imported = peak_mb()
 t = time.perf_counter()
-summary = ceecore.run(sys.argv[1], sys.argv[2])
-print(json.dumps({"seconds": time.perf_counter() - t, "rows": summary.stats.rows_read, "import_mb": imported,
-                  "peak_mb": peak_mb()}))
+scorer = ceecore.load_model(sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - t, "import_mb": imported, "peak_mb": peak_mb()}))
 """
 
 
-@pytest.mark.benchmark(group="run peak memory")
-def test_run_peak_memory(benchmark, lines_file, tmp_path):  # noqa: ANN001
-    def run() -> dict:
-        out = subprocess.run([sys.executable, "-c", _RUN_SCRIPT, lines_file, str(tmp_path)], check=True,
-                             capture_output=True, text=True)
-        return json.loads(out.stdout)
-
-    benchmark.name = "test_run_memory[ceecore run]"
-    report = benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info.update(lines=LINES, seconds=report["seconds"], peak_rss_mb=round(report["peak_mb"], 1),
-                                import_rss_mb=round(report["import_mb"], 1))
-    print(f"\nceecore run: {LINES:,} lines from Parquet in {report['seconds']:.2f} s, peak RSS {report['peak_mb']:.0f} MB "
-          f"({report['import_mb']:.0f} MB after import)")
-    assert report["rows"] == LINES
+@pytest.mark.benchmark(group="model load")
+def test_model_load(benchmark, lines_file, tmp_path):  # noqa: ANN001
+    ceecore.run(lines_file, tmp_path)
+    path = tmp_path / "model.arrow"
+    reports = []
+    benchmark.name = "test_load[ceecore load_model]"
+    benchmark.pedantic(lambda: reports.append(_fresh("-c", _LOAD_SCRIPT, str(path))), rounds=ROUNDS, iterations=1)
+    best = min(reports, key=lambda r: r["seconds"])
+    benchmark.extra_info.update(seconds_in_process=round(best["seconds"], 3), model_mb=round(path.stat().st_size / 2**20, 1),
+                                peak_rss_mb=round(best["peak_mb"], 1), after_import_mb=round(best["import_mb"], 1))
+    print(f"\nmodel of {LINES:,} lines ({path.stat().st_size / 2**20:.0f} MB): loaded in {best['seconds']:.2f} s, "
+          f"peak RSS {best['peak_mb']:.0f} MB ({best['import_mb']:.0f} MB after import)")

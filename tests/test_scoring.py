@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ceecore
-from benchmarks.peers import polars_unit_value_scores
+from benchmarks.jobs import JOBS
 from ceecore import synth
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally, combine, hash_strings
@@ -260,13 +260,17 @@ def test_an_indicator_with_weight_zero_is_off_and_its_baselines_not_built(tmp_pa
         Baselines().merge(model.baselines)
 
 
-def test_the_unit_value_score_agrees_with_the_polars_peer():
-    """The benchmark's polars peer computes the same baseline and score: exact quantiles
-    where ceecore interpolates in 5% bins, so the two agree to within a bin or two."""
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_the_unit_value_score_agrees_with_the_benchmark_peers(engine, tmp_path):
+    """The benchmark's polars and duckdb peers compute the same baseline and score: exact
+    quantiles where ceecore interpolates in 5% bins, so they agree to within a bin or two."""
     table = lines(60_000, seed=5)
     config = ScoringConfig.from_doc({"weights": {n: 1.0 if n == "unit_value_outlier" else 0.0 for n in INDICATORS}})
     ours = pl.from_arrow(ceecore.Scorer(ceecore.fit(table, config=config)).score(table))
-    theirs = polars_unit_value_scores(table)
+    source, output = str(tmp_path / "lines.parquet"), str(tmp_path / "scores.parquet")
+    pq.write_table(table, source)
+    JOBS[engine](source, output)
+    theirs = pl.read_parquet(output).select("entry_number", "line_number", "score", "unit_value_z")
     both = ours.join(theirs, on=["entry_number", "line_number"], suffix="_peer")
     assert both.height == table.num_rows
     z = both.filter(pl.col("unit_value_z").is_not_nan() & pl.col("unit_value_z_peer").is_not_null())
