@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -371,6 +372,7 @@ class Scorer:
         self.model = model
         self.mapping = mapping or ColumnMapping()
         self.centers = centers or CenterMap.default()
+        self._local = threading.local()  # each thread's parser (no state between calls, only buffers)
 
     def score(self, data: Any, source: str = "<batch>") -> pa.RecordBatch:
         table = data if isinstance(data, pa.RecordBatch) else pa.table(data)
@@ -382,7 +384,10 @@ class Scorer:
         return scored[0] if len(scored) == 1 else pa.Table.from_batches(scored).combine_chunks().to_batches()[0]
 
     def _score_batch(self, batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
-        intake = AccountBook(self.centers, threads=1).parse(batch, self.mapping, source, self.model.input_columns)
+        parser = getattr(self._local, "parser", None)
+        if parser is None:  # made once per thread: a parse folds nothing, so it can be reused
+            parser = self._local.parser = AccountBook(self.centers, threads=1)
+        intake = parser.parse(batch, self.mapping, source, self.model.input_columns)
         return score_intake(self.model, intake, self.centers)
 
 
@@ -425,7 +430,11 @@ def score_intake(model: Model, intake: Any, centers: CenterMap, out_of_fold: boo
     center[f.rows] = f.center
     columns["center"] = pc.take(pa.array(centers.codes, pa.string()), pa.array(center, mask=center < 0))
 
+    every = len(f) == n  # no rejects: the lines' values are the rows' values
+
     def spread(values: np.ndarray, dtype: Any) -> pa.Array:
+        if every:
+            return pa.array(values, dtype)
         out = np.zeros(n, dtype=values.dtype)
         out[f.rows] = values
         return pa.array(out, dtype, mask=rejected)
