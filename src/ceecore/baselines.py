@@ -164,8 +164,9 @@ class Baselines:
         return table.replace_schema_metadata({b"ceecore.baselines": json.dumps({"format": FORMAT}).encode()})
 
     @classmethod
-    def from_arrow(cls, table: pa.Table) -> Baselines:
-        """Rebuilds the state from :meth:`to_arrow` output, checking its form."""
+    def from_arrow(cls, table: pa.Table, others: tuple[str, ...] = ()) -> Baselines:
+        """Rebuilds the state from :meth:`to_arrow` output, checking its form; rows of the
+        tallies named in ``others`` (kept in the same table by someone else) are skipped."""
         meta = json.loads((table.schema.metadata or {}).get(b"ceecore.baselines", b"{}") or b"{}")
         if meta.get("format") != FORMAT:
             raise ValueError(f"not ceecore baselines of format {FORMAT} (found {meta.get('format')!r})")
@@ -174,21 +175,34 @@ class Baselines:
             raise ValueError(f"baselines table must have non-null columns {', '.join(columns)}")
         tally = table.column("tally").combine_chunks()
         names = tally.dictionary.to_pylist() if isinstance(tally, pa.DictionaryArray) else []
-        unknown = set(names) - set(TALLIES)
+        unknown = set(names) - set(TALLIES) - set(others)
         if unknown or not isinstance(tally, pa.DictionaryArray) or "acct" not in names:
             raise ValueError(f"unknown baseline tallies: {sorted(unknown)}" if unknown else
                              "baselines table must name its tallies (acct among them) in a dictionary")
-        state = cls(names)
-        index = tally.indices.to_numpy(zero_copy_only=False)
-        field = table.column("field").to_numpy()
+        index = tally.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        field = table.column("field").to_numpy().astype(np.int64)
         keys = table.column("key").to_numpy().astype(np.uint64)
         values = table.column("value").to_numpy().astype(np.int64)
-        for i, name in enumerate(names):
+        # Each tally's fields are runs of rows, field after field, over the same keys.
+        cut = np.flatnonzero((index[1:] != index[:-1]) | (field[1:] != field[:-1])) + 1
+        starts, ends = np.r_[0, cut], np.r_[cut, len(index)]
+        runs: dict[str, list[tuple[int, int, int]]] = {}
+        for start, end in zip(starts, ends):
+            if end > start:
+                runs.setdefault(names[index[start]], []).append((int(field[start]), int(start), int(end)))
+        state = cls([name for name in names if name in TALLIES])
+        for name in state.tallies:
+            parts = runs.get(name, [])
             width = len(TALLIES[name])
-            parts = [np.flatnonzero((index == i) & (field == f)) for f in range(width)]
-            if any(len(p) != len(parts[0]) or not (keys[p] == keys[parts[0]]).all() for p in parts):
+            if not parts:
+                continue
+            first = parts[0]
+            if ([f for f, _, _ in parts] != list(range(width))
+                    or any(e - s != first[2] - first[1] or not np.array_equal(keys[s:e], keys[first[1]:first[2]])
+                           for _, s, e in parts)):
                 raise ValueError(f"baseline tally {name!r}: its fields do not cover the same keys")
-            state.tallies[name].add(keys[parts[0]], np.stack([values[p] for p in parts], axis=1))
+            state.tallies[name].add(np.ascontiguousarray(keys[first[1]:first[2]]),
+                                    np.stack([values[s:e] for _, s, e in parts], axis=1))
         return state
 
 

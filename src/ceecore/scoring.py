@@ -206,10 +206,13 @@ class Model:
             raise ValueError(f"{where}: model format {meta['format']!r} is not {MODEL_FORMAT!r}; refit it with "
                              f"ceecore {__version__}")
         try:
-            tally = table.column("tally").cast(pa.string())
-            mine = pc.equal(tally, "history")
-            history = History.from_arrow(_rows(table, mine)) if pc.any(mine).as_py() else None
-            baselines = Baselines.from_arrow(_rows(table, pc.invert(mine)))
+            tally = table.column("tally").combine_chunks()
+            names = tally.dictionary.to_pylist() if isinstance(tally, pa.DictionaryArray) else []
+            history = None
+            if "history" in names:  # the outcome history's rows, beside the baselines' (learned models)
+                mine = tally.indices.to_numpy(zero_copy_only=False) == names.index("history")
+                history = History.from_arrow(_rows(table, pa.array(mine)))
+            baselines = Baselines.from_arrow(table, others=("history",))
             learned = Learned.from_dict(meta["learned"]) if meta.get("learned") else None
             config = ScoringConfig.from_doc({
                 "weights": meta["config"]["weights"], "thresholds": meta["config"]["thresholds"],
