@@ -469,8 +469,8 @@ def run(
 
 
 def _check_outdir(out: Path, source: Any) -> None:
-    """Refuses an output directory inside an input directory: scoring reads the input
-    again, and would read the outputs of the fit (the model, the rejects) as lines."""
+    """Refuses an output directory inside an input directory: learning from labels reads
+    the input again, and a later run of the same input would read the outputs as lines."""
     sources = source if isinstance(source, (list, tuple)) else [source]
     for src in sources:
         if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
