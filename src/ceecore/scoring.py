@@ -150,7 +150,6 @@ class Model:
         # The canonical (and extra) columns scoring reads beyond consolidation's.
         self.input_columns = SCORING_COLUMNS + (("filer_code", *history.extra) if history is not None else ())
         t = baselines.tallies
-        self.tallies = t
         self.enabled = frozenset(self.config.enabled)
         kinds = history.kinds if learned is not None else ()
         self.lines_schema = lines_schema(self.config.enabled, kinds)
