@@ -1052,6 +1052,15 @@ def _config(config: SynthConfig | None, params: dict[str, Any]) -> SynthConfig:
     return replace(config, **params) if config else SynthConfig(**params)
 
 
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """How generated lines are written: dictionaries for the text columns that repeat (not
+    the entry numbers, nearly unique per line, nor the numbers), statistics for the entry
+    date only. On 2M lines pyarrow's one writer thread took 1.55 s so, 2.25 s with its
+    defaults (a dictionary tried on every column, statistics everywhere)."""
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return {"use_dictionary": [name for name in text if name != "entry_number"], "write_statistics": ["entry_date"]}
+
+
 def generate(config: SynthConfig | None = None, batch_rows: int = 1 << 18, threads: int | None = None,
              **params: Any) -> Iterator[pa.RecordBatch]:
     """Entry lines as a stream of record batches; ``params`` override ``config`` fields."""
@@ -1115,7 +1124,7 @@ def write(
                 progress(batch.num_rows)
 
     if name.endswith(".parquet"):
-        with ParquetSink(target, world.schema) as sink:
+        with ParquetSink(target, world.schema, **parquet_options(world.schema)) as sink:
             for batch in counted():
                 sink.write(batch)
     elif name.endswith((".csv", ".csv.gz")):
@@ -1172,7 +1181,7 @@ def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Record
         part, rows = 0, 0
         for batch in batches:
             if sink is None:
-                sink = ParquetSink(staging / f"part-{part:05d}.parquet", synth.schema)
+                sink = ParquetSink(staging / f"part-{part:05d}.parquet", synth.schema, **parquet_options(synth.schema))
             sink.write(batch)
             rows += batch.num_rows
             if rows >= file_rows:
