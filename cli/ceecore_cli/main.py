@@ -77,6 +77,36 @@ _rejects_option = click.option("--rejects", type=click.Path(dir_okay=False),
                                help="Rejected rows with reasons [default: OUTPUT with .rejects.parquet].")
 
 
+def _options(*options: Any) -> Any:
+    """One decorator applying ``options`` in the order given (as --help lists them)."""
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+_threads_option = click.option("--threads", type=click.IntRange(1, 256),
+                               help="Threads [default: OMP_NUM_THREADS or all cores].")
+_quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+# The Center-map options of the commands that assign Centers.
+_center_options = _options(
+    click.option("--centers-file", type=click.Path(exists=True, dir_okay=False), help="CSV of Centers."),
+    click.option("--hts-map", type=click.Path(exists=True, dir_okay=False), help="CSV of HTS -> Center rules."),
+    click.option("--replace-map", is_flag=True,
+                 help="User Center files replace the shipped ones instead of extending them."),
+)
+# The column-mapping options every command that reads entry lines takes.
+_mapping_options = _options(
+    click.option("--preset", help="A shipped column mapping, e.g. 'kcs'."),
+    click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
+                 help="Column mapping TOML ([columns] source = canonical, [constants])."),
+    click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable)."),
+    _threads_option,
+    _quiet_option,
+)
+
+
 @click.group()
 @click.version_option(ceecore.__version__, prog_name="ceecore")
 def cli() -> None:
@@ -86,9 +116,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--on", "on", type=click.DateTime(["%Y-%m-%d"]), help="Show the map in force on this date.")
 @click.option("--rules", is_flag=True, help="List the HTS mapping rules instead of the Centers.")
-@click.option("--centers-file", type=click.Path(exists=True, dir_okay=False), help="CSV of Centers.")
-@click.option("--hts-map", type=click.Path(exists=True, dir_okay=False), help="CSV of HTS -> Center rules.")
-@click.option("--replace-map", is_flag=True, help="User Center files replace the shipped ones instead of extending them.")
+@_center_options
 def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_map: str | None,
             replace_map: bool) -> None:
     """The ten Centers of Excellence and Expertise and the HTS chapters they own."""
@@ -104,19 +132,12 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 @_rejects_option
 @click.option("--state", type=click.Path(dir_okay=False),
               help="Also write the mergeable account state (Arrow IPC).")
-@click.option("--preset", help="A shipped column mapping, e.g. 'kcs'.")
-@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
-              help="Column mapping TOML ([columns] source = canonical, [constants]).")
-@click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable).")
-@click.option("--centers-file", type=click.Path(exists=True, dir_okay=False), help="CSV of Centers.")
-@click.option("--hts-map", type=click.Path(exists=True, dir_okay=False), help="CSV of HTS -> Center rules.")
-@click.option("--replace-map", is_flag=True, help="User Center files replace the shipped ones instead of extending them.")
+@_center_options
 @click.option("--overrides", type=click.Path(exists=True, dir_okay=False),
               help="CSV importer_id,center,note of manual assignments.")
 @click.option("--assign-by", type=click.Choice(["lines", "value"]), default="lines", show_default=True,
               help="What 'predominant' means when assigning an account to a Center.")
-@click.option("--threads", type=click.IntRange(1, 256), help="Threads [default: OMP_NUM_THREADS or all cores].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@_mapping_options
 def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state: str | None,
                 preset: str | None, mapping_file: str | None, pairs: tuple[str, ...],
                 centers_file: str | None, hts_map: str | None, replace_map: bool, overrides: str | None,
@@ -143,20 +164,6 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
         _summary(run, "the built-in sample" if not inputs else f"{len(inputs)} input(s)", output, rejects_path, state)
 
 
-def _mapping_options(f: Any) -> Any:
-    """The column-mapping options every command that reads entry lines takes."""
-    for option in reversed([
-        click.option("--preset", help="A shipped column mapping, e.g. 'kcs'."),
-        click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
-                     help="Column mapping TOML ([columns] source = canonical, [constants])."),
-        click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable)."),
-        click.option("--threads", type=click.IntRange(1, 256), help="Threads [default: OMP_NUM_THREADS or all cores]."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
-    ]):
-        f = option(f)
-    return f
-
-
 def _config(path: str | None) -> ceecore.ScoringConfig:
     return ceecore.ScoringConfig.from_toml(path) if path else ceecore.ScoringConfig.default()
 
@@ -171,17 +178,14 @@ def _counts(s: ceecore.IntakeStats, what: str) -> None:
 
 
 
-def _label_options(f: Any) -> Any:
-    """The options of commands that can learn from outcomes."""
-    for option in reversed([
-        click.option("--labels", help="Learn from this outcome column (true = a violation, empty = not inspected); "
-                                      "needs ceecore[learn]."),
-        click.option("--revenue", help="With --labels: the revenue recovered per line."),
-        click.option("--history-key", "history_keys", multiple=True, metavar="COLUMN",
-                     help="With --labels: also keep the outcome history of this input column (repeatable)."),
-    ]):
-        f = option(f)
-    return f
+# The options of commands that can learn from outcomes.
+_label_options = _options(
+    click.option("--labels", help="Learn from this outcome column (true = a violation, empty = not inspected); "
+                                  "needs ceecore[learn]."),
+    click.option("--revenue", help="With --labels: the revenue recovered per line."),
+    click.option("--history-key", "history_keys", multiple=True, metavar="COLUMN",
+                 help="With --labels: also keep the outcome history of this input column (repeatable)."),
+)
 
 
 def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ...],
@@ -359,7 +363,7 @@ def _run_report(summary: ceecore.RunSummary, top: int = 3) -> None:
 @click.option("-o", "--outdir", default="ceecore-demo", show_default=True, type=click.Path(file_okay=False),
               help="Where the generated input and the outputs go.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(1, 256), help="Threads [default: OMP_NUM_THREADS or all cores].")
+@_threads_option
 def demo(lines: int, outdir: str, seed: int, threads: int | None) -> None:
     """Generate a year of entry lines with known fraud, run the whole pipeline, report."""
     with _usage_errors():
@@ -412,10 +416,10 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--batch-rows", type=click.IntRange(1), default=1 << 18, show_default=True, help="Rows per batch (Parquet row group).")
 @click.option("--file-rows", type=click.IntRange(1), help="Rows per file when OUTPUT is a dataset directory.")
 @click.option("--truth", type=click.Path(dir_okay=False), help="Also write the ground truth per account (Parquet).")
-@click.option("--threads", type=click.IntRange(1, 256), help="Threads [default: OMP_NUM_THREADS or all cores].")
+@_threads_option
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="A .parquet, .csv(.gz) or .arrow file, or else a directory of Parquet files.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@_quiet_option
 def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: dt.datetime | None, seed: int,
              scheme_rates: tuple[str, ...], inspect_share: float | None, dirty: int, batch_rows: int,
              file_rows: int | None, truth: str | None, threads: int | None, output: str, quiet: bool) -> None:
