@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -96,8 +96,10 @@ def run_consolidation(
     def fold(batch: pa.RecordBatch, mapping: ColumnMapping, where: str, columns: tuple[str, ...]) -> Intake:
         return Intake(batch, book.update(batch, mapping, where), {})
 
+    # One worker thread feeds the kernel, whose own threads check and fold each batch.
+    reading = Reading(source, mapping or ColumnMapping(), 1, progress, on_start)
     with _RejectSink(rejects) as sink:
-        for _ in _each_batch(source, mapping, (), fold, lambda intake: None, 1, stats, sink, progress, on_start):
+        for _ in reading.each((), fold, lambda intake: None, stats, sink):
             pass
     accounts = book.result(assign_by, overrides)
     stats.seconds = time.perf_counter() - started
@@ -126,32 +128,40 @@ Ingest = Callable[[pa.RecordBatch, ColumnMapping, str, tuple[str, ...]], Intake]
 T = TypeVar("T")
 
 
-def _each_batch(source: Any, mapping: ColumnMapping | None, columns: tuple[str, ...], ingest: Ingest,
-                work: Callable[[Intake], T], threads: int, stats: IntakeStats, rejects: _RejectSink,
-                progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> Iterator[T]:
-    """``work(ingest(batch))`` for every batch of ``source``, on ``threads`` threads, the
-    results in input order; each batch's rejects are written and its rows counted as
-    its result comes back.
+@dataclass(frozen=True)
+class Reading:
+    """What a job reads and how: ``source`` (paths or Arrow data) under ``mapping``, on
+    ``threads`` worker threads; ``on_start`` hears the total rows once (when known up
+    front), ``progress`` the rows of each batch done."""
 
-    Only the columns that consolidation and ``columns`` need are read.
-    """
-    mapping = mapping or ColumnMapping()
-    wanted = [mapping.source_of(c) for c in dict.fromkeys(CONSOLIDATION_COLUMNS + columns)]
-    sources, chunks = open_sources(source, text_columns=wanted, columns=wanted)
-    if on_start is not None:
-        rows = [s.rows for s in sources]
-        on_start(None if None in rows else sum(rows))
+    source: Any
+    mapping: ColumnMapping = field(default_factory=ColumnMapping)
+    threads: int = 1
+    progress: Callable[[int], None] | None = None
+    on_start: Callable[[int | None], None] | None = None
 
-    def job(chunk: Chunk) -> tuple[Chunk, np.ndarray, T]:
-        intake = ingest(chunk.batch, mapping, chunk.source, columns)
-        return chunk, intake.codes, work(intake)
+    def each(self, columns: tuple[str, ...], ingest: Ingest, work: Callable[[Intake], T], stats: IntakeStats,
+             rejects: _RejectSink) -> Iterator[T]:
+        """``work(ingest(batch))`` for every batch, on the worker threads, the results in
+        input order; each batch's rejects are written and its rows counted as its result
+        comes back. Only the columns consolidation and ``columns`` need are read."""
+        mapping = self.mapping
+        wanted = [mapping.source_of(c) for c in dict.fromkeys(CONSOLIDATION_COLUMNS + columns)]
+        sources, chunks = open_sources(self.source, text_columns=wanted, columns=wanted)
+        if self.on_start is not None:
+            rows = [s.rows for s in sources]
+            self.on_start(None if None in rows else sum(rows))
 
-    for chunk, codes, result in in_order(chunks, job, threads):
-        stats.add(codes)
-        rejects.write(chunk, codes, mapping)
-        if progress is not None:
-            progress(chunk.batch.num_rows)
-        yield result
+        def job(chunk: Chunk) -> tuple[Chunk, np.ndarray, T]:
+            intake = ingest(chunk.batch, mapping, chunk.source, columns)
+            return chunk, intake.codes, work(intake)
+
+        for chunk, codes, result in in_order(chunks, job, self.threads):
+            stats.add(codes)
+            rejects.write(chunk, codes, mapping)
+            if self.progress is not None:
+                self.progress(chunk.batch.num_rows)
+            yield result
 
 
 def _parse_only(centers: CenterMap | None) -> Ingest:
@@ -223,14 +233,15 @@ def fit(
     the indicators, the history rates and the line's numbers (``ceecore[learn]``).
     Rejected rows go to ``rejects``; the read's counts are added to ``stats``.
     """
-    return _fit(source, mapping, AccountBook(centers, threads), config, Labels(labels) if isinstance(labels, str)
-                else labels, stats if stats is not None else IntakeStats(), rejects, progress, on_start)[0]
+    book = AccountBook(centers, threads)
+    return _fit(Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start), book, config,
+                Labels(labels) if isinstance(labels, str) else labels, stats if stats is not None else IntakeStats(),
+                rejects)[0]
 
 
-def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: ScoringConfig | None,
-         labels: Labels | None, stats: IntakeStats, rejects: str | os.PathLike[str] | None,
-         progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None,
-         spill: str | os.PathLike[str] | None = None) -> tuple[Model, LineSpill | None]:
+def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labels: Labels | None,
+         stats: IntakeStats, rejects: str | os.PathLike[str] | None, spill: str | os.PathLike[str] | None = None
+         ) -> tuple[Model, LineSpill | None]:
     """The model of :func:`fit`; with ``spill`` (a file path), also the accepted lines,
     parsed, kept there for a scoring pass that does not read the input again."""
     # Worker threads check and parse batches side by side; the baselines are one state,
@@ -239,7 +250,7 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
     # thread and merged exactly, so neither depends on which thread took which batch.
     config = config or ScoringConfig.default()
     if labels is not None:
-        labels.check(mapping or ColumnMapping())
+        labels.check(reading.mapping)
     columns = SCORING_COLUMNS + (labels.columns if labels else ())
     baselines = Baselines(config.tallies)
     fitting = threading.Lock()
@@ -260,8 +271,7 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
         return kept.batch(intake) if kept is not None else None
 
     with _RejectSink(rejects) as sink:
-        for lines in _each_batch(source, mapping, columns, book.ingest, fold, book.threads, stats, sink, progress,
-                                 on_start):
+        for lines in reading.each(columns, book.ingest, fold, stats, sink):
             if kept is not None:
                 kept.write(lines)
     if kept is not None:
@@ -270,10 +280,10 @@ def _fit(source: Any, mapping: ColumnMapping | None, book: AccountBook, config: 
     for part in histories:
         history.merge(part)
     model = Model(baselines, config, model_meta(baselines), history)
-    return (_learn(source, mapping, book, model, labels) if labels else model), kept
+    return (_learn(reading, book, model, labels) if labels else model), kept
 
 
-def _learn(source: Any, mapping: ColumnMapping | None, book: AccountBook, model: Model, labels: Labels) -> Model:
+def _learn(reading: Reading, book: AccountBook, model: Model, labels: Labels) -> Model:
     """The model with trees trained on the inspected lines of ``source``, each line's
     history taken out of its own fold (so no line learns from its own outcome)."""
     columns = SCORING_COLUMNS + labels.columns
@@ -285,8 +295,8 @@ def _learn(source: Any, mapping: ColumnMapping | None, book: AccountBook, model:
         return X[outcome.inspected], outcome.violation[outcome.inspected]
 
     again = IntakeStats()
-    parts = list(_each_batch(source, mapping, columns, _parse_only(book.centers), rows, book.threads,
-                             again, _RejectSink(None), None, None))
+    quiet = Reading(reading.source, reading.mapping, reading.threads)  # the second reading reports nothing
+    parts = list(quiet.each(columns, _parse_only(book.centers), rows, again, _RejectSink(None)))
     _check_replayed(model.baselines.lines, again)
     X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(model.feature_names())))
     y = np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64)
@@ -365,10 +375,10 @@ def score(
     centers = centers or CenterMap.default()
     workers = resolve_threads(threads)
     stats = IntakeStats()
+    reading = Reading(source, mapping or ColumnMapping(), workers, progress, on_start)
     with _RejectSink(rejects) as rejected:
         def each(work: Callable[[Intake], Any]) -> Iterator[Any]:
-            return _each_batch(source, mapping, model.input_columns, _parse_only(centers), work, workers, stats,
-                               rejected, progress, on_start)
+            return reading.each(model.input_columns, _parse_only(centers), work, stats, rejected)
 
         return _score(each, model, centers, output, out_of_fold, stats)
 
@@ -458,8 +468,9 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ceecore-run-", dir=out))
     try:
-        summary = _run(source, staging, out, mapping, centers, config, Labels(labels) if isinstance(labels, str)
-                       else labels, threads, progress, on_start)
+        book = AccountBook(centers, threads)
+        reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start)
+        summary = _run(reading, book, staging, out, config, Labels(labels) if isinstance(labels, str) else labels)
         for name, path in summary.outputs.items():  # the set appears together, or not at all
             os.replace(path, out / name)
             summary.outputs[name] = str(out / name)
@@ -479,31 +490,30 @@ def _check_outdir(out: Path, source: Any) -> None:
                                  "choose one outside it")
 
 
-def _run(source: Any, out: Path, final: Path, mapping: ColumnMapping | None, centers: CenterMap | None,
-         config: ScoringConfig | None, labels: Labels | None, threads: int | None,
-         progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> RunSummary:
+def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: ScoringConfig | None,
+         labels: Labels | None) -> RunSummary:
     """The job of :func:`run`, writing into ``out``; summary.json names the files in ``final``."""
     paths = {name: str(out / name) for name in ("lines.parquet", "accounts.parquet", "worklist.parquet",
                                                 "rejects.parquet", "model.arrow", "summary.json")}
     started = time.perf_counter()
-    fit_book = AccountBook(centers, threads)
     fit_stats = IntakeStats()
-    model, spill = _fit(source, mapping, fit_book, config, labels, fit_stats, paths["rejects.parquet"], progress,
-                        (lambda total: on_start(None if total is None else 2 * total)) if on_start else None,
-                        spill=out / ".lines.arrow")
+    on_start = reading.on_start  # two passes over the lines: twice the work to show
+    twice = replace(reading, on_start=(lambda total: on_start(None if total is None else 2 * total))
+                    if on_start else None)
+    model, spill = _fit(twice, book, config, labels, fit_stats, paths["rejects.parquet"], spill=out / ".lines.arrow")
     model.save(paths["model.arrow"])
     fitted = time.perf_counter()
 
     def replayed() -> Iterator[Intake]:  # the second pass: the lines the first one parsed, not the input again
         for intake in spill.intakes():
             yield intake
-            if progress is not None:
-                progress(len(intake.codes))
+            if reading.progress is not None:
+                reading.progress(len(intake.codes))
 
-    scored = _score(lambda work: in_order(replayed(), work, fit_book.threads), model, centers or CenterMap.default(),
+    scored = _score(lambda work: in_order(replayed(), work, book.threads), model, book.centers,
                     paths["lines.parquet"], labels is not None, IntakeStats())
     os.unlink(spill.path)
-    accounts = account_scores(fit_book.result(), scored.accounts_top.summary(model), model)
+    accounts = account_scores(book.result(), scored.accounts_top.summary(model), model)
     write_table(accounts, paths["accounts.parquet"])
     explore = round(model.config.worklist * model.config.exploration_share)
     write_table(worklist(scored.top.picks(explore), accounts, model.config.worklist, explore,
