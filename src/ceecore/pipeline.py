@@ -395,7 +395,9 @@ def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Mode
 
     def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
         scored = score_intake(model, intake, centers, out_of_fold)
-        lines = scored.filter(pc.is_null(scored.column("reject_reason"))).drop_columns(["reject_reason"])
+        if intake.codes.any():  # (replayed lines are all accepted: nothing to filter, nothing copied)
+            scored = scored.filter(pc.is_null(scored.column("reject_reason")))
+        lines = scored.drop_columns(["reject_reason"])
         return lines, top.of(lines), accounts_top.of(lines, intake.parsed["importer_hash"])
 
     try:
