@@ -26,7 +26,7 @@ What it holds:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,9 @@ N_BINS = 1000                     # ... to about $5e17 (outliers fall in the end
 ANY_ORIGIN = 1023
 MOMENT_LEVELS = 2                 # levels (HTS10 x origin, HTS10) that also keep sums, for leave-one-out norms
 FORMAT = "ceecore.baselines/2"
+# The rows of a saved state: a tally (named in a dictionary), a field, a key, its value.
+TABLE_SCHEMA = pa.schema([("tally", pa.dictionary(pa.int8(), pa.string())), ("field", pa.int8()),
+                          ("key", pa.uint64()), ("value", pa.int64())])
 
 
 def uv_group(level: int, basis: np.ndarray, hts: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -146,22 +149,26 @@ class Baselines:
 
     def to_arrow(self) -> pa.Table:
         """The state as one table (tally, field, key, value), each tally's field sorted by key."""
-        names, fields, keys, values = [], [], [], []
-        for t, (name, tally) in enumerate(self.tallies.items()):
+        return pa.Table.from_batches(list(self.batches(list(self.tallies))), TABLE_SCHEMA) \
+            .replace_schema_metadata(self.metadata())
+
+    def batches(self, names: list[str]) -> Iterator[pa.RecordBatch]:
+        """The rows of :meth:`to_arrow`, a batch per tally and field (so a writer can stream
+        them), their tally named by its place in ``names`` (a dictionary shared with
+        whatever else the same file holds)."""
+        dictionary = pa.array(names, pa.string())
+        for name, tally in self.tallies.items():
             k, v = tally.items()
             v = v.reshape(len(k), len(tally.folds))
             for f in range(v.shape[1]):
-                names.append(np.full(len(k), t, np.int8))
-                fields.append(np.full(len(k), f, np.int8))
-                keys.append(k)
-                values.append(v[:, f])
-        table = pa.table({
-            "tally": pa.DictionaryArray.from_arrays(np.concatenate(names), pa.array(list(self.tallies))),
-            "field": pa.array(np.concatenate(fields), pa.int8()),
-            "key": pa.array(np.concatenate(keys), pa.uint64()),
-            "value": pa.array(np.concatenate(values), pa.int64()),
-        })
-        return table.replace_schema_metadata({b"ceecore.baselines": json.dumps({"format": FORMAT}).encode()})
+                yield pa.RecordBatch.from_arrays([
+                    pa.DictionaryArray.from_arrays(np.full(len(k), names.index(name), np.int8), dictionary),
+                    pa.array(np.full(len(k), f, np.int8)), pa.array(k, pa.uint64()),
+                    pa.array(np.ascontiguousarray(v[:, f]), pa.int64())], schema=TABLE_SCHEMA)
+
+    @staticmethod
+    def metadata() -> dict[bytes, bytes]:
+        return {b"ceecore.baselines": json.dumps({"format": FORMAT}).encode()}
 
     @classmethod
     def from_arrow(cls, table: pa.Table, others: tuple[str, ...] = ()) -> Baselines:

@@ -142,21 +142,29 @@ class History:
             raise ValueError(f"cannot merge histories of keys {other.kinds} into one of {self.kinds}")
         self.tally.merge(other.tally)
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self, names: list[str] | None = None) -> pa.Table:
         """The state as a table (tally "history", field, key, value) in the baselines'
         layout (so one model file holds both), sorted by field then key. The fields are the
         inspected lines, violations and revenue cents of fold 0, then fold 1, ...; only
-        values other than 0 are kept (most keys were inspected in one or two folds)."""
+        values other than 0 are kept (most keys were inspected in one or two folds).
+
+        ``names``: the tally dictionary of the file it goes into (default: "history" alone).
+        """
+        names = names or ["history"]
         keys, values = self.tally.items()
         field, row = np.nonzero(values.T)  # field-major: sorted by field, then key
         table = pa.table({
-            "tally": pa.DictionaryArray.from_arrays(np.zeros(len(row), np.int8), pa.array(["history"])),
+            "tally": pa.DictionaryArray.from_arrays(np.full(len(row), names.index("history"), np.int8),
+                                                    pa.array(names, pa.string())),
             "field": pa.array(field.astype(np.int8), pa.int8()),
             "key": pa.array(keys[row], pa.uint64()),
             "value": pa.array(values[row, field], pa.int64()),
         })
-        meta = {"format": FORMAT, "extra": list(self.extra), "prior": self.prior}
-        return table.replace_schema_metadata({b"ceecore.history": json.dumps(meta).encode()})
+        return table.replace_schema_metadata(self.metadata())
+
+    def metadata(self) -> dict[bytes, bytes]:
+        return {b"ceecore.history": json.dumps({"format": FORMAT, "extra": list(self.extra),
+                                                "prior": self.prior}).encode()}
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> History:

@@ -24,7 +24,7 @@ from ceecore.schema import ContractError
 
 __all__ = ["Chunk", "Source", "open_sources", "atomic_path", "write_table", "ParquetSink"]
 
-BATCH_ROWS = 256 * 1024
+BATCH_ROWS = 64 * 1024
 _PARQUET = (".parquet", ".pq")
 _IPC = (".arrow", ".ipc", ".feather", ".arrows")
 _CSV = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
@@ -481,6 +483,26 @@ def run(
     return summary
 
 
+def _release_memory() -> None:
+    """Returns freed memory that the allocators still hold to the system: Arrow's pool
+    and, where the C library is glibc, malloc's (numpy's arrays), so that a job's next
+    phase starts from its state, not from the high-water mark of the last one."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
 def _check_outdir(out: Path, source: Any) -> None:
     """Refuses an output directory inside an input directory: learning from labels reads
     the input again, and a later run of the same input would read the outputs as lines."""
@@ -504,6 +526,7 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
                     if on_start else None)
     model, spill = _fit(twice, book, config, labels, fit_stats, paths["rejects.parquet"], spill=out / ".lines.arrow")
     model.save(paths["model.arrow"])
+    _release_memory()  # what the first pass's batches held goes back to the system before the second
     fitted = time.perf_counter()
 
     def replayed() -> Iterator[Intake]:  # the second pass: the lines the first one parsed, not the input again

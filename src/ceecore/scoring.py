@@ -30,7 +30,7 @@ from ceecore import __version__
 from ceecore._kernels._indicators import ScoringContext, score_accounts, score_lines
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore.accounts import AccountBook
-from ceecore.baselines import BIN_WIDTH, Baselines
+from ceecore.baselines import BIN_WIDTH, TABLE_SCHEMA, Baselines
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
 from ceecore.history import History, outcomes
@@ -171,19 +171,20 @@ class Model:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the model atomically as one Arrow IPC file (no pickle): the baselines' and
         the history's tallies as rows, the rest (config, learned trees) as JSON metadata."""
-        table = self.baselines.to_arrow()
         meta = {**self.meta, "format": MODEL_FORMAT, "version": __version__, "config": self.config.to_dict()}
-        if self.history is not None:  # the same layout: one table, one dictionary of tally names
-            history = self.history.to_arrow()
-            both = pa.concat_tables([table, history.replace_schema_metadata(table.schema.metadata)])
-            table = both.unify_dictionaries().combine_chunks().replace_schema_metadata(
-                {**table.schema.metadata, **history.schema.metadata})
         if self.learned is not None:
             meta["learned"] = self.learned.to_dict()
-        schema = table.schema.with_metadata({**table.schema.metadata, b"ceecore.model": json.dumps(meta).encode()})
+        names = [*self.baselines.tallies, *(["history"] if self.history is not None else [])]
+        metadata = {**self.baselines.metadata(), **(self.history.metadata() if self.history is not None else {}),
+                    b"ceecore.model": json.dumps(meta).encode()}
         options = ipc.IpcWriteOptions(compression="zstd")  # half the size, no slower here
-        with atomic_path(path) as tmp, ipc.new_file(tmp, schema, options=options) as writer:
-            writer.write_table(table.replace_schema_metadata(schema.metadata))
+        # Tally by tally: the whole table never sits in memory beside the state.
+        with atomic_path(path) as tmp, ipc.new_file(tmp, TABLE_SCHEMA.with_metadata(metadata),
+                                                    options=options) as writer:
+            for batch in self.baselines.batches(names):
+                writer.write_batch(batch)
+            if self.history is not None:
+                writer.write_table(self.history.to_arrow(names).cast(TABLE_SCHEMA))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Model:

@@ -27,6 +27,7 @@ __all__ = ["LineSpill"]
 _NARROW = {"day": np.int32, "center": np.int8, "country": np.int16, "port": np.int16, "hts6": np.int32,
            "hts4": np.int16, "basis": np.int8}
 _PREFIX = "parsed:"
+REPLAY_ROWS = 32 * 1024
 
 
 class LineSpill:
@@ -67,15 +68,19 @@ class LineSpill:
             self._writer = ipc.new_file(str(self.path), self.schema)
         self._writer.close()
 
-    def intakes(self) -> Iterator[Intake]:
-        """The kept batches as intakes (every line accepted), in the order they were written."""
+    def intakes(self, rows: int = REPLAY_ROWS) -> Iterator[Intake]:
+        """The kept lines as intakes (every line accepted) of at most ``rows`` lines, in the
+        order they were written: smaller than the input's batches, so that the batches a
+        scoring pass has in flight (with their scores) take less memory."""
         names = list(self.typed)
         with pa.OSFile(str(self.path)) as source:  # read, not mapped: pages do not pile up in memory
             reader = ipc.open_file(source)
             for i in range(reader.num_record_batches):
-                batch = reader.get_batch(i)
-                n = batch.num_rows
-                parsed = {name: batch.column(_PREFIX + name).to_numpy().astype(dtype, copy=False)
-                          for name, dtype in PARSED_COLUMNS.items() if name != "rows"}
-                parsed["rows"] = np.arange(n, dtype=np.int64)
-                yield Intake(batch.select(names), np.zeros(n, np.uint8), parsed)
+                kept = reader.get_batch(i)
+                for start in range(0, kept.num_rows, rows):
+                    batch = kept.slice(start, rows)
+                    n = batch.num_rows
+                    parsed = {name: batch.column(_PREFIX + name).to_numpy().astype(dtype, copy=False)
+                              for name, dtype in PARSED_COLUMNS.items() if name != "rows"}
+                    parsed["rows"] = np.arange(n, dtype=np.int64)
+                    yield Intake(batch.select(names), np.zeros(n, np.uint8), parsed)

@@ -58,7 +58,7 @@ class BestLinesPerAccount:
     def add(self, part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         self.parts.append(part)
         self.buffered += len(part[0])
-        if self.buffered > max(1 << 20, 2 * self.kept):
+        if self.buffered > max(1 << 18, 2 * self.kept):
             self._reduce()
 
     def _reduce(self) -> None:
