@@ -400,7 +400,7 @@ def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Mode
         if intake.codes.any():  # (replayed lines are all accepted: nothing to filter, nothing copied)
             scored = scored.filter(pc.is_null(scored.column("reject_reason")))
         lines = scored.drop_columns(["reject_reason"])
-        return lines, top.of(lines), accounts_top.of(lines, intake.parsed["importer_hash"])
+        return lines, top.of(lines, intake.parsed["entry_hash"]), accounts_top.of(lines, intake.parsed["importer_hash"])
 
     try:
         for lines, top_lines, account_lines in each(work):

@@ -97,10 +97,12 @@ class BestLinesPerCenter:
         self.by_score: pa.Table | None = None
         self.by_draw: pa.Table | None = None
 
-    def of(self, lines: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
-        """A batch's own best ``n`` lines per Center by score and by draw, for :meth:`add`."""
+    def of(self, lines: pa.RecordBatch, entries: np.ndarray) -> tuple[pa.Table, pa.Table]:
+        """A batch's own best ``n`` lines per Center by score and by draw, for :meth:`add`;
+        ``entries`` are the lines' entry hashes (from the parse: the draw hashes no text)."""
         table = pa.Table.from_batches([lines]).select(self.COLUMNS)
-        draws = _draws(self.seed, table.column("entry_number"), table.column("line_number"))
+        draws = combine(_DRAW_TAG, np.full(len(entries), self.seed, np.int64), entries,
+                        table.column("line_number").to_numpy().astype(np.int64))
         table = table.append_column("draw", pa.array(draws))
         center = pc.fill_null(pc.dictionary_encode(table.column("center")).combine_chunks().indices, -1) \
             .to_numpy(zero_copy_only=False)
@@ -160,15 +162,12 @@ def _smallest_per_group(groups: np.ndarray, key: np.ndarray, n: int) -> np.ndarr
     return np.flatnonzero(keep)
 
 
-def _draws(seed: int, keys: pa.ChunkedArray, numbers: pa.ChunkedArray | None = None) -> np.ndarray:
-    """A pseudo-random draw per row from the seed and the row's key (and number) alone."""
+def _draws(seed: int, keys: pa.ChunkedArray) -> np.ndarray:
+    """A pseudo-random draw per row from the seed and the row's key alone."""
     if len(keys) == 0:
         return np.zeros(0, np.uint64)
     hashes = hash_strings(pa.record_batch({"k": keys.combine_chunks()}), "k")
-    seeds = np.full(len(keys), seed, np.int64)
-    if numbers is None:
-        return combine(_DRAW_TAG, seeds, hashes)
-    return combine(_DRAW_TAG, seeds, hashes, numbers.to_numpy().astype(np.int64))
+    return combine(_DRAW_TAG, np.full(len(keys), seed, np.int64), hashes)
 
 
 _DRAW_TAG = 77
