@@ -509,6 +509,31 @@ def test_run_writes_every_output(tmp_path):
     assert worklist.group_by("kind", "center").len()["len"].max() <= 50
 
 
+def test_run_scores_its_replayed_lines_as_the_scorer_scores_the_input(tmp_path):
+    """run parses its input once and scores the lines it kept (the spill): the same ids,
+    outcomes, Centers, scores, reasons and indicators as a Scorer on the input itself."""
+    table = lines(20_000, seed=8, dirty=7)
+    ceecore.run(table, tmp_path)
+    model = Model.load(tmp_path / "model.arrow")
+    direct = pl.from_arrow(ceecore.Scorer(model).score(table)).filter(pl.col("reject_reason").is_null()) \
+        .drop("reject_reason")
+    replayed = pl.read_parquet(tmp_path / "lines.parquet")
+    assert replayed.height == 20_000 and replayed.columns == direct.columns
+    assert replayed.equals(direct)  # NaN equals NaN here
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # the spill went with the staging
+
+
+def test_run_takes_a_one_time_stream(tmp_path):
+    """Reading the input once, run scores a stream that can be read only once."""
+    table = lines(12_000, seed=3)
+    ceecore.run(table, tmp_path / "table")
+    stream = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=3_000))
+    ceecore.run(stream, tmp_path / "stream")
+    for name in ("lines.parquet", "accounts.parquet", "worklist.parquet"):
+        assert pl.read_parquet(tmp_path / "stream" / name).equals(pl.read_parquet(tmp_path / "table" / name)), name
+    assert (tmp_path / "stream" / "model.arrow").read_bytes() == (tmp_path / "table" / "model.arrow").read_bytes()
+
+
 def test_the_worklist_reserves_exploration_picks(tmp_path):
     table = lines(30_000, seed=2)
     config = ScoringConfig.from_doc({"output": {"worklist": 20, "exploration_share": 0.25}})
