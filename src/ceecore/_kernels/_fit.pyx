@@ -162,6 +162,8 @@ def fit_lines(tuple tallies, const uint64_t[::1] importer, const uint64_t[::1] m
     """
     if len(tallies) != N_TALLIES or tallies[T_ACCT] is None:
         raise ValueError(f"fit_lines takes {N_TALLIES} tallies in FIT_TALLIES order, acct among them")
+    if any(tally is not None and not isinstance(tally, Tally) for tally in tallies):
+        raise TypeError("fit_lines takes Tally objects (or None)")
     cdef int64_t n = importer.shape[0]
     lengths = (maker.shape[0], day.shape[0], country.shape[0], port.shape[0], value_cents.shape[0],
                duty_cents.shape[0], rate_bp.shape[0], hts10.shape[0], hts6.shape[0], hts4.shape[0], spi.shape[0],
