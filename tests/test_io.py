@@ -94,6 +94,19 @@ def test_parquet_other_suffixes(tmp_path, lines, suffix):
     assert table_of(read(path)[1]).equals(lines)
 
 
+def test_polars_lazy_frame_runs_a_batch_at_a_time_for_the_wanted_columns(tmp_path, lines):
+    pl = pytest.importorskip("polars")
+    path = tmp_path / "lines.parquet"
+    pq.write_table(lines, path)
+    sources, chunks = read(pl.scan_parquet(path), batch_rows=700, columns=["entry_number", "importer_id"])
+    assert sources[0].name == "<LazyFrame>" and sources[0].rows is None
+    assert all(c.batch.num_rows <= 700 for c in chunks) and sum(c.batch.num_rows for c in chunks) == N
+    got = table_of(chunks)
+    assert got.column_names == ["entry_number", "importer_id"]  # projection pushed down
+    assert got.cast(lines.select(got.column_names).schema).equals(lines.select(got.column_names))
+    assert run_consolidation(pl.scan_parquet(path)).accounts.equals(run_consolidation(path).accounts)
+
+
 @pytest.mark.parametrize("suffix", [".arrow", ".ipc", ".feather"])
 def test_arrow_ipc_file(tmp_path, lines, suffix):
     path = tmp_path / f"lines{suffix}"

@@ -2,7 +2,8 @@
 
 pyarrow is the file layer: Parquet, Arrow IPC (file or stream) and CSV (optionally
 compressed), single files or directories of them. Anything else that speaks the Arrow
-PyCapsule protocol (pyarrow, polars, duckdb, nanoarrow) is read as it is.
+PyCapsule protocol (pyarrow, polars, duckdb, nanoarrow) is read as it is, and a polars
+LazyFrame is run a batch at a time, for the columns the job reads.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _resolve(sources: Any) -> Iterator[Source]:
         yield Source("<table>", sources, sources.num_rows)
     elif isinstance(sources, pa.RecordBatch):
         yield Source("<batch>", sources, sources.num_rows)
-    elif hasattr(sources, "__arrow_c_stream__") or hasattr(sources, "__arrow_c_array__"):
+    elif hasattr(sources, "__arrow_c_stream__") or hasattr(sources, "__arrow_c_array__") or _is_lazy(sources):
         yield Source(f"<{type(sources).__name__}>", sources, None)
     else:
         raise TypeError(f"cannot read {type(sources).__name__}: give paths or Arrow data")
@@ -145,8 +146,20 @@ def _batches(src: Source, text: set[str], batch_rows: int, wanted: set[str] | No
         yield obj
     elif hasattr(obj, "__arrow_c_stream__"):
         yield from pa.RecordBatchReader.from_stream(obj)
+    elif _is_lazy(obj):
+        # A polars LazyFrame: only the wanted columns are asked for (pushed down to its
+        # scans), and it is run a batch at a time.
+        names = obj.collect_schema().names()
+        lazy = obj if wanted is None else obj.select([c for c in names if c in wanted])
+        for frame in lazy.collect_batches(chunk_size=batch_rows):
+            yield from frame.to_arrow().to_batches()
     else:
         yield pa.record_batch(obj)
+
+
+def _is_lazy(obj: Any) -> bool:
+    """A polars LazyFrame (known by what it does: polars is not a dependency)."""
+    return hasattr(obj, "collect_batches") and hasattr(obj, "collect_schema")
 
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
