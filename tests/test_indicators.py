@@ -1,0 +1,94 @@
+"""The indicator registry (ceecore.indicators): what it declares, what derives from it, and
+that it describes the compiled scoring kernel (the kernel itself is tested against the
+plain reference in tests/test_scoring.py)."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import ceecore
+from ceecore import indicators
+from ceecore._kernels._indicators import INDICATOR_IDS, RAW_IDS, THRESHOLDS, ScoringContext, score_lines
+from ceecore.baselines import TALLIES
+from ceecore.synth import generate_table
+
+
+def _shipped_config() -> dict:
+    return tomllib.loads((resources.files("ceecore") / "data" / "scoring.toml").read_text(encoding="utf-8"))
+
+
+def test_the_registry_describes_the_kernel_and_the_shipped_config():
+    assert indicators.INDICATORS == tuple(INDICATOR_IDS)  # scoring order is the kernel's order
+    assert len(set(indicators.INDICATORS)) == len(indicators.REGISTRY)
+    assert indicators.RAW_VALUES == tuple(RAW_IDS)
+    declared = {key for indicator in indicators.REGISTRY for key in indicator.thresholds}
+    assert set(THRESHOLDS) <= declared  # everything the kernel reads is declared by an indicator
+    shipped = _shipped_config()
+    assert tuple(shipped["weights"]) == indicators.INDICATORS
+    assert set(shipped["thresholds"]) == declared
+    for indicator in indicators.REGISTRY:
+        assert set(indicator.tallies) <= set(TALLIES), indicator.name
+        assert indicator.doc and indicator.describe()["name"] == indicator.name
+    assert indicators.ACCOUNT_INDICATORS == ("port_spread", "new_importer")
+
+
+def test_tables_derive_from_the_registry():
+    assert indicators.tallies([]) == ("acct",)
+    assert indicators.tallies(["unit_value_outlier", "unit_value_low"]) == ("acct", "uv_hist", "uv_moments", "ap_uv")
+    assert indicators.raw_values(["unit_value_low", "duty_below_peers"]) == (
+        "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate")
+    config = ceecore.ScoringConfig.from_doc({"weights": {"origin_rare": 0.0, "volume_surge": 0.0}})
+    assert "origin_lines" not in config.tallies and "acct_month" not in config.tallies
+    assert indicators.by_name("origin_switch").tallies == ("ap_days", "ap_earliest")
+
+
+def test_a_config_must_match_the_registry():
+    with pytest.raises(ValueError, match="unknown key"):
+        ceecore.ScoringConfig.from_doc({"thresholds": {"no_such_threshold": 1.0}})
+    with pytest.raises(ValueError, match="not those the indicators declare"):
+        indicators.check_thresholds({"duty_gap_from": 0.5}, "test")
+
+
+def test_lookups_are_built_once_per_builder_and_only_for_enabled_indicators():
+    table = generate_table(lines=5_000, accounts=100, seed=2)
+    model = ceecore.fit(table)
+    calls: list[str] = []
+    unit_value = indicators.by_name("unit_value_low").lookups
+
+    def counted(tallies, thresholds, min_group_lines):  # noqa: ANN001, ANN202
+        calls.append("unit_value")
+        return unit_value(tallies, thresholds, min_group_lines)
+
+    both = [indicators.by_name("unit_value_low"), indicators.by_name("unit_value_outlier")]
+    originals = [indicator.lookups for indicator in both]
+    try:
+        for indicator in both:
+            object.__setattr__(indicator, "lookups", counted)
+        built = indicators.lookups(["unit_value_low", "unit_value_outlier", "duty_below_peers"],
+                                   model.baselines.tallies, model.config.thresholds, 30)
+    finally:
+        for indicator, original in zip(both, originals):
+            object.__setattr__(indicator, "lookups", original)
+    assert calls == ["unit_value"]
+    assert {"norm_index", "uv_moments", "origin_price", "duty"} <= set(built)
+    assert "effective_ports" not in built and "typical_month" not in built
+
+
+def test_the_kernel_refuses_malformed_columns_and_lookups():
+    model = ceecore.fit(generate_table(lines=2_000, accounts=50, seed=3))
+    with pytest.raises(TypeError, match="must be a Tally"):
+        ScoringContext({"duty": np.zeros(3)}, model.config.thresholds, model.config.weights, 30, 0.05, 0)
+    with pytest.raises(ValueError, match="one length"):
+        ScoringContext({"norm_median": np.zeros(3), "norm_spread": np.zeros(2), "norm_lines": np.zeros(3, np.int64)},
+                       model.config.thresholds, model.config.weights, 30, 0.05, 0)
+    one = np.zeros(1, np.int64)
+    fields = (np.zeros(1, np.uint64), np.zeros(1, np.uint64), one, one, one, one, one, one, one, one, np.zeros(1), one)
+    with pytest.raises(ValueError, match="strength and"):
+        score_lines(model.context, *fields, np.arange(3, dtype=np.int64), np.arange(len(RAW_IDS), dtype=np.int64))
+    with pytest.raises(ValueError, match="one length"):
+        score_lines(model.context, *fields[:-1], np.zeros(2, np.int64), np.arange(len(INDICATOR_IDS), dtype=np.int64),
+                    np.arange(len(RAW_IDS), dtype=np.int64))
