@@ -59,9 +59,9 @@ def test_lookups_are_built_once_per_builder_and_only_for_enabled_indicators():
     calls: list[str] = []
     unit_value = indicators.by_name("unit_value_low").lookups
 
-    def counted(tallies, thresholds, min_group_lines):  # noqa: ANN001, ANN202
+    def counted(tallies, thresholds):  # noqa: ANN001, ANN202
         calls.append("unit_value")
-        return unit_value(tallies, thresholds, min_group_lines)
+        return unit_value(tallies, thresholds)
 
     both = [indicators.by_name("unit_value_low"), indicators.by_name("unit_value_outlier")]
     originals = [indicator.lookups for indicator in both]
@@ -69,7 +69,7 @@ def test_lookups_are_built_once_per_builder_and_only_for_enabled_indicators():
         for indicator in both:
             object.__setattr__(indicator, "lookups", counted)
         built = indicators.lookups(["unit_value_low", "unit_value_outlier", "duty_below_peers"],
-                                   model.baselines.tallies, model.config.thresholds, 30)
+                                   model.baselines.tallies, model.config.thresholds)
     finally:
         for indicator, original in zip(both, originals):
             object.__setattr__(indicator, "lookups", original)
@@ -87,8 +87,7 @@ def test_the_kernel_refuses_malformed_columns_and_lookups():
                        model.config.thresholds, model.config.weights, 30, 0.05, 0)
     one = np.zeros(1, np.int64)
     fields = (np.zeros(1, np.uint64), np.zeros(1, np.uint64), one, one, one, one, one, one, one, one, np.zeros(1), one)
-    with pytest.raises(ValueError, match="strength and"):
-        score_lines(model.context, *fields, np.arange(3, dtype=np.int64), np.arange(len(RAW_IDS), dtype=np.int64))
     with pytest.raises(ValueError, match="one length"):
-        score_lines(model.context, *fields[:-1], np.zeros(2, np.int64), np.arange(len(INDICATOR_IDS), dtype=np.int64),
-                    np.arange(len(RAW_IDS), dtype=np.int64))
+        score_lines(model.context, *fields[:-1], np.zeros(2, np.int64))
+    strengths, raw, score, top, fired = score_lines(model.context, *fields, 3)
+    assert strengths.shape == (1, len(INDICATOR_IDS)) and raw.shape == (1, len(RAW_IDS)) and top.shape == (1, 3)

@@ -142,7 +142,7 @@ def test_norms_are_the_median_and_robust_spread_of_unit_values():
         "country_of_origin": ["CN"] * n, "entered_value": np.round(unit_value * quantity, 2), "quantity": quantity,
     })
     model = ceecore.fit(table)
-    norms = Norms(model.baselines.tallies["uv_hist"], model.config.min_group_lines)
+    norms = Norms(model.baselines.tallies["uv_hist"])
     assert len(norms.groups) == 4  # one group per level
     logs = np.log(table.column("entered_value").to_numpy() / quantity)
     assert norms.median == pytest.approx(np.median(logs), abs=0.03)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -218,7 +217,7 @@ class Norms:
     values per group, at every level, from the HTS10 x origin histograms; ``index``
     maps each group key to its row (the scoring kernel looks them up)."""
 
-    def __init__(self, uv_hist: Tally, min_lines: int, max_own_share: float = 0.25) -> None:
+    def __init__(self, uv_hist: Tally) -> None:
         keys, counts = roll_up(*uv_hist.items(), levels=len(LEVELS), shift=10)
         group = keys >> np.uint64(10)
         bins = (keys & np.uint64(1023)).astype(np.int64)
@@ -239,10 +238,5 @@ class Norms:
         self.lines = n
         self.median = quantile(0.5)
         self.spread = np.maximum((quantile(0.75) - quantile(0.25)) / 1.349, BIN_WIDTH)
-        self.min_lines = min_lines
-        self.max_own_share = max_own_share
         self.index = Tally("min")
         self.index.add(self.groups, np.arange(len(self.groups), dtype=np.int64))
-
-    def describe(self) -> dict[str, Any]:
-        return {"groups": int(len(self.groups)), "min_lines": self.min_lines}

@@ -162,7 +162,7 @@ class Model:
         self.first_day = span[0] if span else 0
         # What the enabled indicators read, bound once for the compiled kernel.
         config = self.config
-        self.lookups = lookups(config.enabled, t, config.thresholds, config.min_group_lines)
+        self.lookups = lookups(config.enabled, t, config.thresholds)
         self.context = ScoringContext(self.lookups, config.thresholds, config.weights, config.min_group_lines,
                                       BIN_WIDTH, self.first_day)
 
@@ -230,7 +230,7 @@ class Model:
     def indicators(self, f: LineFields) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Strength per line and indicator (an (n, len(INDICATORS)) matrix), and the raw
         values behind them; indicators turned off stay 0, their raw values NaN."""
-        strengths, raw = score_lines(self.context, *_kernel_fields(f), _ALL_STRENGTHS, _ALL_RAW)
+        strengths, raw = score_lines(self.context, *_kernel_fields(f))
         return strengths, {name: raw[:, i] for i, name in enumerate(RAW_VALUES)}
 
     def score_lines(self, f: LineFields) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -238,7 +238,7 @@ class Model:
         indicators (as :meth:`indicators`, raw values by :data:`RAW_VALUES` column), the
         combined score, and per line its reasons (``top``, indicator columns) of which
         the first ``fired`` contributed."""
-        return score_lines(self.context, *_kernel_fields(f), _ALL_STRENGTHS, _ALL_RAW, self.config.reasons)
+        return score_lines(self.context, *_kernel_fields(f), self.config.reasons)
 
     def feature_names(self) -> list[str]:
         """What learned trees read per line: the enabled indicators, their raw values, the
@@ -279,10 +279,6 @@ class Model:
         """
         weights = np.array([self.config.weights[name] for name in names])
         return combine_contributions(np.ascontiguousarray(strengths * weights, np.float64), self.config.reasons)
-
-
-_ALL_STRENGTHS = np.arange(len(INDICATORS), dtype=np.int64)  # kernel id -> strength column (the registry's order)
-_ALL_RAW = np.arange(len(RAW_VALUES), dtype=np.int64)
 
 
 def _kernel_fields(f: LineFields) -> tuple[np.ndarray, ...]:

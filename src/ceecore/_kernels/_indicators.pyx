@@ -99,7 +99,6 @@ ctypedef struct Context:
     int64_t n_norms
     const double* origin_price     # per origin * 2 + basis
     int64_t min_group_lines
-    double max_own_share           # of a group's lines, at most this many may be the account's own
     double bin_width
     double ports_norm
     double rate_norm
@@ -174,7 +173,7 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     cdef const int64_t* own
     cdef const int64_t* group
     cdef int64_t g0, g1, g2
-    level = norm_lookup(c, L, 0, 3, c.max_own_share, &median, &spread)
+    level = norm_lookup(c, L, 0, 3, 1.0, &median, &spread)  # no own lines: no share to bound
     z = (L.log_uv - median) / spread
     raw[UNIT_VALUE_Z], raw[NORM_LEVEL] = z, <double>level
     if c.on[UNIT_VALUE_OUTLIER]:
@@ -422,7 +421,6 @@ cdef class ScoringContext:
             self.c.weight[j] = float(weights.get(name, 0.0))
             self.c.on[j] = self.c.weight[j] > 0
         self.c.min_group_lines = min_group_lines
-        self.c.max_own_share = 0.25
         self.c.bin_width = bin_width
         self.c.ports_norm = float(lookups.get("ports_norm", 1.0))
         self.c.rate_norm = float(lookups.get("rate_norm", 1.0))
@@ -438,10 +436,9 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
                 const int64_t[::1] day, const int64_t[::1] country, const int64_t[::1] port,
                 const int64_t[::1] rate_bp, const int64_t[::1] hts10, const int64_t[::1] hts6,
                 const int64_t[::1] hts4, const int64_t[::1] spi, const double[::1] log_uv, const int64_t[::1] basis,
-                const int64_t[::1] strength_column, const int64_t[::1] raw_column, int64_t reasons=-1):
-    """Strengths ``(n, len(strength_column))`` and raw values ``(n, len(raw_column))`` of
-    the lines (one array per parsed field); ``strength_column[id]`` / ``raw_column[id]``
-    is where the indicator / raw value of kernel id ``id`` goes (-1: nowhere).
+                int64_t reasons=-1):
+    """Strengths ``(n, indicators)`` and raw values ``(n, raw values)`` of the lines (one
+    array per parsed field), columns by kernel id (:data:`INDICATOR_IDS`, :data:`RAW_IDS`).
 
     With ``reasons >= 0`` also ``(score, top, fired)``: the combined score, the
     indicator ids of the ``reasons`` largest weighted strengths and how many fired.
@@ -451,13 +448,9 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
                hts6.shape[0], hts4.shape[0], spi.shape[0], log_uv.shape[0], basis.shape[0])
     if any(length != n for length in lengths):
         raise ValueError("score_lines takes fields of one length")
-    if strength_column.shape[0] != N_INDICATORS or raw_column.shape[0] != N_RAW:
-        raise ValueError(f"score_lines takes {N_INDICATORS} strength and {N_RAW} raw columns")
-    cdef int64_t n_strengths = int(np.max(np.asarray(strength_column), initial=-1)) + 1
-    cdef int64_t n_raw = int(np.max(np.asarray(raw_column), initial=-1)) + 1
     cdef int64_t k = min(reasons, N_INDICATORS, MAX_REASONS)
-    strengths_arr = np.zeros((n, n_strengths), np.float64)
-    raw_arr = np.full((n, n_raw), np.nan)
+    strengths_arr = np.zeros((n, N_INDICATORS), np.float64)
+    raw_arr = np.full((n, N_RAW), np.nan)
     score_arr = np.zeros(n, np.float64)
     top_arr = np.zeros((n, max(k, 0)), np.int64)
     fired_arr = np.zeros(n, np.int64)
@@ -468,8 +461,6 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
     cdef int64_t[::1] out_fired = fired_arr
     cdef const Context* c = &context.c
     cdef Line L, A
-    cdef double s[N_INDICATORS]
-    cdef double raw[N_RAW]
     cdef double contribution[N_INDICATORS]
     cdef int64_t top[MAX_REASONS]
     with nogil:
@@ -484,16 +475,10 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
                 prefetch_line(c, &A)
             load_line(&L, i, &importer[0], &maker[0], &day[0], &country[0], &port[0], &rate_bp[0], &hts10[0],
                       &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0])
-            score_line(c, &L, s, raw)
-            for j in range(N_INDICATORS):
-                if strength_column[j] >= 0:
-                    out_s[i, strength_column[j]] = s[j]
-            for j in range(N_RAW):
-                if raw_column[j] >= 0:
-                    out_raw[i, raw_column[j]] = raw[j]
+            score_line(c, &L, &out_s[i, 0], &out_raw[i, 0])
             if k >= 0:
                 for j in range(N_INDICATORS):
-                    contribution[j] = s[j] * c.weight[j]
+                    contribution[j] = out_s[i, j] * c.weight[j]
                 out_score[i] = combine_row(contribution, N_INDICATORS, k, top, &out_fired[i])
                 for j in range(k):
                     out_top[i, j] = top[j]

@@ -81,8 +81,8 @@ def check_thresholds(thresholds: Mapping[str, float], where: str) -> None:
                          "declare")
 
 
-def lookups(indicators: Iterable[str], fitted: Mapping[str, Lookup], thresholds: Mapping[str, float],
-            min_group_lines: int) -> dict[str, Lookup]:
+def lookups(indicators: Iterable[str], fitted: Mapping[str, Lookup], thresholds: Mapping[str, float]
+            ) -> dict[str, Lookup]:
     """What scoring ``indicators`` reads: the fitted tallies, and the lookups each
     indicator derives from them (each builder run once)."""
     out: dict[str, Lookup] = dict(fitted)
@@ -91,5 +91,5 @@ def lookups(indicators: Iterable[str], fitted: Mapping[str, Lookup], thresholds:
         builder = by_name(name).lookups
         if builder is not None and builder not in built:
             built.add(builder)
-            out.update(builder(fitted, thresholds, min_group_lines))
+            out.update(builder(fitted, thresholds))
     return out

@@ -20,8 +20,7 @@ def _big_accounts(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]
     return accounts, fields, fields[:, 2] >= thresholds["account_min_lines"]
 
 
-def effective_ports(tallies: Mapping[str, Tally], thresholds: Mapping[str, float], min_group_lines: int
-                    ) -> dict[str, Lookup]:
+def effective_ports(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """Per account its effective number of ports (exp of the entropy of its lines by
     port, x 1000), and the industry's norm: a quantile of it over big accounts."""
     _, port_fields = tallies["acct_port"].items()
@@ -40,16 +39,14 @@ def effective_ports(tallies: Mapping[str, Tally], thresholds: Mapping[str, float
     return {"effective_ports": ports, "ports_norm": norm}
 
 
-def rate_norm(tallies: Mapping[str, Tally], thresholds: Mapping[str, float], min_group_lines: int
-              ) -> dict[str, Lookup]:
+def rate_norm(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """The industry's norm of lines per active day: a quantile over big accounts."""
     _, fields, big = _big_accounts(tallies, thresholds)
     per_day = fields[:, 2] / (fields[:, 1] - fields[:, 0] + 1)
     return {"rate_norm": float(np.quantile(per_day[big], thresholds["new_importer_quantile"])) if big.any() else 1.0}
 
 
-def typical_months(tallies: Mapping[str, Tally], thresholds: Mapping[str, float], min_group_lines: int
-                   ) -> dict[str, Lookup]:
+def typical_months(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """Per account: the median of its lines over the months it filed in (x 1000), and how many months."""
     _, month_fields = tallies["acct_month"].items()
     owner, lines = month_fields[:, 1].view(np.uint64), month_fields[:, 0]

@@ -16,7 +16,7 @@ __all__ = ["Indicator", "Lookup", "LookupBuilder"]
 # derived from them when a model is built (the industry's norms, say).
 Lookup = Union[Tally, np.ndarray, float]
 # Builds lookups from the fitted tallies (by name) and the config's thresholds.
-LookupBuilder = Callable[[Mapping[str, Tally], Mapping[str, float], int], dict[str, Lookup]]
+LookupBuilder = Callable[[Mapping[str, Tally], Mapping[str, float]], dict[str, Lookup]]
 
 
 @dataclass(frozen=True)

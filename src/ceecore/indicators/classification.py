@@ -12,8 +12,7 @@ from ceecore.indicators.base import Indicator, Lookup
 __all__ = ["CLASSIFICATION_DISPARITY"]
 
 
-def hts_counts(tallies: Mapping[str, Tally], thresholds: Mapping[str, float], min_group_lines: int
-               ) -> dict[str, Lookup]:
+def hts_counts(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """Distinct HTS numbers per (importer x manufacturer, heading)."""
     unique, counts = np.unique(tallies["cls_hts"].items()[1].view(np.uint64), return_counts=True)
     out = Tally("max")

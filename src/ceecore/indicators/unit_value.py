@@ -32,11 +32,10 @@ def origin_prices(uv_moments: Tally) -> np.ndarray:
     return np.bincount(slot, weight * gap, minlength=2048) / np.maximum(np.bincount(slot, weight, minlength=2048), 1)
 
 
-def unit_value_lookups(tallies: Mapping[str, Tally], thresholds: Mapping[str, float],
-                       min_group_lines: int) -> dict[str, Lookup]:
+def unit_value_lookups(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """The robust norms per unit-value group at every level (from the histograms), and,
     where the moments were fitted, their rolled-up sums and each origin's price index."""
-    norms = Norms(tallies["uv_hist"], min_group_lines)
+    norms = Norms(tallies["uv_hist"])
     out: dict[str, Lookup] = {"norm_index": norms.index, "norm_median": norms.median, "norm_spread": norms.spread,
                               "norm_lines": norms.lines}
     if "uv_moments" in tallies:
