@@ -114,7 +114,7 @@ def test_a_failed_write_leaves_no_output(tmp_path, monkeypatch):
         yield from []
         raise RuntimeError("disk gone")
 
-    monkeypatch.setattr(synth.Synthesizer, "batches", broken)
+    monkeypatch.setattr(synth.Synthesizer, "tables", broken)
     for name in ("lines.parquet", "lines.csv", "dataset"):
         with pytest.raises(RuntimeError):
             synth.write(tmp_path / name, lines=1_000)

@@ -231,8 +231,9 @@ class ParquetSink:
             raise
         self.rows = 0
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Writes one row group: a record batch, or a table's chunks without joining them."""
+        self._writer.write(batch, row_group_size=max(batch.num_rows, 1))
         self.rows += batch.num_rows
 
     def commit(self) -> None:

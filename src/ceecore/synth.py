@@ -303,8 +303,10 @@ class Synthesizer:
     accounts (not lines); :meth:`batches` then streams lines in constant memory.
     """
 
-    def __init__(self, config: SynthConfig | None = None, centers: CenterMap | None = None) -> None:
+    def __init__(self, config: SynthConfig | None = None, centers: CenterMap | None = None,
+                 threads: int | None = None) -> None:
         self.config = config or SynthConfig()
+        self._threads = resolve_threads(threads)
         self.centers = centers or CenterMap.default()
         self.schema = arrow_schema(CANONICAL).append(pa.field("scheme", pa.string())).append(
             pa.field("duty_lost", pa.float64()))
@@ -703,8 +705,8 @@ class Synthesizer:
     def _mids(self, keys: np.ndarray) -> pa.Array:
         """MIDs for (account * 1024 + country) * 4 + slot keys: the country, six letters of
         a name, one to four digits of an address, three letters of a city."""
-        chunks = np.array_split(keys, max(1, -(-len(keys) // 262144)))
-        return pa.concat_arrays([self._mid_chunk(chunk) for chunk in chunks])
+        chunks = np.array_split(keys, max(1, -(-len(keys) // 65536)))
+        return pa.concat_arrays(list(in_order(chunks, self._mid_chunk, self._threads)))
 
     def _mid_chunk(self, keys: np.ndarray) -> pa.StringArray:
         country = (keys // 4) % 1024
@@ -779,6 +781,12 @@ class Synthesizer:
 
     def batches(self, batch_rows: int = 1 << 18, threads: int | None = None) -> Iterator[pa.RecordBatch]:
         """The lines as record batches of exactly ``batch_rows`` rows (the last may be shorter)."""
+        for table in self.tables(batch_rows, threads):
+            yield table.to_batches()[0] if table.column(0).num_chunks == 1 else table.combine_chunks().to_batches()[0]
+
+    def tables(self, batch_rows: int = 1 << 18, threads: int | None = None) -> Iterator[pa.Table]:
+        """The lines as tables of exactly ``batch_rows`` rows (the last may be shorter), each
+        made of the parts' slices: writers take them as they are, with no copy to join them."""
         if batch_rows < 1:
             raise ValueError("batch_rows must be >= 1")
         pieces: list[pa.RecordBatch] = []
@@ -791,15 +799,10 @@ class Synthesizer:
                 held += take
                 offset += take
                 if held == batch_rows:
-                    yield self._joined(pieces)
+                    yield pa.Table.from_batches(pieces, self.schema)
                     pieces, held = [], 0
         if held:
-            yield self._joined(pieces)
-
-    def _joined(self, pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
-        if len(pieces) == 1:
-            return pieces[0]
-        return pa.Table.from_batches(pieces, self.schema).combine_chunks().to_batches()[0]
+            yield pa.Table.from_batches(pieces, self.schema)
 
     def table(self, threads: int | None = None) -> pa.Table:
         """All lines in one table (for small configurations)."""
@@ -1064,12 +1067,12 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
 def generate(config: SynthConfig | None = None, batch_rows: int = 1 << 18, threads: int | None = None,
              **params: Any) -> Iterator[pa.RecordBatch]:
     """Entry lines as a stream of record batches; ``params`` override ``config`` fields."""
-    return Synthesizer(_config(config, params)).batches(batch_rows, threads)
+    return Synthesizer(_config(config, params), threads=threads).batches(batch_rows, threads)
 
 
 def generate_table(config: SynthConfig | None = None, threads: int | None = None, **params: Any) -> pa.Table:
     """Entry lines in one table; ``params`` override ``config`` fields."""
-    return Synthesizer(_config(config, params)).table(threads)
+    return Synthesizer(_config(config, params), threads=threads).table(threads)
 
 
 @dataclass
@@ -1085,7 +1088,7 @@ class Written:
     seconds: float = 0.0
     world: Synthesizer | None = None
 
-    def count(self, batch: pa.RecordBatch) -> None:
+    def count(self, batch: pa.RecordBatch | pa.Table) -> None:
         self.lines += batch.num_rows
         self.inspected += int(pc.sum(batch.column("inspected")).as_py() or 0)
         for row in pc.value_counts(batch.column("scheme").drop_null()).to_pylist():
@@ -1111,32 +1114,32 @@ def write(
     ``progress(rows)`` is called after each batch.
     """
     started = time.perf_counter()
-    world = Synthesizer(_config(config, params))
+    world = Synthesizer(_config(config, params), threads=threads)
     written = Written(os.fspath(path), dirty=world.config.dirty, world=world)
     target = Path(path)
     name = target.name.lower()
 
-    def counted() -> Iterator[pa.RecordBatch]:
-        for batch in world.batches(batch_rows, threads):
-            yield batch
-            written.count(batch)
+    def counted() -> Iterator[pa.Table]:
+        for table in world.tables(batch_rows, threads):
+            yield table
+            written.count(table)
             if progress:
-                progress(batch.num_rows)
+                progress(table.num_rows)
 
     if name.endswith(".parquet"):
         with ParquetSink(target, world.schema, **parquet_options(world.schema)) as sink:
-            for batch in counted():
-                sink.write(batch)
+            for table in counted():
+                sink.write(table)
     elif name.endswith((".csv", ".csv.gz")):
         with atomic_path(target) as tmp:
             stream = pa.CompressedOutputStream(str(tmp), "gzip") if name.endswith(".gz") else pa.OSFile(str(tmp), "wb")
             with stream, pacsv.CSVWriter(stream, world.schema) as writer:
-                for batch in counted():
-                    writer.write_batch(batch)
+                for table in counted():
+                    writer.write_table(table)
     elif name.endswith((".arrow", ".ipc", ".feather")):
         with atomic_path(target) as tmp, ipc.new_file(tmp, world.schema) as writer:
-            for batch in counted():
-                writer.write_batch(batch)
+            for table in counted():
+                writer.write_table(table)
     else:
         _write_dataset(target, world, counted(), file_rows or 4 * batch_rows)
     written.seconds = time.perf_counter() - started
@@ -1160,7 +1163,7 @@ def scheme_recall(scored: pa.Table, truth: pa.Table, top_share: float = 0.05) ->
     return {name: counts[name][0] / counts[name][1] for name in SCHEMES if name in counts}
 
 
-def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.RecordBatch], file_rows: int) -> None:
+def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Table], file_rows: int) -> None:
     """A directory of Parquet files, built beside the target and swapped in when done.
 
     An existing target is replaced only if it holds nothing but such part files.
