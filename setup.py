@@ -1,6 +1,8 @@
 """Declares the compiled kernels; everything else lives in pyproject.toml.
 
-Set CEECORE_NO_OPENMP=1 to build without OpenMP (kernels then run on one thread).
+Set CEECORE_NO_OPENMP=1 to build without OpenMP (kernels then run on one thread), and
+CEECORE_SANITIZE=address,undefined for a sanitizer build of the kernels (CI runs the kernel
+tests on one: see .ci/sanitizers).
 """
 import os
 import sys
@@ -15,6 +17,11 @@ if openmp and sys.platform == "darwin":
 # No fused multiply-adds: the kernels must round as numpy and the plain references do.
 compile_args = ["-O3", "-ffp-contract=off"]
 openmp_args = ["-fopenmp"] if openmp else []
+sanitize = os.environ.get("CEECORE_SANITIZE", "")
+sanitize_args = [f"-fsanitize={sanitize}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"] \
+    if sanitize else []
+if sanitize:
+    compile_args[0] = "-O1"  # keeps reports readable; the checks, not the speed, matter here
 
 
 def kernel(name: str, parallel: bool = False) -> Extension:
@@ -24,8 +31,8 @@ def kernel(name: str, parallel: bool = False) -> Extension:
         [f"src/ceecore/_kernels/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=compile_args + (openmp_args if parallel else []),
-        extra_link_args=openmp_args if parallel else [],
+        extra_compile_args=compile_args + sanitize_args + (openmp_args if parallel else []),
+        extra_link_args=sanitize_args + (openmp_args if parallel else []),
     )
 
 
