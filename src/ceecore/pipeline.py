@@ -96,7 +96,7 @@ def run_consolidation(
     started = time.perf_counter()
 
     def fold(batch: pa.RecordBatch, mapping: ColumnMapping, where: str, columns: tuple[str, ...]) -> Intake:
-        return Intake(batch, book.update(batch, mapping, where), {})
+        return Intake(batch, book.update(batch, mapping, where, checked=True), {})
 
     # One worker thread feeds the kernel, whose own threads check and fold each batch.
     reading = Reading(source, mapping or ColumnMapping(), 1, progress, on_start)

@@ -191,6 +191,10 @@ class ColumnMapping:
                 return source
         return canonical
 
+    def sources_of(self, canonical: Iterable[str]) -> set[str]:
+        """The source columns that feed the ``canonical`` ones."""
+        return {self.source_of(c) for c in canonical}
+
 
 def canonicalize(
     batch: pa.RecordBatch,
@@ -267,7 +271,7 @@ def plain_rows(array: pa.Array, rows: pa.Array | None = None, kind: pa.DataType 
     than failing the batch.
     """
     if pa.types.is_dictionary(array.type):
-        array = (array if rows is None else array.take(rows)).dictionary_decode()
+        array = decoded(array if rows is None else array.take(rows))
     else:
         if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
             array = array.cast(pa.large_binary())
@@ -280,10 +284,21 @@ def plain_rows(array: pa.Array, rows: pa.Array | None = None, kind: pa.DataType 
         return pa.array(values, kind)
 
 
+def decoded(array: pa.Array) -> pa.Array:
+    """A dictionary array's values per row. pyarrow cannot take from view values (polars
+    Categoricals are string_view dictionaries), so those are made plain first: the
+    dictionary is small, the rows are not."""
+    values = array.dictionary
+    if pa.types.is_string_view(values.type) or pa.types.is_binary_view(values.type):
+        plain = pa.large_string() if pa.types.is_string_view(values.type) else pa.large_binary()
+        array = pa.DictionaryArray.from_arrays(array.indices, values.cast(plain))
+    return array.dictionary_decode()
+
+
 def _as_plain_text(array: pa.Array) -> pa.Array:
     """Text in a layout every pyarrow compute function takes (large_string)."""
     if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
+        array = decoded(array)
     return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
 
 
@@ -309,10 +324,10 @@ def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
         if pa.types.is_integer(t):
             return _integer_text(array, column), None
         if pa.types.is_dictionary(t) and pa.types.is_integer(t.value_type):
-            return _integer_text(array.dictionary_decode(), column), None
+            return _integer_text(decoded(array), column), None
         raise ContractError(source, f"has type {t}, which cannot be read as text", column)
     if pa.types.is_dictionary(t):
-        array, t = array.dictionary_decode(), t.value_type
+        array, t = decoded(array), t.value_type
     target = _ARROW_TYPES[kind]
     if t == target:
         return array, None
