@@ -236,7 +236,7 @@ def canonicalize(
         fields.append(pa.field(canonical, array.type))
     if "filer_code" in columns and "filer_code" not in [f.name for f in fields]:
         entry = arrays[[f.name for f in fields].index("entry_number")]
-        arrays.append(pc.utf8_slice_codeunits(_as_plain_text(entry), 0, 3))
+        arrays.append(pc.utf8_slice_codeunits(plain_rows(entry), 0, 3))
         fields.append(pa.field("filer_code", arrays[-1].type))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), codes
 
@@ -266,9 +266,9 @@ def plain_rows(array: pa.Array, rows: pa.Array | None = None, kind: pa.DataType 
     """``array[rows]`` (every row if None) as ``kind``, from any layout the contract reads.
 
     Views, which pyarrow cannot take from, are made plain first; dictionaries are taken
-    and then decoded, so their unused values never matter; text whose bytes are not
-    UTF-8 (only the keys of rejected rows can be) gets replacement characters rather
-    than failing the batch.
+    and then decoded, so their unused values never matter; bytes that are not UTF-8
+    (binary columns: their rows are rejected) get replacement characters rather than
+    failing the batch.
     """
     if pa.types.is_dictionary(array.type):
         array = decoded(array if rows is None else array.take(rows))
@@ -293,13 +293,6 @@ def decoded(array: pa.Array) -> pa.Array:
         plain = pa.large_string() if pa.types.is_string_view(values.type) else pa.large_binary()
         array = pa.DictionaryArray.from_arrays(array.indices, values.cast(plain))
     return array.dictionary_decode()
-
-
-def _as_plain_text(array: pa.Array) -> pa.Array:
-    """Text in a layout every pyarrow compute function takes (large_string)."""
-    if pa.types.is_dictionary(array.type):
-        array = decoded(array)
-    return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
 
 
 def _integer_text(array: pa.Array, column: str) -> pa.Array:
@@ -332,7 +325,7 @@ def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
     if t == target:
         return array, None
     if _is_text(t):
-        return _parse_text(_as_plain_text(array), kind, date_format)
+        return _parse_text(plain_rows(array), kind, date_format)
     if pa.types.is_null(t):
         return pa.nulls(len(array), target), None
     numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
