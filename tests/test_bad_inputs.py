@@ -70,13 +70,14 @@ def with_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name, column)
 
 
-def offsets_past_data(values: pa.Array) -> pa.Array:
-    """A string array with an offset past its data buffer (in the middle: pyarrow's cheap
-    validation checks only the last)."""
-    values = values.cast(pa.string())
-    offsets = np.frombuffer(values.buffers()[1], np.int32)[: len(values) + 1].copy()
+def offsets_past_data(values: pa.Array, kind: pa.DataType = pa.string()) -> pa.Array:
+    """A ``kind`` (string or large_string) array with an offset past its data buffer (in
+    the middle: pyarrow's cheap validation checks only the last)."""
+    values = values.cast(kind)
+    width = np.int64 if kind == pa.large_string() else np.int32
+    offsets = np.frombuffer(values.buffers()[1], width)[values.offset: values.offset + len(values) + 1].copy()
     offsets[len(values) // 2] += 1 << 20
-    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets.tobytes()), values.buffers()[2]])
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(offsets.tobytes()), values.buffers()[2]])
 
 
 def index_out_of_range(values: pa.Array) -> pa.Array:
@@ -117,6 +118,18 @@ def test_corrupt_buffers_in_memory_are_a_contract_error(table, model, corrupt):
         ceecore.Scorer(model).score(bad)
     with pytest.raises(ContractError, match="<Producer>: rows 0 to"):
         ceecore.consolidate(Producer(bad))
+    for method in (ceecore.AccountBook.ingest, ceecore.AccountBook.parse):
+        with pytest.raises(ContractError, match="feed: rows 0 to"):
+            method(ceecore.AccountBook(threads=1), bad.to_batches()[0], source="feed")
+
+
+def test_a_corrupt_account_state_is_refused(table):
+    state = ceecore.AccountBook(threads=1)
+    state.update(table)
+    saved = state.to_arrow()
+    bad = with_column(saved, "importer_id", offsets_past_data(saved["importer_id"].combine_chunks(), pa.large_string()))
+    with pytest.raises(ValueError, match="account state: rows 0 to .* not valid Arrow data"):
+        ceecore.AccountBook.from_arrow(bad)
 
 
 class Producer:

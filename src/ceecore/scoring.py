@@ -387,7 +387,7 @@ class Scorer:
         parser = getattr(self._local, "parser", None)
         if parser is None:  # made once per thread: a parse folds nothing, so it can be reused
             parser = self._local.parser = AccountBook(self.centers, threads=1)
-        intake = parser.parse(batch, self.mapping, source, self.model.input_columns)
+        intake = parser.parse(batch, self.mapping, source, self.model.input_columns, checked=True)  # score checked it
         return score_intake(self.model, intake, self.centers)
 
 
