@@ -147,13 +147,19 @@ def test_a_corrupt_column_the_job_does_not_read_is_ignored(table):
     assert ceecore.run_consolidation(extra).stats.accepted == table.num_rows
 
 
-def test_the_cli_exits_2_on_corrupt_buffers(tmp_path, table):
+@pytest.mark.parametrize("job", ["consolidate", "fit", "score", "run"])
+def test_the_cli_exits_2_on_corrupt_buffers(tmp_path, table, model, job):
     bad = with_column(table, "hts_code", index_out_of_range(table["hts_code"].combine_chunks()))
     path = write_ipc(tmp_path / "bad.arrow", bad)
-    result = CliRunner().invoke(cli, ["consolidate", path, "-o", str(tmp_path / "accounts.parquet")])
+    model.save(tmp_path / "model.arrow")
+    out = tmp_path / "out"
+    args = {"consolidate": ["-o", out / "accounts.parquet"], "fit": ["-o", out / "model.arrow"],
+            "score": ["--model", tmp_path / "model.arrow", "-o", out / "lines.parquet"], "run": ["-o", out]}[job]
+    result = CliRunner().invoke(cli, [job, path, *map(str, args)])
     assert result.exit_code == 2, result.output
-    assert "bad.arrow: rows 0 to" in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "accounts.parquet").exists()
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "bad.arrow: rows 0 to" in result.stderr and "Traceback" not in result.output
+    assert not out.exists() or not any(p.suffix in (".parquet", ".arrow", ".json") for p in out.rglob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -210,19 +216,20 @@ def with_rejects(table: pa.Table) -> pa.Table:
     return with_column(table, "entered_value", pa.array(value, mask=np.arange(len(value)) % 7 == 3))
 
 
-DICTIONARIES = [(v, i) for v in (pa.string(), pa.large_string(), pa.string_view())
+DICTIONARIES = [(v, i) for v in (pa.string(), pa.large_string(), pa.string_view(), pa.binary(), pa.binary_view())
                 for i in (pa.int8(), pa.uint8(), pa.int16(), pa.uint16(), pa.int32(), pa.uint32(), pa.int64(),
                           pa.uint64())]
 
 
 @pytest.mark.parametrize("values,index", DICTIONARIES, ids=[f"{v}-{i}" for v, i in DICTIONARIES])
-def test_dictionaries_of_any_index_and_value_type_read_as_plain_text(table, model, values, index):
+def test_dictionaries_of_any_index_and_value_type_read_as_plain_text(tmp_path, table, model, values, index):
     plain = with_rejects(table.slice(0, 120))  # fewer distinct values than int8 indices reach
     encoded = dictionary_columns(plain, values, index)
     assert ceecore.Scorer(model).score(encoded).equals(ceecore.Scorer(model).score(plain))
-    want, got = ceecore.AccountBook(threads=1), ceecore.AccountBook(threads=1)
-    assert np.array_equal(got.update(encoded), want.update(plain))
-    assert got.to_arrow().equals(want.to_arrow())
+    want = ceecore.run_consolidation(plain, rejects=tmp_path / "want.parquet")
+    got = ceecore.run_consolidation(encoded, rejects=tmp_path / "got.parquet")
+    assert got.book.to_arrow().equals(want.book.to_arrow()) and got.accounts.equals(want.accounts)
+    assert pq.read_table(tmp_path / "got.parquet").equals(pq.read_table(tmp_path / "want.parquet"))
 
 
 def test_polars_categoricals_in_memory_and_in_files(tmp_path, table, model):
@@ -361,6 +368,9 @@ def test_raw_values_not_computed_are_null_not_nan(tmp_path, table, model):
         values = scored.column(name)
         assert not pa.compute.any(pa.compute.is_nan(values)).as_py(), name
     assert scored.column("unit_value_z").null_count == scored.num_rows
+    for name in model.config.enabled:  # strengths are always computed: 0 when an indicator cannot say
+        assert scored.column(name).null_count == scored.column("score").null_count, name
+        assert not pa.compute.any(pa.compute.is_nan(scored.column(name))).as_py(), name
     ceecore.run(table, tmp_path / "run")
     lines = pl.read_parquet(tmp_path / "run" / "lines.parquet")
     assert all(lines[name].is_nan().sum() == 0 for name in raw)
