@@ -33,7 +33,7 @@ from ceecore import REJECT_REASONS, ContractError
 from ceecore_cli.main import cli
 from ceecore.synth import generate_table
 
-FUZZ_EXAMPLES = int(os.environ.get("CEECORE_FUZZ_EXAMPLES", "12"))
+FUZZ_EXAMPLES = int(os.environ.get("CEECORE_FUZZ_EXAMPLES", "40"))
 KEYS = ("entry_number", "importer_id", "manufacturer_id")
 
 
