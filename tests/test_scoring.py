@@ -661,11 +661,11 @@ def test_no_usable_unit_value_from_a_vanishing_quantity():
     assert scored["score"].null_count() == 0 and not scored["score"].is_nan().any()
 
 
-def test_a_tally_sum_that_would_overflow_is_refused():
+def test_a_tally_sum_saturates_at_the_int64_limits():
     t = Tally("sum")
-    t.add(np.array([1], np.uint64), np.array([2**62], np.int64))
-    with pytest.raises(OverflowError):
-        t.add(np.array([1, 1], np.uint64), np.array([2**62, 2**62], np.int64))
+    t.add(np.array([1, 2], np.uint64), np.array([2**62, -(2**62)], np.int64))
+    t.add(np.array([1, 1, 2, 2], np.uint64), np.array([2**62, 2**62, -(2**62), -(2**62)], np.int64))
+    assert t.get(np.array([1, 2], np.uint64)).tolist() == [2**63 - 1, -(2**63)]
 
 
 def test_outcomes_pass_through_scoring_and_unparseable_ones_are_rejected():

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from ceecore._kernels._accounts import ACCOUNT_DTYPE, AccountKernel
 from ceecore._threads import resolve_threads
 from ceecore.centers import CenterMap, Override
-from ceecore.io import BATCH_ROWS
+from ceecore.io import BATCH_ROWS, check_batch
 from ceecore.schema import ColumnMapping, canonicalize
 
 __all__ = ["AccountBook", "CONSOLIDATION_COLUMNS", "Intake", "assign_centers"]
@@ -100,47 +100,56 @@ class AccountBook:
     # ------------------------------------------------------------------ updating
 
     def ingest(self, batch: pa.RecordBatch, mapping: ColumnMapping | None = None, source: str = "<batch>",
-               columns: tuple[str, ...] = ()) -> Intake:
+               columns: tuple[str, ...] = (), *, checked: bool = False) -> Intake:
         """Folds one record batch (at most BATCH_ROWS rows) in, for pipelines that need more
         than the codes: also the canonical batch (consolidation's columns plus ``columns``)
-        and the kernel's parse of each row."""
+        and the kernel's parse of each row. Its buffers are validated first, unless
+        ``checked`` (see :meth:`update`)."""
         if batch.num_rows > BATCH_ROWS:
             raise ValueError(f"ingest takes at most {BATCH_ROWS} rows at a time, got {batch.num_rows}")
-        return self._fold(batch, mapping, source, columns, parse=True)
+        return self._fold(batch, mapping, source, columns, checked, parse=True)
 
     def parse(self, batch: pa.RecordBatch, mapping: ColumnMapping | None = None, source: str = "<batch>",
-              columns: tuple[str, ...] = ()) -> Intake:
+              columns: tuple[str, ...] = (), *, checked: bool = False) -> Intake:
         """What :meth:`ingest` returns, without folding the batch in: the book is unchanged."""
         if batch.num_rows > BATCH_ROWS:
             raise ValueError(f"parse takes at most {BATCH_ROWS} rows at a time, got {batch.num_rows}")
-        return self._fold(batch, mapping, source, columns, parse=True, fold=False)
+        return self._fold(batch, mapping, source, columns, checked, parse=True, fold=False)
 
     def _fold(self, batch: pa.RecordBatch, mapping: ColumnMapping | None, source: str, columns: tuple[str, ...],
-              parse: bool, fold: bool = True) -> Intake:
+              checked: bool, parse: bool, fold: bool = True) -> Intake:
+        mapping = mapping or ColumnMapping()
         wanted = tuple(dict.fromkeys(CONSOLIDATION_COLUMNS + tuple(columns)))
-        canonical, prechecked = canonicalize(batch, mapping or ColumnMapping(), wanted, source)
+        if not checked:
+            check_batch(batch, source, columns=mapping.sources_of(wanted))
+        canonical, prechecked = canonicalize(batch, mapping, wanted, source)
         with self._lock:
             codes = self._kernel.update(canonical, prechecked, self.threads, fold)
             parsed = self._kernel.parsed(canonical, codes) if parse else {}
         return Intake(canonical, codes, parsed)
 
-    def update(self, batch: Any, mapping: ColumnMapping | None = None, source: str = "<batch>") -> np.ndarray:
+    def update(self, batch: Any, mapping: ColumnMapping | None = None, source: str = "<batch>", *,
+               checked: bool = False) -> np.ndarray:
         """Folds Arrow data in; returns each row's reject code (0 = accepted).
 
         ``batch`` is a record batch (``__arrow_c_array__``) or a stream of them
         (``__arrow_c_stream__``: a table, a reader, a polars frame) with canonical
         column names, or names that ``mapping`` renames. Codes index
-        :data:`ceecore.schema.REJECT_REASONS`.
+        :data:`ceecore.schema.REJECT_REASONS`. Its buffers are validated first
+        (:func:`ceecore.io.check_batch`: the kernels must never read past one), unless
+        ``checked`` (batches read by :func:`ceecore.io.open_sources` were).
         """
         if not isinstance(batch, pa.RecordBatch) and hasattr(batch, "__arrow_c_stream__"):
-            codes = [self.update(b, mapping, source) for b in pa.RecordBatchReader.from_stream(batch)]
+            codes = [self.update(b, mapping, source, checked=checked) for b in pa.RecordBatchReader.from_stream(batch)]
             return np.concatenate(codes) if codes else np.zeros(0, np.uint8)
         if not isinstance(batch, pa.RecordBatch):
             batch = pa.record_batch(batch)
+        if not checked:
+            check_batch(batch, source, columns=(mapping or ColumnMapping()).sources_of(CONSOLIDATION_COLUMNS))
         if batch.num_rows > BATCH_ROWS:  # bounded scratch memory, whatever the caller's chunking
-            return np.concatenate([self.update(batch.slice(start, BATCH_ROWS), mapping, source)
+            return np.concatenate([self.update(batch.slice(start, BATCH_ROWS), mapping, source, checked=True)
                                    for start in range(0, batch.num_rows, BATCH_ROWS)])
-        return self._fold(batch, mapping, source, (), parse=False).codes
+        return self._fold(batch, mapping, source, (), checked=True, parse=False).codes
 
     def merge(self, other: AccountBook) -> None:
         """Adds another book's accounts to this one (exact: order does not matter)."""
@@ -168,6 +177,7 @@ class AccountBook:
         if meta.get(b"ceecore.center_map", b"").decode() != _map_digest(book.centers):
             raise ValueError("account state was built with another HTS -> Center map than this book's")
         expected = _state_schema(book.centers)
+        check_batch(table, "account state")  # read back from a file: its buffers are checked before anything reads them
         try:
             table = table.select(expected.names).cast(expected)
         except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

@@ -102,12 +102,11 @@ class History:
     def keys(self, intake: Intake, f: LineFields) -> np.ndarray:
         """The (lines, kinds) key of every line and kind of :attr:`kinds`."""
         batch = intake.canonical
-        take = pa.array(f.rows)
 
-        def text(column: str) -> np.ndarray:
+        def text(column: str) -> np.ndarray:  # every row hashed, then the lines' kept: no take (views have none)
             if column not in batch.schema.names:
                 return np.zeros(len(f), np.uint64)
-            return hash_strings(pa.record_batch({"v": batch.column(column).take(take)}), "v")
+            return hash_strings(pa.record_batch({"v": batch.column(column)}), "v")[f.rows]
 
         manufacturer, filer = text("manufacturer_id"), text("filer_code")
         parts = {

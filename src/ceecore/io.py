@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ceecore.schema import ContractError
 
-__all__ = ["Chunk", "Source", "open_sources", "atomic_path", "write_table", "ParquetSink"]
+__all__ = ["Chunk", "Source", "check_batch", "open_sources", "atomic_path", "write_table", "ParquetSink"]
 
 BATCH_ROWS = 64 * 1024
 _PARQUET = (".parquet", ".pq")
@@ -116,14 +116,35 @@ def _file_source(path: Path) -> Source:
 
 def _read(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[Chunk]:
     row = 0
+    own = isinstance(src.obj, Path) and _kind(src.obj) == "csv"  # pyarrow's CSV reader builds valid arrays
     try:
         for batch in _batches(src, text, batch_rows, wanted):
+            if not own:
+                check_batch(batch, src.name, row, wanted)
             for start in range(0, max(batch.num_rows, 1), batch_rows):  # the caller's batches may be larger
                 part = batch.slice(start, batch_rows)
                 yield Chunk(src.name, row, part)
                 row += part.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise ContractError(src.name, f"cannot read (after row {row}): {exc}") from exc
+
+
+def check_batch(batch: pa.RecordBatch | pa.Table, source: str, first_row: int = 0,
+                columns: Collection[str] | None = None) -> None:
+    """Refuses a batch whose buffers contradict each other (string offsets past the data,
+    dictionary indices out of range, view buffers that do not exist, text that is not
+    UTF-8): the kernels read the buffers directly, and only pyarrow, which knows their
+    sizes (the C Data Interface does not carry them), can check them. A corrupt batch's
+    rows cannot be trusted one by one, so it is an error naming the source and rows.
+    Only ``columns`` are checked, if given (those a job reads).
+    """
+    if columns is not None:
+        batch = batch.select([k for k, name in enumerate(batch.schema.names) if name in columns])
+    try:
+        batch.validate(full=True)
+    except pa.ArrowException as exc:
+        last = first_row + max(batch.num_rows, 1) - 1
+        raise ContractError(source, f"rows {first_row} to {last} are not valid Arrow data ({exc})") from exc
 
 
 def _batches(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[pa.RecordBatch]:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -96,7 +97,7 @@ def run_consolidation(
     started = time.perf_counter()
 
     def fold(batch: pa.RecordBatch, mapping: ColumnMapping, where: str, columns: tuple[str, ...]) -> Intake:
-        return Intake(batch, book.update(batch, mapping, where), {})
+        return Intake(batch, book.update(batch, mapping, where, checked=True), {})
 
     # One worker thread feeds the kernel, whose own threads check and fold each batch.
     reading = Reading(source, mapping or ColumnMapping(), 1, progress, on_start)
@@ -170,7 +171,7 @@ def _parse_only(centers: CenterMap | None) -> Ingest:
     """Checks and parses each batch with a book of its own (safe on any thread), folding
     nothing: memory does not grow with the input."""
     def parse(batch: pa.RecordBatch, mapping: ColumnMapping, source: str, columns: tuple[str, ...]) -> Intake:
-        return AccountBook(centers, threads=1).parse(batch, mapping, source, columns)
+        return AccountBook(centers, threads=1).parse(batch, mapping, source, columns, checked=True)
     return parse
 
 
@@ -273,7 +274,7 @@ def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labe
         return kept.batch(intake) if kept is not None else None
 
     with _RejectSink(rejects) as sink:
-        for lines in reading.each(columns, book.ingest, fold, stats, sink):
+        for lines in reading.each(columns, partial(book.ingest, checked=True), fold, stats, sink):
             if kept is not None:
                 kept.write(lines)
     if kept is not None:

@@ -191,6 +191,10 @@ class ColumnMapping:
                 return source
         return canonical
 
+    def sources_of(self, canonical: Iterable[str]) -> set[str]:
+        """The source columns that feed the ``canonical`` ones."""
+        return {self.source_of(c) for c in canonical}
+
 
 def canonicalize(
     batch: pa.RecordBatch,
@@ -232,7 +236,7 @@ def canonicalize(
         fields.append(pa.field(canonical, array.type))
     if "filer_code" in columns and "filer_code" not in [f.name for f in fields]:
         entry = arrays[[f.name for f in fields].index("entry_number")]
-        arrays.append(pc.utf8_slice_codeunits(_as_plain_text(entry), 0, 3))
+        arrays.append(pc.utf8_slice_codeunits(plain_rows(entry), 0, 3))
         fields.append(pa.field("filer_code", arrays[-1].type))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), codes
 
@@ -262,12 +266,12 @@ def plain_rows(array: pa.Array, rows: pa.Array | None = None, kind: pa.DataType 
     """``array[rows]`` (every row if None) as ``kind``, from any layout the contract reads.
 
     Views, which pyarrow cannot take from, are made plain first; dictionaries are taken
-    and then decoded, so their unused values never matter; text whose bytes are not
-    UTF-8 (only the keys of rejected rows can be) gets replacement characters rather
-    than failing the batch.
+    and then decoded, so their unused values never matter; bytes that are not UTF-8
+    (binary columns: their rows are rejected) get replacement characters rather than
+    failing the batch.
     """
     if pa.types.is_dictionary(array.type):
-        array = (array if rows is None else array.take(rows)).dictionary_decode()
+        array = decoded(array if rows is None else array.take(rows))
     else:
         if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
             array = array.cast(pa.large_binary())
@@ -280,11 +284,15 @@ def plain_rows(array: pa.Array, rows: pa.Array | None = None, kind: pa.DataType 
         return pa.array(values, kind)
 
 
-def _as_plain_text(array: pa.Array) -> pa.Array:
-    """Text in a layout every pyarrow compute function takes (large_string)."""
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
+def decoded(array: pa.Array) -> pa.Array:
+    """A dictionary array's values per row. pyarrow cannot take from view values (polars
+    Categoricals are string_view dictionaries), so those are made plain first: the
+    dictionary is small, the rows are not."""
+    values = array.dictionary
+    if pa.types.is_string_view(values.type) or pa.types.is_binary_view(values.type):
+        plain = pa.large_string() if pa.types.is_string_view(values.type) else pa.large_binary()
+        array = pa.DictionaryArray.from_arrays(array.indices, values.cast(plain))
+    return array.dictionary_decode()
 
 
 def _integer_text(array: pa.Array, column: str) -> pa.Array:
@@ -309,15 +317,15 @@ def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
         if pa.types.is_integer(t):
             return _integer_text(array, column), None
         if pa.types.is_dictionary(t) and pa.types.is_integer(t.value_type):
-            return _integer_text(array.dictionary_decode(), column), None
+            return _integer_text(decoded(array), column), None
         raise ContractError(source, f"has type {t}, which cannot be read as text", column)
     if pa.types.is_dictionary(t):
-        array, t = array.dictionary_decode(), t.value_type
+        array, t = decoded(array), t.value_type
     target = _ARROW_TYPES[kind]
     if t == target:
         return array, None
     if _is_text(t):
-        return _parse_text(_as_plain_text(array), kind, date_format)
+        return _parse_text(plain_rows(array), kind, date_format)
     if pa.types.is_null(t):
         return pa.nulls(len(array), target), None
     numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)

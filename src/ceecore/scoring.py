@@ -29,7 +29,7 @@ import pyarrow.ipc as ipc
 from ceecore import __version__
 from ceecore._kernels._indicators import ScoringContext, score_accounts, score_lines
 from ceecore._kernels._scores import combine as combine_contributions
-from ceecore.accounts import AccountBook
+from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook
 from ceecore.baselines import BIN_WIDTH, TABLE_SCHEMA, Baselines
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
@@ -38,7 +38,7 @@ from ceecore.indicators import (
     ACCOUNT_INDICATORS, INDICATOR_RAW_VALUES, INDICATOR_TALLIES, INDICATORS, RAW_VALUES, check_thresholds, lookups,
     raw_values, tallies,
 )
-from ceecore.io import BATCH_ROWS, atomic_path
+from ceecore.io import BATCH_ROWS, atomic_path, check_batch
 from ceecore.learn import Learned
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
@@ -329,8 +329,8 @@ def scoring_input_types(history_keys: tuple[str, ...] | None = None) -> dict[str
 def lines_schema(indicators: tuple[str, ...] = INDICATORS, history: tuple[str, ...] = ()) -> pa.Schema:
     """A scored line: its identity, its outcome where known (null if the input had none),
     its Center, score and reasons, the strength of each of ``indicators`` (those turned
-    on) and the raw values behind them; for a model that learned from outcomes, the
-    smoothed violation rate of each ``history`` key."""
+    on) and the raw values behind them (null where not computed); for a model that
+    learned from outcomes, the smoothed violation rate of each ``history`` key."""
     return pa.schema(
         list(scoring_input_types().items())
         + [("center", pa.string()), ("score", pa.float64()), ("reasons", pa.list_(pa.string()))]
@@ -375,6 +375,7 @@ class Scorer:
 
     def score(self, data: Any, source: str = "<batch>") -> pa.RecordBatch:
         table = data if isinstance(data, pa.RecordBatch) else pa.table(data)
+        check_batch(table, source, columns=self.mapping.sources_of(CONSOLIDATION_COLUMNS + self.model.input_columns))
         if table.num_rows == 0:
             batches = [pa.RecordBatch.from_pylist([], schema=table.schema)]
         else:
@@ -386,7 +387,7 @@ class Scorer:
         parser = getattr(self._local, "parser", None)
         if parser is None:  # made once per thread: a parse folds nothing, so it can be reused
             parser = self._local.parser = AccountBook(self.centers, threads=1)
-        intake = parser.parse(batch, self.mapping, source, self.model.input_columns)
+        intake = parser.parse(batch, self.mapping, source, self.model.input_columns, checked=True)  # score checked it
         return score_intake(self.model, intake, self.centers)
 
 
@@ -431,19 +432,22 @@ def score_intake(model: Model, intake: Any, centers: CenterMap, out_of_fold: boo
 
     every = len(f) == n  # no rejects: the lines' values are the rows' values
 
-    def spread(values: np.ndarray, dtype: Any) -> pa.Array:
-        if every:
-            return pa.array(values, dtype)
-        out = np.zeros(n, dtype=values.dtype)
-        out[f.rows] = values
-        return pa.array(out, dtype, mask=rejected)
+    def spread(values: np.ndarray, dtype: Any, nan_is_null: bool = False) -> pa.Array:
+        """The lines' values at their rows: null for rejected rows and, with ``nan_is_null``,
+        for values not computed (NaN), which readers would otherwise average in."""
+        if not every:
+            out = np.zeros(n, dtype=values.dtype)
+            out[f.rows] = values
+            values = out
+        missing = rejected | np.isnan(values) if nan_is_null else rejected
+        return pa.array(values, dtype, mask=missing if missing.any() else None)
 
     columns["score"] = spread(score, pa.float64())
     columns["reasons"] = reason_lists(top, fired, reasons, f.rows, n)
     for name in model.config.enabled:
         columns[name] = spread(strengths[:, INDICATORS.index(name)].astype(np.float32), pa.float32())
     for name in raw_values(model.config.enabled):
-        columns[name] = spread(raw[name].astype(np.float32), pa.float32())
+        columns[name] = spread(raw[name].astype(np.float32), pa.float32(), nan_is_null=True)
     for i, kind in enumerate(model.history.kinds if model.learned is not None else ()):
         columns[f"history:{kind}"] = spread(history[:, 3 * i].astype(np.float32), pa.float32())
     return pa.RecordBatch.from_pydict(columns, schema=model.scored_schema)

@@ -125,13 +125,45 @@ ctypedef struct Shard:
 
 
 cdef inline bint key_ok(const char* p, int64_t n) noexcept nogil:
-    """A key is at most MAX_KEY_BYTES long with no control characters."""
-    cdef int64_t k
+    """A key is at most MAX_KEY_BYTES of UTF-8 with no control characters: keys are
+    written out as text, and must read back as the same text."""
+    cdef int64_t k = 0, extra, j
+    cdef unsigned char ch, low, high
     if n > MAX_KEY_BYTES:
         return False
-    for k in range(n):
-        if <unsigned char>p[k] < 0x20 or <unsigned char>p[k] == 0x7F:
+    while k < n:
+        ch = <unsigned char>p[k]
+        if ch < 0x80:
+            if ch < 0x20 or ch == 0x7F:
+                return False
+            k += 1
+            continue
+        # A multi-byte sequence: no overlong forms, surrogates or code points past U+10FFFF.
+        low, high = 0x80, 0xBF
+        if 0xC2 <= ch <= 0xDF:
+            extra = 1
+        elif 0xE0 <= ch <= 0xEF:
+            extra = 2
+            if ch == 0xE0:
+                low = 0xA0
+            elif ch == 0xED:
+                high = 0x9F
+        elif 0xF0 <= ch <= 0xF4:
+            extra = 3
+            if ch == 0xF0:
+                low = 0x90
+            elif ch == 0xF4:
+                high = 0x8F
+        else:
             return False
+        if k + extra >= n:
+            return False
+        for j in range(1, extra + 1):
+            ch = <unsigned char>p[k + j]
+            if ch < low or ch > high:
+                return False
+            low, high = 0x80, 0xBF
+        k += extra + 1
     return True
 
 

@@ -17,7 +17,7 @@ from ceecore._kernels._keys cimport (
     ap_day_key, ap_key, acct_port_key, claim_key, cls_group_key, cls_hts_key, cls_port_key, duty_key, earliest_key,
     month_key, origin_key, uv_group, ANY_ORIGIN,
 )
-from ceecore._kernels._tally cimport TALLY_OVERFLOW, Tally, TallyTable, tally_add, tally_prefetch
+from ceecore._kernels._tally cimport Tally, TallyTable, tally_add, tally_prefetch
 
 # The tallies this kernel updates, in the order they are passed.
 FIT_TALLIES = ("uv_hist", "uv_moments", "ap_uv", "duty", "origin_lines", "claims", "ap_days", "ap_earliest",
@@ -158,7 +158,8 @@ def fit_lines(tuple tallies, const uint64_t[::1] importer, const uint64_t[::1] m
     """Folds the lines (one array per parsed field, all of one length) into ``tallies``,
     the tallies shared among ``threads`` threads.
 
-    Raises OverflowError if a sum would overflow (the lines before it are folded in).
+    Sums saturate at the int64 limits (see ``_tally.pxd``), so any lines the contract
+    accepts fold in.
     """
     if len(tallies) != N_TALLIES or tallies[T_ACCT] is None:
         raise ValueError(f"fit_lines takes {N_TALLIES} tallies in FIT_TALLIES order, acct among them")
@@ -189,7 +190,5 @@ def fit_lines(tuple tallies, const uint64_t[::1] importer, const uint64_t[::1] m
     for j in range(N_TALLIES):
         if rc[j] != 0 and worst == 0:
             worst = rc[j]
-    if worst == TALLY_OVERFLOW:
-        raise OverflowError("baselines: a sum overflowed 64 bits (the lines before it are folded in)")
     if worst != 0:
         raise MemoryError("baselines: out of memory (the lines folded so far are kept)")

@@ -1,11 +1,11 @@
 # The keyed tally's table as inline C functions, so that fused kernels (fitting every
 # baseline in one pass, scoring every indicator in one pass) probe it without a call.
 #
-# A table maps uint64 keys to ``width`` int64 fields, each folded by sum, min or max.
+# A table maps uint64 keys to ``width`` int64 fields, each folded by (saturating) sum, min or max.
 # Open addressing, linear probing, at most 70% full; each slot is ``1 + width`` words
 # (the key, then its fields), so a probe usually touches one cache line. Key 0 marks an
 # empty slot, so the entry of key 0 itself is kept beside the table.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, madvise, mmap, munmap
@@ -17,7 +17,7 @@ cdef enum:
     OP_MIN = 1
     OP_MAX = 2
     MAX_FIELDS = 16
-    TALLY_OVERFLOW = -2     # a sum would overflow int64 (the slot is left unchanged)
+    TALLY_OVERFLOW = -2     # no longer returned: sums saturate (see fold_field)
     TALLY_NO_MEMORY = -1
 
 cdef extern from *:
@@ -47,18 +47,22 @@ cdef class Tally:
     cdef readonly tuple folds
 
 
-cdef inline int fold_field(int op, int64_t* slot, int64_t value) noexcept nogil:
+cdef inline void fold_field(int op, int64_t* slot, int64_t value) noexcept nogil:
+    """Folds one value in. Sums saturate at the int64 limits rather than fail: every input
+    the data contract accepts must fit (100,000 lines of $1e12 overflow a sum of cents),
+    and no real one comes near (9.2e16 dollars of one product). Saturating sums of
+    non-negative values (all but the sums of log unit values, which would need 1e10
+    lines of one product to reach it) stay exact under any batching or merge order."""
     cdef int64_t total
     if op == OP_SUM:
         if add_overflows(slot[0], value, &total):
-            return TALLY_OVERFLOW
+            total = INT64_MAX if value > 0 else INT64_MIN
         slot[0] = total
     elif op == OP_MIN:
         if value < slot[0]:
             slot[0] = value
     elif value > slot[0]:
         slot[0] = value
-    return 0
 
 
 cdef inline int64_t* tally_probe(const TallyTable* t, uint64_t key) noexcept nogil:
@@ -122,13 +126,12 @@ cdef inline int tally_allocate(TallyTable* t, int64_t capacity) noexcept nogil:
 cdef inline int tally_fold_into(const TallyTable* t, int64_t* fields, const int64_t* values) noexcept nogil:
     cdef int f
     for f in range(t.width):
-        if fold_field(t.ops[f], &fields[f], values[f]) != 0:
-            return TALLY_OVERFLOW
+        fold_field(t.ops[f], &fields[f], values[f])
     return 0
 
 
 cdef inline int tally_add(TallyTable* t, uint64_t key, const int64_t* values) noexcept nogil:
-    """Folds one key's fields in: 0, TALLY_NO_MEMORY or TALLY_OVERFLOW."""
+    """Folds one key's fields in: 0, or TALLY_NO_MEMORY."""
     cdef int64_t* slot
     if key == 0:
         if t.has_zero:
