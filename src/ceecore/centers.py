@@ -100,7 +100,18 @@ def _read_csv(
                 text = f.read()
         except OSError as e:
             raise ValueError(f"{name}: cannot read: {e.strerror or e}") from e
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: not UTF-8 text (byte {e.start})") from None
+    try:
+        yield from _csv_rows(name, csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline="")), required, optional)
+    except csv.Error as e:
+        raise ValueError(f"{name}: not a CSV file: {e}") from None
+
+
+def _csv_rows(
+    name: str, reader: csv.DictReader[str], required: tuple[str, ...], optional: tuple[str, ...]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of ``reader`` once its header is checked."""
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not header:
         raise ValueError(f"{name}: empty file, expected columns {','.join(required + optional)}")

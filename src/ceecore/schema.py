@@ -17,6 +17,7 @@ Two kinds of bad input are kept apart:
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
@@ -87,7 +88,7 @@ def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{os.fspath(path)}: cannot read the {what}: {exc}") from exc
 
 
@@ -166,13 +167,30 @@ class ColumnMapping:
         unknown = set(doc) - {"columns", "constants", "options", "history"}
         if unknown:
             raise ValueError(f"{where}: unknown sections {sorted(unknown)}")
+        for name, section in doc.items():
+            if not isinstance(section, dict):
+                raise ValueError(f"{where}: [{name}] must be a table of keys, got {section!r}")
+        columns = doc.get("columns", {})
+        bad = [source for source, target in columns.items() if not isinstance(target, str)]
+        if bad:
+            raise ValueError(f"{where}: [columns] maps source names to canonical names (text); not {bad[0]!r}")
+        constants = doc.get("constants", {})
+        bad = [name for name, value in constants.items()
+               if not isinstance(value, (str, int, float, bool, dt.date)) or isinstance(value, dt.time)]
+        if bad:
+            raise ValueError(f"{where}: [constants] {bad[0]} must be a text, number, date or true/false")
         options = doc.get("options", {})
-        keys = doc.get("history", {}).get("keys", [])
-        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        if set(options) - {"date_format"}:
+            raise ValueError(f"{where}: [options] knows only date_format")
+        date_format = options.get("date_format")
+        if date_format is not None and not (isinstance(date_format, str) and date_format):
+            raise ValueError(f"{where}: [options] date_format must be a strptime format such as \"%m/%d/%Y\"")
+        history = doc.get("history", {})
+        keys = history.get("keys", [])
+        if set(history) - {"keys"} or not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
             raise ValueError(f"{where}: [history] keys must be a list of column names")
         try:
-            return cls(dict(doc.get("columns", {})), dict(doc.get("constants", {})),
-                       options.get("date_format"), tuple(keys))
+            return cls(dict(columns), dict(constants), date_format, tuple(keys))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
 

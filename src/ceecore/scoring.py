@@ -54,6 +54,10 @@ ID_COLUMNS: tuple[str, ...] = ("entry_number", "line_number", "importer_id", "en
                                "country_of_origin")
 
 
+# Bounds of the config's counts: past them a job would only exhaust memory.
+_OUTPUT_COUNT_LIMITS = {"reasons": 10, "account_top_lines": 10_000, "worklist": 1_000_000}
+
+
 def _default_config_doc() -> dict[str, Any]:
     return tomllib.loads((resources.files("ceecore") / "data" / "scoring.toml").read_text(encoding="utf-8"))
 
@@ -89,6 +93,8 @@ class ScoringConfig:
         merged = {}
         for section, values in base.items():
             given = doc.get(section, {})
+            if not isinstance(given, dict):
+                raise ValueError(f"{where}: [{section}] must be a table of keys, got {given!r}")
             extra = set(given) - set(values)
             if extra:
                 raise ValueError(f"{where}: [{section}] has unknown key(s) {sorted(extra)}")
@@ -104,13 +110,21 @@ class ScoringConfig:
             raise ValueError(f"{where}: [weights] must name the indicators {INDICATORS}")
         check_thresholds(merged["thresholds"], where)
         out = merged["output"]
+        counts = {"norms": {"min_group_lines": 2**31}, "output": _OUTPUT_COUNT_LIMITS}
+        for section, limits in counts.items():
+            for key, limit in limits.items():
+                value = merged[section][key]
+                if not (isinstance(value, int) and 1 <= value <= limit):
+                    raise ValueError(f"{where}: [{section}] {key} must be a whole number from 1 to {limit:,}, "
+                                     f"got {value!r}")
         if not (isinstance(out["exploration_seed"], int) and 0 <= out["exploration_seed"] < 2**63):
             raise ValueError(f"{where}: [output] exploration_seed must be a whole number from 0 to 2**63 - 1")
+        if not 0 <= out["exploration_share"] <= 1:
+            raise ValueError(f"{where}: [output] exploration_share must be from 0 to 1")
         return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
-                   min_group_lines=max(1, int(merged["norms"]["min_group_lines"])), reasons=max(1, int(out["reasons"])),
-                   account_top_lines=max(1, int(out["account_top_lines"])), worklist=max(1, int(out["worklist"])),
-                   exploration_share=min(1.0, max(0.0, float(out["exploration_share"]))),
-                   exploration_seed=int(out["exploration_seed"]))
+                   min_group_lines=merged["norms"]["min_group_lines"], reasons=out["reasons"],
+                   account_top_lines=out["account_top_lines"], worklist=out["worklist"],
+                   exploration_share=float(out["exploration_share"]), exploration_seed=out["exploration_seed"])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
