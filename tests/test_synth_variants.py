@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 
 import numpy as np
 import polars as pl
@@ -16,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ceecore
 from ceecore import synth
@@ -24,6 +27,7 @@ from ceecore_cli.main import cli
 LINES = 400_000
 HUBS = {"VN", "TH", "MY", "ID", "KH"}  # the hub column of data/synth/origins.csv
 ITEM = ["importer_id", "hts_code"]  # an account's product: the generator's catalogue item
+SCALE = float(os.environ.get("CEECORE_HYPOTHESIS_SCALE", "1"))  # 10: a longer hunt for bugs
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +82,19 @@ def test_same_seed_same_lines_whatever_the_batching():
     world = synth.Synthesizer(config)
     assert pa.Table.from_batches(list(world.batches(7_001, threads=3))).equals(want)
     assert not synth.generate_table(config, seed=6).equals(want)
+
+
+@settings(max_examples=int(15 * SCALE), deadline=None)
+@given(lines=st.integers(1, 5_000), seed=st.integers(0, 2**63 - 1), batch_rows=st.integers(1, 6_000),
+       days=st.integers(1, 400), rate=st.sampled_from([0.0, 0.001, 0.05]))
+def test_any_small_world_gives_the_same_labelled_lines_in_any_batching(lines, seed, batch_rows, days, rate):
+    config = synth.SynthConfig(lines=lines, seed=seed, end=dt.date(2025, 1, 1) + dt.timedelta(days=days - 1),
+                               scheme_rates=dict.fromkeys(synth.SCHEMES, rate), variants=True)
+    want = synth.generate_table(config)
+    assert want.num_rows == lines
+    labels = want.column("scheme").drop_null().to_pylist()
+    assert set(labels) <= set(synth.SCHEMES) and (rate > 0 or not labels)
+    assert pa.Table.from_batches(list(synth.generate(config, batch_rows=batch_rows))).equals(want)
 
 
 def test_the_variants_change_the_schemes_not_the_products():

@@ -476,7 +476,8 @@ class Synthesizer:
         rate = cfg.scheme_rates["new_importer"]
         if rate > 0 and cfg.lines > 0:
             # Together these take `rate` of all lines, each at the daily intensity of the
-            # 99.5th percentile account, from a start late in the period.
+            # 99.5th percentile account (variants: about _NEW_IMPORTER_LINES lines each),
+            # from a start late in the period.
             mass = rate * regular_mass / (1 - rate)
             most = 4096 if cfg.variants else 1024
             start = schemes.integers(int(days * 0.65), max(int(days * 0.9), int(days * 0.65) + 1), size=most)
