@@ -357,14 +357,18 @@ def _run_report(summary: ceecore.RunSummary, top: int = 3) -> None:
         click.echo(f"{name:<17} -> {path}")
 
 
+_variants_option = click.option(
+    "--variants", is_flag=True,
+    help="Plant the risk schemes in their variant shapes (partial, shallow, bulky, spread thin), same six labels.")
+
+
 @cli.command("demo")
 @click.option("-n", "--lines", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Generated lines to score.")
 @click.option("-o", "--outdir", default="ceecore-demo", show_default=True, type=click.Path(file_okay=False),
               help="Where the generated input and the outputs go.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
-@click.option("--variants", is_flag=True, help="Plant the risk schemes in their variant shapes (partial, shallow, "
-              "bulky, spread thin), labelled with the same six names.")
+@_variants_option
 @_threads_option
 def demo(lines: int, outdir: str, seed: int, variants: bool, threads: int | None) -> None:
     """Generate a year of entry lines with known fraud, run the whole pipeline, report."""
@@ -418,8 +422,7 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--batch-rows", type=click.IntRange(1), default=1 << 18, show_default=True, help="Rows per batch (Parquet row group).")
 @click.option("--file-rows", type=click.IntRange(1), help="Rows per file when OUTPUT is a dataset directory.")
 @click.option("--truth", type=click.Path(dir_okay=False), help="Also write the ground truth per account (Parquet).")
-@click.option("--variants", is_flag=True, help="Plant the risk schemes in their variant shapes (partial, shallow, "
-              "bulky, spread thin), labelled with the same six names.")
+@_variants_option
 @_threads_option
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="A .parquet, .csv(.gz) or .arrow file, or else a directory of Parquet files.")
