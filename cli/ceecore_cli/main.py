@@ -357,20 +357,26 @@ def _run_report(summary: ceecore.RunSummary, top: int = 3) -> None:
         click.echo(f"{name:<17} -> {path}")
 
 
+_variants_option = click.option(
+    "--variants", is_flag=True,
+    help="Plant the risk schemes in their variant shapes (partial, shallow, bulky, spread thin), same six labels.")
+
+
 @cli.command("demo")
 @click.option("-n", "--lines", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Generated lines to score.")
 @click.option("-o", "--outdir", default="ceecore-demo", show_default=True, type=click.Path(file_okay=False),
               help="Where the generated input and the outputs go.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@_variants_option
 @_threads_option
-def demo(lines: int, outdir: str, seed: int, threads: int | None) -> None:
+def demo(lines: int, outdir: str, seed: int, variants: bool, threads: int | None) -> None:
     """Generate a year of entry lines with known fraud, run the whole pipeline, report."""
     with _usage_errors():
         started = time.perf_counter()
         source = str(Path(outdir) / "input.parquet")
         Path(outdir).mkdir(parents=True, exist_ok=True)
-        written = synth.write(source, lines=lines, seed=seed, threads=threads)
+        written = synth.write(source, lines=lines, seed=seed, variants=variants, threads=threads)
         click.echo(f"generated {written.lines:,} entry lines of {written.world.n_accounts:,} importers "
                    f"({sum(written.schemes.values()):,} in injected fraud schemes) in {written.seconds:.1f} s -> {source}")
         with _progress(False) as (on_start, advance):
@@ -416,17 +422,20 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--batch-rows", type=click.IntRange(1), default=1 << 18, show_default=True, help="Rows per batch (Parquet row group).")
 @click.option("--file-rows", type=click.IntRange(1), help="Rows per file when OUTPUT is a dataset directory.")
 @click.option("--truth", type=click.Path(dir_okay=False), help="Also write the ground truth per account (Parquet).")
+@_variants_option
 @_threads_option
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="A .parquet, .csv(.gz) or .arrow file, or else a directory of Parquet files.")
 @_quiet_option
 def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: dt.datetime | None, seed: int,
              scheme_rates: tuple[str, ...], inspect_share: float | None, dirty: int, batch_rows: int,
-             file_rows: int | None, truth: str | None, threads: int | None, output: str, quiet: bool) -> None:
+             file_rows: int | None, truth: str | None, variants: bool, threads: int | None, output: str,
+             quiet: bool) -> None:
     """Generate realistic entry lines with labelled risk schemes (synthetic, known truth)."""
     rates = _scheme_rates(scheme_rates)
     with _usage_errors():
-        params: dict[str, Any] = {"lines": lines, "accounts": accounts, "seed": seed, "scheme_rates": rates, "dirty": dirty}
+        params: dict[str, Any] = {"lines": lines, "accounts": accounts, "seed": seed, "scheme_rates": rates, "dirty": dirty,
+                                  "variants": variants}
         params.update({k: v.date() for k, v in (("start", start), ("end", end)) if v is not None})
         if inspect_share is not None:
             params["inspect_share"] = inspect_share

@@ -11,7 +11,11 @@ ceecore run on lines from this generator. It first builds a *world*:
   with one to three origins each and a manufacturer (MID) per account and origin, a
   few ports, one or two brokers (filer codes) and an activity window;
 - the injected risk schemes (:data:`SCHEMES`), each on its own accounts or catalogue
-  items, sized so that its expected share of lines is the configured rate.
+  items, sized so that its expected share of lines is the configured rate. With
+  ``SynthConfig(variants=True)`` every scheme takes its *variant* shapes instead
+  (partial, shallow, spread thin: see :meth:`Synthesizer._schemes`), still labelled
+  with its family's name, so detection fitted on the default shapes can be measured
+  on shapes it was not tuned on.
 
 Then it files entries day by day with seasonality. Every random draw of a day comes
 from a generator seeded by ``(seed, day, part)`` and each day is cut into parts of at
@@ -111,6 +115,10 @@ _ITEM_SKEW = 3.0         # an account's first products take most lines
 _EIN_PREFIXES = np.array([*range(1, 7), *range(10, 17), *range(20, 28), *range(30, 49),
                           *range(50, 69), *range(71, 78), *range(80, 89), *range(90, 96), 98, 99])
 _WEEKDAY = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.25, 0.1])  # Monday..Sunday
+# Variant shapes (SynthConfig.variants).
+_NEW_IMPORTER_LINES = 20     # expected lines of a variant new importer: few, but bulky
+_NEW_IMPORTER_BULK = (8.0, 40.0)  # its lines carry this many times a usual line's value
+_SHALLOW_LINES = 30          # shallow undervaluation goes on items with at least this many lines
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,8 @@ class SynthConfig:
     another. ``unit_value_sigma`` is the spread of log unit values per HTS x origin;
     ``away_share`` the mean share of an account's lines outside its home industry.
     ``dirty`` contract-breaking rows (:data:`DIRTY_REASONS`) are added to ``lines``.
+    ``variants`` plants every scheme in its variant shapes (labels unchanged); its
+    draws come from streams of their own, so with it off the lines are as before.
     """
 
     lines: int = 1_000_000
@@ -139,6 +149,7 @@ class SynthConfig:
     products: int | None = None  # default: one per 200 lines, 200 to 18,000 (HTSUS has ~19,000)
     seasonality: float = 0.25
     dirty: int = 0
+    variants: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.scheme_rates) - set(SCHEMES)
@@ -311,13 +322,17 @@ class Synthesizer:
         self.schema = arrow_schema(CANONICAL).append(pa.field("scheme", pa.string())).append(
             pa.field("duty_lost", pa.float64()))
         rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(0,)))
+        # The schemes' draws: the world's stream for the default shapes (as they always
+        # were), a stream of their own for the variants.
+        schemes = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(2,))) \
+            if self.config.variants else rng
         self._calendar()
         self._countries()
         self._ports()
         self._products(rng)
-        self._accounts(rng)
+        self._accounts(rng, schemes)
         self._catalogue(rng)
-        self._schemes(rng)
+        self._schemes(schemes)
         self._identities(rng)
         self._day_lines(rng)
         self._compact()
@@ -431,8 +446,16 @@ class Synthesizer:
         self.pool_cdf = _segment_cdf(self.product_center[by_center], self.product_popularity[by_center])
         self.all_cdf = _segment_cdf(np.zeros(n, np.int64), self.product_popularity)
 
-    def _accounts(self, rng: np.random.Generator) -> None:
-        """Regular accounts, then the new high-volume importers of that scheme."""
+    def _accounts(self, rng: np.random.Generator, schemes: np.random.Generator) -> None:
+        """Regular accounts, then the new high-volume importers of that scheme; port
+        shopping picked among the regular ones. ``schemes`` draws the schemes' choices.
+
+        Variant shapes: a new importer files few lines (about :data:`_NEW_IMPORTER_LINES`)
+        each carrying many times the quantity and value of a usual line of its product,
+        as when a front company brings in whole containers under few entries; a port
+        shopper keeps its usual ports and sends only a share of its entries to a few
+        more (3 to 6), as a trader does with the goods it expects a port to look at.
+        """
         cfg = self.config
         a = cfg.accounts
         assert a is not None
@@ -453,17 +476,22 @@ class Synthesizer:
         rate = cfg.scheme_rates["new_importer"]
         if rate > 0 and cfg.lines > 0:
             # Together these take `rate` of all lines, each at the daily intensity of the
-            # 99.5th percentile account, from a start late in the period.
+            # 99.5th percentile account (variants: about _NEW_IMPORTER_LINES lines each),
+            # from a start late in the period.
             mass = rate * regular_mass / (1 - rate)
-            start = rng.integers(int(days * 0.65), max(int(days * 0.9), int(days * 0.65) + 1), size=1024)
-            high = float(np.quantile(intensity, 0.995))
-            count = int(max(1, min(1024, round(mass / (high * float(np.mean(self._season_mass(start, days - 1))))))))
+            most = 4096 if cfg.variants else 1024
+            start = schemes.integers(int(days * 0.65), max(int(days * 0.9), int(days * 0.65) + 1), size=most)
+            if cfg.variants:
+                count = int(max(1, min(most, round(rate * cfg.lines / _NEW_IMPORTER_LINES))))
+            else:
+                high = float(np.quantile(intensity, 0.995))
+                count = int(max(1, min(most, round(mass / (high * float(np.mean(self._season_mass(start, days - 1))))))))
             start = start[:count]
             new_intensity = mass / count / self._season_mass(start, np.full(count, days - 1))
             intensity = np.r_[intensity, new_intensity]
             first = np.r_[first, start]
             last = np.r_[last, np.full(count, days - 1)]
-            home = np.r_[home, rng.choice(len(weight), size=count, p=weight / weight.sum())]
+            home = np.r_[home, schemes.choice(len(weight), size=count, p=weight / weight.sum())]
             scheme = np.r_[scheme, np.full(count, _NEW_IMPORTER)]
         n = len(intensity)
         self.n_accounts = n
@@ -480,7 +508,11 @@ class Synthesizer:
         self.account_away = rng.beta(1.5, beta_b, size=n) if cfg.away_share > 0 else np.zeros(n)
         self.account_items = np.clip(np.round(2 + 1.2 * expected**0.45 * rng.lognormal(0, 0.3, size=n)), 2, 300).astype(np.int64)
         self.account_brokers = 1 + (rng.random(n) < 0.3)
-        self.account_undervalue = np.where(scheme == _NEW_IMPORTER, rng.uniform(0.3, 0.6, size=n), 1.0)
+        self.account_undervalue = np.where(scheme == _NEW_IMPORTER, schemes.uniform(0.3, 0.6, size=n), 1.0)
+        self.account_bulk = np.ones(n)  # a line's value, in usual lines of its product
+        if cfg.variants:
+            new = scheme == _NEW_IMPORTER
+            self.account_bulk[new] = np.exp(schemes.uniform(*np.log(_NEW_IMPORTER_BULK), size=int(new.sum())))
         self.account_is_new = first > 0
         metals = self.centers.index_of("005") if "005" in self.centers.codes else -1
         self.account_adcvd = np.where(home == metals, 0.3, 0.01)  # share of entries of type 03
@@ -490,11 +522,22 @@ class Synthesizer:
         self.account_port_count = np.clip(1 + rng.poisson(0.5 + 0.5 * np.log10(1 + expected)), 1, 8)
         target = cfg.scheme_rates["port_shopping"]
         candidates = np.flatnonzero((scheme == 0) & (expected >= 40))
-        chosen = self._pick(rng, candidates, self.account_share[candidates], target)
+        self.account_usual_ports = self.account_port_count.copy()  # where unshopped entries go
+        self.account_shopped = np.zeros(n)  # share of entries sent to the other ports
+        if cfg.variants:
+            shopped = schemes.uniform(0.3, 0.7, size=len(candidates))
+            picked = self._pick(schemes, np.arange(len(candidates)), self.account_share[candidates] * shopped, target)
+            chosen = candidates[picked]
+            self.account_shopped[chosen] = shopped[picked]
+        else:
+            chosen = self._pick(schemes, candidates, self.account_share[candidates], target)
         self.account_scheme[chosen] = _PORT_SHOPPING
-        self.account_undervalue[chosen] = rng.uniform(0.6, 0.85, size=len(chosen))
-        self.account_port_count[chosen] = rng.integers(12, 31, size=len(chosen))
-        self.port_skew = np.where(self.account_scheme == _PORT_SHOPPING, 1.0, _PORT_SKEW)
+        self.account_undervalue[chosen] = schemes.uniform(0.6, 0.85, size=len(chosen))
+        if cfg.variants:
+            self.account_port_count[chosen] += schemes.integers(3, 7, size=len(chosen))
+        else:
+            self.account_port_count[chosen] = schemes.integers(12, 31, size=len(chosen))
+        self.port_skew = np.where((self.account_scheme == _PORT_SHOPPING) & (not cfg.variants), 1.0, _PORT_SKEW)
         count = self.account_port_count
         self.account_port_start = np.r_[0, np.cumsum(count)[:-1]]
         self.account_port = _sample_distinct(rng, self.port_weight, count)
@@ -583,11 +626,28 @@ class Synthesizer:
             self.product_rate[self.item_product[source_item]] > 0) & (rng.random(len(source_item)) < _CLAIM_SHARE)
 
     def _schemes(self, rng: np.random.Generator) -> None:
-        """Item-level schemes, most constrained first, on items of accounts without one."""
+        """Item-level schemes, most constrained first, on items of accounts without one.
+
+        The variant shapes (``SynthConfig.variants``) are what real schemes look like
+        more often than the clean default ones; each is sized by the lines it labels:
+
+        - transshipment: after the switch only a share (40-80%) of the lines take the
+          new origin while the old one goes on, as when an importer tries a second
+          route; the new origin is the product's most common hub origin where it has
+          one (so not rare nationally), and 30% keep the old manufacturer's MID;
+        - misclassification: the dearer number is misdeclared at one port only, and
+          there on a share (30-80%) of the lines, as a broker at that port would;
+        - preference misuse: the preference is claimed on a share (20-70%) of the lines;
+        - undervaluation: half the share shallow (70-85% of the value) on every line
+          of items with many lines, half deep (25-60%) on a few (5-25%) of an item's
+          lines, as when only some shipments are invoiced twice.
+        """
         cfg = self.config
         n = self.n_items
         self.item_scheme = np.zeros(n, np.int64)
         self.item_undervalue = np.ones(n)
+        self.item_fraction = np.ones(n)  # share of an item's lines within the scheme's reach it takes
+        self.item_same_mfr = np.zeros(0, np.int64)  # transshipped items that keep their manufacturer
         self.item_switch_day = np.full(n, np.iinfo(np.int64).max)
         self.item_new_country = np.full(n, -1)
         self.item_wrong_ports = np.zeros(n, np.int64)  # bit j: misdeclared at the account's port slot j
@@ -605,12 +665,19 @@ class Synthesizer:
         a_first, a_last = self.account_first[account], self.account_last[account]
         switch = a_first + ((a_last - a_first) * rng.uniform(0.25, 0.75, size=n)).astype(np.int64)
         after = self._season_mass(switch, a_last) / np.maximum(self._season_mass(a_first, a_last), 1e-12)
+        moving = rng.uniform(0.4, 0.8, size=n) if cfg.variants else 1.0  # of the lines after the switch
+        reach = after * moving
         cand = np.flatnonzero(ok)
-        cand = cand[self._both_sides(cand, after[cand])]
-        chosen = self._pick(rng, cand, self.item_share[cand] * after[cand], cfg.scheme_rates["transshipment"])
+        cand = cand[self._both_sides(cand, reach[cand])]
+        chosen = self._pick(rng, cand, self.item_share[cand] * reach[cand], cfg.scheme_rates["transshipment"])
         self.item_scheme[chosen] = _TRANSSHIPMENT
         self.item_switch_day[chosen] = switch[chosen]
         self.item_new_country[chosen] = rng.choice(self.hubs, size=len(chosen))
+        if cfg.variants:
+            self.item_fraction[chosen] = moving[chosen]
+            hub = self._national_hub(product[chosen])
+            self.item_new_country[chosen] = np.where(hub >= 0, hub, self.item_new_country[chosen])
+            self.item_same_mfr = chosen[rng.random(len(chosen)) < 0.3]
 
         # Misclassification: a lower-duty sibling HTS, declared at some of the account's ports.
         ports = self.account_port_count[account]
@@ -618,34 +685,74 @@ class Synthesizer:
         chinese = origin == self.china
         cheaper = (self.product_rate[sibling] + self.product_301[sibling] * chinese
                    < self.product_rate[product] + self.product_301[product] * chinese)  # after any surcharge
-        ok = (free & (self.item_scheme == 0) & (sibling >= 0) & cheaper & single & (ports >= 2)
+        ok = (free & (self.item_scheme == 0) & (sibling >= 0) & cheaper & single & (ports >= (1 if cfg.variants else 2))
               & ~self.source_claims[first_source])
         cand = np.flatnonzero(ok)
         ports = ports[cand]
-        mask = rng.integers(1, 2 ** np.minimum(ports, 8) - 1)  # a non-empty proper subset of slots
-        wrong = np.zeros(len(cand))
-        for slot in range(8):
-            on = ((mask >> slot) & 1).astype(bool) & (slot < ports)
-            wrong[on] += _slot_share(np.full(int(on.sum()), slot), ports[on], self.port_skew[account[cand[on]]])
+        share = np.ones(len(cand))  # of the lines at the wrong ports
+        if cfg.variants:  # one port, a share of the lines there
+            slot = rng.integers(0, np.minimum(ports, 8))
+            share = rng.uniform(0.3, 0.8, size=len(cand))
+            mask = np.left_shift(1, slot)
+            wrong = _slot_share(slot, ports, self.port_skew[account[cand]]) * share
+        else:
+            mask = rng.integers(1, 2 ** np.minimum(ports, 8) - 1)  # a non-empty proper subset of slots
+            wrong = np.zeros(len(cand))
+            for slot in range(8):
+                on = ((mask >> slot) & 1).astype(bool) & (slot < ports)
+                wrong[on] += _slot_share(np.full(int(on.sum()), slot), ports[on], self.port_skew[account[cand[on]]])
         keep = self._both_sides(cand, wrong)
-        cand, mask, wrong = cand[keep], mask[keep], wrong[keep]
+        cand, mask, wrong, share = cand[keep], mask[keep], wrong[keep], share[keep]
         chosen = self._pick(rng, np.arange(len(cand)), self.item_share[cand] * wrong, cfg.scheme_rates["misclassification"])
         self.item_scheme[cand[chosen]] = _MISCLASSIFICATION
         self.item_wrong_ports[cand[chosen]] = mask[chosen]
+        self.item_fraction[cand[chosen]] = share[chosen]
 
         # Preference misuse: a preference claimed for goods from a country without one.
         ok = free & (self.item_scheme == 0) & single & dutiable & (self.country_program[origin] < 0)
-        cand = np.flatnonzero(ok)
-        chosen = self._pick(rng, cand, self.item_share[cand], cfg.scheme_rates["preference_misuse"])
+        cand, share = self._partial(rng, np.flatnonzero(ok), 0.2, 0.7)
+        picked = self._pick(rng, np.arange(len(cand)), self.item_share[cand] * share, cfg.scheme_rates["preference_misuse"])
+        chosen = cand[picked]
         self.item_scheme[chosen] = _PREFERENCE
         self.item_claim[chosen] = rng.integers(0, len(self.programs), size=len(chosen))
+        self.item_fraction[chosen] = share[picked]
 
         # Undervaluation: a fraction of the real value declared, on dutiable goods.
         ok = free & (self.item_scheme == 0) & dutiable & ~self.source_claims[first_source]
         cand = np.flatnonzero(ok)
-        chosen = self._pick(rng, cand, self.item_share[cand], cfg.scheme_rates["undervaluation"])
+        rate = cfg.scheme_rates["undervaluation"]
+        if cfg.variants:  # shallow on items with many lines, then deep on a few lines of others
+            many = cand[self.item_share[cand] * cfg.lines >= _SHALLOW_LINES]
+            chosen = self._pick(rng, many, self.item_share[many], rate / 2)
+            self.item_scheme[chosen] = _UNDERVALUATION
+            self.item_undervalue[chosen] = rng.uniform(0.70, 0.85, size=len(chosen))
+            rate /= 2
+            cand = cand[self.item_scheme[cand] == 0]
+        cand, share = self._partial(rng, cand, 0.05, 0.25)
+        picked = self._pick(rng, np.arange(len(cand)), self.item_share[cand] * share, rate)
+        chosen = cand[picked]
         self.item_scheme[chosen] = _UNDERVALUATION
         self.item_undervalue[chosen] = rng.uniform(0.25, 0.6, size=len(chosen))
+        self.item_fraction[chosen] = share[picked]
+
+    def _partial(self, rng: np.random.Generator, cand: np.ndarray, low: float, high: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate items and the share of their lines a scheme takes: all of them in
+        the default shapes; in the variants a share drawn in [low, high), keeping the
+        items with lines both inside and outside it (else the scheme is not partial)."""
+        if not self.config.variants:
+            return cand, np.ones(len(cand))
+        share = rng.uniform(low, high, size=len(cand))
+        keep = self._both_sides(cand, share)
+        return cand[keep], share[keep]
+
+    def _national_hub(self, product: np.ndarray) -> np.ndarray:
+        """Each product's most common transshipment hub among its national origins, or -1."""
+        rank = np.arange(self.origin_cum.shape[1])
+        count = self.po_count[product][:, None]
+        country = self.po_country[self.po_start[product][:, None] + np.minimum(rank, count - 1)]
+        hub = np.isin(country, self.hubs) & (country != self.china) & (rank < count)
+        return np.where(hub.any(axis=1), country[np.arange(len(product)), hub.argmax(axis=1)], -1)
 
     def _identities(self, rng: np.random.Generator) -> None:
         """Importer numbers, filer codes and manufacturer IDs (MIDs), all distinct."""
@@ -700,6 +807,7 @@ class Synthesizer:
         keys = np.r_[key * 4 + slot, (self.item_account[moved] * 1024 + self.item_new_country[moved]) * 4 + 3]
         self.item_new_mfr = np.full(self.n_items, -1)
         self.item_new_mfr[moved] = len(key) + np.arange(len(moved))
+        self.item_new_mfr[self.item_same_mfr] = self.item_source_start[self.item_same_mfr]  # its one source's MID
         self.mid_text = self._mids(keys)
 
     def _mids(self, keys: np.ndarray) -> pa.Array:
@@ -739,6 +847,7 @@ class Synthesizer:
                 if value.size == 0 or (value.min() >= -(2**31) and value.max() < 2**31):
                     setattr(self, name, value.astype(np.int32))
         self.item_undervalue = self.item_undervalue.astype(np.float32)
+        self.item_fraction = self.item_fraction.astype(np.float32)
 
     # ------------------------------------------------------------ facts for users and tests
 
@@ -840,6 +949,8 @@ class Synthesizer:
         cfg = self.config
         take = np.take
         rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(1, first_day, part)))
+        variant = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(3, first_day, part))) \
+            if cfg.variants else None  # the variants' draws, apart so the default lines stay as they were
         size = int(day_lines.sum())
         # Entries of 1..many lines, cut where a day ends.
         lines_per_entry = np.minimum(rng.geometric(0.36, size=size // 2 + 16), 60)
@@ -869,7 +980,14 @@ class Synthesizer:
                 break
             account[redo] = np.minimum(np.searchsorted(cdf, rng.random(len(redo)) * cdf[-1], side="right"), self.n_accounts - 1)
         u = rng.random((4, n_entries))
-        port_slot = _skewed_slot(u[0], take(self.account_port_count, account), take(self.port_skew, account))
+        if variant is None:
+            port_slot = _skewed_slot(u[0], take(self.account_port_count, account), take(self.port_skew, account))
+        else:  # a port shopper's shopped entries go to its other ports, evenly
+            shopped = variant.random(n_entries) < take(self.account_shopped, account)
+            usual = take(self.account_usual_ports, account)
+            others = take(self.account_port_count, account) - usual
+            port_slot = np.where(shopped, usual + np.minimum((u[0] * others).astype(np.int64), others - 1),
+                                 _skewed_slot(u[0], usual, _PORT_SKEW))
         port = take(self.account_port, take(self.account_port_start, account) + port_slot)
         second = (take(self.account_brokers, account) == 2) & (u[1] < 0.25)
         broker = take(self.account_broker.ravel(), 2 * account + second)
@@ -903,12 +1021,16 @@ class Synthesizer:
 
         # Schemes: the account's, else the item's where it applies to this line.
         scheme = take(self.account_scheme, acct)
+        if variant is not None:
+            scheme = np.where((scheme == _PORT_SHOPPING) & ~take(shopped, line_entry), 0, scheme)
         item_scheme = take(self.item_scheme, item)
         if np.any(item_scheme):
             line_port_slot = take(port_slot, line_entry)
             applies = ((item_scheme == _UNDERVALUATION) | (item_scheme == _PREFERENCE)
                        | ((item_scheme == _TRANSSHIPMENT) & (line_day >= take(self.item_switch_day, item)))
                        | ((item_scheme == _MISCLASSIFICATION) & ((take(self.item_wrong_ports, item) >> line_port_slot) & 1 == 1)))
+            if variant is not None:  # partial schemes: a share of the lines within reach
+                applies &= variant.random(size) < take(self.item_fraction, item)
             scheme = np.where((scheme == 0) & applies, item_scheme, scheme)
         moved = scheme == _TRANSSHIPMENT
         country = np.where(moved, take(self.item_new_country, item), true_country)
@@ -922,6 +1044,8 @@ class Synthesizer:
         uv = np.exp(log_uv)
         small = take(informal, line_entry)
         target = np.exp(np.where(small, 5.8 + 0.7 * z[1], 8.3 + 1.3 * z[1]))
+        if variant is not None:  # a variant new importer's bulky lines
+            target *= np.where(small, 1.0, take(self.account_bulk, acct))
         has_quantity = unit != _X
         pieces = target / uv
         quantity = np.where(take(_COUNTED, unit), np.maximum(1.0, np.round(pieces)), np.maximum(0.1, np.round(pieces, 1)))
