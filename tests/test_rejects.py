@@ -296,7 +296,7 @@ def test_reject_row_numbers_span_batches_and_sources(tmp_path):
         rows[i]["importer_id"] = None
     pq.write_table(_table(rows), tmp_path / "a.parquet", row_group_size=5)
     _write_csv(tmp_path / "b.csv", [{**GOOD[0], "hts_code": "x"}, GOOD[1], {**GOOD[2], "hts_code": "y"}])
-    rejects = tmp_path / "rejects.parquet"
+    rejects = tmp_path.with_name(f"{tmp_path.name}-rejects.parquet")  # (not inside the input directory)
     run = ceecore.run_consolidation(tmp_path, rejects=rejects)
     assert run.stats.rows_read == N_GOOD + 3
     assert run.stats.accepted + run.stats.rejected == run.stats.rows_read

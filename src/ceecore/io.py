@@ -8,9 +8,13 @@ LazyFrame is run a batch at a time, for the columns the job reads.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import re
 import secrets
-from collections.abc import Iterable, Iterator
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,8 @@ import pyarrow.parquet as pq
 
 from ceecore.schema import ContractError
 
-__all__ = ["Chunk", "Source", "open_sources", "atomic_path", "write_table", "ParquetSink"]
+__all__ = ["Chunk", "Source", "open_sources", "atomic_path", "write_table", "output_format", "OutputSet",
+           "output_set", "ParquetSink", "swap_directory", "check_outputs"]
 
 BATCH_ROWS = 64 * 1024
 _PARQUET = (".parquet", ".pq")
@@ -68,7 +73,7 @@ def _resolve(sources: Any) -> Iterator[Source]:
     if isinstance(sources, (str, os.PathLike)):
         path = Path(sources)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p))
+            files = _walk(path)
             if not files:
                 raise ContractError(str(path), "directory holds no Parquet, Arrow IPC or CSV files")
             for f in files:
@@ -88,6 +93,16 @@ def _resolve(sources: Any) -> Iterator[Source]:
         yield Source(f"<{type(sources).__name__}>", sources, None)
     else:
         raise TypeError(f"cannot read {type(sources).__name__}: give paths or Arrow data")
+
+
+def _walk(root: Path) -> list[Path]:
+    """The data files under ``root``, sorted; names starting with ``.`` or ``_`` at any
+    depth (staging, temporaries, ``_SUCCESS``, hidden folders) are never inputs."""
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        found += [Path(folder, n) for n in names if not n.startswith((".", "_")) and _kind(Path(n))]
+    return sorted(p for p in found if p.is_file())
 
 
 def _kind(path: Path) -> str | None:
@@ -187,14 +202,53 @@ def _csv_batches(path: Path, text: set[str]) -> Iterator[pa.RecordBatch]:
 
 
 def _temp_beside(target: Path) -> Path:
-    """A fresh hidden name beside ``target`` (created by the writer, so the umask applies)."""
+    """A fresh hidden name beside ``target`` (created by the writer, so the umask applies).
+
+    Staging that a killed run of the same output left behind is removed first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+def _remove_stale(target: Path) -> None:
+    """Removes the staging of ``target`` (see :func:`_temp_beside`) whose process is gone:
+    what a kill -9 or a power cut left. Readers never see it (hidden names are not
+    inputs); this only frees the space."""
+    stale = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        match = stale.match(name)
+        if match and not _alive(int(match.group(1))):
+            path = target.parent / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # (another user's process, or not a pid: leave it)
+    return True
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
+def atomic_path(path: str | os.PathLike[str], into: OutputSet | None = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it only if the block succeeds
+    (with ``into``, only when that set commits)."""
+    if into is not None:
+        yield into.file(path)
+        return
     tmp = _temp_beside(Path(path))
     try:
         yield tmp
@@ -203,10 +257,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_table(table: pa.Table, path: str | os.PathLike[str], format: str | None = None) -> None:
-    """Writes a table atomically: ``format`` "parquet" or "ipc" (default: by the file name)."""
-    fmt = format or ("ipc" if _kind(Path(path)) == "ipc" else "parquet")
-    with atomic_path(path) as tmp:
+def write_table(table: pa.Table, path: str | os.PathLike[str], format: str | None = None,
+                into: OutputSet | None = None) -> None:
+    """Writes a table atomically: ``format`` "parquet" or "ipc" (default: by the file
+    name, see :func:`output_format`); with ``into``, as part of that set."""
+    fmt = format or output_format(path)
+    with atomic_path(path, into) as tmp:
         if fmt == "ipc":
             with ipc.new_file(tmp, table.schema) as writer:
                 writer.write_table(table)
@@ -214,16 +270,172 @@ def write_table(table: pa.Table, path: str | os.PathLike[str], format: str | Non
             pq.write_table(table, tmp)
 
 
+def output_format(path: str | os.PathLike[str], fixed: str | None = None) -> str:
+    """The format of an output, so that its name never lies (``-o x.csv`` never quietly
+    writes Parquet): the one its name asks for, "parquet" (``.parquet``, ``.pq``) or
+    "ipc" (``.arrow``, ``.ipc``, ``.feather``), any other name refused; or, for an
+    output of one ``fixed`` format, that format, refusing a name of another."""
+    kind = _kind(Path(path))
+    if fixed is not None:
+        if kind is not None and kind != fixed:
+            raise ValueError(f"{os.fspath(path)}: this output is {_NAMES[fixed]}, not {_NAMES[kind]}: rename it")
+        return fixed
+    if kind not in ("parquet", "ipc"):
+        raise ValueError(f"{os.fspath(path)}: unknown output type: name it .parquet (Parquet) or .arrow (Arrow IPC)")
+    return kind
+
+
+_NAMES = {"parquet": "Parquet", "ipc": "Arrow IPC", "csv": "CSV", "json": "JSON"}
+
+
+class OutputSet:
+    """A job's outputs, each written to a hidden temporary beside its target, moved into
+    place together when every one is complete, in the order they were begun (so begin the
+    main output last). Without a commit (an error, an interrupt) none appears.
+
+    Renaming several files is not one atomic step: a kill between two renames leaves the
+    first ones new; the window is a few renames long. Outputs that must change as one go
+    in one directory (:meth:`directory`), swapped in with a single rename.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def file(self, target: str | os.PathLike[str]) -> Path:
+        """Where to write the complete file for ``target``."""
+        tmp = _temp_beside(Path(target))
+        self._staged.append((tmp, Path(target)))
+        return tmp
+
+    def directory(self, target: str | os.PathLike[str]) -> Path:
+        """An empty staging directory whose contents become ``target`` (swapped in whole)."""
+        target = Path(target)
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"{target} exists and is not a directory")
+        staging = self.file(target)
+        staging.mkdir()
+        return staging
+
+    def commit(self) -> None:
+        try:
+            while self._staged:
+                tmp, target = self._staged[0]
+                if tmp.is_dir():
+                    swap_directory(tmp, target)
+                else:
+                    os.replace(tmp, target)
+                self._staged.pop(0)
+        finally:
+            self.abort()  # (what a failed rename left)
+
+    def abort(self) -> None:
+        for tmp, _ in self._staged:
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+@contextmanager
+def output_set(given: OutputSet | None) -> Iterator[OutputSet]:
+    """``given`` (its owner commits it), or a set of one's own, committed when the block ends."""
+    if given is not None:
+        yield given
+    else:
+        with OutputSet() as own:
+            yield own
+
+
+_RENAME_EXCHANGE = 2
+try:
+    _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+except (AttributeError, OSError):  # not Linux, or a C library before glibc 2.28
+    _renameat2 = None
+
+
+def swap_directory(staging: Path, target: Path) -> None:
+    """Puts the directory ``staging`` in place of ``target`` so that a reader of
+    ``target`` sees the whole old or the whole new contents, never a mix.
+
+    On Linux both names are exchanged in one step (``renameat2(RENAME_EXCHANGE)``), then
+    the old contents, now at ``staging``, are removed. Elsewhere (or on a file system
+    without the exchange) the old directory is renamed away first: for that moment the
+    target is missing, never mixed.
+    """
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _renameat2 is not None:
+        at_cwd = -100
+        if _renameat2(at_cwd, os.fsencode(staging), at_cwd, os.fsencode(target), _RENAME_EXCHANGE) == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        error = ctypes.get_errno()
+        if error not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(error, os.strerror(error), str(target))
+    old = _temp_beside(target)
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None], inputs: Iterable[Any] = ()) -> None:
+    """Refuses, before any work, outputs that would destroy a file: two outputs at the
+    same place, an output that is an input, an output inside an input directory, or an
+    input inside an output directory. ``outputs`` maps each output's name (as the user
+    knows it, e.g. ``--rejects``) to its path; ``None`` paths are skipped."""
+    given = {name: Path(path) for name, path in outputs.items() if path is not None}
+    files = [Path(s) for s in inputs if isinstance(s, (str, os.PathLike))]
+    named = list(given.items())
+    for i, (name, path) in enumerate(named):
+        for other, there in named[:i]:
+            if _same(path, there):
+                raise ValueError(f"{other} and {name} are the same file ({path}): give each output its own path")
+        for src in files:
+            if _same(path, src):
+                raise ValueError(f"{name} {path} is an input: it would be overwritten; choose another path")
+            if src.is_dir() and _inside(path, src):
+                raise ValueError(f"{name} {path} is inside the input directory {src}; choose a path outside it")
+            if _inside(src, path):
+                raise ValueError(f"the input {src} is inside the output directory {path} ({name}); "
+                                 "choose an output directory that holds no input")
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` lies strictly under ``folder`` (by their real paths)."""
+    inner, outer = path.resolve(), folder.resolve()
+    return inner != outer and inner.is_relative_to(outer)
+
+
 class ParquetSink:
     """Streams batches into a Parquet file that appears only on :meth:`commit`.
 
-    Without a commit (an error, a kill) the target is left untouched. ``options`` go to
+    Without a commit (an error, a kill) the target is left untouched. With ``into``, the
+    file is part of that set and appears when the set commits. ``options`` go to
     :class:`pyarrow.parquet.ParquetWriter` (encodings, statistics, compression).
     """
 
-    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, **options: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, into: OutputSet | None = None,
+                 **options: Any) -> None:
         self._target = Path(path)
-        self._tmp = _temp_beside(self._target)
+        self._tmp = into.file(path) if into is not None else _temp_beside(self._target)
+        self._own = into is None
         try:
             self._writer = pq.ParquetWriter(self._tmp, schema, **options)
         except BaseException:
@@ -238,7 +450,8 @@ class ParquetSink:
 
     def commit(self) -> None:
         self._writer.close()
-        os.replace(self._tmp, self._target)
+        if self._own:
+            os.replace(self._tmp, self._target)
 
     def abort(self) -> None:
         try:
