@@ -215,7 +215,7 @@ def _remove_stale(target: Path) -> None:
     """Removes the staging of ``target`` (see :func:`_temp_beside`) whose process is gone:
     what a kill -9 or a power cut left. Readers never see it (hidden names are not
     inputs); this only frees the space."""
-    stale = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+    stale = re.compile(rf"\.+{re.escape(target.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
     try:
         names = os.listdir(target.parent)
     except OSError:

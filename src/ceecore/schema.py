@@ -166,7 +166,15 @@ class ColumnMapping:
         unknown = set(doc) - {"columns", "constants", "options", "history"}
         if unknown:
             raise ValueError(f"{where}: unknown sections {sorted(unknown)}")
+        tables = [name for name in ("columns", "constants", "options", "history")
+                  if not isinstance(doc.get(name, {}), dict)]
+        if tables:
+            raise ValueError(f"{where}: [{tables[0]}] must be a table (a [{tables[0]}] section of key = value lines)")
+        if not all(isinstance(v, str) for v in doc.get("columns", {}).values()):
+            raise ValueError(f"{where}: [columns] values must be canonical column names (text)")
         options = doc.get("options", {})
+        if not isinstance(options.get("date_format", ""), str):
+            raise ValueError(f"{where}: [options] date_format must be a strptime format (text), e.g. \"%d/%m/%Y\"")
         keys = doc.get("history", {}).get("keys", [])
         if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
             raise ValueError(f"{where}: [history] keys must be a list of column names")
