@@ -27,6 +27,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ceecore
 from ceecore import io, synth
@@ -513,3 +515,87 @@ def test_date_format_option_reads_text_dates(tmp_path, inputs):
     invoke("consolidate", path, "-o", tmp_path / "dmy.parquet", "-q", "--date-format", "%d/%m/%Y")
     got = pq.read_table(tmp_path / "dmy.parquet")
     assert got.equals(want)
+
+
+# ------------------------------------------------------------------ finding 8: malformed CSV lines
+
+
+def _csv_lines(inputs, rows: int = 400) -> list[bytes]:
+    """The first ``rows`` lines of the small input as CSV lines (header first), the
+    consolidated columns only (the parser infers the others' types from the first block)."""
+    table = pq.read_table(inputs.small).slice(0, rows)
+    table = table.select([c for c in table.column_names if c in ceecore.CONSOLIDATION_COLUMNS])
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes().split(b"\n")[:-1]
+
+
+def _break(line: bytes, how: str) -> bytes:
+    if how == "short":
+        return line[: line.index(b",", 20)]
+    if how == "long":
+        return line + b',"SECRET-EXTRA"'
+    if how == "latin1":  # a quoted id with a byte that is not UTF-8
+        return line.replace(b'"', b'"\xe9', 1)
+    return b""  # empty
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_malformed_csv_lines_are_rejected_in_place_and_the_rest_read(tmp_path, monkeypatch, inputs, data):
+    """Whatever lines are broken (too few or many fields, not UTF-8, empty), wherever they
+    are (across parse blocks, at the end): each is one malformed_csv_line reject at row
+    line - 2, every other line is read as if the broken ones were not there."""
+    monkeypatch.setattr(io, "CSV_BLOCK_BYTES", 1 << 12)  # ~25 lines a block
+    lines = _csv_lines(inputs)
+    n = len(lines) - 1
+    broken = data.draw(st.dictionaries(st.integers(0, n - 1), st.sampled_from(["short", "long", "latin1", "empty"]),
+                                       max_size=12))
+    out = list(lines)
+    for row, how in broken.items():
+        out[row + 1] = _break(out[row + 1], how)
+    path = tmp_path / f"broken-{len(broken)}.csv"
+    path.write_bytes(b"\n".join(out) + b"\n")
+    rejects = tmp_path / "r.parquet"
+    run = ceecore.run_consolidation(str(path), rejects=rejects)
+    assert run.stats.rows_read == n and run.stats.rejected == len(broken)
+    got = pq.read_table(rejects)
+    reasons = {"empty": {"missing_entry_number"}}  # an empty line is a row of nulls
+    assert sorted(got["row"].to_pylist()) == sorted(broken)
+    for row, reason in zip(got["row"].to_pylist(), got["reason"].to_pylist()):
+        assert reason in reasons.get(broken[row], {"malformed_csv_line"}), (row, broken[row], reason)
+    malformed = got.filter(pc.equal(got["reason"], "malformed_csv_line"))
+    assert all(malformed[c].null_count == malformed.num_rows for c in ceecore.CONSOLIDATION_COLUMNS)
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes(b"\n".join(line for i, line in enumerate(lines) if i - 1 not in broken) + b"\n")
+    assert run.accounts.equals(ceecore.consolidate(str(clean)))
+
+
+def test_cli_rejects_malformed_lines_without_echoing_them(tmp_path, inputs):
+    lines = _csv_lines(inputs, 50)
+    secret = lines[3].split(b",")[2]  # the importer id of line 4
+    lines[3] = lines[3] + b',"SECRET"'
+    lines[7] = lines[7].replace(b'"', b'"\xff', 1)
+    lines.append(b"1,2")
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = invoke("consolidate", path, "-o", tmp_path / "a.parquet")
+    assert secret.decode() not in result.output and "SECRET" not in result.output
+    assert "read 51 lines" in result.output and "48 accepted, 3 rejected" in result.output
+    assert "malformed_csv_line" in result.output
+    rejected = pq.read_table(tmp_path / "a.rejects.parquet")
+    assert rejected.select(["row", "reason"]).to_pylist() == [
+        {"row": r, "reason": "malformed_csv_line"} for r in (2, 6, 50)]
+
+
+def test_a_line_both_ragged_and_not_utf8_stops_with_its_line_number_only(tmp_path, inputs):
+    lines = _csv_lines(inputs, 20)
+    lines[5] = b"\xffSECRET," + lines[5][:30]
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    proc = subprocess.run(ceecore_cmd("consolidate", path, "-o", tmp_path / "a.parquet"), env=ENV,
+                          capture_output=True, text=True, errors="replace", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "line 6" in proc.stderr and "SECRET" not in proc.stderr and "Traceback" not in proc.stderr
+    assert listing(tmp_path) == ["in.csv"]

@@ -152,7 +152,8 @@ def test_corpus_is_broad():
     reasons = {c[2] for c in CASES}
     assert len(BAD_CASES) >= 20
     outcomes = {"bad_inspected", "bad_violation", "bad_revenue_recovered"}  # read by scoring only: test_scoring
-    assert reasons - {"ok"} == set(REJECT_REASONS) - {"ok"} - outcomes, "every reason has a case"
+    reader = {"malformed_csv_line"}  # found by the CSV reader, not the kernel: test_output_sets
+    assert reasons - {"ok"} == set(REJECT_REASONS) - {"ok"} - outcomes - reader, "every reason has a case"
 
 
 @pytest.mark.parametrize("overrides,reason,text", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -386,13 +387,15 @@ def test_truncated_parquet(tmp_path):
         ceecore.run_consolidation(path)
 
 
-def test_malformed_csv_row_fails_with_position(tmp_path):
+def test_malformed_csv_row_is_rejected_with_its_position(tmp_path):
     path = tmp_path / "ragged.csv"
     _write_csv(path, GOOD[:3])
     with open(path, "a") as f:
         f.write("only,three,cells\n")
-    with pytest.raises(ContractError, match=r"ragged\.csv: cannot read"):
-        ceecore.run_consolidation(path)
+    run = ceecore.run_consolidation(path, rejects=tmp_path / "r.parquet")
+    assert (run.stats.rows_read, run.stats.rejected) == (4, 1)
+    rejected = pq.read_table(tmp_path / "r.parquet")
+    assert rejected.select(["row", "reason"]).to_pylist() == [{"row": 3, "reason": "malformed_csv_line"}]
 
 
 def test_corrupt_arrow_ipc(tmp_path):

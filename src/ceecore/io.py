@@ -14,12 +14,14 @@ import os
 import re
 import secrets
 import shutil
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
@@ -31,6 +33,7 @@ __all__ = ["Chunk", "Source", "open_sources", "atomic_path", "write_table", "out
            "output_set", "ParquetSink", "swap_directory", "check_outputs"]
 
 BATCH_ROWS = 64 * 1024
+CSV_BLOCK_BYTES = 16 << 20  # CSV is parsed a block at a time
 _PARQUET = (".parquet", ".pq")
 _IPC = (".arrow", ".ipc", ".feather", ".arrows")
 _CSV = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
@@ -38,11 +41,14 @@ _CSV = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
 
 @dataclass(frozen=True)
 class Chunk:
-    """One record batch of one source, with the position of its first row there."""
+    """One record batch of one source, with the position of its first row there;
+    ``malformed``: the rows of the batch that stand in, all null, for CSV lines that are
+    not rows (they are rejected as ``malformed_csv_line``)."""
 
     source: str
     first_row: int
     batch: pa.RecordBatch
+    malformed: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -131,14 +137,35 @@ def _file_source(path: Path) -> Source:
 
 def _read(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[Chunk]:
     row = 0
+    csv = isinstance(src.obj, Path) and _kind(src.obj) == "csv"
+    marked = _csv_batches(src.obj, text) if csv else ((b, None) for b in _batches(src, text, batch_rows, wanted))
     try:
-        for batch in _batches(src, text, batch_rows, wanted):
+        for batch, malformed in marked:
             for start in range(0, max(batch.num_rows, 1), batch_rows):  # the caller's batches may be larger
                 part = batch.slice(start, batch_rows)
-                yield Chunk(src.name, row, part)
+                within = None if malformed is None else malformed[(malformed >= start) & (malformed < start + batch_rows)]
+                yield Chunk(src.name, row, part, None if within is None or not len(within) else within - start)
                 row += part.num_rows
     except (OSError, pa.ArrowException) as exc:
+        ragged = _RAGGED.search(str(exc))
+        if ragged:  # (pyarrow cannot hand over a line that is not UTF-8: it quotes it, so we do not)
+            line, expected, got = ragged.groups()
+            raise ContractError(src.name, f"line {line} has {got} fields where {expected} were expected and is not "
+                                          "UTF-8 text: fix or remove that line") from None
         raise ContractError(src.name, f"cannot read (after row {row}): {exc}") from exc
+
+
+_RAGGED = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+)")
+
+
+def _quiet_csv_lines(unraisable: Any, previous: Any = sys.unraisablehook) -> None:
+    """Keeps pyarrow from printing a line that is not UTF-8 when it fails to hand it to
+    our handler (the read then stops with our message instead, see :func:`_read`)."""
+    if not getattr(unraisable.object, "quiet", False):
+        previous(unraisable)
+
+
+sys.unraisablehook = _quiet_csv_lines
 
 
 def _batches(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[pa.RecordBatch]:
@@ -154,7 +181,7 @@ def _batches(src: Source, text: set[str], batch_rows: int, wanted: set[str] | No
         elif kind == "ipc":
             yield from _ipc_batches(obj)
         else:
-            yield from _csv_batches(obj, text)
+            yield from (batch for batch, _ in _csv_batches(obj, text))
     elif isinstance(obj, pa.Table):
         yield from obj.to_batches(max_chunksize=batch_rows)
     elif isinstance(obj, pa.RecordBatch):
@@ -189,16 +216,84 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(k)
 
 
-def _csv_batches(path: Path, text: set[str]) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path, text: set[str]) -> Iterator[tuple[pa.RecordBatch, np.ndarray | None]]:
+    """A CSV file's batches, each with the rows that stand for malformed lines.
+
+    A line with too few or too many fields, or with text that is not UTF-8, must not stop
+    the read nor vanish: it becomes an all-null row in its place (so row ``r`` is still
+    line ``r + 2``; the content is never echoed), marked for rejection. Empty lines are
+    rows too (of nulls, rejected by the contract), for the same numbering; a quoted
+    field cannot span lines.
+    """
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
+    skipped: list[int] = []  # line numbers of lines that were not rows (the parser's, 1 = the header)
+
+    def skip(row: pacsv.InvalidRow) -> str:
+        if row.number is None:  # (never, single-threaded: the parser counts lines)
+            return "error"
+        skipped.append(row.number)
+        return "skip"
+    skip.quiet = True  # type: ignore[attr-defined]  # (see _quiet_csv_lines)
+
     with pa.input_stream(str(path), compression="detect") as stream:
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}),
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, check_utf8=False),
         )
-        yield from reader
+        first = 0  # the row (line - 2) the next batch starts at
+        for batch in reader:
+            batch, malformed = _put_back(batch, first, skipped)
+            yield batch, malformed
+            first += batch.num_rows
+        if skipped:  # the file ends with lines that are not rows
+            yield _put_back(pa.RecordBatch.from_pylist([], reader.schema), first, skipped, to_end=True)
+
+
+def _put_back(batch: pa.RecordBatch, first: int, skipped: list[int], to_end: bool = False
+              ) -> tuple[pa.RecordBatch, np.ndarray | None]:
+    """``batch`` (rows from ``first`` on) with an all-null row in the place of each
+    ``skipped`` line within it (taken from the list; every one, ``to_end``) and its rows
+    with text that is not UTF-8 nulled; and those rows."""
+    skipped.sort()
+    n = batch.num_rows
+    places: list[int] = []
+    while skipped and (to_end or skipped[0] - 2 < first + n + len(places)):
+        places.append(len(places) if to_end else max(skipped.pop(0) - 2 - first, 0))
+        if to_end:
+            skipped.pop(0)
+    bad = _not_utf8(batch)
+    if not places and not len(bad):
+        return batch, None
+    marks = np.zeros(n + len(places), bool)
+    marks[places] = True
+    kept = np.flatnonzero(~marks)
+    marks[kept[bad]] = True
+    take = np.zeros(len(marks), np.int64)
+    take[kept] = np.arange(n)
+    return batch.take(pa.array(take, mask=marks)), np.flatnonzero(marks)
+
+
+def _not_utf8(batch: pa.RecordBatch) -> np.ndarray:
+    """The rows of ``batch`` with a text value that is not UTF-8 (CSV text is read unchecked)."""
+    bad: list[int] = []
+    for column in batch.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raw = column.cast(pa.large_binary()).to_pylist()
+                bad += [i for i, value in enumerate(raw) if value is not None and not _utf8(value)]
+    return np.unique(np.array(bad, np.int64))
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _temp_beside(target: Path) -> Path:

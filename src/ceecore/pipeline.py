@@ -26,7 +26,7 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.history import History, outcomes
 from ceecore.io import Chunk, OutputSet, ParquetSink, atomic_path, check_outputs, open_sources, output_set, write_table
 from ceecore.learn import TRAINING, Learned, train
-from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows
+from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
 from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
@@ -144,6 +144,7 @@ class _RejectSink:
 
 
 Ingest = Callable[[pa.RecordBatch, ColumnMapping, str, tuple[str, ...]], Intake]
+_MALFORMED = reason_code("malformed_csv_line")
 T = TypeVar("T")
 
 
@@ -175,6 +176,8 @@ class Reading:
 
         def job(chunk: Chunk) -> tuple[Chunk, np.ndarray, T]:
             intake = ingest(chunk.batch, mapping, chunk.source, columns)
+            if chunk.malformed is not None:  # (all null: the contract rejected them already; say why)
+                intake.codes[chunk.malformed] = _MALFORMED
             return chunk, intake.codes, work(intake)
 
         for chunk, codes, result in in_order(chunks, job, self.threads):
