@@ -330,6 +330,15 @@ def test_run_refuses_a_directory_holding_other_files(tmp_path, inputs):
         ceecore.run(str(inputs.small), tmp_path / "file")
 
 
+def test_run_into_a_symlinked_directory_replaces_what_it_names(tmp_path, inputs):
+    real = tmp_path / "real"
+    ceecore.run(str(inputs.small), real)
+    (tmp_path / "link").symlink_to(real)
+    summary = ceecore.run(pq.read_table(inputs.small).slice(0, 2_000), tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and listing(tmp_path) == ["link", "real"]
+    assert pq.read_metadata(real / "lines.parquet").num_rows == 2_000 == summary.stats.accepted
+
+
 def test_demo_keeps_its_input_beside_the_run(tmp_path):
     out = tmp_path / "demo"
     invoke("demo", "-n", 5_000, "-o", out, "--threads", 1)
@@ -374,6 +383,8 @@ def _collisions(tmp_path: Path, inputs) -> dict[str, list[object]]:
         "merge -o is a model": ["merge", model, "-o", model],
         "evaluate -o is the input": ["evaluate", tmp_path / "r.json", "-o", tmp_path / "r.json"],
         "generate --truth is -o": ["generate", "-n", 100, "-o", acc, "--truth", acc],
+        "generate --truth inside -o DIR": ["generate", "-n", 100, "-o", tmp_path / "ds", "--truth",
+                                           tmp_path / "ds" / "t.parquet"],
     }
 
 
@@ -385,7 +396,7 @@ def test_colliding_outputs_are_refused_before_any_work(tmp_path, inputs):
     for name, args in cases.items():
         result = invoke(*args, code=2)
         message = one_error(result)
-        assert any(word in message for word in ("same file", "is an input", "inside the input", "inside the output")), \
+        assert any(word in message for word in ("same file", "is an input", "inside the", "inside the other")), \
             (name, message)
         after = {p: digest(p) for p in tmp_path.rglob("*") if p.is_file()}
         assert after == before, name  # nothing written, nothing destroyed
@@ -502,6 +513,9 @@ def test_bad_option_files_and_values_exit_2_with_one_line(tmp_path, inputs):
     assert "Traceback" not in result.output and "'1e14' is not a valid integer" in result.output
     result = invoke("generate", "-n", 10**14, "-o", tmp_path / "g.parquet", code=2)
     assert "Traceback" not in result.output and "--lines" in result.output
+    one_error(invoke("generate", "-n", 10**11, "-o", tmp_path / "g.parquet", code=2), "2,000,000,000 importer accounts",
+              "GiB of memory")
+    one_error(invoke("demo", "-n", 10**11, "-o", tmp_path / "g", code=2), "GiB of memory")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("g")]
 
 

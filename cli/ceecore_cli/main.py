@@ -31,6 +31,7 @@ from ceecore.schema import ColumnMapping
 
 PROGRESS_MIN_LINES = 500_000
 MAX_GENERATED_LINES = 10**11
+WORLD_BYTES_PER_ACCOUNT = 2_200  # what the generator holds per importer (1M accounts: 2.2 GB)
 
 
 @contextmanager
@@ -428,7 +429,7 @@ def demo(lines: int, outdir: str, seed: int, threads: int | None) -> None:
     with _usage_errors():
         started = time.perf_counter()
         source, results = Path(outdir) / "input.parquet", Path(outdir) / "run"
-        written = synth.write(source, lines=lines, seed=seed, threads=threads)
+        written = synth.write(source, _fits_in_memory(synth.SynthConfig(lines=lines, seed=seed)), threads=threads)
         click.echo(f"generated {written.lines:,} entry lines of {written.world.n_accounts:,} importers "
                    f"({sum(written.schemes.values()):,} in injected fraud schemes) in {written.seconds:.1f} s -> {source}")
         with _progress(False) as (on_start, advance):
@@ -440,6 +441,17 @@ def demo(lines: int, outdir: str, seed: int, threads: int | None) -> None:
         for name, value in recall.items():
             click.echo(f"  {name:<20} {value:.2f}")
         click.echo(f"done in {time.perf_counter() - started:.1f} s")
+
+
+def _fits_in_memory(config: synth.SynthConfig) -> synth.SynthConfig:
+    """Refuses a world that could not fit in this machine's memory (the lines stream, but
+    every account is held), rather than fail or swap half way."""
+    need = WORLD_BYTES_PER_ACCOUNT * (config.accounts or 0)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if have and need > have:
+        raise ValueError(f"{config.accounts:,} importer accounts need about {need / 2**30:,.0f} GiB of memory, more "
+                         f"than this machine's {have / 2**30:,.0f} GiB: ask for fewer lines or fewer --accounts")
+    return config
 
 
 def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
@@ -490,7 +502,7 @@ def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: d
         params.update({k: v.date() for k, v in (("start", start), ("end", end)) if v is not None})
         if inspect_share is not None:
             params["inspect_share"] = inspect_share
-        config = synth.SynthConfig(**params)
+        config = _fits_in_memory(synth.SynthConfig(**params))
         truth_format = output_format(truth) if truth else None
         check_outputs({"-o": output, "--truth": truth})
         with _committing() as outputs, _progress(quiet) as (on_start, advance):

@@ -405,6 +405,8 @@ class OutputSet:
     def directory(self, target: str | os.PathLike[str]) -> Path:
         """An empty staging directory whose contents become ``target`` (swapped in whole)."""
         target = Path(target)
+        if target.is_symlink():  # (the directory it names is replaced; the link stays)
+            target = target.resolve()
         if target.exists() and not target.is_dir():
             raise ValueError(f"{target} exists and is not a directory")
         staging = self.file(target)
@@ -496,6 +498,9 @@ def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None], inputs: 
         for other, there in named[:i]:
             if _same(path, there):
                 raise ValueError(f"{other} and {name} are the same file ({path}): give each output its own path")
+            if _inside(path, there) or _inside(there, path):
+                raise ValueError(f"{other} {there} and {name} {path}: one is inside the other; "
+                                 "give each output its own place")
         for src in files:
             if _same(path, src):
                 raise ValueError(f"{name} {path} is an input: it would be overwritten; choose another path")
