@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -613,3 +614,14 @@ def test_a_line_both_ragged_and_not_utf8_stops_with_its_line_number_only(tmp_pat
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert "line 6" in proc.stderr and "SECRET" not in proc.stderr and "Traceback" not in proc.stderr
     assert listing(tmp_path) == ["in.csv"]
+
+
+def test_the_cli_runs_outside_the_main_thread(tmp_path, inputs):
+    """(Signal handlers can only be set in the main thread: the commit must not need them.)"""
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        CliRunner().invoke(cli, ["consolidate", str(inputs.small), "-o", str(tmp_path / "a.parquet"), "-q"])))
+    thread.start()
+    thread.join()
+    assert results[0].exit_code == 0, results[0].output
+    assert listing(tmp_path) == ["a.parquet", "a.rejects.parquet"]

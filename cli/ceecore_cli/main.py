@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,9 +82,11 @@ def _committing() -> Iterator[OutputSet]:
     except BaseException:
         outputs.abort()
         raise
-    # Handlers, not a signal mask: any thread may take the signal, the main thread acts.
+    # Handlers, not a signal mask: any thread may take the signal, the main thread acts
+    # (and only the main thread may set handlers: elsewhere no signal reaches the job).
     held: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in signals}
     try:
         outputs.commit()
     finally:
