@@ -258,11 +258,11 @@ def _put_back(batch: pa.RecordBatch, first: int, skipped: list[int], to_end: boo
     with text that is not UTF-8 nulled; and those rows."""
     skipped.sort()
     n = batch.num_rows
-    places: list[int] = []
-    while skipped and (to_end or skipped[0] - 2 < first + n + len(places)):
-        places.append(len(places) if to_end else max(skipped.pop(0) - 2 - first, 0))
-        if to_end:
-            skipped.pop(0)
+    places: list[int] = list(range(len(skipped))) if to_end else []
+    if to_end:
+        skipped.clear()
+    while skipped and skipped[0] - 2 < first + n + len(places):  # (line l is row l - 2)
+        places.append(skipped.pop(0) - 2 - first)
     bad = _not_utf8(batch)
     if not places and not len(bad):
         return batch, None

@@ -68,7 +68,7 @@ class IntakeStats:
                                 sorted(self.by_reason.items(), key=lambda kv: -kv[1])[:3])
             raise TooManyRejects(f"{self.rejected:,} of {self.rows_read:,} rows rejected "
                                  f"({self.rejected / self.rows_read:.1%}, more than the maximum reject share "
-                                 f"{limit:.0%}): {reasons}; no output written")
+                                 f"{limit * 100:g}%): {reasons}; no output written")
 
 
 class TooManyRejects(ValueError):
