@@ -625,3 +625,17 @@ def test_the_cli_runs_outside_the_main_thread(tmp_path, inputs):
     thread.join()
     assert results[0].exit_code == 0, results[0].output
     assert listing(tmp_path) == ["a.parquet", "a.rejects.parquet"]
+
+
+def test_csv_columns_a_job_does_not_read_are_not_parsed(tmp_path, monkeypatch, inputs):
+    """A column the job does not read cannot stop it: a type the parser guessed from the
+    first block (all empty: null) and a later value that does not fit it."""
+    monkeypatch.setattr(io, "CSV_BLOCK_BYTES", 1 << 12)
+    table = pq.read_table(inputs.small).slice(0, 300)
+    table = table.select([c for c in table.column_names if c in ceecore.CONSOLIDATION_COLUMNS])
+    late = pa.array([None] * 250 + ["true"] * 50, pa.string())
+    path = tmp_path / "late.csv"
+    pacsv.write_csv(table.append_column("unused_flag", late), path)
+    run = ceecore.run_consolidation(str(path))
+    assert (run.stats.rows_read, run.stats.rejected) == (300, 0)
+    assert run.accounts.equals(ceecore.consolidate(table))

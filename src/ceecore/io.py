@@ -8,6 +8,7 @@ LazyFrame is run a batch at a time, for the columns the job reads.
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import errno
 import os
@@ -138,7 +139,7 @@ def _file_source(path: Path) -> Source:
 def _read(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[Chunk]:
     row = 0
     csv = isinstance(src.obj, Path) and _kind(src.obj) == "csv"
-    marked = _csv_batches(src.obj, text) if csv else ((b, None) for b in _batches(src, text, batch_rows, wanted))
+    marked = _csv_batches(src.obj, text, wanted) if csv else ((b, None) for b in _batches(src, text, batch_rows, wanted))
     try:
         for batch, malformed in marked:
             for start in range(0, max(batch.num_rows, 1), batch_rows):  # the caller's batches may be larger
@@ -181,7 +182,7 @@ def _batches(src: Source, text: set[str], batch_rows: int, wanted: set[str] | No
         elif kind == "ipc":
             yield from _ipc_batches(obj)
         else:
-            yield from (batch for batch, _ in _csv_batches(obj, text))
+            yield from (batch for batch, _ in _csv_batches(obj, text, wanted))
     elif isinstance(obj, pa.Table):
         yield from obj.to_batches(max_chunksize=batch_rows)
     elif isinstance(obj, pa.RecordBatch):
@@ -216,8 +217,10 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(k)
 
 
-def _csv_batches(path: Path, text: set[str]) -> Iterator[tuple[pa.RecordBatch, np.ndarray | None]]:
-    """A CSV file's batches, each with the rows that stand for malformed lines.
+def _csv_batches(path: Path, text: set[str], wanted: set[str] | None
+                 ) -> Iterator[tuple[pa.RecordBatch, np.ndarray | None]]:
+    """A CSV file's batches (of the ``wanted`` columns it has: the others are neither
+    parsed nor typed), each with the rows that stand for malformed lines.
 
     A line with too few or too many fields, or with text that is not UTF-8, must not stop
     the read nor vanish: it becomes an all-null row in its place (so row ``r`` is still
@@ -226,6 +229,7 @@ def _csv_batches(path: Path, text: set[str]) -> Iterator[tuple[pa.RecordBatch, n
     field cannot span lines.
     """
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
+    include = [] if wanted is None else [c for c in _csv_header(path, delimiter) if c in wanted]
     skipped: list[int] = []  # line numbers of lines that were not rows (the parser's, 1 = the header)
 
     def skip(row: pacsv.InvalidRow) -> str:
@@ -240,7 +244,8 @@ def _csv_batches(path: Path, text: set[str]) -> Iterator[tuple[pa.RecordBatch, n
             stream,
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, check_utf8=False),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, check_utf8=False,
+                                                 include_columns=include),
         )
         first = 0  # the row (line - 2) the next batch starts at
         for batch in reader:
@@ -249,6 +254,22 @@ def _csv_batches(path: Path, text: set[str]) -> Iterator[tuple[pa.RecordBatch, n
             first += batch.num_rows
         if skipped:  # the file ends with lines that are not rows
             yield _put_back(pa.RecordBatch.from_pylist([], reader.schema), first, skipped, to_end=True)
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    """The column names on a CSV file's first line."""
+    head = b""
+    with pa.input_stream(str(path), compression="detect") as stream:
+        while b"\n" not in head and len(head) < CSV_BLOCK_BYTES:
+            more = stream.read(1 << 16)
+            if not more:
+                break
+            head += more
+    try:
+        line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ContractError(str(path), "the header (line 1) is not UTF-8 text") from None
+    return next(csv.reader([line], delimiter=delimiter), [])
 
 
 def _put_back(batch: pa.RecordBatch, first: int, skipped: list[int], to_end: bool = False
