@@ -406,7 +406,8 @@ def score(
     ``source`` is what a learned model was fitted on; each line's history then leaves
     out its entry's fold, as in training (see :func:`run`).
     """
-    check_outputs({"the rejects file": rejects, "the output": output}, _listed(source))
+    check_outputs({"the rejects file": rejects, "the output": output},
+                  _listed(source) + ([] if isinstance(model, Model) else [model]))
     if not isinstance(model, Model):
         model = Model.load(model)
     centers = centers or CenterMap.default()
