@@ -156,19 +156,6 @@ def _read(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None)
         raise ContractError(src.name, f"cannot read (after row {row}): {exc}") from exc
 
 
-_RAGGED = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+)")
-
-
-def _quiet_csv_lines(unraisable: Any, previous: Any = sys.unraisablehook) -> None:
-    """Keeps pyarrow from printing a line that is not UTF-8 when it fails to hand it to
-    our handler (the read then stops with our message instead, see :func:`_read`)."""
-    if not getattr(unraisable.object, "quiet", False):
-        previous(unraisable)
-
-
-sys.unraisablehook = _quiet_csv_lines
-
-
 def _batches(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[pa.RecordBatch]:
     obj = src.obj
     if isinstance(obj, Path):
@@ -315,6 +302,19 @@ def _utf8(value: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+_RAGGED = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+)")
+
+
+def _quiet_csv_lines(unraisable: Any, previous: Any = sys.unraisablehook) -> None:
+    """Keeps pyarrow from printing a line that is not UTF-8 when it fails to hand it to
+    our handler (the read then stops with our message instead, see :func:`_read`)."""
+    if not getattr(unraisable.object, "quiet", False):
+        previous(unraisable)
+
+
+sys.unraisablehook = _quiet_csv_lines
 
 
 def _temp_beside(target: Path) -> Path:
