@@ -142,19 +142,17 @@ def test_centers_user_rule(tmp_path):
 # ------------------------------------------------------------------------ consolidate
 
 
-def test_consolidate_builtin_sample(tmp_path, monkeypatch):
+def test_consolidate_default_output_names(tmp_path, monkeypatch, data):
     monkeypatch.chdir(tmp_path)
-    result = invoke("consolidate")
+    result = invoke("consolidate", data.parquet)
     assert files(tmp_path) == ["accounts.parquet", "accounts.rejects.parquet"]  # defaults, no temp files
-    want = ceecore.consolidate(generate_table(lines=100_000))
     got = pq.read_table(tmp_path / "accounts.parquet")
-    assert_same(got, want)
+    assert_same(got, data.accounts)
     rejects = pq.read_table(tmp_path / "accounts.rejects.parquet")
-    assert rejects.num_rows == 0 and rejects.schema.equals(REJECT_SCHEMA)
+    assert rejects.num_rows == len(set(BAD_VALUE_ROWS) | set(BAD_HTS_ROWS)) and rejects.schema.equals(REJECT_SCHEMA)
     out = result.stdout
-    assert out.startswith("read 100,000 lines from the built-in sample in ")
-    assert "100,000 accepted, 0 rejected" in out
-    assert f"{want.num_rows:,} accounts by Center:" in out
+    assert out.startswith(f"read {LINES:,} lines from 1 input(s) in ")
+    assert f"{got.num_rows:,} accounts by Center:" in out
     for c in CenterMap.default().centers:
         assert f"{c.code} {c.name}" in out
     assert "accounts -> accounts.parquet" in out
@@ -162,8 +160,8 @@ def test_consolidate_builtin_sample(tmp_path, monkeypatch):
     assert "state" not in out
 
 
-def test_consolidate_quiet(tmp_path):
-    result = invoke("consolidate", "-q", "-o", tmp_path / "a.parquet")
+def test_consolidate_quiet(tmp_path, data):
+    result = invoke("consolidate", data.parquet, "-q", "-o", tmp_path / "a.parquet")
     assert result.output == ""
     assert files(tmp_path) == ["a.parquet", "a.rejects.parquet"]
 

@@ -316,12 +316,15 @@ def test_corrupt_parquet_names_the_file(tmp_path):
         open_sources(bad)
 
 
-def test_malformed_csv_row_names_file_and_position(tmp_path):
+def test_malformed_csv_line_is_a_null_row_in_its_place(tmp_path):
+    """(Issue 11) a ragged line does not stop the read: an all-null row marked malformed
+    stands in its place (see tests/test_output_sets.py for the reject rows)."""
     path = tmp_path / "ragged.csv"
-    path.write_text("a,b\n1,2\n3,4,5\n")
+    path.write_text("a,b\n1,2\n3,4,5\n6,7\n")
     _, chunks = open_sources(path)
-    with pytest.raises(ContractError, match="ragged.csv: cannot read"):
-        list(chunks)
+    (chunk,) = list(chunks)
+    assert chunk.batch.to_pydict() == {"a": [1, None, 6], "b": [2, None, 7]}
+    assert chunk.malformed.tolist() == [1]
 
 
 def test_not_arrow_data():

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +27,12 @@ import ceecore
 from ceecore import synth
 from ceecore.centers import CenterMap, load_overrides
 from ceecore.evaluate import evaluate
-from ceecore.io import atomic_path, write_table
+from ceecore.io import OutputSet, atomic_path, check_outputs, output_format, write_table
 from ceecore.schema import ColumnMapping
 
-SAMPLE_LINES = 100_000
 PROGRESS_MIN_LINES = 500_000
+MAX_GENERATED_LINES = 10**11
+WORLD_BYTES_PER_ACCOUNT = 2_200  # what the generator holds per importer (1M accounts: 2.2 GB)
 
 
 @contextmanager
@@ -43,6 +46,9 @@ def _usage_errors() -> Iterator[None]:
     except (ValueError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except MemoryError:
+        click.echo("error: out of memory: the input or the options ask for more than this machine has", err=True)
+        sys.exit(2)
 
 
 def _center_map(centers_file: str | None, hts_map: str | None, replace: bool) -> CenterMap:
@@ -51,16 +57,43 @@ def _center_map(centers_file: str | None, hts_map: str | None, replace: bool) ->
     return CenterMap.from_files(centers=centers_file, mapping=hts_map, replace=replace)
 
 
-def _mapping(preset: str | None, mapping_file: str | None, pairs: tuple[str, ...]) -> ColumnMapping:
+def _mapping(preset: str | None, mapping_file: str | None, pairs: tuple[str, ...],
+             date_format: str | None = None) -> ColumnMapping:
     mapping = ColumnMapping.preset(preset) if preset else ColumnMapping()
     if mapping_file:
         mapping = mapping.then(ColumnMapping.from_toml(mapping_file))
-    return mapping.then(ColumnMapping.from_pairs(pairs)) if pairs else mapping
+    if pairs:
+        mapping = mapping.then(ColumnMapping.from_pairs(pairs))
+    return mapping.then(ColumnMapping(date_format=date_format)) if date_format else mapping
 
 
 def _rejects_path(output: str, rejects: str | None) -> str:
     """Where rejected rows go: ``rejects``, else OUTPUT with ``.rejects.parquet``."""
     return rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
+
+
+@contextmanager
+def _committing() -> Iterator[OutputSet]:
+    """A job's output set, committed with SIGINT and SIGTERM held back: an interrupt
+    stops the job before its outputs move into place, or after, never half way."""
+    outputs = OutputSet()
+    try:
+        yield outputs
+    except BaseException:
+        outputs.abort()
+        raise
+    # Handlers, not a signal mask: any thread may take the signal, the main thread acts
+    # (and only the main thread may set handlers: elsewhere no signal reaches the job).
+    held: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in signals}
+    try:
+        outputs.commit()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])  # as if it came now
 
 
 def _print_table(table: pa.Table) -> None:
@@ -86,6 +119,9 @@ def _options(*options: Any) -> Any:
     return apply
 
 
+_reject_share_option = click.option(
+    "--max-reject-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+    help="Fail (exit 2, no output written) if more than this share of the rows is rejected.")
 _threads_option = click.option("--threads", type=click.IntRange(1, 256),
                                help="Threads [default: OMP_NUM_THREADS or all cores].")
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
@@ -102,6 +138,9 @@ _mapping_options = _options(
     click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
                  help="Column mapping TOML ([columns] source = canonical, [constants])."),
     click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable)."),
+    click.option("--date-format", metavar="FORMAT",
+                 help="strptime format of dates stored as text, e.g. %d/%m/%Y [default: the mapping's, else ISO]."),
+    _reject_share_option,
     _threads_option,
     _quiet_option,
 )
@@ -126,7 +165,7 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="accounts.parquet", show_default=True, type=click.Path(dir_okay=False),
               help="Consolidated accounts (Parquet, or Arrow IPC for .arrow).")
 @_rejects_option
@@ -139,29 +178,35 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
               help="What 'predominant' means when assigning an account to a Center.")
 @_mapping_options
 def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state: str | None,
-                preset: str | None, mapping_file: str | None, pairs: tuple[str, ...],
-                centers_file: str | None, hts_map: str | None, replace_map: bool, overrides: str | None,
-                assign_by: str, threads: int | None, quiet: bool) -> None:
+                preset: str | None, mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None,
+                max_reject_share: float, centers_file: str | None, hts_map: str | None, replace_map: bool,
+                overrides: str | None, assign_by: str, threads: int | None, quiet: bool) -> None:
     """Consolidate entry lines per importer nationwide and assign each to its Center.
 
-    INPUTS are Parquet, Arrow IPC or CSV files, or directories of them. With none,
-    100,000 generated lines (``ceecore generate -n 100000``) are consolidated.
+    INPUTS are Parquet, Arrow IPC or CSV files, or directories of them (``ceecore
+    generate`` makes sample ones). The accounts, rejects and state files appear together
+    once the job is done.
     """
     with _usage_errors():
-        cmap = _center_map(centers_file, hts_map, replace_map)
-        mapping = _mapping(preset, mapping_file, pairs)
-        override_map = load_overrides(overrides, cmap) if overrides else None
-        source: Any = list(inputs) if inputs else synth.generate_table(lines=SAMPLE_LINES)
         rejects_path = _rejects_path(output, rejects)
-        with _progress(quiet) as (on_start, advance):
-            run = ceecore.run_consolidation(
-                source, mapping=mapping, centers=cmap, overrides=override_map, assign_by=assign_by,
-                threads=threads, rejects=rejects_path, progress=advance, on_start=on_start)
-        write_table(run.accounts, output)
+        output_format(output)
+        output_format(rejects_path, "parquet")
         if state:
-            write_table(run.book.to_arrow(), state, format="ipc")
+            output_format(state, "ipc")
+        check_outputs({"--rejects": rejects_path, "--state": state, "-o": output}, inputs)
+        cmap = _center_map(centers_file, hts_map, replace_map)
+        mapping = _mapping(preset, mapping_file, pairs, date_format)
+        override_map = load_overrides(overrides, cmap) if overrides else None
+        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+            run = ceecore.run_consolidation(
+                list(inputs), mapping=mapping, centers=cmap, overrides=override_map, assign_by=assign_by,
+                threads=threads, rejects=rejects_path, progress=advance, on_start=on_start,
+                max_reject_share=max_reject_share, outputs=outputs)
+            if state:
+                write_table(run.book.to_arrow(), state, format="ipc", into=outputs)
+            write_table(run.accounts, output, into=outputs)
     if not quiet:
-        _summary(run, "the built-in sample" if not inputs else f"{len(inputs)} input(s)", output, rejects_path, state)
+        _summary(run, f"{len(inputs)} input(s)", output, rejects_path, state)
 
 
 def _config(path: str | None) -> ceecore.ScoringConfig:
@@ -206,19 +251,24 @@ def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ..
 @_mapping_options
 def fit_command(history: tuple[str, ...], output: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, rejects: str | None, preset: str | None,
-                mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
+                mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, max_reject_share: float,
+                threads: int | None, quiet: bool) -> None:
     """Build industry baselines from HISTORY (files or directories) into a scoring model;
     with --labels, also learn from the inspection outcomes it records."""
     with _usage_errors():
         rejects_path = _rejects_path(output, rejects)
+        output_format(output, "ipc")
+        output_format(rejects_path, "parquet")
+        check_outputs({"--rejects": rejects_path, "-o": output}, history)
         stats = ceecore.IntakeStats()
         started = time.perf_counter()
-        mapping = _mapping(preset, mapping_file, pairs)
+        mapping = _mapping(preset, mapping_file, pairs, date_format)
         learn = _labels(labels, revenue, history_keys, mapping)
-        with _progress(quiet) as (on_start, advance):
+        with _committing() as outputs, _progress(quiet) as (on_start, advance):
             model = ceecore.fit(list(history), mapping=mapping, config=_config(config_file), labels=learn,
-                                threads=threads, rejects=rejects_path, stats=stats, progress=advance, on_start=on_start)
-        model.save(output)
+                                threads=threads, rejects=rejects_path, stats=stats, progress=advance, on_start=on_start,
+                                max_reject_share=max_reject_share, outputs=outputs)
+            model.save(outputs.file(output))
         stats.seconds = time.perf_counter() - started
     if not quiet:
         _counts(stats, f"{len(history)} input(s)")
@@ -245,6 +295,8 @@ def evaluate_command(scored: tuple[str, ...], label: str, revenue: str | None, s
     """Precision, recall and revenue at the top 1, 2, 5 and 10% of SCORED lines, and AUC,
     overall and per Center, against the random-selection baseline."""
     with _usage_errors():
+        output_format(output, "json")
+        check_outputs({"-o": output}, scored)
         report = evaluate(list(scored), label=label, revenue=revenue, score=score_column, by=by)
         with atomic_path(output) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -283,6 +335,8 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
     """Merge MODELS fitted on parts of the history (same config) into one model, the same
     as one fit on all of it: fit the parts in separate processes or machines, then merge."""
     with _usage_errors():
+        output_format(output, "ipc")
+        check_outputs({"-o": output}, models)
         model = ceecore.merge_models(list(models))
         model.save(output)
     meta = model.meta
@@ -298,15 +352,21 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
 @_rejects_option
 @_mapping_options
 def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects: str | None, preset: str | None,
-                  mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
+                  mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, max_reject_share: float,
+                  threads: int | None, quiet: bool) -> None:
     """Score every line of INPUTS against a model: a score in [0, 1] and its reasons."""
     with _usage_errors():
-        model = ceecore.Model.load(model_path)
         rejects_path = _rejects_path(output, rejects)
+        output_format(output, "parquet")
+        output_format(rejects_path, "parquet")
+        check_outputs({"--rejects": rejects_path, "-o": output}, (*inputs, model_path))
+        model = ceecore.Model.load(model_path)
+        mapping = _mapping(preset, mapping_file, pairs, date_format)
         started = time.perf_counter()
-        with _progress(quiet) as (on_start, advance):
-            run = ceecore.score(list(inputs), model, output=output, mapping=_mapping(preset, mapping_file, pairs),
-                                threads=threads, rejects=rejects_path, progress=advance, on_start=on_start)
+        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+            run = ceecore.score(list(inputs), model, output=output, mapping=mapping, threads=threads,
+                                rejects=rejects_path, progress=advance, on_start=on_start,
+                                max_reject_share=max_reject_share, outputs=outputs)
         run.stats.seconds = time.perf_counter() - started
     if not quiet:
         _counts(run.stats, f"{len(inputs)} input(s)")
@@ -322,15 +382,18 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 @_mapping_options
 def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, preset: str | None,
-                mapping_file: str | None, pairs: tuple[str, ...], threads: int | None, quiet: bool) -> None:
+                mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, max_reject_share: float,
+                threads: int | None, quiet: bool) -> None:
     """Fit baselines on INPUTS (with --labels, also learn from their outcomes), then score
-    them: lines, accounts, worklist, rejects, summary."""
+    them: lines, accounts, worklist, rejects, summary, swapped into OUTDIR as one set
+    (OUTDIR holds nothing else)."""
     with _usage_errors():
-        mapping = _mapping(preset, mapping_file, pairs)
+        mapping = _mapping(preset, mapping_file, pairs, date_format)
         learn = _labels(labels, revenue, history_keys, mapping)
         with _progress(quiet) as (on_start, advance):
             summary = ceecore.run(list(inputs), outdir, mapping=mapping, config=_config(config_file), labels=learn,
-                                  threads=threads, progress=advance, on_start=on_start)
+                                  threads=threads, progress=advance, on_start=on_start,
+                                  max_reject_share=max_reject_share)
     if not quiet:
         _run_report(summary)
 
@@ -366,7 +429,7 @@ _variants_option = click.option(
 @click.option("-n", "--lines", type=click.IntRange(1000), default=1_000_000, show_default=True,
               help="Generated lines to score.")
 @click.option("-o", "--outdir", default="ceecore-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where the generated input and the outputs go.")
+              help="Where the generated input (input.parquet) and the run's outputs (run/) go.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @_variants_option
 @_threads_option
@@ -374,13 +437,13 @@ def demo(lines: int, outdir: str, seed: int, variants: bool, threads: int | None
     """Generate a year of entry lines with known fraud, run the whole pipeline, report."""
     with _usage_errors():
         started = time.perf_counter()
-        source = str(Path(outdir) / "input.parquet")
-        Path(outdir).mkdir(parents=True, exist_ok=True)
-        written = synth.write(source, lines=lines, seed=seed, variants=variants, threads=threads)
+        source, results = Path(outdir) / "input.parquet", Path(outdir) / "run"
+        written = synth.write(source, _fits_in_memory(synth.SynthConfig(lines=lines, seed=seed, variants=variants)),
+                              threads=threads)
         click.echo(f"generated {written.lines:,} entry lines of {written.world.n_accounts:,} importers "
                    f"({sum(written.schemes.values()):,} in injected fraud schemes) in {written.seconds:.1f} s -> {source}")
         with _progress(False) as (on_start, advance):
-            summary = ceecore.run(source, outdir, threads=threads, progress=advance, on_start=on_start)
+            summary = ceecore.run(str(source), results, threads=threads, progress=advance, on_start=on_start)
         _run_report(summary)
         recall = synth.scheme_recall(pq.read_table(summary.outputs["lines.parquet"], columns=["entry_number", "line_number", "score"]),
                                      pq.read_table(source, columns=["entry_number", "line_number", "scheme"]))
@@ -388,6 +451,17 @@ def demo(lines: int, outdir: str, seed: int, variants: bool, threads: int | None
         for name, value in recall.items():
             click.echo(f"  {name:<20} {value:.2f}")
         click.echo(f"done in {time.perf_counter() - started:.1f} s")
+
+
+def _fits_in_memory(config: synth.SynthConfig) -> synth.SynthConfig:
+    """Refuses a world that could not fit in this machine's memory (the lines stream, but
+    every account is held), rather than fail or swap half way."""
+    need = WORLD_BYTES_PER_ACCOUNT * (config.accounts or 0)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if have and need > have:
+        raise ValueError(f"{config.accounts:,} importer accounts need about {need / 2**30:,.0f} GiB of memory, more "
+                         f"than this machine's {have / 2**30:,.0f} GiB: ask for fewer lines or fewer --accounts")
+    return config
 
 
 def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
@@ -407,8 +481,10 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
 
 
 @cli.command()
-@click.option("-n", "--lines", type=click.IntRange(0), default=1_000_000, show_default=True, help="Entry lines to generate.")
-@click.option("--accounts", type=click.IntRange(1), help="Importer accounts [default: one per 50 lines].")
+@click.option("-n", "--lines", type=click.IntRange(0, MAX_GENERATED_LINES), default=1_000_000, show_default=True,
+              help="Entry lines to generate.")
+@click.option("--accounts", type=click.IntRange(1, MAX_GENERATED_LINES // 50),
+              help="Importer accounts [default: one per 50 lines].")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First entry date [default: 2025-01-01].")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last entry date [default: 2025-12-31].")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
@@ -417,7 +493,7 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
               help=f"Expected share of lines of a risk scheme (repeatable; 'all=0' for none). Schemes: "
                    f"{', '.join(f'{k} ({v:g})' for k, v in synth.DEFAULT_SCHEME_RATES.items())}.")
 @click.option("--inspect-share", type=click.FloatRange(0, 1), help="Share of lines inspected (with outcomes) [default: 0.05].")
-@click.option("--dirty", type=click.IntRange(0), default=0, show_default=True,
+@click.option("--dirty", type=click.IntRange(0, MAX_GENERATED_LINES), default=0, show_default=True,
               help="Also add this many contract-breaking rows (each rejected for a known reason).")
 @click.option("--batch-rows", type=click.IntRange(1), default=1 << 18, show_default=True, help="Rows per batch (Parquet row group).")
 @click.option("--file-rows", type=click.IntRange(1), help="Rows per file when OUTPUT is a dataset directory.")
@@ -439,14 +515,17 @@ def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: d
         params.update({k: v.date() for k, v in (("start", start), ("end", end)) if v is not None})
         if inspect_share is not None:
             params["inspect_share"] = inspect_share
-        config = synth.SynthConfig(**params)
-        with _progress(quiet) as (on_start, advance):
+        config = _fits_in_memory(synth.SynthConfig(**params))
+        truth_format = output_format(truth) if truth else None
+        check_outputs({"-o": output, "--truth": truth})
+        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+            truth_file = outputs.file(truth) if truth else None  # (moved in before the lines)
             on_start(lines + dirty)
             written = synth.write(output, config, batch_rows=batch_rows, file_rows=file_rows, threads=threads,
-                                  progress=advance)
-        assert written.world is not None
-        if truth:
-            write_table(written.world.accounts(), truth)
+                                  progress=advance, outputs=outputs)
+            assert written.world is not None
+            if truth_file:
+                write_table(written.world.accounts(), truth_file, format=truth_format)
     if not quiet:
         rate = written.lines / max(written.seconds, 1e-9)
         click.echo(f"generated {written.lines:,} lines from {written.world.n_accounts:,} accounts in "
@@ -504,8 +583,26 @@ def _summary(run: ceecore.Consolidation, what: str, output: str, rejects: str, s
         click.echo(f"state    -> {state}")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM ends a job as Ctrl-C does, so that its staging is removed on the way out
+    (once: a second SIGTERM while cleaning up is ignored; kill -9 still stops it)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
+_terminated = False
+
+
 def main() -> None:
-    cli(prog_name="ceecore")
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        cli(prog_name="ceecore")
+    except SystemExit:
+        if _terminated:  # (click said "Aborted!"): the conventional code of a process ended by SIGTERM
+            sys.exit(128 + signal.SIGTERM)
+        raise
 
 
 if __name__ == "__main__":

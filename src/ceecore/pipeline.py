@@ -6,8 +6,6 @@ import ctypes
 import ctypes.util
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,15 +25,15 @@ from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
 from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.history import History, outcomes
-from ceecore.io import Chunk, ParquetSink, atomic_path, open_sources, write_table
+from ceecore.io import Chunk, OutputSet, ParquetSink, atomic_path, check_outputs, open_sources, output_set, write_table
 from ceecore.learn import TRAINING, Learned, train
-from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows
+from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
 from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
-__all__ = ["IntakeStats", "Consolidation", "Labels", "RunSummary", "ScoreRun", "consolidate", "fit", "merge_models", "run",
-           "run_consolidation", "score", "REJECT_SCHEMA"]
+__all__ = ["IntakeStats", "Consolidation", "Labels", "RunSummary", "ScoreRun", "TooManyRejects", "consolidate", "fit",
+           "merge_models", "run", "run_consolidation", "score", "REJECT_SCHEMA"]
 
 # Rejected rows: where they came from, why, and their canonical fields as text.
 REJECT_SCHEMA = pa.schema(
@@ -63,6 +61,20 @@ class IntakeStats:
             reason = REJECT_REASONS[code]
             self.by_reason[reason] = self.by_reason.get(reason, 0) + int(counts[code])
 
+    def check_share(self, limit: float | None) -> None:
+        """Refuses a read that rejected more than ``limit`` (a share) of its rows: its
+        outputs would describe a sliver of the input, or nothing (None: no limit)."""
+        if limit is not None and self.rejected > limit * self.rows_read:
+            reasons = ", ".join(f"{reason} {count:,}" for reason, count in
+                                sorted(self.by_reason.items(), key=lambda kv: -kv[1])[:3])
+            raise TooManyRejects(f"{self.rejected:,} of {self.rows_read:,} rows rejected "
+                                 f"({self.rejected / self.rows_read:.1%}, more than the maximum reject share "
+                                 f"{limit * 100:g}%): {reasons}; no output written")
+
+
+class TooManyRejects(ValueError):
+    """A read rejected more of its rows than allowed (see :meth:`IntakeStats.check_share`)."""
+
 
 @dataclass
 class Consolidation:
@@ -84,14 +96,19 @@ def run_consolidation(
     rejects: str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
+    outputs: OutputSet | None = None,
 ) -> Consolidation:
     """Consolidates every entry line of ``source`` per importer, nationwide.
 
     ``source``: paths (files or directories of Parquet, Arrow IPC, CSV) or Arrow data.
-    Rows that break the data contract go to ``rejects`` (Parquet, written atomically)
-    with a reason; ``progress`` is called with the rows of each batch done, and
-    ``on_start`` once with the total row count when it is known up front.
+    Rows that break the data contract go to ``rejects`` (Parquet, written atomically;
+    with ``outputs``, as part of that set, appearing when the caller commits it) with a
+    reason; past ``max_reject_share`` of the rows rejected, :class:`TooManyRejects` is
+    raised and nothing written. ``progress`` is called with the rows of each batch done,
+    and ``on_start`` once with the total row count when it is known up front.
     """
+    check_outputs({"the rejects file": rejects}, _listed(source))
     book = AccountBook(centers, threads)
     stats = IntakeStats()
     started = time.perf_counter()
@@ -100,8 +117,8 @@ def run_consolidation(
         return Intake(batch, book.update(batch, mapping, where, checked=True), {})
 
     # One worker thread feeds the kernel, whose own threads check and fold each batch.
-    reading = Reading(source, mapping or ColumnMapping(), 1, progress, on_start)
-    with _RejectSink(rejects) as sink:
+    reading = Reading(source, mapping or ColumnMapping(), 1, progress, on_start, max_reject_share)
+    with output_set(outputs) as into, _RejectSink(rejects, into) as sink:
         for _ in reading.each((), fold, lambda intake: None, stats, sink):
             pass
     accounts = book.result(assign_by, overrides)
@@ -112,8 +129,8 @@ def run_consolidation(
 class _RejectSink:
     """Rejected rows to a Parquet file that appears only if the run completes (or nowhere)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
-        self._sink = ParquetSink(path, REJECT_SCHEMA) if path is not None else None
+    def __init__(self, path: str | os.PathLike[str] | None, into: OutputSet | None = None) -> None:
+        self._sink = ParquetSink(path, REJECT_SCHEMA, into) if path is not None else None
 
     def write(self, chunk: Chunk, codes: np.ndarray, mapping: ColumnMapping) -> None:
         if self._sink is not None and codes.any():
@@ -128,6 +145,7 @@ class _RejectSink:
 
 
 Ingest = Callable[[pa.RecordBatch, ColumnMapping, str, tuple[str, ...]], Intake]
+_MALFORMED = reason_code("malformed_csv_line")
 T = TypeVar("T")
 
 
@@ -142,12 +160,14 @@ class Reading:
     threads: int = 1
     progress: Callable[[int], None] | None = None
     on_start: Callable[[int | None], None] | None = None
+    max_reject_share: float | None = None
 
     def each(self, columns: tuple[str, ...], ingest: Ingest, work: Callable[[Intake], T], stats: IntakeStats,
              rejects: _RejectSink) -> Iterator[T]:
         """``work(ingest(batch))`` for every batch, on the worker threads, the results in
         input order; each batch's rejects are written and its rows counted as its result
-        comes back. Only the columns consolidation and ``columns`` need are read."""
+        comes back. Only the columns consolidation and ``columns`` need are read; past
+        ``max_reject_share`` of the rows rejected, :class:`TooManyRejects` ends the read."""
         mapping = self.mapping
         wanted = [mapping.source_of(c) for c in dict.fromkeys(CONSOLIDATION_COLUMNS + columns)]
         sources, chunks = open_sources(self.source, text_columns=wanted, columns=wanted)
@@ -157,6 +177,8 @@ class Reading:
 
         def job(chunk: Chunk) -> tuple[Chunk, np.ndarray, T]:
             intake = ingest(chunk.batch, mapping, chunk.source, columns)
+            if chunk.malformed is not None:  # (all null: the contract rejected them already; say why)
+                intake.codes[chunk.malformed] = _MALFORMED
             return chunk, intake.codes, work(intake)
 
         for chunk, codes, result in in_order(chunks, job, self.threads):
@@ -165,6 +187,7 @@ class Reading:
             if self.progress is not None:
                 self.progress(chunk.batch.num_rows)
             yield result
+        stats.check_share(self.max_reject_share)
 
 
 def _parse_only(centers: CenterMap | None) -> Ingest:
@@ -228,23 +251,29 @@ def fit(
     stats: IntakeStats | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
+    outputs: OutputSet | None = None,
 ) -> Model:
     """Industry baselines from the history in ``source``, as a scoring model.
 
     With ``labels`` (a :class:`Labels`, or the outcome column's name), the model also
     keeps the outcome history and learns, with gradient-boosted trees, how to combine
     the indicators, the history rates and the line's numbers (``ceecore[learn]``).
-    Rejected rows go to ``rejects``; the read's counts are added to ``stats``.
+    Rejected rows go to ``rejects`` (with ``outputs``, as part of that set); the read's
+    counts are added to ``stats``; past ``max_reject_share`` of the rows rejected,
+    :class:`TooManyRejects` is raised.
     """
+    check_outputs({"the rejects file": rejects}, _listed(source))
     book = AccountBook(centers, threads)
-    return _fit(Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start), book, config,
-                Labels(labels) if isinstance(labels, str) else labels, stats if stats is not None else IntakeStats(),
-                rejects)[0]
+    reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share)
+    with output_set(outputs) as into:
+        return _fit(reading, book, config, Labels(labels) if isinstance(labels, str) else labels,
+                    stats if stats is not None else IntakeStats(), rejects, into)[0]
 
 
 def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labels: Labels | None,
-         stats: IntakeStats, rejects: str | os.PathLike[str] | None, spill: str | os.PathLike[str] | None = None
-         ) -> tuple[Model, LineSpill | None]:
+         stats: IntakeStats, rejects: str | os.PathLike[str] | None, into: OutputSet | None,
+         spill: str | os.PathLike[str] | None = None) -> tuple[Model, LineSpill | None]:
     """The model of :func:`fit`; with ``spill`` (a file path), also the accepted lines,
     parsed, kept there for a scoring pass that does not read the input again."""
     # Worker threads check and parse batches side by side; the baselines are one state,
@@ -273,7 +302,7 @@ def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labe
             local.history.update(local.history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
         return kept.batch(intake) if kept is not None else None
 
-    with _RejectSink(rejects) as sink:
+    with _RejectSink(rejects, into) as sink:
         for lines in reading.each(columns, partial(book.ingest, checked=True), fold, stats, sink):
             if kept is not None:
                 kept.write(lines)
@@ -367,34 +396,42 @@ def score(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
     out_of_fold: bool = False,
+    max_reject_share: float | None = None,
+    outputs: OutputSet | None = None,
 ) -> ScoreRun:
     """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory.
 
-    ``out_of_fold``: ``source`` is what a learned model was fitted on; each line's
-    history then leaves out its entry's fold, as in training (see :func:`run`).
+    ``output`` and ``rejects`` appear together when the job is done (with ``outputs``,
+    when the caller commits that set); past ``max_reject_share`` of the rows rejected,
+    :class:`TooManyRejects` is raised and neither is written. ``out_of_fold``:
+    ``source`` is what a learned model was fitted on; each line's history then leaves
+    out its entry's fold, as in training (see :func:`run`).
     """
+    check_outputs({"the rejects file": rejects, "the output": output},
+                  _listed(source) + ([] if isinstance(model, Model) else [model]))
     if not isinstance(model, Model):
         model = Model.load(model)
     centers = centers or CenterMap.default()
     workers = resolve_threads(threads)
     stats = IntakeStats()
-    reading = Reading(source, mapping or ColumnMapping(), workers, progress, on_start)
-    with _RejectSink(rejects) as rejected:
+    reading = Reading(source, mapping or ColumnMapping(), workers, progress, on_start, max_reject_share)
+    with output_set(outputs) as into, _RejectSink(rejects, into) as rejected:
         def each(work: Callable[[Intake], Any]) -> Iterator[Any]:
             return reading.each(model.input_columns, _parse_only(centers), work, stats, rejected)
 
-        return _score(each, model, centers, output, out_of_fold, stats)
+        return _score(each, model, centers, output, out_of_fold, stats, into)
 
 
 def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Model, centers: CenterMap,
-           output: str | os.PathLike[str] | None, out_of_fold: bool, stats: IntakeStats) -> ScoreRun:
+           output: str | os.PathLike[str] | None, out_of_fold: bool, stats: IntakeStats,
+           into: OutputSet | None = None) -> ScoreRun:
     """Scores the intakes ``each`` hands to a work function (on its threads, results in
     input order): the lines to ``output`` (Parquet) or in memory, each Center's and each
     account's best lines kept on the side."""
     top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
     accounts_top = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
     kept: list[pa.RecordBatch] = []
-    sink = ParquetSink(output, model.lines_schema, **LINES_PARQUET_OPTIONS) if output is not None else None
+    sink = ParquetSink(output, model.lines_schema, into, **LINES_PARQUET_OPTIONS) if output is not None else None
 
     def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
         scored = score_intake(model, intake, centers, out_of_fold)
@@ -454,6 +491,7 @@ def run(
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
 ) -> RunSummary:
     """Fits baselines on ``source`` (and, with ``labels``, learns from its outcomes as
     :func:`fit` does), then scores it: the whole job, into ``outdir``.
@@ -466,21 +504,21 @@ def run(
     Writes ``lines.parquet`` (every accepted line with its score, reasons and
     indicators), ``accounts.parquet`` (each account's Center, score and rank within its
     Center), ``worklist.parquet`` (the top lines and accounts per Center),
-    ``rejects.parquet``, ``model.arrow`` and ``summary.json``; each appears atomically.
+    ``rejects.parquet``, ``model.arrow`` and ``summary.json``. They are built in a
+    hidden directory beside ``outdir`` and swapped in whole once the job is done (see
+    :func:`ceecore.io.swap_directory`): a reader of ``outdir`` sees the whole previous
+    set or the whole new one, and a failed run (or one that rejected more than
+    ``max_reject_share`` of its rows) leaves the previous set as it was. ``outdir`` may
+    hold nothing but these files.
     """
     out = Path(outdir)
     _check_outdir(out, source)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".ceecore-run-", dir=out))
-    try:
+    with OutputSet() as outputs:
+        staging = outputs.directory(out)
         book = AccountBook(centers, threads)
-        reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start)
+        reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share)
         summary = _run(reading, book, staging, out, config, Labels(labels) if isinstance(labels, str) else labels)
-        for name, path in summary.outputs.items():  # the set appears together, or not at all
-            os.replace(path, out / name)
-            summary.outputs[name] = str(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    summary.outputs = {name: str(out / name) for name in summary.outputs}
     return summary
 
 
@@ -504,28 +542,42 @@ def _glibc() -> Any:
 _LIBC = _glibc()
 
 
+RUN_OUTPUTS = ("lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet", "model.arrow",
+               "summary.json")
+
+
 def _check_outdir(out: Path, source: Any) -> None:
-    """Refuses an output directory inside an input directory: learning from labels reads
-    the input again, and a later run of the same input would read the outputs as lines."""
-    sources = source if isinstance(source, (list, tuple)) else [source]
-    for src in sources:
-        if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
-            if out.resolve().is_relative_to(Path(src).resolve()):
-                raise ValueError(f"the output directory {out} is inside the input directory {src}; "
-                                 "choose one outside it")
+    """Refuses an output directory inside an input directory (learning from labels reads
+    the input again, and a later run of the same input would read the outputs as lines),
+    one that holds an input, or one holding anything but a run's outputs: the whole
+    directory is replaced."""
+    check_outputs({"the output directory": out}, _listed(source))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the output directory {out} exists and is not a directory")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_OUTPUTS)
+        if foreign:
+            raise ValueError(f"the output directory {out} holds other files than a run's outputs "
+                             f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): they would be "
+                             "lost when the new outputs replace it; choose an empty or new directory")
+
+
+def _listed(source: Any) -> list[Any]:
+    """``source`` as a list of inputs (paths among them are checked against outputs)."""
+    return list(source) if isinstance(source, (list, tuple)) else [source]
 
 
 def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: ScoringConfig | None,
          labels: Labels | None) -> RunSummary:
     """The job of :func:`run`, writing into ``out``; summary.json names the files in ``final``."""
-    paths = {name: str(out / name) for name in ("lines.parquet", "accounts.parquet", "worklist.parquet",
-                                                "rejects.parquet", "model.arrow", "summary.json")}
+    paths = {name: str(out / name) for name in RUN_OUTPUTS}
     started = time.perf_counter()
     fit_stats = IntakeStats()
     on_start = reading.on_start  # two passes over the lines: twice the work to show
     twice = replace(reading, on_start=(lambda total: on_start(None if total is None else 2 * total))
                     if on_start else None)
-    model, spill = _fit(twice, book, config, labels, fit_stats, paths["rejects.parquet"], spill=out / ".lines.arrow")
+    model, spill = _fit(twice, book, config, labels, fit_stats, paths["rejects.parquet"], None,
+                        spill=out / ".lines.arrow")
     model.save(paths["model.arrow"])
     _release_memory()  # what the first pass's batches held goes back to the system before the second
     fitted = time.perf_counter()

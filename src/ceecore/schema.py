@@ -29,7 +29,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ceecore._kernels._accounts import REJECT_REASONS
+from ceecore._kernels._accounts import REJECT_REASONS as _KERNEL_REASONS
+
+# The kernel's reasons, then those found before a row reaches it: a CSV line that is not a
+# row (too few or too many fields, text that is not UTF-8).
+REJECT_REASONS = (*_KERNEL_REASONS, "malformed_csv_line")
 
 __all__ = [
     "CANONICAL",

@@ -99,8 +99,8 @@ class ScoringConfig:
             if extra:
                 raise ValueError(f"{where}: [{section}] has unknown key(s) {sorted(extra)}")
             for key, value in given.items():
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
-                    raise ValueError(f"{where}: [{section}] {key} must be a number, got {value!r}")
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+                    raise ValueError(f"{where}: [{section}] {key} must be a finite number, got {value!r}")
             merged[section] = {**values, **given}
         weights = {k: float(v) for k, v in merged["weights"].items()}
         bad = [k for k, v in weights.items() if not 0 <= v <= 1]

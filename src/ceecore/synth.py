@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -49,7 +48,7 @@ import pyarrow.ipc as ipc
 
 from ceecore._threads import in_order, resolve_threads
 from ceecore.centers import CenterMap
-from ceecore.io import ParquetSink, atomic_path
+from ceecore.io import OutputSet, ParquetSink, _kind, atomic_path, output_set
 from ceecore.schema import CANONICAL, arrow_schema
 
 __all__ = [
@@ -1226,6 +1225,7 @@ def write(
     file_rows: int | None = None,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    outputs: OutputSet | None = None,
     **params: Any,
 ) -> Written:
     """Writes the lines to ``path`` in constant memory; ``params`` override ``config`` fields.
@@ -1233,41 +1233,56 @@ def write(
     The format follows the name: ``.parquet`` (one row group per batch), ``.csv`` or
     ``.csv.gz``, ``.arrow``/``.ipc``/``.feather`` (Arrow IPC file); any other name is
     a Parquet dataset: a directory of ``part-NNNNN.parquet`` files of at least
-    ``file_rows`` lines, in whole batches (default: 4 batches a file). The output
-    appears only once complete.
-    ``progress(rows)`` is called after each batch.
+    ``file_rows`` lines, in whole batches (default: 4 batches a file), swapped in whole
+    (see :func:`ceecore.io.swap_directory`); other data file names (``.pq``, ``.tsv``,
+    ...) are refused. The output appears only once complete (with ``outputs``, when
+    that set commits). ``progress(rows)`` is called after each batch.
     """
     started = time.perf_counter()
-    world = Synthesizer(_config(config, params), threads=threads)
-    written = Written(os.fspath(path), dirty=world.config.dirty, world=world)
     target = Path(path)
     name = target.name.lower()
-
-    def counted() -> Iterator[pa.Table]:
-        for table in world.tables(batch_rows, threads):
-            yield table
-            written.count(table)
-            if progress:
-                progress(table.num_rows)
-
-    if name.endswith(".parquet"):
-        with ParquetSink(target, world.schema, **parquet_options(world.schema)) as sink:
-            for table in counted():
-                sink.write(table)
-    elif name.endswith((".csv", ".csv.gz")):
-        with atomic_path(target) as tmp:
-            stream = pa.CompressedOutputStream(str(tmp), "gzip") if name.endswith(".gz") else pa.OSFile(str(tmp), "wb")
-            with stream, pacsv.CSVWriter(stream, world.schema) as writer:
-                for table in counted():
-                    writer.write_table(table)
-    elif name.endswith((".arrow", ".ipc", ".feather")):
-        with atomic_path(target) as tmp, ipc.new_file(tmp, world.schema) as writer:
-            for table in counted():
-                writer.write_table(table)
-    else:
-        _write_dataset(target, world, counted(), file_rows or 4 * batch_rows)
+    if _kind(target) is not None and not name.endswith((".parquet", ".csv", ".csv.gz", ".arrow", ".ipc", ".feather")):
+        raise ValueError(f"{target}: cannot write this file type: name it .parquet, .csv, .csv.gz or .arrow "
+                         "(or a directory name without a suffix)")
+    world = Synthesizer(_config(config, params), threads=threads)
+    written = Written(os.fspath(path), dirty=world.config.dirty, world=world)
+    with output_set(outputs) as into:
+        _write(target, world, _counted(world, written, batch_rows, threads, progress), batch_rows, file_rows, into)
     written.seconds = time.perf_counter() - started
     return written
+
+
+def _counted(world: Synthesizer, written: Written, batch_rows: int, threads: int | None,
+            progress: Callable[[int], None] | None) -> Iterator[pa.Table]:
+    """The world's batches, each counted into ``written`` and reported to ``progress``."""
+    for table in world.tables(batch_rows, threads):
+        yield table
+        written.count(table)
+        if progress:
+            progress(table.num_rows)
+
+
+def _write(target: Path, world: Synthesizer, tables: Iterator[pa.Table], batch_rows: int, file_rows: int | None,
+           into: OutputSet) -> None:
+    """The lines into ``target`` (its format by its name, see :func:`write`) as part of ``into``."""
+    name = target.name.lower()
+
+    if name.endswith(".parquet"):
+        with ParquetSink(target, world.schema, into, **parquet_options(world.schema)) as sink:
+            for table in tables:
+                sink.write(table)
+    elif name.endswith((".csv", ".csv.gz")):
+        with atomic_path(target, into) as tmp:
+            stream = pa.CompressedOutputStream(str(tmp), "gzip") if name.endswith(".gz") else pa.OSFile(str(tmp), "wb")
+            with stream, pacsv.CSVWriter(stream, world.schema) as writer:
+                for table in tables:
+                    writer.write_table(table)
+    elif name.endswith((".arrow", ".ipc", ".feather")):
+        with atomic_path(target, into) as tmp, ipc.new_file(tmp, world.schema) as writer:
+            for table in tables:
+                writer.write_table(table)
+    else:
+        _write_dataset(target, world, tables, file_rows or 4 * batch_rows, into)
 
 
 def scheme_recall(scored: pa.Table, truth: pa.Table, top_share: float = 0.05) -> dict[str, float]:
@@ -1287,8 +1302,9 @@ def scheme_recall(scored: pa.Table, truth: pa.Table, top_share: float = 0.05) ->
     return {name: counts[name][0] / counts[name][1] for name in SCHEMES if name in counts}
 
 
-def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Table], file_rows: int) -> None:
-    """A directory of Parquet files, built beside the target and swapped in when done.
+def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Table], file_rows: int,
+                   into: OutputSet) -> None:
+    """A directory of Parquet files, built beside the target and swapped in when ``into`` commits.
 
     An existing target is replaced only if it holds nothing but such part files.
     """
@@ -1300,9 +1316,7 @@ def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Table]
         if foreign:
             raise ValueError(f"{target} holds files other than a generated dataset's ({', '.join(sorted(foreign)[:3])}"
                              f"{', ...' if len(foreign) > 3 else ''}); choose another output")
-    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = into.directory(target)
     sink: ParquetSink | None = None
     try:
         part, rows = 0, 0
@@ -1317,13 +1331,7 @@ def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Table]
         if sink is not None:
             sink.commit()
             sink = None
-        old = target.with_name(f".{target.name}.{os.getpid()}.old")
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
     finally:
         if sink is not None:
             sink.abort()
-        shutil.rmtree(staging, ignore_errors=True)
 
