@@ -69,3 +69,131 @@ def test_keys_are_checked(tmp_path, monkeypatch):
     assert Pseudonymiser.from_env() is None
     monkeypatch.setenv(KEY_ENV, KEY.decode())
     assert Pseudonymiser.from_env().fingerprint == Pseudonymiser(KEY).fingerprint
+
+
+# ------------------------------------------------------------------ through the jobs
+
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.ipc as ipc  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+import ceecore  # noqa: E402
+from ceecore import synth  # noqa: E402
+from ceecore_cli.main import cli  # noqa: E402
+
+ACCOUNT_TALLIES = ("acct", "acct_month", "acct_port", "ap_uv", "ap_days", "ap_earliest")
+PRODUCT_TALLIES = ("uv_moments", "duty", "origin_lines", "claims")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lines") / "lines.parquet"
+    table = synth.generate_table(lines=20_000, accounts=300, seed=8)
+    ids = table.column("importer_id").to_pylist()
+    ids[7] = "123456789-toolong" * 5  # a malformed id: rejected, and not to be written anywhere
+    table = table.set_column(table.schema.get_field_index("importer_id"), "importer_id", pa.array(ids))
+    pq.write_table(table, path)
+    key = path.parent / "key"
+    key.write_bytes(KEY)
+    return path, key, table
+
+
+def _clear_ids(table: pa.Table) -> set[bytes]:
+    ids = set(table.column("importer_id").drop_null().to_pylist()) | set(
+        table.column("manufacturer_id").drop_null().to_pylist())
+    return {i.encode() for i in ids if len(i) >= 6}
+
+
+def _tally_keys(path: str) -> dict[str, set[int]]:
+    table = ipc.open_file(pa.memory_map(path)).read_all()
+    names = table.column("tally").combine_chunks().dictionary_decode().to_pylist()
+    keys = table.column("key").to_pylist()
+    out: dict[str, set[int]] = {}
+    for name, key in zip(names, keys):
+        out.setdefault(name, set()).add(key)
+    return out
+
+
+def test_run_writes_no_id_in_clear_and_scores_as_without(tmp_path, sample):
+    path, _, table = sample
+    clear = ceecore.run(path, tmp_path / "clear")
+    private = ceecore.run(path, tmp_path / "private", pseudonyms=Pseudonymiser(KEY))
+    ids = _clear_ids(table)
+    for name in private.outputs:
+        content = (tmp_path / "private" / name).read_bytes()
+        found = [i for i in ids if i in content]
+        assert not found, f"{name} holds ids in clear: {found[:3]}"
+    assert any(i in (tmp_path / "clear" / "lines.parquet").read_bytes() for i in ids)  # the check can fail
+    keys = [("entry_number", "ascending"), ("line_number", "ascending")]
+    a = pq.read_table(tmp_path / "clear" / "lines.parquet").sort_by(keys)
+    b = pq.read_table(tmp_path / "private" / "lines.parquet").sort_by(keys)
+    assert a.column("score").equals(b.column("score"))
+    assert b.column("importer_id").to_pylist()[0].startswith("pn-")
+    accounts = pq.read_table(tmp_path / "private" / "accounts.parquet")
+    assert set(accounts.column("importer_id").to_pylist()) == set(b.column("importer_id").to_pylist())
+    rejects = pq.read_table(tmp_path / "private" / "rejects.parquet")
+    assert rejects.num_rows == 1 and rejects.column("reason")[0].as_py() == "bad_importer_id"
+    assert rejects.column("importer_id")[0].as_py().startswith("pn-invalid-")
+    assert private.stats.rows_read == private.stats.accepted + private.stats.rejected == table.num_rows
+
+
+def test_a_keyed_model_shares_no_account_key_with_a_clear_one(tmp_path, sample):
+    path, _, _ = sample
+    ceecore.fit(path).save(tmp_path / "clear.arrow")
+    ceecore.fit(path, pseudonyms=Pseudonymiser(KEY)).save(tmp_path / "keyed.arrow")
+    clear, keyed = _tally_keys(str(tmp_path / "clear.arrow")), _tally_keys(str(tmp_path / "keyed.arrow"))
+    for name in ACCOUNT_TALLIES:
+        assert clear[name] and not clear[name] & keyed[name], name
+    for name in PRODUCT_TALLIES:
+        assert clear[name] == keyed[name], name  # what has no id in it is the same
+
+
+def test_scoring_needs_the_key_the_model_was_fitted_with(sample):
+    path, _, table = sample
+    keyed = ceecore.fit(path, pseudonyms=Pseudonymiser(KEY))
+    clear = ceecore.fit(path)
+    with pytest.raises(ValueError, match="fitted on pseudonymised ids"):
+        ceecore.score(path, keyed)
+    with pytest.raises(ValueError, match="another pseudonym key"):
+        ceecore.Scorer(keyed, pseudonyms=Pseudonymiser(b"a different key!"))
+    with pytest.raises(ValueError, match="fitted on ids in clear"):
+        ceecore.score(path, clear, pseudonyms=Pseudonymiser(KEY))
+    with pytest.raises(ValueError, match="different keys"):
+        ceecore.merge_models([keyed, clear])
+    assert ceecore.merge_models([keyed, keyed]).meta["pseudonym_key"] == Pseudonymiser(KEY).fingerprint
+    batch = table.slice(0, 500)
+    scored = ceecore.Scorer(keyed, pseudonyms=Pseudonymiser(KEY)).score(batch)
+    whole = ceecore.score(batch, keyed, pseudonyms=Pseudonymiser(KEY)).lines
+    assert scored.column("importer_id").to_pylist()[0].startswith("pn-")
+    accepted = scored.filter(pc.is_null(scored.column("reject_reason")))
+    assert accepted.column("score").to_pylist() == whole.column("score").to_pylist()
+
+
+def test_the_cli_hides_ids_unless_asked_and_takes_the_key_from_a_file_or_the_environment(tmp_path, sample,
+                                                                                        monkeypatch):
+    path, key, table = sample
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["run", str(path), "-o", str(tmp_path / "a")])
+    assert shown.exit_code == 0, shown.output
+    assert "(id hidden)" in shown.output and not any(i.decode() in shown.output for i in _clear_ids(table))
+    asked = runner.invoke(cli, ["run", str(path), "-o", str(tmp_path / "b"), "--show-ids"])
+    assert any(i.decode() in asked.output for i in _clear_ids(table))
+    keyed = runner.invoke(cli, ["run", str(path), "-o", str(tmp_path / "c"), "--pseudonymise", str(key)])
+    assert keyed.exit_code == 0 and "pn-" in keyed.output
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    fitted = runner.invoke(cli, ["fit", str(path), "-o", str(tmp_path / "m.arrow")])
+    assert fitted.exit_code == 0, fitted.output
+    monkeypatch.delenv(KEY_ENV)
+    refused = runner.invoke(cli, ["score", str(path), "--model", str(tmp_path / "m.arrow"), "-o",
+                                  str(tmp_path / "s.parquet")])
+    assert refused.exit_code == 2 and "pseudonymised" in refused.output
+    scored = runner.invoke(cli, ["score", str(path), "--model", str(tmp_path / "m.arrow"), "-o",
+                                 str(tmp_path / "s.parquet"), "--pseudonymise", str(key)])
+    assert scored.exit_code == 0, scored.output
+    short = tmp_path / "short.key"
+    short.write_bytes(b"x")
+    bad = runner.invoke(cli, ["consolidate", str(path), "-o", str(tmp_path / "acc.parquet"), "--pseudonymise",
+                              str(short)])
+    assert bad.exit_code == 2 and "at least 16 bytes" in bad.output

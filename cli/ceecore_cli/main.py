@@ -28,6 +28,7 @@ from ceecore import synth
 from ceecore.centers import CenterMap, load_overrides
 from ceecore.evaluate import evaluate
 from ceecore.io import OutputSet, atomic_path, check_outputs, output_format, write_table
+from ceecore.privacy import KEY_ENV, Pseudonymiser
 from ceecore.schema import ColumnMapping
 
 PROGRESS_MIN_LINES = 500_000
@@ -65,6 +66,11 @@ def _mapping(preset: str | None, mapping_file: str | None, pairs: tuple[str, ...
     if pairs:
         mapping = mapping.then(ColumnMapping.from_pairs(pairs))
     return mapping.then(ColumnMapping(date_format=date_format)) if date_format else mapping
+
+
+def _pseudonyms(key_file: str | None) -> Pseudonymiser | None:
+    """The pseudonymiser of ``--pseudonymise KEYFILE``, else of the key in the environment, if any."""
+    return Pseudonymiser.from_file(key_file) if key_file else Pseudonymiser.from_env()
 
 
 def _rejects_path(output: str, rejects: str | None) -> str:
@@ -140,6 +146,9 @@ _mapping_options = _options(
     click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable)."),
     click.option("--date-format", metavar="FORMAT",
                  help="strptime format of dates stored as text, e.g. %d/%m/%Y [default: the mapping's, else ISO]."),
+    click.option("--pseudonymise", "key_file", type=click.Path(dir_okay=False),
+                 help="Replace importer and manufacturer ids by keyed tokens from the start (the key: this "
+                      f"file's bytes, or {KEY_ENV}); outputs and models then hold no id in clear."),
     _reject_share_option,
     _threads_option,
     _quiet_option,
@@ -179,8 +188,8 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 @_mapping_options
 def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state: str | None,
                 preset: str | None, mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None,
-                max_reject_share: float, centers_file: str | None, hts_map: str | None, replace_map: bool,
-                overrides: str | None, assign_by: str, threads: int | None, quiet: bool) -> None:
+                key_file: str | None, max_reject_share: float, centers_file: str | None, hts_map: str | None,
+                replace_map: bool, overrides: str | None, assign_by: str, threads: int | None, quiet: bool) -> None:
     """Consolidate entry lines per importer nationwide and assign each to its Center.
 
     INPUTS are Parquet, Arrow IPC or CSV files, or directories of them (``ceecore
@@ -201,7 +210,7 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
             run = ceecore.run_consolidation(
                 list(inputs), mapping=mapping, centers=cmap, overrides=override_map, assign_by=assign_by,
                 threads=threads, rejects=rejects_path, progress=advance, on_start=on_start,
-                max_reject_share=max_reject_share, outputs=outputs)
+                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file))
             if state:
                 write_table(run.book.to_arrow(), state, format="ipc", into=outputs)
             write_table(run.accounts, output, into=outputs)
@@ -251,8 +260,8 @@ def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ..
 @_mapping_options
 def fit_command(history: tuple[str, ...], output: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, rejects: str | None, preset: str | None,
-                mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, max_reject_share: float,
-                threads: int | None, quiet: bool) -> None:
+                mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
+                max_reject_share: float, threads: int | None, quiet: bool) -> None:
     """Build industry baselines from HISTORY (files or directories) into a scoring model;
     with --labels, also learn from the inspection outcomes it records."""
     with _usage_errors():
@@ -267,7 +276,7 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
         with _committing() as outputs, _progress(quiet) as (on_start, advance):
             model = ceecore.fit(list(history), mapping=mapping, config=_config(config_file), labels=learn,
                                 threads=threads, rejects=rejects_path, stats=stats, progress=advance, on_start=on_start,
-                                max_reject_share=max_reject_share, outputs=outputs)
+                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file))
             model.save(outputs.file(output))
         stats.seconds = time.perf_counter() - started
     if not quiet:
@@ -352,8 +361,8 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
 @_rejects_option
 @_mapping_options
 def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects: str | None, preset: str | None,
-                  mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, max_reject_share: float,
-                  threads: int | None, quiet: bool) -> None:
+                  mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
+                  max_reject_share: float, threads: int | None, quiet: bool) -> None:
     """Score every line of INPUTS against a model: a score in [0, 1] and its reasons."""
     with _usage_errors():
         rejects_path = _rejects_path(output, rejects)
@@ -366,7 +375,7 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
         with _committing() as outputs, _progress(quiet) as (on_start, advance):
             run = ceecore.score(list(inputs), model, output=output, mapping=mapping, threads=threads,
                                 rejects=rejects_path, progress=advance, on_start=on_start,
-                                max_reject_share=max_reject_share, outputs=outputs)
+                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file))
         run.stats.seconds = time.perf_counter() - started
     if not quiet:
         _counts(run.stats, f"{len(inputs)} input(s)")
@@ -380,26 +389,30 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 @_label_options
 @_config_option
 @_mapping_options
+@click.option("--show-ids", is_flag=True,
+              help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
 def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, preset: str | None,
-                mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, max_reject_share: float,
-                threads: int | None, quiet: bool) -> None:
+                mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
+                max_reject_share: float, threads: int | None, show_ids: bool, quiet: bool) -> None:
     """Fit baselines on INPUTS (with --labels, also learn from their outcomes), then score
     them: lines, accounts, worklist, rejects, summary, swapped into OUTDIR as one set
     (OUTDIR holds nothing else)."""
     with _usage_errors():
         mapping = _mapping(preset, mapping_file, pairs, date_format)
         learn = _labels(labels, revenue, history_keys, mapping)
+        pseudonyms = _pseudonyms(key_file)
         with _progress(quiet) as (on_start, advance):
             summary = ceecore.run(list(inputs), outdir, mapping=mapping, config=_config(config_file), labels=learn,
                                   threads=threads, progress=advance, on_start=on_start,
-                                  max_reject_share=max_reject_share)
+                                  max_reject_share=max_reject_share, pseudonyms=pseudonyms)
     if not quiet:
-        _run_report(summary)
+        _run_report(summary, show_ids=show_ids or pseudonyms is not None)
 
 
-def _run_report(summary: ceecore.RunSummary, top: int = 3) -> None:
-    """The riskiest accounts per Center with their reasons, and where everything went."""
+def _run_report(summary: ceecore.RunSummary, top: int = 3, show_ids: bool = False) -> None:
+    """The riskiest accounts per Center with their reasons, and where everything went;
+    importer ids only if ``show_ids`` (they are often Social Security numbers)."""
     s = summary.stats
     click.echo(f"scored {s.accepted:,} lines ({s.rejected:,} rejected) of {summary.accounts:,} accounts in "
                f"{summary.seconds['total']:.1f} s (fit {summary.seconds['fit']:.1f} s, score {summary.seconds['score']:.1f} s)")
@@ -414,7 +427,8 @@ def _run_report(summary: ceecore.RunSummary, top: int = 3) -> None:
         click.echo(f"  {center} {names[center]}")
         for row in (r for r in riskiest if r["center"] == center):
             reasons = ", ".join(row["reasons"] or []) or "-"
-            click.echo(f"    {row['rank_in_center']}. {row['importer_id']:<14} score {row['score']:.2f}  "
+            importer = row["importer_id"] if show_ids else "(id hidden)"
+            click.echo(f"    {row['rank_in_center']}. {importer:<14} score {row['score']:.2f}  "
                        f"{row['lines']:>7,} lines  {reasons}")
     for name, path in summary.outputs.items():
         click.echo(f"{name:<17} -> {path}")

@@ -20,6 +20,7 @@ from ceecore.evaluate import evaluate  # noqa: E402
 from ceecore.pipeline import (  # noqa: E402
     Consolidation, IntakeStats, Labels, RunSummary, consolidate, fit, merge_models, run, run_consolidation, score,
 )
+from ceecore.privacy import Pseudonymiser  # noqa: E402
 from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
 from ceecore.scoring import Model, Scorer, ScoringConfig, load_model  # noqa: E402
 
@@ -36,6 +37,7 @@ __all__ = [
     "Labels",
     "Model",
     "Override",
+    "Pseudonymiser",
     "REJECT_REASONS",
     "REQUIRED",
     "RunSummary",

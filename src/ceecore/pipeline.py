@@ -27,6 +27,7 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.history import History, outcomes
 from ceecore.io import Chunk, OutputSet, ParquetSink, atomic_path, check_outputs, open_sources, output_set, write_table
 from ceecore.learn import TRAINING, Learned, train
+from ceecore.privacy import PRIVATE_COLUMNS, PSEUDONYM_KEY, Pseudonymiser, check_pseudonyms
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
@@ -98,6 +99,7 @@ def run_consolidation(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
+    pseudonyms: Pseudonymiser | None = None,
 ) -> Consolidation:
     """Consolidates every entry line of ``source`` per importer, nationwide.
 
@@ -117,7 +119,7 @@ def run_consolidation(
         return Intake(batch, book.update(batch, mapping, where, checked=True), {})
 
     # One worker thread feeds the kernel, whose own threads check and fold each batch.
-    reading = Reading(source, mapping or ColumnMapping(), 1, progress, on_start, max_reject_share)
+    reading = Reading(source, mapping or ColumnMapping(), 1, progress, on_start, max_reject_share, pseudonyms)
     with output_set(outputs) as into, _RejectSink(rejects, into) as sink:
         for _ in reading.each((), fold, lambda intake: None, stats, sink):
             pass
@@ -161,21 +163,27 @@ class Reading:
     progress: Callable[[int], None] | None = None
     on_start: Callable[[int | None], None] | None = None
     max_reject_share: float | None = None
+    pseudonyms: Pseudonymiser | None = None
 
     def each(self, columns: tuple[str, ...], ingest: Ingest, work: Callable[[Intake], T], stats: IntakeStats,
              rejects: _RejectSink) -> Iterator[T]:
         """``work(ingest(batch))`` for every batch, on the worker threads, the results in
         input order; each batch's rejects are written and its rows counted as its result
         comes back. Only the columns consolidation and ``columns`` need are read; past
-        ``max_reject_share`` of the rows rejected, :class:`TooManyRejects` ends the read."""
+        ``max_reject_share`` of the rows rejected, :class:`TooManyRejects` ends the read.
+        With ``pseudonyms``, private ids are tokens from the start: no job, output or
+        reject row sees them in clear."""
         mapping = self.mapping
         wanted = [mapping.source_of(c) for c in dict.fromkeys(CONSOLIDATION_COLUMNS + columns)]
+        private = tuple(mapping.source_of(c) for c in PRIVATE_COLUMNS)
         sources, chunks = open_sources(self.source, text_columns=wanted, columns=wanted)
         if self.on_start is not None:
             rows = [s.rows for s in sources]
             self.on_start(None if None in rows else sum(rows))
 
         def job(chunk: Chunk) -> tuple[Chunk, np.ndarray, T]:
+            if self.pseudonyms is not None:
+                chunk = replace(chunk, batch=self.pseudonyms.batch(chunk.batch, private))
             intake = ingest(chunk.batch, mapping, chunk.source, columns)
             if chunk.malformed is not None:  # (all null: the contract rejected them already; say why)
                 intake.codes[chunk.malformed] = _MALFORMED
@@ -253,6 +261,7 @@ def fit(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
+    pseudonyms: Pseudonymiser | None = None,
 ) -> Model:
     """Industry baselines from the history in ``source``, as a scoring model.
 
@@ -265,7 +274,8 @@ def fit(
     """
     check_outputs({"the rejects file": rejects}, _listed(source))
     book = AccountBook(centers, threads)
-    reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share)
+    reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share,
+                          pseudonyms)
     with output_set(outputs) as into:
         return _fit(reading, book, config, Labels(labels) if isinstance(labels, str) else labels,
                     stats if stats is not None else IntakeStats(), rejects, into)[0]
@@ -311,7 +321,7 @@ def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labe
     history = History(labels.history_keys) if labels else None
     for part in histories:
         history.merge(part)
-    model = Model(baselines, config, model_meta(baselines), history)
+    model = Model(baselines, config, model_meta(baselines, reading.pseudonyms), history)
     return (_learn(reading, book, model, labels) if labels else model), kept
 
 
@@ -327,7 +337,7 @@ def _learn(reading: Reading, book: AccountBook, model: Model, labels: Labels) ->
         return X[outcome.inspected], outcome.violation[outcome.inspected]
 
     again = IntakeStats()
-    quiet = Reading(reading.source, reading.mapping, reading.threads)  # the second reading reports nothing
+    quiet = replace(reading, progress=None, on_start=None, max_reject_share=None)  # the second reading reports nothing
     parts = list(quiet.each(columns, _parse_only(book.centers), rows, again, _RejectSink(None)))
     _check_replayed(model.baselines.lines, again)
     X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(model.feature_names())))
@@ -361,17 +371,27 @@ def merge_models(models: Iterable[Model | str | os.PathLike[str]]) -> Model:
     if any(model.learned is not None for model in loaded):
         raise ValueError("models that learned from outcomes cannot be merged (trees do not add up): merge "
                          "unlabelled fits, or fit with labels on the whole history")
+    keys = {model.meta.get(PSEUDONYM_KEY) for model in loaded}
+    if len(keys) > 1:
+        raise ValueError("cannot merge models whose ids were pseudonymised under different keys (or some not at all)")
     baselines = Baselines(config.tallies)
     for model in loaded:
         baselines.merge(model.baselines)
-    return Model(baselines, config, model_meta(baselines))
+    meta = model_meta(baselines)
+    if None not in keys:
+        meta[PSEUDONYM_KEY] = keys.pop()
+    return Model(baselines, config, meta)
 
 
-def model_meta(baselines: Baselines) -> dict[str, Any]:
-    """What a model records of its data: lines and date range (nothing that varies by run)."""
+def model_meta(baselines: Baselines, pseudonyms: Pseudonymiser | None = None) -> dict[str, Any]:
+    """What a model records of its data: lines and date range (nothing that varies by run),
+    and the fingerprint of the key its ids were pseudonymised with, if they were."""
     span = baselines.day_range()
     dates = [str(np.datetime64(d, "D")) for d in span] if span else [None, None]
-    return {"lines": baselines.lines, "first_date": dates[0], "last_date": dates[1]}
+    meta = {"lines": baselines.lines, "first_date": dates[0], "last_date": dates[1]}
+    if pseudonyms is not None:
+        meta[PSEUDONYM_KEY] = pseudonyms.fingerprint
+    return meta
 
 
 @dataclass
@@ -398,6 +418,7 @@ def score(
     out_of_fold: bool = False,
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
+    pseudonyms: Pseudonymiser | None = None,
 ) -> ScoreRun:
     """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory.
 
@@ -414,7 +435,8 @@ def score(
     centers = centers or CenterMap.default()
     workers = resolve_threads(threads)
     stats = IntakeStats()
-    reading = Reading(source, mapping or ColumnMapping(), workers, progress, on_start, max_reject_share)
+    check_pseudonyms(model.meta, pseudonyms)
+    reading = Reading(source, mapping or ColumnMapping(), workers, progress, on_start, max_reject_share, pseudonyms)
     with output_set(outputs) as into, _RejectSink(rejects, into) as rejected:
         def each(work: Callable[[Intake], Any]) -> Iterator[Any]:
             return reading.each(model.input_columns, _parse_only(centers), work, stats, rejected)
@@ -492,6 +514,7 @@ def run(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
+    pseudonyms: Pseudonymiser | None = None,
 ) -> RunSummary:
     """Fits baselines on ``source`` (and, with ``labels``, learns from its outcomes as
     :func:`fit` does), then scores it: the whole job, into ``outdir``.
@@ -516,7 +539,8 @@ def run(
     with OutputSet() as outputs:
         staging = outputs.directory(out)
         book = AccountBook(centers, threads)
-        reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share)
+        reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share,
+                          pseudonyms)
         summary = _run(reading, book, staging, out, config, Labels(labels) if isinstance(labels, str) else labels)
     summary.outputs = {name: str(out / name) for name in summary.outputs}
     return summary

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["KEY_ENV", "PRIVATE_COLUMNS", "Pseudonymiser"]
+__all__ = ["KEY_ENV", "PRIVATE_COLUMNS", "PSEUDONYM_KEY", "Pseudonymiser", "check_pseudonyms"]
 
 KEY_ENV = "CEECORE_PSEUDONYM_KEY"
 PRIVATE_COLUMNS = ("importer_id", "manufacturer_id")
+PSEUDONYM_KEY = "pseudonym_key"  # model metadata: the fingerprint of the key, when ids were pseudonymised
 MIN_KEY_BYTES = 16
 _MAX_KEY_FILE_BYTES = 4096
 _MAX_ID_BYTES = 64     # longer ids break the data contract (as in the account kernel)
@@ -125,3 +128,18 @@ def _acceptable(value: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def check_pseudonyms(meta: Mapping[str, Any], pseudonyms: Pseudonymiser | None, where: str = "the model") -> None:
+    """Refuses to score with another key than the model was fitted with (or with one where
+    it had none, or none where it had one): the lines' tokens would match no account."""
+    fitted = meta.get(PSEUDONYM_KEY)
+    given = pseudonyms.fingerprint if pseudonyms is not None else None
+    if fitted == given:
+        return
+    if fitted is None:
+        raise ValueError(f"{where} was fitted on ids in clear; score without a pseudonym key, or refit with it")
+    if given is None:
+        raise ValueError(f"{where} was fitted on pseudonymised ids (key {fitted}); give the same key "
+                         f"(--pseudonymise KEYFILE or {KEY_ENV})")
+    raise ValueError(f"{where} was fitted with another pseudonym key ({fitted}, not {given}); give the same key")

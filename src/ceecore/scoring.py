@@ -40,6 +40,7 @@ from ceecore.indicators import (
 )
 from ceecore.io import BATCH_ROWS, atomic_path, check_batch
 from ceecore.learn import Learned
+from ceecore.privacy import PRIVATE_COLUMNS, Pseudonymiser, check_pseudonyms
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "INDICATORS", "LINES_PARQUET_OPTIONS",
@@ -378,13 +379,17 @@ class Scorer:
     data contract), its Center, ``score`` and ``reasons`` (null when rejected), each
     indicator's strength and the raw values behind them. The heavy work runs in numpy
     and compiled kernels that release the GIL; the scorer holds no mutable state, so
-    several threads may call ``score`` at once.
+    several threads may call ``score`` at once. With ``pseudonyms`` (the key the model
+    was fitted with), private ids are tokens before anything reads them.
     """
 
-    def __init__(self, model: Model, mapping: ColumnMapping | None = None, centers: CenterMap | None = None) -> None:
+    def __init__(self, model: Model, mapping: ColumnMapping | None = None, centers: CenterMap | None = None,
+                 pseudonyms: Pseudonymiser | None = None) -> None:
+        check_pseudonyms(model.meta, pseudonyms)
         self.model = model
         self.mapping = mapping or ColumnMapping()
         self.centers = centers or CenterMap.default()
+        self.pseudonyms = pseudonyms
         self._local = threading.local()  # each thread's parser (no state between calls, only buffers)
 
     def score(self, data: Any, source: str = "<batch>") -> pa.RecordBatch:
@@ -401,6 +406,8 @@ class Scorer:
         parser = getattr(self._local, "parser", None)
         if parser is None:  # made once per thread: a parse folds nothing, so it can be reused
             parser = self._local.parser = AccountBook(self.centers, threads=1)
+        if self.pseudonyms is not None:
+            batch = self.pseudonyms.batch(batch, tuple(self.mapping.source_of(c) for c in PRIVATE_COLUMNS))
         intake = parser.parse(batch, self.mapping, source, self.model.input_columns, checked=True)  # score checked it
         return score_intake(self.model, intake, self.centers)
 
@@ -468,6 +475,6 @@ def score_intake(model: Model, intake: Any, centers: CenterMap, out_of_fold: boo
 
 
 def load_model(path: str | os.PathLike[str], mapping: ColumnMapping | None = None,
-               centers: CenterMap | None = None) -> Scorer:
+               centers: CenterMap | None = None, pseudonyms: Pseudonymiser | None = None) -> Scorer:
     """A :class:`Scorer` for the model saved at ``path``."""
-    return Scorer(Model.load(Path(path)), mapping, centers)
+    return Scorer(Model.load(Path(path)), mapping, centers, pseudonyms)
