@@ -154,7 +154,7 @@ class Baselines:
                 raise ValueError(f"cannot merge these baselines: a sum of their {name!r} tally passes 64 bits") \
                     from exc
             keys, fields = tally.items()
-            check_sums(name, fields.reshape(len(keys), -1))
+            check_sums(name, fields.reshape(len(keys), len(tally.folds)))
 
     @property
     def lines(self) -> int:

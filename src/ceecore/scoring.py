@@ -279,6 +279,8 @@ class Model:
             get(meta, key, "text", where, optional=True)
         learned = get(meta, "learned", "object", where, default=None, optional=True)
         learned = Learned.from_dict(learned) if learned else None
+        if (learned is not None) != (history is not None and len(history.tally) > 0):
+            raise ValueError("a model holds outcome history (rows) exactly when it holds learned trees")
         given = get(meta, "config", "object", where)
         config_where = f"{where}: config"
         config = ScoringConfig.from_doc({
