@@ -298,7 +298,8 @@ OUT_OF_RANGE = [
     (("config", "thresholds", "port_spread_quantile"), 1.5, "out of range"),
     (("config", "thresholds", "no_such"), 1.0, "thresholds"), (("config", "weights", "no_such"), 1.0, "no_such"),
     (("config", "reasons"), 0, "reasons"), (("config", "worklist"), -5, "worklist"),
-    (("config", "min_group_lines"), 0, "min_group_lines"), (("config", "exploration_share"), 2.0, "exploration"),
+    (("config", "min_group_lines"), 0, "min_group_lines"), (("config", "min_group_lines"), 10**30, "min_group_lines"),
+    (("config", "worklist"), 2**31, "worklist"), (("config", "reasons"), 2**63, "reasons"), (("config", "exploration_share"), 2.0, "exploration"),
     (("config", "exploration_seed"), -1, "exploration_seed"), (("config", "exploration_seed"), 2**64, "exploration"),
     (("config", "no_such"), 1, "no_such"),
     (("learned", "training", "violations"), 10**9, "violations"), (("learned", "training", "prior"), -1.0, "prior"),
@@ -549,3 +550,71 @@ def test_merging_near_the_64_bit_limit(tmp_path):
     assert merged.baselines.lines == 2**62 and merged.meta["lines"] == 2**62
     merged.save(tmp_path / "merged.model")
     assert Model.load(tmp_path / "merged.model").baselines.lines == 2**62
+
+
+def test_merging_histories_past_64_bits_is_a_clear_error():
+    from ceecore.history import FOLDS, History
+
+    parts = []
+    for _ in range(2):
+        history = History()
+        history.tally.add(np.array([0], np.uint64), np.full((1, 3 * FOLDS), 2**62 + 2**61))
+        parts.append(history)
+    with pytest.raises(ValueError, match="passes 64 bits"):
+        parts[0].merge(parts[1])
+
+
+# ------------------------------------------------------------------ any change: refused or harmless
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6)
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON document (of long lists, the first few items and the last)."""
+    out = [prefix] if prefix else []
+    items = doc.items() if isinstance(doc, dict) else \
+        ((i, doc[i]) for i in sorted({*range(min(3, len(doc))), len(doc) - 1})) if isinstance(doc, list) and doc \
+        else ()
+    for key, value in items:
+        out += _paths(value, (*prefix, key))
+    return out
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_metadata_value_anywhere_is_refused_or_scores(files, sample, tmp_path_factory, data):
+    """A forged (resealed) model whose JSON has any value at any place: a ValueError, or a
+    model that loads and scores without another exception."""
+    key = data.draw(st.sampled_from([b"ceecore.model", b"ceecore.history", b"ceecore.baselines"]), label="key")
+    _, metadata = read_model(files["learned"])
+    paths = _paths(json.loads(metadata[key]))
+    path = data.draw(st.sampled_from(paths), label="path")
+    value = data.draw(st.just(DELETE) | json_values, label="value")
+    bad = with_meta(files["learned"], tmp_path_factory.getbasetemp() / "forged.model", path, value, key)
+    try:
+        model = Model.load(bad)
+    except ValueError:
+        return
+    assert ceecore.Scorer(model).score(sample.slice(0, 500)).num_rows == 500
+
+
+@settings(max_examples=FUZZ_EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_row_value_is_refused_or_scores(files, sample, tmp_path_factory, data):
+    """A forged model with rows of any values (a few changed anywhere): a ValueError, or a
+    model that loads and scores without another exception."""
+    rows = Rows(files["learned"])
+    for _ in range(data.draw(st.integers(1, 3), label="changes")):
+        at = data.draw(st.integers(0, len(rows.key) - 1), label="row")
+        column = data.draw(st.sampled_from(["key", "value", "field"]), label="column")
+        target = getattr(rows, column)
+        info = np.iinfo(target.dtype)
+        target[at] = data.draw(st.integers(int(info.min), int(info.max)) | st.sampled_from([0, 1, -1]), label="to")
+    try:
+        model = Model.load(rows.write(tmp_path_factory.getbasetemp() / "forged-rows.model"))
+    except ValueError:
+        return
+    assert ceecore.Scorer(model).score(sample.slice(0, 500)).num_rows == 500

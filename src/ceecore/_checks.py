@@ -10,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MISSING", "float_array", "get", "int_array", "json_metadata"]
+__all__ = ["MISSING", "float_array", "get", "int_array", "json_metadata", "show"]
 
 MISSING: Any = object()  # no default: the field is required
 # What each kind accepts (a bool is never a number, though Python's bool is an int).
 _KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "number": (int, float), "text": (str,), "list": (list,),
                                        "object": (dict,), "bool": (bool,)}
+_NAMES = {"int": "a whole number", "number": "a finite number", "text": "text", "list": "a list",
+          "object": "an object", "bool": "true or false"}
 
 
 def json_metadata(metadata: dict[bytes, bytes] | None, key: bytes) -> Any:
@@ -50,8 +52,7 @@ def get(doc: Any, key: str, kind: str, where: str, default: Any = MISSING, low: 
     if value is None and optional:
         return None
     if not _fits(value, kind):
-        raise ValueError(f"{where}: {key!r} must be {'an' if kind in ('int', 'object') else 'a'} {kind}"
-                         f"{' or null' if optional else ''}, got {_show(value)}")
+        raise ValueError(f"{where}: {key!r} must be {_NAMES[kind]}{' or null' if optional else ''}, got {show(value)}")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{where}: {key!r} must be from {low} to {high}, got {value!r}")
     return value
@@ -77,7 +78,10 @@ def float_array(values: Any, where: str) -> np.ndarray:
         raise ValueError(f"{where} holds numbers beyond float64") from exc
 
 
-def _show(value: Any) -> str:
-    """A short description of a wrong value (it may be huge)."""
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+def show(value: Any) -> str:
+    """A wrong value as JSON, cut short (it may be huge)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):  # nested deep: no text for it
+        text = f"a {type(value).__name__}"
+    return text[:40] + ("..." if len(text) > 40 else "")

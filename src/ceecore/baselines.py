@@ -197,7 +197,7 @@ class Baselines:
         meta = json_metadata(table.schema.metadata, b"ceecore.baselines")
         found = meta.get("format") if isinstance(meta, dict) else meta
         if found != FORMAT:
-            raise ValueError(f"not ceecore baselines of format {FORMAT} (found {found!r})")
+            raise ValueError(f"not ceecore baselines of format {FORMAT} (found {str(found)[:40]!r})")
         if [(f.name, f.type) for f in table.schema] != [(f.name, f.type) for f in TABLE_SCHEMA] \
                 or any(table.column(c).null_count for c in table.column_names):
             raise ValueError(f"baselines table must have the non-null columns {TABLE_SCHEMA.remove_metadata()}")

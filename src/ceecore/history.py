@@ -139,10 +139,14 @@ class History:
         self.tally.add(every.reshape(-1), np.repeat(values, every.shape[1], axis=0))
 
     def merge(self, other: History) -> None:
-        """Adds another state's outcomes (exact: order does not matter)."""
+        """Adds another state's outcomes (exact: order does not matter); sums that would
+        pass 64 bits are a ValueError (this state is then left part merged)."""
         if other.kinds != self.kinds:
             raise ValueError(f"cannot merge histories of keys {other.kinds} into one of {self.kinds}")
-        self.tally.merge(other.tally)
+        try:
+            self.tally.merge(other.tally)
+        except OverflowError as exc:
+            raise ValueError("cannot merge these outcome histories: a sum passes 64 bits") from exc
 
     def to_arrow(self, names: list[str] | None = None) -> pa.Table:
         """The state as a table (tally "history", field, key, value) in the baselines'
@@ -176,7 +180,7 @@ class History:
         meta = json_metadata(table.schema.metadata, b"ceecore.history")
         found = meta.get("format") if isinstance(meta, dict) else meta
         if found != FORMAT:
-            raise ValueError(f"not a ceecore history of format {FORMAT} (found {found!r})")
+            raise ValueError(f"not a ceecore history of format {FORMAT} (found {str(found)[:40]!r})")
         extra = get(meta, "extra", "list", "history metadata", default=[])
         if not all(isinstance(name, str) and name for name in extra) or len(set(extra)) != len(extra) \
                 or len(extra) > MAX_EXTRA:

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from ceecore import __version__
-from ceecore._checks import get, json_metadata
+from ceecore._checks import get, json_metadata, show
 from ceecore._kernels._indicators import ScoringContext, score_accounts, score_lines
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore.accounts import AccountBook
@@ -106,7 +106,7 @@ class ScoringConfig:
                 raise ValueError(f"{where}: [{section}] has unknown key(s) {sorted(extra)}")
             for key, value in given.items():
                 if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                    raise ValueError(f"{where}: [{section}] {key} must be a finite number, got {value!r}")
+                    raise ValueError(f"{where}: [{section}] {key} must be a finite number, got {show(value)}")
             merged[section] = {**values, **given}
         weights = {k: float(v) for k, v in merged["weights"].items()}
         bad = [k for k, v in weights.items() if not 0 <= v <= 1]
@@ -117,6 +117,10 @@ class ScoringConfig:
         check_thresholds(merged["thresholds"], where)
         _check_threshold_ranges(merged["thresholds"], where)
         out = merged["output"]
+        counts = {"min_group_lines": merged["norms"]["min_group_lines"],
+                  **{k: out[k] for k in ("reasons", "account_top_lines", "worklist")}}
+        if any(v > 2**31 - 1 for v in counts.values()):
+            raise ValueError(f"{where}: {sorted(k for k, v in counts.items() if v > 2**31 - 1)} must be at most 2**31 - 1")
         if not (isinstance(out["exploration_seed"], int) and 0 <= out["exploration_seed"] < 2**63):
             raise ValueError(f"{where}: [output] exploration_seed must be a whole number from 0 to 2**63 - 1")
         return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
