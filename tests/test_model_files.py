@@ -252,6 +252,11 @@ def test_truncated_empty_and_huge_files_are_refused(files, tmp_path):
     refused(tmp_path / "none.model", "cannot read")
 
 
+def test_metadata_beyond_its_bound_is_never_parsed(files, monkeypatch):
+    monkeypatch.setattr(scoring, "MAX_METADATA_BYTES", 1_000)
+    refused(files["plain"], "bytes of metadata")
+
+
 # ------------------------------------------------------------------ metadata of the wrong type or range
 
 WRONG = {"text": "x", "int": 7, "float": 1.5, "bool": True, "null": None, "list": [1], "object": {"a": 1}}
@@ -299,7 +304,8 @@ OUT_OF_RANGE = [
     (("config", "thresholds", "no_such"), 1.0, "thresholds"), (("config", "weights", "no_such"), 1.0, "no_such"),
     (("config", "reasons"), 0, "reasons"), (("config", "worklist"), -5, "worklist"),
     (("config", "min_group_lines"), 0, "min_group_lines"), (("config", "min_group_lines"), 10**30, "min_group_lines"),
-    (("config", "worklist"), 2**31, "worklist"), (("config", "reasons"), 2**63, "reasons"), (("config", "exploration_share"), 2.0, "exploration"),
+    (("config", "worklist"), 2**31, "worklist"), (("config", "reasons"), 2**63, "reasons"),
+    (("config", "exploration_share"), 2.0, "exploration"),
     (("config", "exploration_seed"), -1, "exploration_seed"), (("config", "exploration_seed"), 2**64, "exploration"),
     (("config", "no_such"), 1, "no_such"),
     (("learned", "training", "violations"), 10**9, "violations"), (("learned", "training", "prior"), -1.0, "prior"),
@@ -408,7 +414,8 @@ ROW_CASES = {
     "first day after last": (_first_after_last, "first day after"),
     "a field missing": (_field_missing, "do not cover the same keys"),
     "unknown tally": (_unknown_tally, "unknown baseline tallies"), "a tally named twice": (_twice_named, "once"),
-    "sums past 64 bits": (_wide_sums, "past 64 bits"), "index outside the dictionary": (_dictionary_index, "not a ceecore model"),
+    "sums past 64 bits": (_wide_sums, "past 64 bits"),
+    "index outside the dictionary": (_dictionary_index, "not a ceecore model"),
     "history negative": (_history_negative, "negative"), "history violations": (_history_violations, "violations"),
     "history cell twice": (_history_twice, "twice"), "history field": (_history_field, "outside the folds"),
 }
@@ -612,7 +619,8 @@ def test_any_row_value_is_refused_or_scores(files, sample, tmp_path_factory, dat
         column = data.draw(st.sampled_from(["key", "value", "field"]), label="column")
         target = getattr(rows, column)
         info = np.iinfo(target.dtype)
-        target[at] = data.draw(st.integers(int(info.min), int(info.max)) | st.sampled_from([0, 1, -1]), label="to")
+        target[at] = data.draw(st.integers(int(info.min), int(info.max)) | st.sampled_from(
+            sorted({0, 1, int(info.min), int(info.max)})), label="to")
     try:
         model = Model.load(rows.write(tmp_path_factory.getbasetemp() / "forged-rows.model"))
     except ValueError:

@@ -33,6 +33,8 @@ TRAINING: dict[str, Any] = {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nod
 MAX_TREES = 4096
 MAX_NODES = 1 << 20
 MAX_DEPTH = 64
+# The node arrays of :meth:`Trees.to_dict`, all of one length.
+NODE_ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value")
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,6 @@ class Trees:
         check(trees.feature, trees.threshold, trees.missing_left, trees.left, trees.right, trees.value, trees.roots,
               len(features), MAX_DEPTH)
         return trees
-
-
-# The node arrays of :meth:`Trees.to_dict`, all of one length.
-NODE_ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value")
 
 
 def train(X: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any] | None = None,

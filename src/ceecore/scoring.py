@@ -58,6 +58,9 @@ MODEL_FORMAT = "ceecore.model/3"  # 3: the checksum, and every field checked on 
 # The largest model file loaded (checked before reading it): a model fitted on 2M
 # generated lines takes 38 MB, 42 MB with learned trees.
 MAX_MODEL_BYTES = 4 << 30
+# The most JSON metadata a model may hold (parsed whole): trees at their bounds
+# (``ceecore.learn``) take about 150 MB, those of 2M generated lines 0.4 MB.
+MAX_METADATA_BYTES = 256 << 20
 _CHECKSUM = b"ceecore.sha256"  # the custom metadata of a model file's last batch
 # Columns of the input a scored line keeps, to find it again.
 ID_COLUMNS: tuple[str, ...] = ("entry_number", "line_number", "importer_id", "entry_date", "port_code", "hts_code",
@@ -120,7 +123,8 @@ class ScoringConfig:
         counts = {"min_group_lines": merged["norms"]["min_group_lines"],
                   **{k: out[k] for k in ("reasons", "account_top_lines", "worklist")}}
         if any(v > 2**31 - 1 for v in counts.values()):
-            raise ValueError(f"{where}: {sorted(k for k, v in counts.items() if v > 2**31 - 1)} must be at most 2**31 - 1")
+            raise ValueError(f"{where}: {sorted(k for k, v in counts.items() if v > 2**31 - 1)} must be at most "
+                             "2**31 - 1")
         if not (isinstance(out["exploration_seed"], int) and 0 <= out["exploration_seed"] < 2**63):
             raise ValueError(f"{where}: [output] exploration_seed must be a whole number from 0 to 2**63 - 1")
         return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
@@ -239,6 +243,10 @@ class Model:
                 batch.validate(full=True)
         except (OSError, MemoryError, pa.ArrowException) as exc:
             raise ValueError(f"{where}: not a ceecore model (cannot read it as an Arrow IPC file: {exc})") from exc
+        size = sum(len(key) + len(value) for key, value in (schema.metadata or {}).items())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"{where}: not a ceecore model ({size:,} bytes of metadata, more than the "
+                             f"{MAX_METADATA_BYTES:,} a model may hold)")
         try:
             meta = json_metadata(schema.metadata, b"ceecore.model")
         except ValueError:

@@ -63,8 +63,8 @@ def check(const int64_t[::1] feature, const double[::1] threshold, const uint8_t
             for k in range(2):
                 child = left[node] if k == 0 else right[node]
                 if not (node < child < stop) or depth[child] >= 0:
-                    raise ValueError(f"trees: split {node} has a child out of its tree or shared (children follow their "
-                                     "parent, in its tree, one parent each)")
+                    raise ValueError(f"trees: split {node} has a child out of its tree or shared (children "
+                                     "follow their parent, in its tree, one parent each)")
                 depth[child] = depth[node] + 1
 
 
