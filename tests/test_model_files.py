@@ -17,6 +17,7 @@ import json
 import math
 import os
 import pickle
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from hypothesis import strategies as st
 import ceecore
 from ceecore import scoring, synth
 from ceecore.baselines import TABLE_SCHEMA, Baselines
-from ceecore.learn import MAX_DEPTH, MAX_NODES, MAX_TREES
+from ceecore.learn import MAX_DEPTH, MAX_NODES, MAX_TREES, NODE_ARRAYS, Trees
 from ceecore.pipeline import model_meta
 from ceecore.scoring import MAX_MODEL_BYTES, Model
 from ceecore_cli.main import cli
@@ -507,6 +508,22 @@ def test_deep_trees_within_the_bound_load(files, tmp_path):
     """A chain exactly :data:`MAX_DEPTH` deep is a tree the kernel may walk: it loads."""
     model = Model.load(edit_meta(files["learned"], tmp_path / "deep.model", lambda doc: _chain(_trees(doc), MAX_DEPTH)))
     assert len(model.learned.trees.feature) == 2 * MAX_DEPTH + 1
+
+
+def test_a_forest_at_the_bounds_loads_and_scores_in_bounded_time():
+    """The bounds cap the work per line (the issue's 14 MB model took 286 s for 3,000
+    lines): every tree as deep as allowed, as many as allowed, scores 3,000 lines in about
+    half a second (the limit here leaves room for a busy machine)."""
+    trees: dict[str, Any] = {"features": ["x"], "baseline": 0.0}
+    _chain(trees, MAX_DEPTH)
+    per = len(trees["feature"])
+    forest = {**trees, "roots": [t * per for t in range(MAX_TREES)],
+              **{name: [v + t * per if name in ("left", "right") and v >= 0 else v
+                        for t in range(MAX_TREES) for v in trees[name]] for name in NODE_ARRAYS}}
+    loaded = Trees.from_dict(forest)
+    started = time.perf_counter()
+    raw = loaded.raw(np.zeros((3_000, 1)), contributions=True)[0]
+    assert time.perf_counter() - started < 20 and (raw == 0).all()
 
 
 def test_a_learned_model_without_its_trees_or_its_history_is_refused(files, tmp_path):

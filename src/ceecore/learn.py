@@ -27,10 +27,10 @@ __all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_TREES", "TRAINING", "Learned", "Trees"
 TRAINING: dict[str, Any] = {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31, "min_samples_leaf": 20,
                             "l2_regularization": 1.0, "early_stopping": False, "random_state": 0}
 # The most trees, nodes (all trees) and depth a model file may hold: scoring a line walks
-# at most MAX_TREES * MAX_DEPTH nodes, however the file was made. Training as above gives
-# 150 trees of at most 61 nodes (31 leaves), so depth at most 30 (20 on 2M generated lines):
-# far inside.
-MAX_TREES = 4096
+# at most MAX_TREES * MAX_DEPTH nodes however the file was made (a forest at these bounds
+# scores 3,000 lines in about 0.5 s). Training as above gives 150 trees of at most 61
+# nodes (31 leaves), so depth at most 30 (20 on 2M generated lines): far inside.
+MAX_TREES = 1024
 MAX_NODES = 1 << 20
 MAX_DEPTH = 64
 # The node arrays of :meth:`Trees.to_dict`, all of one length.
