@@ -480,7 +480,8 @@ TREE_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "orphan node": (lambda t: (t["left"].__setitem__(0, t["right"][0] - 1) if t["right"][0] - 1 > t["left"][0]
                                else t["right"].__setitem__(0, t["right"][0] + 1)), "child|children"),
     "leaf with children": (lambda t: t["left"].__setitem__(_leaf(t), _leaf(t) + 1), "has children"),
-    "NaN threshold": (lambda t: t["threshold"].__setitem__(_split(t), math.nan), "NaN threshold"),
+    "NaN threshold": (lambda t: t["threshold"].__setitem__(_split(t), math.nan), "NaN or -inf threshold"),
+    "-inf threshold": (lambda t: t["threshold"].__setitem__(_split(t), -math.inf), "NaN or -inf threshold"),
     "null threshold": (lambda t: t["threshold"].__setitem__(_split(t), None), "list of numbers"),
     "text threshold": (lambda t: t["threshold"].__setitem__(_split(t), "0.5"), "list of numbers"),
     "fractional child": (lambda t: t["left"].__setitem__(0, 1.5), "whole numbers"),
@@ -507,6 +508,13 @@ def test_trees_out_of_form_are_refused(files, tmp_path, case):
     bad = edit_meta(files["learned"], tmp_path / "bad.model", lambda doc: change(_trees(doc)))
     refused(bad, message)
     exits_2(files, bad, tmp_path)
+
+
+def test_a_split_on_missing_values_loads(files, sample, tmp_path):
+    """scikit-learn gives a split that sends only missing values right a threshold of +inf."""
+    bad = edit_meta(files["learned"], tmp_path / "inf.model",
+                    lambda doc: _trees(doc)["threshold"].__setitem__(_split(_trees(doc)), math.inf))
+    assert ceecore.Scorer(Model.load(bad)).score(sample.slice(0, 100)).num_rows == 100
 
 
 def test_deep_trees_within_the_bound_load(files, tmp_path):

@@ -11,7 +11,7 @@ contribution: the change of node value at each split on it (values along a path 
 the leaf's), which explains a score.
 """
 
-from libc.math cimport isfinite, isnan
+from libc.math cimport INFINITY, isfinite, isnan
 from libc.stdint cimport int64_t, uint8_t
 
 import numpy as np
@@ -30,10 +30,10 @@ def check(const int64_t[::1] feature, const double[::1] threshold, const uint8_t
     """Refuses node arrays that are not a forest as :func:`predict` expects: trees end to
     end (tree t holds the nodes from ``roots[t]`` to the next root), each node but a
     root the child of exactly one split of its own tree and after it (so no cycle),
-    splits on features below ``n_features`` with a threshold that is not NaN, leaves
-    with feature -1 and no children, finite values, ``missing_left`` 0 or 1, no path
-    deeper than ``max_depth``. Linear in the nodes: a hostile model is refused before a
-    row walks it."""
+    splits on features below ``n_features`` with a threshold that is a number or +inf
+    (the training library's split on missing values), leaves with feature -1 and no
+    children, finite values, ``missing_left`` 0 or 1, no path deeper than ``max_depth``.
+    Linear in the nodes: a hostile model is refused before a row walks it."""
     cdef int64_t n = feature.shape[0], n_trees = roots.shape[0], t, node, stop, child, k
     if (threshold.shape[0] != n or missing_left.shape[0] != n or left.shape[0] != n or right.shape[0] != n
             or value.shape[0] != n):
@@ -56,8 +56,8 @@ def check(const int64_t[::1] feature, const double[::1] threshold, const uint8_t
                 if left[node] != -1 or right[node] != -1:
                     raise ValueError(f"trees: leaf {node} has children")
                 continue
-            if not (0 <= feature[node] < n_features) or isnan(threshold[node]):
-                raise ValueError(f"trees: split {node} has a feature out of range or a NaN threshold")
+            if not (0 <= feature[node] < n_features) or isnan(threshold[node]) or threshold[node] == -INFINITY:
+                raise ValueError(f"trees: split {node} has a feature out of range or a NaN or -inf threshold")
             if depth[node] >= max_depth:
                 raise ValueError(f"trees: tree {t} is deeper than {max_depth}")
             for k in range(2):
