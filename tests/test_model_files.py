@@ -362,6 +362,15 @@ def _unsorted(rows: Rows) -> None:
     rows.take(order)
 
 
+def _coarser_level(rows: Rows) -> None:
+    rows.key[rows.at("uv_hist", 0)[-1]] |= np.uint64(1 << 60)  # the last key: still sorted
+
+
+def _beyond_the_bins(rows: Rows) -> None:
+    last = rows.at("uv_hist", 0)[-1]
+    rows.key[last] = rows.key[last] | np.uint64(1023)
+
+
 def _day(rows: Rows) -> None:
     rows.value[rows.at("acct", 0)[0]] = -30_000
 
@@ -415,6 +424,8 @@ def _history_field(rows: Rows) -> None:
 ROW_CASES = {
     "negative count": (_negative, "negative count"), "duplicated key": (_duplicate, "not distinct and sorted"),
     "unsorted keys": (_unsorted, "not distinct and sorted"), "day out of range": (_day, "day outside"),
+    "a coarser unit-value level": (_coarser_level, "coarser level"),
+    "a bin beyond the last": (_beyond_the_bins, "beyond the last bin"),
     "first day after last": (_first_after_last, "first day after"),
     "a field missing": (_field_missing, "do not cover the same keys"),
     "unknown tally": (_unknown_tally, "unknown baseline tallies"), "a tally named twice": (_twice_named, "once"),

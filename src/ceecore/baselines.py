@@ -66,6 +66,9 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "ap_earliest": ("any",), "cls_group_max": ("count",), "cls_port_max": ("count",), "cls_hts": ("any",),
     "acct_port": ("count", "any"), "acct": ("day", "day", "count"), "acct_month": ("count", "any"),
 }
+# The unit-value tallies hold level-0 groups (``uv_group``) only, coarser levels being
+# rolled up from them: keys below these bits (histogram keys: the group, then the bin).
+LEVEL0_BITS = {"uv_hist": 60, "uv_moments": 50}
 FIRST_DAY, LAST_DAY = -25567, 84005   # entry days from 1900-01-01 to 2199-12-31 (as ``_kernels/_accounts.pyx``)
 LEVELS = ("hts10_origin", "hts10", "hts6", "hts4")
 BIN_WIDTH = 0.05                  # natural-log units: bins 5% apart
@@ -232,17 +235,22 @@ class Baselines:
                            for _, s, e in parts)):
                 raise ValueError(f"baseline tally {name!r}: its fields do not cover the same keys")
             own = keys[first[1]:first[2]]
-            if (own[1:] <= own[:-1]).any():
-                raise ValueError(f"baseline tally {name!r}: its keys are not distinct and sorted")
             fields = np.stack([values[s:e] for _, s, e in parts], axis=1)
-            check_fields(name, fields)
+            check_tally(name, own, fields)
             state.tallies[name].add(np.ascontiguousarray(own), fields)
         return state
 
 
-def check_fields(name: str, fields: np.ndarray) -> None:
-    """Refuses values a fit never gives (see :data:`FIELD_KINDS`) in the (keys, fields)
-    ``fields`` of tally ``name``."""
+def check_tally(name: str, keys: np.ndarray, fields: np.ndarray) -> None:
+    """Refuses what a fit never gives in the ``keys`` and (keys, fields) ``fields`` of
+    tally ``name``: keys not distinct and sorted, unit-value keys of a coarser level or
+    beyond the last bin (:data:`LEVEL0_BITS`), field values of the wrong kind
+    (:data:`FIELD_KINDS`) or sums past 64 bits (:func:`check_sums`)."""
+    if (keys[1:] <= keys[:-1]).any():
+        raise ValueError(f"baseline tally {name!r}: its keys are not distinct and sorted")
+    if name in LEVEL0_BITS and len(keys) and (int(keys[-1]) >> LEVEL0_BITS[name]
+                                              or (name == "uv_hist" and ((keys & 1023) >= N_BINS).any())):
+        raise ValueError(f"baseline tally {name!r}: a key of a coarser level or beyond the last bin")
     kinds = FIELD_KINDS[name]
     for f, kind in enumerate(kinds):
         column = fields[:, f]
