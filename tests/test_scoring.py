@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import ceecore
 from benchmarks.jobs import JOBS
-from ceecore import synth
+from ceecore import scoring, synth
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally, combine, hash_strings
 from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines, Norms
@@ -461,8 +461,12 @@ def test_exploration_seeds_must_fit_and_older_configs_load(tmp_path):
     meta = json.loads(table.schema.metadata[b"ceecore.model"])
     del meta["config"]["exploration_seed"], meta["config"]["exploration_share"]  # as an older release wrote it
     table = table.replace_schema_metadata({**table.schema.metadata, b"ceecore.model": json.dumps(meta).encode()})
+    batches = table.to_batches()
+    seal = scoring._checksum(table.schema.metadata, batches).hexdigest().encode()  # sealed as save seals it
     with ipc.new_file(str(tmp_path / "old.arrow"), table.schema) as writer:
-        writer.write_table(table)
+        for batch in batches:
+            writer.write_batch(batch)
+        writer.write_batch(batches[-1].slice(0, 0), custom_metadata={b"ceecore.sha256": seal})
     assert ceecore.Model.load(tmp_path / "old.arrow").config.exploration_seed == 0
 
 

@@ -31,11 +31,12 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from ceecore._checks import json_metadata
 from ceecore._kernels._fit import FIT_TALLIES, fit_lines
 from ceecore._kernels._tally import Tally
 from ceecore.fields import LineFields
 
-__all__ = ["BIN_WIDTH", "LEVELS", "TALLIES", "Baselines", "Norms", "roll_up"]
+__all__ = ["BIN_WIDTH", "FIELD_KINDS", "LEVELS", "TALLIES", "Baselines", "Norms", "check_sums", "roll_up"]
 
 # name -> the fold of each field; the fields of a key sit together (one probe reads all).
 TALLIES: dict[str, tuple[str, ...]] = {
@@ -56,6 +57,19 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "acct": ("min", "max", "sum"),         # importer -> first day, last day, lines
     "acct_month": ("sum", "min"),          # (importer, calendar month) -> lines, importer hash
 }
+# What each field may hold, checked when a state is read: "count" >= 0 (lines, cents, a
+# rate in basis points), "day" an entry day of the data contract, "any" any int64 (sums
+# of logs, hashes, packed keys). Of a (first day, last day, ...) pair, first <= last.
+FIELD_KINDS: dict[str, tuple[str, ...]] = {
+    "uv_hist": ("count",), "uv_moments": ("count", "any", "count"), "ap_uv": ("count", "any", "count"),
+    "duty": ("count", "count"), "origin_lines": ("count",), "claims": ("count",), "ap_days": ("day", "day", "count"),
+    "ap_earliest": ("any",), "cls_group_max": ("count",), "cls_port_max": ("count",), "cls_hts": ("any",),
+    "acct_port": ("count", "any"), "acct": ("day", "day", "count"), "acct_month": ("count", "any"),
+}
+# The unit-value tallies hold level-0 groups (``uv_group``) only, coarser levels being
+# rolled up from them: keys below these bits (histogram keys: the group, then the bin).
+LEVEL0_BITS = {"uv_hist": 60, "uv_moments": 50}
+FIRST_DAY, LAST_DAY = -25567, 84005   # entry days from 1900-01-01 to 2199-12-31 (as ``_kernels/_accounts.pyx``)
 LEVELS = ("hts10_origin", "hts10", "hts6", "hts4")
 BIN_WIDTH = 0.05                  # natural-log units: bins 5% apart
 LOG_LOW = float(np.log(1e-4))     # unit values from $0.0001 ...
@@ -130,12 +144,20 @@ class Baselines:
                   LOG_LOW, BIN_WIDTH, N_BINS, threads)
 
     def merge(self, other: Baselines) -> None:
-        """Adds another state's lines (exact: order does not matter)."""
+        """Adds another state's lines (exact: order does not matter). Sums that would pass
+        64 bits are refused (a ValueError), and this state is then left part merged:
+        merge into a fresh state (as ``merge_models`` does)."""
         if other.tallies.keys() != self.tallies.keys():
             raise ValueError(f"cannot merge baselines of tallies {sorted(other.tallies)} into baselines of "
                              f"{sorted(self.tallies)}")
         for name, tally in self.tallies.items():
-            tally.merge(other.tallies[name])
+            try:
+                tally.merge(other.tallies[name])
+            except OverflowError as exc:
+                raise ValueError(f"cannot merge these baselines: a sum of their {name!r} tally passes 64 bits") \
+                    from exc
+            keys, fields = tally.items()
+            check_sums(name, fields.reshape(len(keys), len(tally.folds)))
 
     @property
     def lines(self) -> int:
@@ -171,24 +193,29 @@ class Baselines:
 
     @classmethod
     def from_arrow(cls, table: pa.Table, others: tuple[str, ...] = ()) -> Baselines:
-        """Rebuilds the state from :meth:`to_arrow` output, checking its form; rows of the
-        tallies named in ``others`` (kept in the same table by someone else) are skipped."""
-        meta = json.loads((table.schema.metadata or {}).get(b"ceecore.baselines", b"{}") or b"{}")
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"not ceecore baselines of format {FORMAT} (found {meta.get('format')!r})")
-        columns = ["tally", "field", "key", "value"]
-        if table.column_names != columns or any(table.column(c).null_count for c in columns):
-            raise ValueError(f"baselines table must have non-null columns {', '.join(columns)}")
+        """Rebuilds the state from :meth:`to_arrow` output (untrusted: its form, each
+        tally's keys, distinct and sorted, and each field's values are checked, see
+        :data:`FIELD_KINDS`); rows of the tallies named in ``others`` (kept in the same
+        table by someone else) are skipped."""
+        meta = json_metadata(table.schema.metadata, b"ceecore.baselines")
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        if found != FORMAT:
+            raise ValueError(f"not ceecore baselines of format {FORMAT} (found {str(found)[:40]!r})")
+        if [(f.name, f.type) for f in table.schema] != [(f.name, f.type) for f in TABLE_SCHEMA] \
+                or any(table.column(c).null_count for c in table.column_names):
+            raise ValueError(f"baselines table must have the non-null columns {TABLE_SCHEMA.remove_metadata()}")
         tally = table.column("tally").combine_chunks()
-        names = tally.dictionary.to_pylist() if isinstance(tally, pa.DictionaryArray) else []
+        names = tally.dictionary.to_pylist()
         unknown = set(names) - set(TALLIES) - set(others)
-        if unknown or not isinstance(tally, pa.DictionaryArray) or "acct" not in names:
-            raise ValueError(f"unknown baseline tallies: {sorted(unknown)}" if unknown else
-                             "baselines table must name its tallies (acct among them) in a dictionary")
+        if unknown or len(set(names)) != len(names) or "acct" not in names:
+            raise ValueError(f"unknown baseline tallies: {sorted(map(str, unknown))}" if unknown else
+                             "baselines table must name each of its tallies (acct among them) once")
         index = tally.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         field = table.column("field").to_numpy().astype(np.int64)
-        keys = table.column("key").to_numpy().astype(np.uint64)
-        values = table.column("value").to_numpy().astype(np.int64)
+        keys = table.column("key").to_numpy()
+        values = table.column("value").to_numpy()
+        if len(index) and not 0 <= index.min() <= index.max() < len(names):
+            raise ValueError("baselines table names a tally outside its dictionary")
         # Each tally's fields are runs of rows, field after field, over the same keys.
         cut = np.flatnonzero((index[1:] != index[:-1]) | (field[1:] != field[:-1])) + 1
         starts, ends = np.r_[0, cut], np.r_[cut, len(index)]
@@ -207,9 +234,44 @@ class Baselines:
                     or any(e - s != first[2] - first[1] or not np.array_equal(keys[s:e], keys[first[1]:first[2]])
                            for _, s, e in parts)):
                 raise ValueError(f"baseline tally {name!r}: its fields do not cover the same keys")
-            state.tallies[name].add(np.ascontiguousarray(keys[first[1]:first[2]]),
-                                    np.stack([values[s:e] for _, s, e in parts], axis=1))
+            own = keys[first[1]:first[2]]
+            fields = np.stack([values[s:e] for _, s, e in parts], axis=1)
+            check_tally(name, own, fields)
+            state.tallies[name].add(np.ascontiguousarray(own), fields)
         return state
+
+
+def check_tally(name: str, keys: np.ndarray, fields: np.ndarray) -> None:
+    """Refuses what a fit never gives in the ``keys`` and (keys, fields) ``fields`` of
+    tally ``name``: keys not distinct and sorted, unit-value keys of a coarser level or
+    beyond the last bin (:data:`LEVEL0_BITS`), field values of the wrong kind
+    (:data:`FIELD_KINDS`) or sums past 64 bits (:func:`check_sums`)."""
+    if (keys[1:] <= keys[:-1]).any():
+        raise ValueError(f"baseline tally {name!r}: its keys are not distinct and sorted")
+    if name in LEVEL0_BITS and len(keys) and (int(keys[-1]) >> LEVEL0_BITS[name]
+                                              or (name == "uv_hist" and ((keys & 1023) >= N_BINS).any())):
+        raise ValueError(f"baseline tally {name!r}: a key of a coarser level or beyond the last bin")
+    kinds = FIELD_KINDS[name]
+    for f, kind in enumerate(kinds):
+        column = fields[:, f]
+        if kind == "count" and len(column) and column.min() < 0:
+            raise ValueError(f"baseline tally {name!r}: field {f} holds a negative count")
+        if kind == "day" and len(column) and not FIRST_DAY <= column.min() <= column.max() <= LAST_DAY:
+            raise ValueError(f"baseline tally {name!r}: field {f} holds a day outside 1900-01-01..2199-12-31")
+    if kinds[:2] == ("day", "day") and (fields[:, 0] > fields[:, 1]).any():
+        raise ValueError(f"baseline tally {name!r}: a first day after its last day")
+    check_sums(name, fields)
+
+
+def check_sums(name: str, fields: np.ndarray) -> None:
+    """Refuses a tally whose summed fields, added over all its keys, pass 64 bits: the
+    norms roll keys up (and count lines) in int64 arithmetic, which must not wrap."""
+    for f, fold in enumerate(TALLIES[name]):
+        column = fields[:, f]
+        # Exact (Python integers) only where the quick float sum comes near the limit.
+        if fold == "sum" and np.abs(column.astype(np.float64)).sum() >= 2.0**62 \
+                and sum(abs(int(v)) for v in column) >= 2**63:
+            raise ValueError(f"baseline tally {name!r}: field {f} sums past 64 bits over its keys")
 
 
 class Norms:

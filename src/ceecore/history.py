@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ceecore._checks import get, json_metadata
 from ceecore._kernels._tally import Tally, combine, hash_strings
 from ceecore.accounts import Intake
 from ceecore.fields import LineFields
@@ -45,6 +46,7 @@ KINDS: tuple[str, ...] = (
 FOLDS = 5
 PRIOR = 10.0   # the prior is worth this many inspected lines
 FORMAT = "ceecore.history/1"
+MAX_EXTRA = 64  # extra key columns a history may keep
 _OVERALL = np.uint64(0)  # the key of every line's sums
 
 
@@ -136,10 +138,14 @@ class History:
         self.tally.add(every.reshape(-1), np.repeat(values, every.shape[1], axis=0))
 
     def merge(self, other: History) -> None:
-        """Adds another state's outcomes (exact: order does not matter)."""
+        """Adds another state's outcomes (exact: order does not matter); sums that would
+        pass 64 bits are a ValueError (this state is then left part merged)."""
         if other.kinds != self.kinds:
             raise ValueError(f"cannot merge histories of keys {other.kinds} into one of {self.kinds}")
-        self.tally.merge(other.tally)
+        try:
+            self.tally.merge(other.tally)
+        except OverflowError as exc:
+            raise ValueError("cannot merge these outcome histories: a sum passes 64 bits") from exc
 
     def to_arrow(self, names: list[str] | None = None) -> pa.Table:
         """The state as a table (tally "history", field, key, value) in the baselines'
@@ -167,11 +173,18 @@ class History:
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> History:
-        """Rebuilds the state from :meth:`to_arrow` output, checking its form."""
-        meta = json.loads((table.schema.metadata or {}).get(b"ceecore.history", b"{}") or b"{}")
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"not a ceecore history of format {FORMAT} (found {meta.get('format')!r})")
-        state = cls(meta.get("extra", ()), meta.get("prior", PRIOR))
+        """Rebuilds the state from :meth:`to_arrow` output (untrusted: its form, each key's
+        fields given once, counts >= 0 with no more violations than inspected lines, no
+        sum past 64 bits, are checked)."""
+        meta = json_metadata(table.schema.metadata, b"ceecore.history")
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        if found != FORMAT:
+            raise ValueError(f"not a ceecore history of format {FORMAT} (found {str(found)[:40]!r})")
+        extra = get(meta, "extra", "list", "history metadata", default=[])
+        if not all(isinstance(name, str) and name for name in extra) or len(set(extra)) != len(extra) \
+                or len(extra) > MAX_EXTRA:
+            raise ValueError(f"history metadata: 'extra' must be at most {MAX_EXTRA} distinct column names")
+        state = cls(extra, get(meta, "prior", "number", "history metadata", default=PRIOR, low=1e-9, high=1e9))
         columns = ["tally", "field", "key", "value"]
         if table.column_names != columns or any(table.column(c).null_count for c in columns):
             raise ValueError(f"history table must have non-null columns {', '.join(columns)}")
@@ -186,6 +199,11 @@ class History:
             raise ValueError("history table holds a key's field twice")
         dense = np.zeros((len(unique), 3 * FOLDS), np.int64)
         dense[row, field] = values
+        folds = dense.reshape(len(unique), FOLDS, 3)
+        if (folds[..., 1] > folds[..., 0]).any():
+            raise ValueError("history table holds more violations than inspected lines")
+        if (folds.astype(np.float64).sum(axis=1) >= 2.0**63).any():
+            raise ValueError("history table holds sums past 64 bits over the folds")
         state.tally.add(unique, dense)
         return state
 

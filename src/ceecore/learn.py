@@ -16,15 +16,25 @@ from typing import Any
 
 import numpy as np
 
-from ceecore._kernels._trees import predict
+from ceecore._checks import float_array, get, int_array
+from ceecore._kernels._trees import check, predict
 
-__all__ = ["TRAINING", "Learned", "Trees", "train"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_TREES", "TRAINING", "Learned", "Trees", "train"]
 
 # How the trees are trained: 150 rounds at scikit-learn's default learning rate, a
 # little L2, and no early stopping (which would hold out a random tenth of the lines:
 # fewer lines to learn from, and a result that depends on the split).
 TRAINING: dict[str, Any] = {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 31, "min_samples_leaf": 20,
                             "l2_regularization": 1.0, "early_stopping": False, "random_state": 0}
+# The most trees, nodes (all trees) and depth a model file may hold: scoring a line walks
+# at most MAX_TREES * MAX_DEPTH nodes however the file was made (a forest at these bounds
+# scores 3,000 lines in about 0.5 s). Training as above gives 150 trees of at most 61
+# nodes (31 leaves), so depth at most 30 (20 on 2M generated lines): far inside.
+MAX_TREES = 1024
+MAX_NODES = 1 << 20
+MAX_DEPTH = 64
+# The node arrays of :meth:`Trees.to_dict`, all of one length.
+NODE_ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value")
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,29 @@ class Trees:
                 "value": self.value.tolist()}
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Trees:
-        if not all(v in (0, 1) for v in doc["missing_left"]):
-            raise ValueError("trees: missing_left must hold 0 or 1")
-        trees = cls(tuple(doc["features"]), float(doc["baseline"]), np.asarray(doc["roots"], np.int64),
-                    np.asarray(doc["feature"], np.int64), np.asarray(doc["threshold"], np.float64),
-                    np.asarray(doc["missing_left"], np.uint8), np.asarray(doc["left"], np.int64),
-                    np.asarray(doc["right"], np.int64), np.asarray(doc["value"], np.float64))
-        trees.raw(np.zeros((1, len(trees.features))))  # the kernel checks the arrays
+    def from_dict(cls, doc: Any, where: str = "trees") -> Trees:
+        """The trees of :meth:`to_dict` (untrusted JSON): every field checked, the forest's
+        shape and size bounded (:data:`MAX_TREES`, :data:`MAX_NODES`, :data:`MAX_DEPTH`)."""
+        features = get(doc, "features", "list", where)
+        if not all(isinstance(name, str) for name in features) or len(set(features)) != len(features):
+            raise ValueError(f"{where}: 'features' must be distinct names")
+        roots = int_array(get(doc, "roots", "list", where), f"{where}: 'roots'")
+        nodes = {name: get(doc, name, "list", where) for name in NODE_ARRAYS}
+        if len({len(values) for values in nodes.values()}) != 1:
+            raise ValueError(f"{where}: node arrays of different lengths")
+        if len(roots) > MAX_TREES or len(nodes["feature"]) > MAX_NODES:
+            raise ValueError(f"{where}: {len(roots)} trees of {len(nodes['feature'])} nodes: more than the "
+                             f"{MAX_TREES} trees or {MAX_NODES} nodes a model may hold")
+        arrays = {name: (float_array if name in ("threshold", "value") else int_array)(values, f"{where}: {name!r}")
+                  for name, values in nodes.items()}
+        missing_left = arrays["missing_left"]
+        if ((missing_left < 0) | (missing_left > 1)).any():
+            raise ValueError(f"{where}: missing_left must hold 0 or 1")
+        trees = cls(tuple(features), float(get(doc, "baseline", "number", where)), roots, arrays["feature"],
+                    arrays["threshold"], missing_left.astype(np.uint8), arrays["left"], arrays["right"],
+                    arrays["value"])
+        check(trees.feature, trees.threshold, trees.missing_left, trees.left, trees.right, trees.value, trees.roots,
+              len(features), MAX_DEPTH)
         return trees
 
 
@@ -134,5 +159,12 @@ class Learned:
                 "training": self.training}
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Learned:
-        return cls(str(doc["label"]), doc.get("revenue"), Trees.from_dict(doc["trees"]), dict(doc.get("training", {})))
+    def from_dict(cls, doc: Any, where: str = "learned") -> Learned:
+        """What :meth:`to_dict` wrote (untrusted JSON), every field checked."""
+        training = get(doc, "training", "object", where, default={})
+        lines = get(training, "lines", "int", f"{where}: training", default=0, low=0)
+        get(training, "violations", "int", f"{where}: training", default=0, low=0, high=lines)
+        get(training, "params", "object", f"{where}: training", default={})
+        get(training, "prior", "number", f"{where}: training", default=0, low=0)
+        return cls(get(doc, "label", "text", where), get(doc, "revenue", "text", where, default=None, optional=True),
+                   Trees.from_dict(get(doc, "trees", "object", where), f"{where}: trees"), dict(training))

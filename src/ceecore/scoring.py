@@ -2,8 +2,10 @@
 
 A :class:`Model` is fitted baselines (:mod:`ceecore.baselines`) plus a
 :class:`ScoringConfig`, saved as one Arrow IPC file whose schema metadata holds the
-JSON description (format, package version, data range, counts, config); loading it
-never unpickles or evaluates anything.
+JSON description (format, package version, data range, counts, config) and whose last,
+empty, batch holds a SHA-256 checksum of it all; loading it never unpickles or
+evaluates anything, and checks the checksum, then every field (a model file is
+untrusted input: the checksum catches accidents, the checks anything else).
 
 Every line gets a strength in [0, 1] per indicator (:data:`INDICATORS`), its score
 ``1 - prod(1 - weight * strength)`` and its top reasons; the config file
@@ -12,10 +14,13 @@ Every line gets a strength in [0, 1] per indicator (:data:`INDICATORS`), its sco
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import threading
 import tomllib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from ceecore import __version__
+from ceecore._checks import get, json_metadata, show
 from ceecore._kernels._indicators import ScoringContext, score_accounts, score_lines
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook
@@ -40,7 +46,7 @@ from ceecore.indicators import (
 )
 from ceecore.io import BATCH_ROWS, atomic_path, check_batch
 from ceecore.learn import Learned
-from ceecore.privacy import PRIVATE_COLUMNS, Pseudonymiser, check_pseudonyms
+from ceecore.privacy import PRIVATE_COLUMNS, PSEUDONYM_KEY, Pseudonymiser, check_pseudonyms
 from ceecore.schema import REJECT_REASONS, ColumnMapping, plain_rows, read_toml
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "INDICATORS", "LINES_PARQUET_OPTIONS",
@@ -49,7 +55,14 @@ __all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "I
 
 # A line's own numbers that learned trees also read.
 LINE_NUMBERS: tuple[str, ...] = ("log_value", "log_unit_value", "duty_rate", "per_kg")
-MODEL_FORMAT = "ceecore.model/2"
+MODEL_FORMAT = "ceecore.model/3"  # 3: the checksum, and every field checked on load
+# The largest model file loaded (checked before reading it): a model fitted on 2M
+# generated lines takes 38 MB, 42 MB with learned trees.
+MAX_MODEL_BYTES = 4 << 30
+# The most JSON metadata a model may hold (parsed whole): trees at their bounds
+# (``ceecore.learn``) take about 150 MB, those of 2M generated lines 0.4 MB.
+MAX_METADATA_BYTES = 256 << 20
+_CHECKSUM = b"ceecore.sha256"  # the custom metadata of a model file's last batch
 # Columns of the input a scored line keeps, to find it again.
 ID_COLUMNS: tuple[str, ...] = ("entry_number", "line_number", "importer_id", "entry_date", "port_code", "hts_code",
                                "country_of_origin")
@@ -95,13 +108,13 @@ class ScoringConfig:
         for section, values in base.items():
             given = doc.get(section, {})
             if not isinstance(given, dict):
-                raise ValueError(f"{where}: [{section}] must be a table of keys, got {given!r}")
+                raise ValueError(f"{where}: [{section}] must be a table of keys")
             extra = set(given) - set(values)
             if extra:
                 raise ValueError(f"{where}: [{section}] has unknown key(s) {sorted(extra)}")
             for key, value in given.items():
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-                    raise ValueError(f"{where}: [{section}] {key} must be a finite number, got {value!r}")
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    raise ValueError(f"{where}: [{section}] {key} must be a finite number, got {show(value)}")
             merged[section] = {**values, **given}
         weights = {k: float(v) for k, v in merged["weights"].items()}
         bad = [k for k, v in weights.items() if not 0 <= v <= 1]
@@ -110,14 +123,15 @@ class ScoringConfig:
         if tuple(merged["weights"]) != INDICATORS:
             raise ValueError(f"{where}: [weights] must name the indicators {INDICATORS}")
         check_thresholds(merged["thresholds"], where)
+        _check_threshold_ranges(merged["thresholds"], where)
         out = merged["output"]
-        counts = {"norms": {"min_group_lines": 2**31}, "output": _OUTPUT_COUNT_LIMITS}
+        counts = {"norms": {"min_group_lines": 2**31 - 1}, "output": _OUTPUT_COUNT_LIMITS}
         for section, limits in counts.items():
             for key, limit in limits.items():
                 value = merged[section][key]
                 if not (isinstance(value, int) and 1 <= value <= limit):
                     raise ValueError(f"{where}: [{section}] {key} must be a whole number from 1 to {limit:,}, "
-                                     f"got {value!r}")
+                                     f"got {show(value)}")
         if not (isinstance(out["exploration_seed"], int) and 0 <= out["exploration_seed"] < 2**63):
             raise ValueError(f"{where}: [output] exploration_seed must be a whole number from 0 to 2**63 - 1")
         if not 0 <= out["exploration_share"] <= 1:
@@ -139,6 +153,16 @@ class ScoringConfig:
     def tallies(self) -> tuple[str, ...]:
         """The baseline tallies the enabled indicators read."""
         return tallies(self.enabled)
+
+
+def _check_threshold_ranges(thresholds: dict[str, float], where: str) -> None:
+    """Thresholds are >= 0, quantiles at most 1, and the two ends of a ramp differ (a
+    strength ramps from ``x_from`` to ``x_to``)."""
+    bad = [k for k, v in thresholds.items() if v < 0 or (k.endswith("_quantile") and v > 1)
+           or (k.endswith("_from") and thresholds.get(k[:-5] + "_to") == v)]
+    if bad:
+        raise ValueError(f"{where}: thresholds out of range (below 0, a quantile above 1 or a ramp from a value "
+                         f"to itself): {bad}")
 
 
 def _rows(table: pa.Table, mask: pa.Array) -> pa.Table:
@@ -185,7 +209,8 @@ class Model:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the model atomically as one Arrow IPC file (no pickle): the baselines' and
-        the history's tallies as rows, the rest (config, learned trees) as JSON metadata."""
+        the history's tallies as rows, the rest (config, learned trees) as JSON metadata,
+        then an empty batch holding the checksum of all that (see :func:`_checksum`)."""
         meta = {**self.meta, "format": MODEL_FORMAT, "version": __version__, "config": self.config.to_dict()}
         if self.learned is not None:
             meta["learned"] = self.learned.to_dict()
@@ -193,52 +218,106 @@ class Model:
         metadata = {**self.baselines.metadata(), **(self.history.metadata() if self.history is not None else {}),
                     b"ceecore.model": json.dumps(meta).encode()}
         options = ipc.IpcWriteOptions(compression="zstd")  # half the size, no slower here
+        checksum = _checksum(metadata, [])
         # Tally by tally: the whole table never sits in memory beside the state.
         with atomic_path(path) as tmp, ipc.new_file(tmp, TABLE_SCHEMA.with_metadata(metadata),
                                                     options=options) as writer:
-            for batch in self.baselines.batches(names):
+            history = self.history.to_arrow(names).cast(TABLE_SCHEMA).to_batches() if self.history is not None else []
+            for batch in (*self.baselines.batches(names), *history):
                 writer.write_batch(batch)
-            if self.history is not None:
-                writer.write_table(self.history.to_arrow(names).cast(TABLE_SCHEMA))
+                _checksum(None, [batch], checksum)
+            # Empty, with the same tally dictionary (an IPC file has one per column).
+            writer.write_batch(batch.slice(0, 0), custom_metadata={_CHECKSUM: checksum.hexdigest().encode()})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Model:
-        """Reads a model written by :meth:`save`; one clear error for anything else."""
+        """Reads a model written by :meth:`save`; one clear ValueError for anything else:
+        a file too big (:data:`MAX_MODEL_BYTES`), not Arrow, of another format, whose
+        checksum does not match, or any field out of form or range."""
         where = os.fspath(path)
         try:
-            with pa.memory_map(where) as source:
-                table = ipc.open_file(source).read_all()
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise ValueError(f"{where}: not a ceecore model (cannot read it as an Arrow IPC file: {exc})") from exc
-        raw = (table.schema.metadata or {}).get(b"ceecore.model")
+            size = os.stat(where).st_size
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read the model ({exc.strerror or exc})") from exc
+        if size > MAX_MODEL_BYTES:
+            raise ValueError(f"{where}: not a ceecore model ({size:,} bytes, more than the {MAX_MODEL_BYTES:,} a model "
+                             "file may take)")
         try:
-            meta = json.loads(raw) if raw else None
+            with pa.memory_map(where) as source:
+                reader = ipc.open_file(source)
+                schema = reader.schema
+                read = [reader.get_batch_with_custom_metadata(i) for i in range(reader.num_record_batches)]
+            for batch, _ in read:
+                batch.validate(full=True)
+        except (OSError, MemoryError, pa.ArrowException) as exc:
+            raise ValueError(f"{where}: not a ceecore model (cannot read it as an Arrow IPC file: {exc})") from exc
+        size = sum(len(key) + len(value) for key, value in (schema.metadata or {}).items())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"{where}: not a ceecore model ({size:,} bytes of metadata, more than the "
+                             f"{MAX_METADATA_BYTES:,} a model may hold)")
+        try:
+            meta = json_metadata(schema.metadata, b"ceecore.model")
         except ValueError:
             meta = None
         if not isinstance(meta, dict) or meta.get("format") is None:
             raise ValueError(f"{where}: not a ceecore model (no ceecore.model metadata)")
         if meta["format"] != MODEL_FORMAT:
-            raise ValueError(f"{where}: model format {meta['format']!r} is not {MODEL_FORMAT!r}; refit it with "
-                             f"ceecore {__version__}")
+            raise ValueError(f"{where}: model format {str(meta['format'])[:40]!r} is not {MODEL_FORMAT!r}; refit it "
+                             f"with ceecore {__version__}")
+        if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in TABLE_SCHEMA] \
+                or any(batch.column(c).null_count for batch, _ in read for c in range(batch.num_columns)):
+            raise ValueError(f"{where}: corrupt ceecore model: its rows must be the non-null columns "
+                             f"{TABLE_SCHEMA.remove_metadata()}")
+        batches = [batch for batch, _ in read[:-1]]
+        trailer, sealed = read[-1] if read else (None, None)
+        if trailer is None or trailer.num_rows or sealed is None or _CHECKSUM not in sealed \
+                or sealed[_CHECKSUM] != _checksum(schema.metadata, batches).hexdigest().encode():
+            raise ValueError(f"{where}: corrupt ceecore model: checksum mismatch (the file changed after it was "
+                             "written: fit it again, or restore it)")
         try:
-            tally = table.column("tally").combine_chunks()
-            names = tally.dictionary.to_pylist() if isinstance(tally, pa.DictionaryArray) else []
-            history = None
-            if "history" in names:  # the outcome history's rows, beside the baselines' (learned models)
-                mine = tally.indices.to_numpy(zero_copy_only=False) == names.index("history")
-                history = History.from_arrow(_rows(table, pa.array(mine)))
-            baselines = Baselines.from_arrow(table, others=("history",))
-            learned = Learned.from_dict(meta["learned"]) if meta.get("learned") else None
-            config = ScoringConfig.from_doc({
-                "weights": meta["config"]["weights"], "thresholds": meta["config"]["thresholds"],
-                "norms": {"min_group_lines": meta["config"]["min_group_lines"]},
-                "output": {k: meta["config"][k] for k in ("reasons", "account_top_lines", "worklist",
-                                                          "exploration_share", "exploration_seed")
-                           if k in meta["config"]},
-            }, where)
-            return cls(baselines, config, meta, history, learned)
+            return cls._from_checked(pa.Table.from_batches(batches, schema), meta)
         except (KeyError, TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
             raise ValueError(f"{where}: corrupt ceecore model: {exc}") from exc
+
+    @classmethod
+    def _from_checked(cls, table: pa.Table, meta: dict[str, Any]) -> Model:
+        """The model of a file's rows and metadata whose checksum matched: still untrusted
+        (a checksum catches accidents, anyone can recompute it), so every field is checked."""
+        tally = table.column("tally").combine_chunks()
+        names = tally.dictionary.to_pylist()
+        history = None
+        if "history" in names:  # the outcome history's rows, beside the baselines' (learned models)
+            mine = tally.indices.to_numpy(zero_copy_only=False) == names.index("history")
+            history = History.from_arrow(_rows(table, pa.array(mine)))
+        baselines = Baselines.from_arrow(table, others=("history",))
+        where = "model metadata"
+        get(meta, "version", "text", where)
+        lines = get(meta, "lines", "int", where, low=0)
+        if lines != baselines.lines:
+            raise ValueError(f"{where}: 'lines' is {lines} but the baselines hold {baselines.lines} lines")
+        for key in ("first_date", "last_date"):
+            get(meta, key, "text", where, optional=True)
+        key = get(meta, PSEUDONYM_KEY, "text", where, default=None, optional=True)
+        if key is not None and not (len(key) == 16 and all(c in "0123456789abcdef" for c in key)):
+            raise ValueError(f"{where}: '{PSEUDONYM_KEY}' must be a key fingerprint (16 hex digits)")
+        learned = get(meta, "learned", "object", where, default=None, optional=True)
+        learned = Learned.from_dict(learned) if learned else None
+        if (learned is not None) != (history is not None and len(history.tally) > 0):
+            raise ValueError("a model holds outcome history (rows) exactly when it holds learned trees")
+        given = get(meta, "config", "object", where)
+        config_where = f"{where}: config"
+        config = ScoringConfig.from_doc({
+            "weights": get(given, "weights", "object", config_where),
+            "thresholds": get(given, "thresholds", "object", config_where),
+            "norms": {"min_group_lines": get(given, "min_group_lines", "int", config_where)},
+            "output": {k: given[k] for k in ("reasons", "account_top_lines", "worklist", "exploration_share",
+                                             "exploration_seed") if k in given},
+        }, config_where)
+        mine = config.to_dict()
+        differ = sorted(k for k in given if k not in mine or given[k] != mine[k])
+        if differ:
+            raise ValueError(f"{config_where}: {differ} are not what a saved config holds (unknown, or out of range)")
+        return cls(baselines, config, meta, history, learned)
 
     # ------------------------------------------------------------ indicators
 
@@ -294,6 +373,22 @@ class Model:
         """
         weights = np.array([self.config.weights[name] for name in names])
         return combine_contributions(np.ascontiguousarray(strengths * weights, np.float64), self.config.reasons)
+
+
+def _checksum(metadata: dict[bytes, bytes] | None, batches: Iterable[pa.RecordBatch], into: Any = None) -> Any:
+    """A SHA-256 of a model file's content, continuing ``into`` if given: its schema
+    ``metadata`` (every key and value, length-prefixed, in key order), then each batch
+    of rows (no nulls): its length, tally names and each column's values. Over values,
+    not the file's bytes, so compression does not change it."""
+    checksum = into if into is not None else hashlib.sha256()
+    for key, value in sorted((metadata or {}).items()):
+        checksum.update(b"%d:%b%d:%b" % (len(key), key, len(value), value))
+    for batch in batches:
+        tally = batch.column(0)
+        checksum.update(b"%d:%b" % (batch.num_rows, json.dumps(tally.dictionary.to_pylist()).encode()))
+        for column in (tally.indices, *batch.columns[1:]):
+            checksum.update(np.ascontiguousarray(column.to_numpy(zero_copy_only=False)))
+    return checksum
 
 
 def _kernel_fields(f: LineFields) -> tuple[np.ndarray, ...]:
