@@ -238,3 +238,10 @@ def pytest_generate_tests(metafunc):
     if "bad_value" in metafunc.fixturenames:
         cases = [(column, value) for column, values in BAD.items() for value in values]
         metafunc.parametrize("bad_value", cases, ids=[f"{c}={v!r}"[:50] for c, v in cases])
+
+
+def pytest_report_header(config):  # noqa: ANN001, ANN201
+    """Says up front whether the real-data (KCS) tests run, and where their data is."""
+    from tests.kcs import KCS_DIR, KCS_ENV, KCS_FOUND
+
+    return f"KCS data: {KCS_DIR} ({'found' if KCS_FOUND else f'missing: the real-data tests skip; set {KCS_ENV}'})"

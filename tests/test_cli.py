@@ -27,8 +27,8 @@ from ceecore import AccountBook, CenterMap, ColumnMapping, load_overrides, run_c
 from ceecore.pipeline import REJECT_SCHEMA
 from ceecore.synth import generate_table
 from ceecore_cli.main import cli
+from tests.kcs import KCS_TRAIN, needs_kcs
 
-KCS_TRAIN = Path(__file__).resolve().parents[2] / "shared/data/kcs/df_syn_train_eng.csv"
 LINES = 20_000
 BAD_VALUE_ROWS = np.arange(5, LINES, 97)  # negative entered values
 BAD_HTS_ROWS = np.arange(11, LINES, 389)  # HTS codes with letters
@@ -267,7 +267,7 @@ def test_mapping_toml_constants_and_map_on_top(tmp_path, data):
                 data.accounts.select(["importer_id", "center", "entered_value"]))
 
 
-@pytest.mark.skipif(not KCS_TRAIN.exists(), reason=f"{KCS_TRAIN} not present")
+@needs_kcs
 def test_preset_kcs(tmp_path):
     out = tmp_path / "kcs.parquet"
     result = invoke("consolidate", KCS_TRAIN, "--preset", "kcs", "-o", out)

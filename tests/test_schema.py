@@ -1,7 +1,7 @@
 """The data contract: column mappings (TOML, pairs, presets, layering), constants, casts.
 
-Also the shipped ``kcs`` preset on the real KCS customs declarations CSVs (skipped
-when the shared data directory is absent).
+Also the shipped ``kcs`` preset on the real KCS customs declarations CSVs (see
+``tests/kcs.py`` for where they are looked for; skipped, saying so, where absent).
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import ceecore
 from ceecore import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError
 from ceecore.synth import generate_table
 from ceecore.schema import canonicalize, reason_code
+from tests.kcs import KCS_TRAIN, KCS_VALID, needs_kcs
 
-KCS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcs"
-KCS_TRAIN = KCS_DIR / "df_syn_train_eng.csv"
-KCS_VALID = KCS_DIR / "df_syn_valid_eng.csv"
 
 SCHEMA = pa.schema([
     ("entry_number", pa.string()), ("line_number", pa.int64()), ("importer_id", pa.string()),
@@ -406,10 +404,7 @@ def test_csv_renamed_codes_keep_leading_zeros(tmp_path):
 # ----------------------------------------------------------------------------- the KCS dataset
 
 
-kcs = pytest.mark.skipif(not KCS_TRAIN.exists(), reason=f"KCS data not found at {KCS_DIR}")
-
-
-@kcs
+@needs_kcs
 def test_kcs_train_has_no_rejects():
     run = ceecore.run_consolidation(KCS_TRAIN, mapping=ColumnMapping.preset("kcs"))
     s = run.stats
@@ -422,13 +417,13 @@ def test_kcs_train_has_no_rejects():
     assert "0030" in ports and all(len(p) == 4 for p in ports)
 
 
-@kcs
+@needs_kcs
 def test_kcs_valid_has_no_rejects():
     run = ceecore.run_consolidation(KCS_VALID, mapping=ColumnMapping.preset("kcs"))
     assert run.stats.rows_read == run.stats.accepted == 8134
 
 
-@kcs
+@needs_kcs
 def test_kcs_through_the_cli(tmp_path):
     from click.testing import CliRunner
 
