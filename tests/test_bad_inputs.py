@@ -321,6 +321,23 @@ def test_a_hundred_thousand_lines_at_the_largest_value_fit_and_run(tmp_path):
     assert scored.num_rows == n and not np.isnan(scored["score"].to_numpy()).any()
 
 
+def test_a_model_of_saturated_sums_over_several_products_saves_loads_and_scores(tmp_path):
+    """Whatever the contract accepts, fit saves a model that score loads: here two
+    products' cents each saturate, and their sum over keys would pass 64 bits."""
+    n = 200_000
+    days = np.full(n, (dt.date(2024, 1, 1) - dt.date(1970, 1, 1)).days, np.int32)
+    lines = pa.table({
+        "entry_number": pa.array([f"E{i:07d}" for i in range(n)]), "line_number": np.ones(n, np.int64),
+        "importer_id": pa.array(["IMP1"] * n), "port_code": pa.array(["2704"] * n),
+        "entry_date": pa.array(days, pa.date32()), "hts_code": pa.array(["8511100000", "8512100000"] * (n // 2)),
+        "country_of_origin": pa.array(["CN"] * n), "entered_value": np.full(n, 1e12), "duty_paid": np.full(n, 1e12),
+    })
+    ceecore.fit(lines).save(tmp_path / "model.arrow")
+    model = ceecore.Model.load(tmp_path / "model.arrow")
+    assert (model.baselines.tallies["duty"].items()[1] == 2**63 - 1).all()
+    assert ceecore.score(lines, model).lines.num_rows == n
+
+
 # ------------------------------------------------------------------ 4. keys that are not UTF-8
 
 NOT_UTF8 = [b"\xff\xfe", b"ACME\x80", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",

@@ -138,14 +138,11 @@ class History:
         self.tally.add(every.reshape(-1), np.repeat(values, every.shape[1], axis=0))
 
     def merge(self, other: History) -> None:
-        """Adds another state's outcomes (exact: order does not matter); sums that would
-        pass 64 bits are a ValueError (this state is then left part merged)."""
+        """Adds another state's outcomes (exact: order does not matter; a sum saturates at
+        the int64 limit, as one fit of all the lines would)."""
         if other.kinds != self.kinds:
             raise ValueError(f"cannot merge histories of keys {other.kinds} into one of {self.kinds}")
-        try:
-            self.tally.merge(other.tally)
-        except OverflowError as exc:
-            raise ValueError("cannot merge these outcome histories: a sum passes 64 bits") from exc
+        self.tally.merge(other.tally)
 
     def to_arrow(self, names: list[str] | None = None) -> pa.Table:
         """The state as a table (tally "history", field, key, value) in the baselines'

@@ -17,7 +17,6 @@ cdef enum:
     OP_MIN = 1
     OP_MAX = 2
     MAX_FIELDS = 16
-    TALLY_OVERFLOW = -2     # no longer returned: sums saturate (see fold_field)
     TALLY_NO_MEMORY = -1
 
 cdef extern from *:

@@ -22,7 +22,7 @@ cimport numpy as cnp
 from ceecore._kernels._columns cimport BatchView, StrCol, get_str
 from ceecore._kernels._hashtable cimport hash_bytes
 from ceecore._kernels._tally cimport (
-    MAX_FIELDS, TALLY_OVERFLOW, TallyTable, slots_free, hash_part, hash_parts_seed, tally_add, tally_allocate, tally_find, tally_prefetch,
+    MAX_FIELDS, TallyTable, slots_free, hash_part, hash_parts_seed, tally_add, tally_allocate, tally_find, tally_prefetch,
 )
 
 cnp.import_array()
@@ -86,8 +86,6 @@ cdef class Tally:
         cdef int rc
         with nogil:
             rc = add_many(&self.t, &keys[0] if keys.shape[0] else NULL, &v[0, 0] if v.shape[0] else NULL, keys.shape[0])
-        if rc == TALLY_OVERFLOW:
-            raise OverflowError("tally: a sum overflowed 64 bits (the rows before it are folded in)")
         if rc != 0:
             raise MemoryError("tally: out of memory (the entries folded so far are kept)")
 
@@ -183,8 +181,6 @@ cdef class Tally:
                 if other.t.slots[i * other.t.stride] != 0:
                     rc = tally_add(&self.t, <uint64_t>other.t.slots[i * other.t.stride], &other.t.slots[i * other.t.stride + 1])
                 i += 1
-        if rc == TALLY_OVERFLOW:
-            raise OverflowError("tally: a sum overflowed 64 bits while merging")
         if rc != 0:
             raise MemoryError("tally: out of memory while merging")
 
