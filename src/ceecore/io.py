@@ -246,14 +246,16 @@ def _csv_batches(path: Path, text: set[str], wanted: set[str] | None
         return "skip"
     skip.quiet = True  # type: ignore[attr-defined]  # (see _quiet_csv_lines)
 
-    with pa.input_stream(str(path), compression="detect") as stream:
-        reader = pacsv.open_csv(
+    # The reader is closed as the read ends, however it ends: a reader left to the garbage
+    # collector (held by an error's traceback) can outlive the interpreter's shutdown with
+    # its read-ahead still running, and abort the process on exit.
+    with pa.input_stream(str(path), compression="detect") as stream, pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in text}, check_utf8=False,
                                                  include_columns=include),
-        )
+    ) as reader:
         first = 0  # the row (line - 2) the next batch starts at
         for batch in reader:
             batch, malformed = _put_back(batch, first, skipped)
