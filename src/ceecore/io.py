@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pyarrow as pa
@@ -380,6 +380,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _Committed:
+    """A ``with`` block commits on success and aborts on any error (Ctrl-C included)."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], into: OutputSet | None = None) -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it only if the block succeeds
@@ -426,7 +445,7 @@ def output_format(path: str | os.PathLike[str], fixed: str | None = None) -> str
 _NAMES = {"parquet": "Parquet", "ipc": "Arrow IPC", "csv": "CSV", "json": "JSON"}
 
 
-class OutputSet:
+class OutputSet(_Committed):
     """A job's outputs, each written to a hidden temporary beside its target, moved into
     place together when every one is complete, in the order they were begun (so begin the
     main output last). Without a commit (an error, an interrupt) none appears.
@@ -476,14 +495,6 @@ class OutputSet:
                 tmp.unlink(missing_ok=True)
         self._staged.clear()
 
-    def __enter__(self) -> OutputSet:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 @contextmanager
@@ -566,7 +577,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return inner != outer and inner.is_relative_to(outer)
 
 
-class ParquetSink:
+class ParquetSink(_Committed):
     """Streams batches into a Parquet file that appears only on :meth:`commit`.
 
     Without a commit (an error, a kill) the target is left untouched. With ``into``, the
@@ -602,11 +613,3 @@ class ParquetSink:
         finally:
             self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> ParquetSink:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
