@@ -22,9 +22,14 @@ EPOCH = dt.date(1970, 1, 1)
 
 
 def _ramp(x: float | None, start: float, end: float) -> float:
+    """Linear from 0 at ``start`` to 0.9 at 0.9 of the way to ``end``, then 1 - 0.01 / (r - 0.8):
+    the same slope there, rising towards 1 without reaching it."""
     if x is None or x != x:
         return 0.0
-    return min(1.0, max(0.0, (x - start) / (end - start)))
+    r = (x - start) / (end - start)
+    if r != r or r <= 0:
+        return 0.0
+    return r if r <= 0.9 else 1 - 0.01 / (r - 0.8)
 
 
 def parse(row: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,9 @@ THRESHOLDS = (
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
            "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month")
 
+# Where a strength's linear rise bends towards 1 (see ramp).
+cdef double BEND_AT = 0.9
+
 cdef enum:
     UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER, DUTY_BELOW_PEERS, PREFERENCE_RARE, ORIGIN_RARE, ORIGIN_SWITCH
     CLASSIFICATION_DISPARITY, PORT_SPREAD, NEW_IMPORTER, VOLUME_SURGE
@@ -109,14 +112,18 @@ ctypedef struct Context:
 
 
 cdef inline double ramp(double x, double start, double end) noexcept nogil:
-    """0 at ``start``, 1 at ``end``, linear between (either direction); NaN gives 0."""
+    """0 at ``start`` (and before), rising linearly to 0.9 at nine tenths of the way to
+    ``end`` (either direction), then bending with the same slope towards 1 without
+    reaching it: 0.95 at ``end``, ``1 - 0.01 / (r - 0.8)`` at ``r`` times the way.
+    Evidence beyond ``end`` still ranks higher, so strong lines are not all tied at 1
+    (the bend is where a clipped ramp would have cut them off). NaN gives 0."""
     cdef double r
     if isnan(x):
         return 0.0
     r = (x - start) / (end - start)
-    if isnan(r):
+    if isnan(r) or r <= 0.0:
         return 0.0
-    return 0.0 if r < 0.0 else (1.0 if r > 1.0 else r)
+    return r if r <= BEND_AT else 1.0 - (1.0 - BEND_AT) * (1.0 - BEND_AT) / (r - 2.0 * BEND_AT + 1.0)
 
 
 cdef inline const int64_t* find(const TallyTable* t, uint64_t key) noexcept nogil:
