@@ -258,11 +258,13 @@ class Reference:
                                   th["new_importer_to"]) if new else 0.0,
         }
 
-    def score(self, strengths: dict[str, float]) -> float:
+    def score(self, strengths: dict[str, float], p: dict[str, Any]) -> float:
+        """The combined strengths, less 1% / (1 + log(1 + value)): the dearer of two lines
+        with the same evidence ranks first."""
         out = 1.0
         for name in INDICATORS:
             out *= 1 - self.config.weights[name] * strengths[name]
-        return 1 - out
+        return (1 - out) * (1 - 0.01 / (1 + math.log1p(max(p["value_cents"], 0) / 100)))
 
 
 assert set(ACCOUNT_INDICATORS) <= set(INDICATORS)

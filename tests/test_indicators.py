@@ -86,7 +86,8 @@ def test_the_kernel_refuses_malformed_columns_and_lookups():
         ScoringContext({"norm_median": np.zeros(3), "norm_spread": np.zeros(2), "norm_lines": np.zeros(3, np.int64)},
                        model.config.thresholds, model.config.weights, 30, 0.05, 0)
     one = np.zeros(1, np.int64)
-    fields = (np.zeros(1, np.uint64), np.zeros(1, np.uint64), one, one, one, one, one, one, one, one, np.zeros(1), one)
+    fields = (np.zeros(1, np.uint64), np.zeros(1, np.uint64), one, one, one, one, one, one, one, one, np.zeros(1), one,
+              one)
     with pytest.raises(ValueError, match="one length"):
         score_lines(model.context, *fields[:-1], np.zeros(2, np.int64))
     strengths, raw, score, top, fired = score_lines(model.context, *fields, 3)

@@ -222,7 +222,7 @@ def test_every_indicator_matches_the_plain_reference_on_random_data():
         for name in INDICATORS:
             assert row[name] == pytest.approx(want[name], abs=1e-5), (name, row["entry_number"])
             fired[name] += want[name] > 0
-        assert row["score"] == pytest.approx(reference.score(want), abs=1e-5)
+        assert row["score"] == pytest.approx(reference.score(want, line), abs=1e-5)
     assert all(fired.values()), fired  # the comparison exercised every indicator
 
 
@@ -364,10 +364,15 @@ def test_hand_computed_volume_surge():
 
 
 def test_scores_are_explained_by_their_indicators(tmp_path):
-    model, scored = _scored(lines(20_000, seed=3))
+    table = lines(20_000, seed=3)
+    model, scored = _scored(table)
     weights = np.array([model.config.weights[n] for n in INDICATORS])
     strengths = scored.select(INDICATORS).to_numpy().astype(float)
-    assert scored["score"].to_numpy() == pytest.approx(1 - np.prod(1 - strengths * weights, axis=1), abs=1e-6)
+    evidence = 1 - np.prod(1 - strengths * weights, axis=1)
+    # The line's value at stake takes at most 1% off, less the dearer the line.
+    stake = 1 - 0.01 / (1 + np.log1p(table.column("entered_value").to_numpy()))
+    assert scored["score"].to_numpy() == pytest.approx(evidence * stake, abs=1e-6)
+    assert (scored["score"].to_numpy() <= evidence + 1e-6).all()
     assert scored["score"].min() >= 0 and scored["score"].max() <= 1
     for row in scored.filter(pl.col("score") > 0).head(200).iter_rows(named=True):
         first = row["reasons"][0]

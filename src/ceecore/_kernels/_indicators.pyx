@@ -12,7 +12,7 @@ Arithmetic follows the plain reference (``tests/scoring_reference.py``) step by 
 in double precision; missing values are NaN, and a strength is 0 where its input is.
 """
 
-from libc.math cimport NAN, fabs, fmax, isnan, sqrt
+from libc.math cimport NAN, fabs, fmax, isnan, log1p, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 import numpy as np
@@ -50,6 +50,9 @@ LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines"
 
 # Where a strength's linear rise bends towards 1 (see ramp).
 cdef double BEND_AT = 0.9
+# The share of a line's score that its value at stake may take away (see stake): small
+# enough that it only orders lines of (nearly) equal evidence.
+cdef double STAKE_SHARE = 0.01
 
 cdef enum:
     UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER, DUTY_BELOW_PEERS, PREFERENCE_RARE, ORIGIN_RARE, ORIGIN_SWITCH
@@ -124,6 +127,15 @@ cdef inline double ramp(double x, double start, double end) noexcept nogil:
     if isnan(r) or r <= 0.0:
         return 0.0
     return r if r <= BEND_AT else 1.0 - (1.0 - BEND_AT) * (1.0 - BEND_AT) / (r - 2.0 * BEND_AT + 1.0)
+
+
+cdef inline double stake(double score, int64_t value_cents) noexcept nogil:
+    """The score of a line with ``value_cents`` at stake: ``score * (1 - STAKE_SHARE / (1
+    + log(1 + value)))``, value in dollars. Of two lines with the same evidence the dearer
+    ranks first (more duty at risk), which keeps lines an account- or group-wide indicator
+    scores alike from tying; a line without evidence stays 0."""
+    cdef double dollars = value_cents / 100.0 if value_cents > 0 else 0.0
+    return score * (1.0 - STAKE_SHARE / (1.0 + log1p(dollars)))
 
 
 cdef inline const int64_t* find(const TallyTable* t, uint64_t key) noexcept nogil:
@@ -443,16 +455,16 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
                 const int64_t[::1] day, const int64_t[::1] country, const int64_t[::1] port,
                 const int64_t[::1] rate_bp, const int64_t[::1] hts10, const int64_t[::1] hts6,
                 const int64_t[::1] hts4, const int64_t[::1] spi, const double[::1] log_uv, const int64_t[::1] basis,
-                int64_t reasons=-1):
+                const int64_t[::1] value_cents, int64_t reasons=-1):
     """Strengths ``(n, indicators)`` and raw values ``(n, raw values)`` of the lines (one
     array per parsed field), columns by kernel id (:data:`INDICATOR_IDS`, :data:`RAW_IDS`).
 
-    With ``reasons >= 0`` also ``(score, top, fired)``: the combined score, the
-    indicator ids of the ``reasons`` largest weighted strengths and how many fired.
+    With ``reasons >= 0`` also ``(score, top, fired)``: the combined score (its line's
+    value at stake ordering lines of equal evidence, see :func:`stake`), the indicator ids of the ``reasons`` largest weighted strengths and how many fired.
     """
     cdef int64_t n = importer.shape[0], i, j
     lengths = (maker.shape[0], day.shape[0], country.shape[0], port.shape[0], rate_bp.shape[0], hts10.shape[0],
-               hts6.shape[0], hts4.shape[0], spi.shape[0], log_uv.shape[0], basis.shape[0])
+               hts6.shape[0], hts4.shape[0], spi.shape[0], log_uv.shape[0], basis.shape[0], value_cents.shape[0])
     if any(length != n for length in lengths):
         raise ValueError("score_lines takes fields of one length")
     cdef int64_t k = min(reasons, N_INDICATORS, MAX_REASONS)
@@ -486,7 +498,7 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
             if k >= 0:
                 for j in range(N_INDICATORS):
                     contribution[j] = out_s[i, j] * c.weight[j]
-                out_score[i] = combine_row(contribution, N_INDICATORS, k, top, &out_fired[i])
+                out_score[i] = stake(combine_row(contribution, N_INDICATORS, k, top, &out_fired[i]), value_cents[i])
                 for j in range(k):
                     out_top[i, j] = top[j]
     if reasons < 0:
