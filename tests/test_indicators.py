@@ -4,10 +4,12 @@ plain reference in tests/test_scoring.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from importlib import resources
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import ceecore
@@ -92,3 +94,37 @@ def test_the_kernel_refuses_malformed_columns_and_lookups():
         score_lines(model.context, *fields[:-1], np.zeros(2, np.int64))
     strengths, raw, score, top, fired = score_lines(model.context, *fields, 3)
     assert strengths.shape == (1, len(INDICATOR_IDS)) and raw.shape == (1, len(RAW_IDS)) and top.shape == (1, 3)
+
+
+# ------------------------------------------------------------------ ranking: no clipping, value at stake
+
+
+def _row(entry: str, importer: str, hts: str, port: str, rate: float, value: float = 100.0) -> dict:
+    return {"entry_number": entry, "line_number": 1, "importer_id": importer, "port_code": port,
+            "entry_date": dt.date(2025, 1, 1) + dt.timedelta(days=len(entry)), "hts_code": hts,
+            "country_of_origin": "CN", "entered_value": value, "duty_rate": rate, "quantity": 10.0,
+            "gross_weight_kg": 10.0, "manufacturer_id": "CNACMEWID1SHE", "spi": None}
+
+
+def test_evidence_beyond_the_end_of_a_ramp_still_ranks_and_the_dearer_line_first():
+    """Two importers declare a maker's heading under a cheaper number at one port than at
+    another: a 30% and a 60% gap, both past the ramp's end (10%). A clipped ramp gave both
+    1 (a tie); now the larger gap is stronger, both below 1. Of lines with the same
+    evidence, the dearer scores higher, by less than 1%; lines without evidence score 0."""
+    rows = []
+    for importer, cheap in (("K", 3.5), ("L", 2.0)):
+        rows += [_row(f"{importer}R{i}", importer, "7318150000", "2704", 5.0) for i in range(4)]
+        rows += [_row(f"{importer}W{i}", importer, "7318160000", "4601", cheap, value=100.0 * (i + 1))
+                 for i in range(4)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "classification_disparity" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+    by = {row["entry_number"]: row for row in scored}
+    k, l = by["KW0"]["classification_disparity"], by["LW0"]["classification_disparity"]
+    assert 0.95 < k < l < 1  # gaps 0.3 and 0.6 on the ramp to 0.1: past its end, not clipped
+    for importer, strength in (("K", k), ("L", l)):
+        scores = [by[f"{importer}W{i}"]["score"] for i in range(4)]
+        assert scores == sorted(scores) and len(set(scores)) == 4  # dearer lines first, no ties
+        assert all(0.99 * 0.9 * strength <= s < 0.9 * strength for s in scores)
+        assert all(by[f"{importer}R{i}"]["score"] == 0 for i in range(4))
