@@ -226,10 +226,15 @@ class Reference:
         product_first, first_origin = self.earliest[(p["importer"], p["hts10"])]
         mine = self.ap_days[(p["importer"], p["hts10"], p["country"])]
         old = self.ap_days.get((p["importer"], p["hts10"], first_origin), (-1, -1, 0))
-        switched = (p["country"] != first_origin and old[1] <= mine[0] + th["switch_overlap_days"]
-                    and old[2] >= th["switch_min_lines"] and mine[2] >= th["switch_min_lines"])
+        switched = (p["country"] != first_origin and old[2] >= th["switch_min_lines"]
+                    and mine[2] >= th["switch_min_lines"])
         gap_days = mine[0] - product_first
-        s["origin_switch"] = _ramp(gap_days, th["switch_gap_days"], 3 * th["switch_gap_days"]) if switched else 0.0
+        strength = _ramp(gap_days, th["switch_gap_days"], 3 * th["switch_gap_days"]) if switched else 0.0
+        if switched and old[1] > mine[0] + th["switch_overlap_days"]:  # the old origin went on
+            gone_by = gap_days / (max(old[1], mine[1]) - product_first + 1)
+            late = -mine[2] * math.log10(1 - gone_by)
+            strength = min(strength, _ramp(late, th["switch_evidence_from"], th["switch_evidence_to"]))
+        s["origin_switch"] = strength
 
         strength = 0.0
         if p["maker"] is not None:

@@ -12,7 +12,7 @@ Arithmetic follows the plain reference (``tests/scoring_reference.py``) step by 
 in double precision; missing values are NaN, and a strength is 0 where its input is.
 """
 
-from libc.math cimport NAN, fabs, fmax, isnan, log1p, sqrt
+from libc.math cimport NAN, fabs, fmax, isnan, log10, log1p, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 import numpy as np
@@ -42,7 +42,7 @@ THRESHOLDS = (
     "preference_share_from", "preference_share_to", "origin_share_from", "origin_share_to", "origin_min_lines",
     "switch_gap_days", "switch_overlap_days", "switch_min_lines", "port_spread_from", "port_spread_to",
     "new_importer_after_days", "new_importer_from", "new_importer_to", "disparity_gap_to", "surge_from", "surge_to",
-    "surge_min_months", "surge_min_lines",
+    "surge_min_months", "surge_min_lines", "switch_evidence_from", "switch_evidence_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
@@ -69,6 +69,7 @@ cdef enum:
     DUTY_GAP_FROM, DUTY_GAP_TO, PREF_SHARE_FROM, PREF_SHARE_TO, ORIGIN_SHARE_FROM, ORIGIN_SHARE_TO, ORIGIN_MIN_LINES
     SWITCH_GAP_DAYS, SWITCH_OVERLAP_DAYS, SWITCH_MIN_LINES, PORT_SPREAD_FROM, PORT_SPREAD_TO
     NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
+    SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO
     N_THRESHOLDS
 
 cdef enum:
@@ -269,7 +270,8 @@ cdef inline void origin_rare(const Context* c, const Line* L, double* s, double*
 
 
 cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexcept nogil:
-    """The account's origin for a product newly switched, the old origin stopped."""
+    """A new origin for an established account-product: the old origin stopped (a clean
+    switch), or went on while the new one took a share too late to be chance (below)."""
     cdef int64_t earliest = get1(c.t[L_AP_EARLIEST], earliest_key(L.importer, L.hts10), -1)
     cdef int64_t product_first = floor_div(earliest, 1024)
     cdef int64_t first_origin = earliest - product_first * 1024
@@ -279,11 +281,19 @@ cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexc
     cdef int64_t mine_lines = mine[2] if mine != NULL else -1
     cdef int64_t old_last = old[1] if old != NULL else -1
     cdef int64_t old_lines = old[2] if old != NULL else -1
-    if (earliest >= 0 and origin_first >= 0 and L.country != first_origin
-            and old_last <= origin_first + c.th[SWITCH_OVERLAP_DAYS]
-            and old_lines >= c.th[SWITCH_MIN_LINES] and mine_lines >= c.th[SWITCH_MIN_LINES]):
-        s[ORIGIN_SWITCH] = ramp(<double>(origin_first - product_first), c.th[SWITCH_GAP_DAYS],
-                                3 * c.th[SWITCH_GAP_DAYS])
+    cdef int64_t last = old_last if mine == NULL or old_last > mine[1] else mine[1]
+    cdef double late, strength
+    if (earliest < 0 or origin_first < 0 or L.country == first_origin or old_lines < c.th[SWITCH_MIN_LINES]
+            or mine_lines < c.th[SWITCH_MIN_LINES]):
+        return
+    strength = ramp(<double>(origin_first - product_first), c.th[SWITCH_GAP_DAYS], 3 * c.th[SWITCH_GAP_DAYS])
+    if old_last > origin_first + c.th[SWITCH_OVERLAP_DAYS]:
+        # The old origin goes on: were this origin's lines spread evenly over the days
+        # the account filed the product, none would fall before its first day with
+        # chance (1 - f) ^ lines, f the share of those days gone by; -log10 of it.
+        late = -mine_lines * log10(1.0 - (origin_first - product_first) / <double>(last - product_first + 1))
+        strength = min(strength, ramp(late, c.th[SWITCH_EVIDENCE_FROM], c.th[SWITCH_EVIDENCE_TO]))
+    s[ORIGIN_SWITCH] = strength
 
 
 cdef inline void classification_disparity(const Context* c, const Line* L, double* s) noexcept nogil:
