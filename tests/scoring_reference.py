@@ -102,6 +102,7 @@ class Reference:
         self.group_max: dict[tuple, int] = {}
         self.port_max: dict[tuple, int] = {}
         self.numbers: dict[tuple, set[str]] = defaultdict(set)
+        self.cls_lines: dict[tuple, int] = defaultdict(int)
         self.port_lines: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.account: dict[str, list[int]] = {}
         self.months: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
@@ -133,6 +134,9 @@ class Reference:
                 self.group_max[group] = max(self.group_max.get(group, -1), p["rate_bp"])
                 self.port_max[group + (p["port"],)] = max(self.port_max.get(group + (p["port"],), -1), p["rate_bp"])
                 self.numbers[group].add(p["hts10"])
+                for key in (("hts", p["maker"], p["hts10"]), ("hts", p["maker"], p["hts10"], p["port"]),
+                            ("heading", group), ("heading", group, p["port"])):
+                    self.cls_lines[key] += 1
             self.port_lines[p["importer"]][p["port"]] += 1
             self.months[p["importer"]][p["month"]] += 1
             first, last, n = self.account.get(p["importer"], (p["day"], p["day"], 0))
@@ -242,6 +246,13 @@ class Reference:
             top, here = self.group_max[group], max(self.port_max[group + (p["port"],)], p["rate_bp"])
             if len(self.numbers[group]) >= 2 and p["rate_bp"] < top and top > 0:
                 strength = _ramp((top - here) / top, 0.0, th["disparity_gap_to"])
+                mine = self.cls_lines[("hts", p["maker"], p["hts10"], p["port"])]
+                heading = self.cls_lines[("heading", group, p["port"])]
+                elsewhere = self.cls_lines[("heading", group)] - heading
+                if 0 < mine == self.cls_lines[("hts", p["maker"], p["hts10"])] and mine < heading and elsewhere > 0:
+                    late = -elsewhere * math.log10(1 - mine / heading)
+                    strength = max(strength, min(_ramp((top - p["rate_bp"]) / top, 0.0, th["disparity_gap_to"]),
+                                                 _ramp(late, th["disparity_evidence_from"], th["disparity_evidence_to"])))
         s["classification_disparity"] = strength
 
         s.update(self.account_strengths(p["importer"]))

@@ -151,3 +151,26 @@ def test_a_new_origin_beside_the_old_one_is_a_switch_only_when_too_late_to_be_ch
     assert strength["TN100"] == pytest.approx(1 - 0.01 / ((100 - 30) / 60 - 0.8), rel=1e-6)
     assert strength["UN100"] == 0 and strength["UN150"] == 0
     assert all(strength[f"{importer}O{d}"] == 0 for importer in "TU" for d in range(0, 201, 10))
+
+
+def test_a_cheaper_number_beside_the_dearer_one_at_one_port_only_is_a_disparity():
+    """K declares a maker's heading at Los Angeles as 7318.15 (5%) on 6 lines and 7318.16
+    (2%) on 4, at Newark as 7318.15 on all 20: were 7318.16 4 in 10 of the heading's lines
+    everywhere, none of Newark's 20 would have it with chance 0.6^20 ~ 4e-5. J declares
+    7318.16 at Newark too (2 of 20): legitimate variety, no disparity."""
+    rows = []
+    for importer, newark_cheap in (("K", 0), ("J", 2)):
+        rows += [_row(f"{importer}LR{i}", importer, "7318150000", "2704", 5.0) for i in range(6)]
+        rows += [_row(f"{importer}LW{i}", importer, "7318160000", "2704", 2.0) for i in range(4)]
+        rows += [_row(f"{importer}NR{i}", importer, "7318150000", "4601", 5.0) for i in range(20 - newark_cheap)]
+        rows += [_row(f"{importer}NW{i}", importer, "7318160000", "4601", 2.0) for i in range(newark_cheap)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "classification_disparity" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+    strength = {row["entry_number"]: row["classification_disparity"] for row in scored}
+    # min(gap 0.6 on the ramp to 0.1: r = 6; evidence -20 log10(0.6) = 4.44 on the ramp 2 -> 4: r = 1.22)
+    late = -20 * np.log10(0.6)
+    assert strength["KLW0"] == pytest.approx(1 - 0.01 / ((late - 2) / 2 - 0.8), rel=1e-6)
+    assert all(strength[f"JLW{i}"] == 0 for i in range(4))
+    assert all(v == 0 for entry, v in strength.items() if "R" in entry)  # the dearer number is no disparity

@@ -21,8 +21,8 @@ cimport numpy as cnp
 
 from ceecore._kernels._combine cimport combine_row
 from ceecore._kernels._keys cimport (
-    ANY_ORIGIN, ap_day_key, ap_key, claim_key, cls_group_key, cls_port_key, duty_key, earliest_key, floor_div,
-    month_key, origin_key, uv_group,
+    ANY_ORIGIN, ap_day_key, ap_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key, duty_key,
+    earliest_key, floor_div, month_key, origin_key, uv_group,
 )
 from ceecore._kernels._tally cimport Tally, TallyTable, tally_find, tally_prefetch
 
@@ -42,11 +42,13 @@ THRESHOLDS = (
     "preference_share_from", "preference_share_to", "origin_share_from", "origin_share_to", "origin_min_lines",
     "switch_gap_days", "switch_overlap_days", "switch_min_lines", "port_spread_from", "port_spread_to",
     "new_importer_after_days", "new_importer_from", "new_importer_to", "disparity_gap_to", "surge_from", "surge_to",
-    "surge_min_months", "surge_min_lines", "switch_evidence_from", "switch_evidence_to",
+    "surge_min_months", "surge_min_lines", "switch_evidence_from", "switch_evidence_to", "disparity_evidence_from",
+    "disparity_evidence_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
-           "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month")
+           "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month",
+           "cls_hts_lines", "cls_group_lines")
 
 # Where a strength's linear rise bends towards 1 (see ramp).
 cdef double BEND_AT = 0.9
@@ -69,12 +71,13 @@ cdef enum:
     DUTY_GAP_FROM, DUTY_GAP_TO, PREF_SHARE_FROM, PREF_SHARE_TO, ORIGIN_SHARE_FROM, ORIGIN_SHARE_TO, ORIGIN_MIN_LINES
     SWITCH_GAP_DAYS, SWITCH_OVERLAP_DAYS, SWITCH_MIN_LINES, PORT_SPREAD_FROM, PORT_SPREAD_TO
     NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
-    SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO
+    SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO, DISPARITY_EVIDENCE_FROM, DISPARITY_EVIDENCE_TO
     N_THRESHOLDS
 
 cdef enum:
     L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
+    L_CLS_HTS_LINES, L_CLS_GROUP_LINES
     N_LOOKUPS
     MAX_REASONS = 16
     AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
@@ -297,17 +300,35 @@ cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexc
 
 
 cdef inline void classification_disparity(const Context* c, const Line* L, double* s) noexcept nogil:
-    """The same importer + manufacturer + heading under a dearer HTS number at other ports."""
+    """The same importer + manufacturer + heading under a dearer HTS number at other ports:
+    no line at this port has the dearer number, or the line's cheaper number is declared
+    at this port only, on a share of the heading's lines there too large for none of its
+    lines at the other ports to have it by chance."""
     cdef uint64_t group = cls_group_key(L.maker, L.hts4)
     cdef int64_t group_max = get1(c.t[L_CLS_GROUP_MAX], group, -1)
     cdef int64_t port_max = get1(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port), -1)
     cdef int64_t numbers = get1(c.t[L_CLS_HTS_COUNT], group, 0)
-    cdef double gap = 0.0
+    cdef int64_t here, everywhere, heading_here, heading_elsewhere
+    cdef double gap = 0.0, late, strength
     if L.rate_bp > port_max:  # this line counts too
         port_max = L.rate_bp
-    if L.maker != 0 and numbers >= 2 and L.rate_bp < group_max and group_max > 0:
-        gap = (group_max - port_max) / <double>(group_max if group_max > 1 else 1)
-    s[CLASSIFICATION_DISPARITY] = ramp(gap, 0.0, c.th[DISPARITY_GAP_TO])
+    if L.maker == 0 or numbers < 2 or L.rate_bp >= group_max or group_max <= 0:
+        return
+    gap = (group_max - port_max) / <double>(group_max if group_max > 1 else 1)
+    strength = ramp(gap, 0.0, c.th[DISPARITY_GAP_TO])
+    here = get1(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port), 0)
+    everywhere = get1(c.t[L_CLS_HTS_LINES], cls_hts_key(L.maker, L.hts10), 0)
+    heading_here = get1(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port), 0)
+    heading_elsewhere = get1(c.t[L_CLS_GROUP_LINES], group, 0) - heading_here
+    if here > 0 and here == everywhere and here < heading_here and heading_elsewhere > 0:
+        # Were the number a share here/heading_here of the heading's lines at every
+        # port, none of the lines elsewhere would have it with chance (1 - share) ^
+        # lines elsewhere; -log10 of it. The size: the line's own gap to the dearest.
+        late = -heading_elsewhere * log10(1.0 - here / <double>heading_here)
+        gap = (group_max - L.rate_bp) / <double>(group_max if group_max > 1 else 1)
+        strength = max(strength, min(ramp(gap, 0.0, c.th[DISPARITY_GAP_TO]),
+                                     ramp(late, c.th[DISPARITY_EVIDENCE_FROM], c.th[DISPARITY_EVIDENCE_TO])))
+    s[CLASSIFICATION_DISPARITY] = strength
 
 
 cdef inline void account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
@@ -366,6 +387,8 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
         ahead(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
         ahead(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
         ahead(c.t[L_CLS_HTS_COUNT], cls_group_key(L.maker, L.hts4))
+        ahead(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port))
+        ahead(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port))
     if c.on[PORT_SPREAD]:
         ahead(c.t[L_EFFECTIVE_PORTS], L.importer)
     if c.on[NEW_IMPORTER]:
