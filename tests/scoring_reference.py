@@ -103,6 +103,7 @@ class Reference:
         self.port_max: dict[tuple, int] = {}
         self.numbers: dict[tuple, set[str]] = defaultdict(set)
         self.cls_lines: dict[tuple, int] = defaultdict(int)
+        self.branches: dict[str, int] = defaultdict(int)  # lines a strength came from each evidence branch
         self.port_lines: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.account: dict[str, list[int]] = {}
         self.months: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
@@ -238,6 +239,7 @@ class Reference:
             gone_by = gap_days / (max(old[1], mine[1]) - product_first + 1)
             late = -mine[2] * math.log10(1 - gone_by)
             strength = min(strength, _ramp(late, th["switch_evidence_from"], th["switch_evidence_to"]))
+            self.branches["switch_old_origin_going_on"] += strength > 0
         s["origin_switch"] = strength
 
         strength = 0.0
@@ -251,8 +253,10 @@ class Reference:
                 elsewhere = self.cls_lines[("heading", group)] - heading
                 if 0 < mine == self.cls_lines[("hts", p["maker"], p["hts10"])] and mine < heading and elsewhere > 0:
                     late = -elsewhere * math.log10(1 - mine / heading)
-                    strength = max(strength, min(_ramp((top - p["rate_bp"]) / top, 0.0, th["disparity_gap_to"]),
-                                                 _ramp(late, th["disparity_evidence_from"], th["disparity_evidence_to"])))
+                    chance = min(_ramp((top - p["rate_bp"]) / top, 0.0, th["disparity_gap_to"]),
+                                 _ramp(late, th["disparity_evidence_from"], th["disparity_evidence_to"]))
+                    self.branches["disparity_number_here_only"] += chance > strength
+                    strength = max(strength, chance)
         s["classification_disparity"] = strength
 
         s.update(self.account_strengths(p["importer"]))
