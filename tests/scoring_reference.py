@@ -22,9 +22,14 @@ EPOCH = dt.date(1970, 1, 1)
 
 
 def _ramp(x: float | None, start: float, end: float) -> float:
+    """Linear from 0 at ``start`` to 0.9 at 0.9 of the way to ``end``, then 1 - 0.01 / (r - 0.8):
+    the same slope there, rising towards 1 without reaching it."""
     if x is None or x != x:
         return 0.0
-    return min(1.0, max(0.0, (x - start) / (end - start)))
+    r = (x - start) / (end - start)
+    if r != r or r <= 0:
+        return 0.0
+    return r if r <= 0.9 else 1 - 0.01 / (r - 0.8)
 
 
 def parse(row: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +102,8 @@ class Reference:
         self.group_max: dict[tuple, int] = {}
         self.port_max: dict[tuple, int] = {}
         self.numbers: dict[tuple, set[str]] = defaultdict(set)
+        self.cls_lines: dict[tuple, int] = defaultdict(int)
+        self.branches: dict[str, int] = defaultdict(int)  # lines a strength came from each evidence branch
         self.port_lines: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.account: dict[str, list[int]] = {}
         self.months: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
@@ -128,6 +135,9 @@ class Reference:
                 self.group_max[group] = max(self.group_max.get(group, -1), p["rate_bp"])
                 self.port_max[group + (p["port"],)] = max(self.port_max.get(group + (p["port"],), -1), p["rate_bp"])
                 self.numbers[group].add(p["hts10"])
+                for key in (("hts", p["maker"], p["hts10"]), ("hts", p["maker"], p["hts10"], p["port"]),
+                            ("heading", group), ("heading", group, p["port"])):
+                    self.cls_lines[key] += 1
             self.port_lines[p["importer"]][p["port"]] += 1
             self.months[p["importer"]][p["month"]] += 1
             first, last, n = self.account.get(p["importer"], (p["day"], p["day"], 0))
@@ -221,10 +231,16 @@ class Reference:
         product_first, first_origin = self.earliest[(p["importer"], p["hts10"])]
         mine = self.ap_days[(p["importer"], p["hts10"], p["country"])]
         old = self.ap_days.get((p["importer"], p["hts10"], first_origin), (-1, -1, 0))
-        switched = (p["country"] != first_origin and old[1] <= mine[0] + th["switch_overlap_days"]
-                    and old[2] >= th["switch_min_lines"] and mine[2] >= th["switch_min_lines"])
+        switched = (p["country"] != first_origin and old[2] >= th["switch_min_lines"]
+                    and mine[2] >= th["switch_min_lines"])
         gap_days = mine[0] - product_first
-        s["origin_switch"] = _ramp(gap_days, th["switch_gap_days"], 3 * th["switch_gap_days"]) if switched else 0.0
+        strength = _ramp(gap_days, th["switch_gap_days"], 3 * th["switch_gap_days"]) if switched else 0.0
+        if switched and old[1] > mine[0] + th["switch_overlap_days"]:  # the old origin went on
+            gone_by = gap_days / (max(old[1], mine[1]) - product_first + 1)
+            late = -mine[2] * math.log10(1 - gone_by)
+            strength = min(strength, _ramp(late, th["switch_evidence_from"], th["switch_evidence_to"]))
+            self.branches["switch_old_origin_going_on"] += strength > 0
+        s["origin_switch"] = strength
 
         strength = 0.0
         if p["maker"] is not None:
@@ -232,6 +248,15 @@ class Reference:
             top, here = self.group_max[group], max(self.port_max[group + (p["port"],)], p["rate_bp"])
             if len(self.numbers[group]) >= 2 and p["rate_bp"] < top and top > 0:
                 strength = _ramp((top - here) / top, 0.0, th["disparity_gap_to"])
+                mine = self.cls_lines[("hts", p["maker"], p["hts10"], p["port"])]
+                heading = self.cls_lines[("heading", group, p["port"])]
+                elsewhere = self.cls_lines[("heading", group)] - heading
+                if 0 < mine == self.cls_lines[("hts", p["maker"], p["hts10"])] and mine < heading and elsewhere > 0:
+                    late = -elsewhere * math.log10(1 - mine / heading)
+                    chance = min(_ramp((top - p["rate_bp"]) / top, 0.0, th["disparity_gap_to"]),
+                                 _ramp(late, th["disparity_evidence_from"], th["disparity_evidence_to"]))
+                    self.branches["disparity_number_here_only"] += chance > strength
+                    strength = max(strength, chance)
         s["classification_disparity"] = strength
 
         s.update(self.account_strengths(p["importer"]))
@@ -253,11 +278,13 @@ class Reference:
                                   th["new_importer_to"]) if new else 0.0,
         }
 
-    def score(self, strengths: dict[str, float]) -> float:
+    def score(self, strengths: dict[str, float], p: dict[str, Any]) -> float:
+        """The combined strengths, less 1% / (1 + log(1 + value)): the dearer of two lines
+        with the same evidence ranks first."""
         out = 1.0
         for name in INDICATORS:
             out *= 1 - self.config.weights[name] * strengths[name]
-        return 1 - out
+        return (1 - out) * (1 - 0.01 / (1 + math.log1p(max(p["value_cents"], 0) / 100)))
 
 
 assert set(ACCOUNT_INDICATORS) <= set(INDICATORS)

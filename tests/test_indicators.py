@@ -4,10 +4,12 @@ plain reference in tests/test_scoring.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from importlib import resources
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import ceecore
@@ -86,8 +88,89 @@ def test_the_kernel_refuses_malformed_columns_and_lookups():
         ScoringContext({"norm_median": np.zeros(3), "norm_spread": np.zeros(2), "norm_lines": np.zeros(3, np.int64)},
                        model.config.thresholds, model.config.weights, 30, 0.05, 0)
     one = np.zeros(1, np.int64)
-    fields = (np.zeros(1, np.uint64), np.zeros(1, np.uint64), one, one, one, one, one, one, one, one, np.zeros(1), one)
+    fields = (np.zeros(1, np.uint64), np.zeros(1, np.uint64), one, one, one, one, one, one, one, one, np.zeros(1), one,
+              one)
     with pytest.raises(ValueError, match="one length"):
         score_lines(model.context, *fields[:-1], np.zeros(2, np.int64))
     strengths, raw, score, top, fired = score_lines(model.context, *fields, 3)
     assert strengths.shape == (1, len(INDICATOR_IDS)) and raw.shape == (1, len(RAW_IDS)) and top.shape == (1, 3)
+
+
+# ------------------------------------------------------------------ ranking: no clipping, value at stake
+
+
+def _row(entry: str, importer: str, hts: str, port: str, rate: float, value: float = 100.0) -> dict:
+    return {"entry_number": entry, "line_number": 1, "importer_id": importer, "port_code": port,
+            "entry_date": dt.date(2025, 1, 1) + dt.timedelta(days=len(entry)), "hts_code": hts,
+            "country_of_origin": "CN", "entered_value": value, "duty_rate": rate, "quantity": 10.0,
+            "gross_weight_kg": 10.0, "manufacturer_id": "CNACMEWID1SHE", "spi": None}
+
+
+def test_evidence_beyond_the_end_of_a_ramp_still_ranks_and_the_dearer_line_first():
+    """Two importers declare a maker's heading under a cheaper number at one port than at
+    another: a 30% and a 60% gap, both past the ramp's end (10%). A clipped ramp gave both
+    1 (a tie); now the larger gap is stronger, both below 1. Of lines with the same
+    evidence, the dearer scores higher, by less than 1%; lines without evidence score 0."""
+    rows = []
+    for importer, cheap in (("K", 3.5), ("L", 2.0)):
+        rows += [_row(f"{importer}R{i}", importer, "7318150000", "2704", 5.0) for i in range(4)]
+        rows += [_row(f"{importer}W{i}", importer, "7318160000", "4601", cheap, value=100.0 * (i + 1))
+                 for i in range(4)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "classification_disparity" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+    by = {row["entry_number"]: row for row in scored}
+    k, l = by["KW0"]["classification_disparity"], by["LW0"]["classification_disparity"]
+    assert 0.95 < k < l < 1  # gaps 0.3 and 0.6 on the ramp to 0.1: past its end, not clipped
+    for importer, strength in (("K", k), ("L", l)):
+        scores = [by[f"{importer}W{i}"]["score"] for i in range(4)]
+        assert scores == sorted(scores) and len(set(scores)) == 4  # dearer lines first, no ties
+        assert all(0.99 * 0.9 * strength <= s < 0.9 * strength for s in scores)
+        assert all(by[f"{importer}R{i}"]["score"] == 0 for i in range(4))
+
+
+def test_a_new_origin_beside_the_old_one_is_a_switch_only_when_too_late_to_be_chance():
+    """T files a product from CN every 10 days (days 0-200) and, from day 100 on, from VN
+    every 5 days: were VN's 21 lines spread over the 201 days, none would fall in the first
+    100 with chance (101/201)^21 ~ 5e-7, far past 1 in 10,000: a switch, the old origin
+    going on. U's VN lines are two (days 100, 150): chance 0.25, no evidence, however late."""
+    def row(entry: str, importer: str, day: int, country: str) -> dict:
+        return {**_row(entry, importer, "8501100000", "2704", 5.0), "country_of_origin": country,
+                "entry_date": dt.date(2025, 1, 1) + dt.timedelta(days=day)}
+    rows = []
+    for importer, new_days in (("T", range(100, 201, 5)), ("U", (100, 150))):
+        rows += [row(f"{importer}O{d}", importer, d, "CN") for d in range(0, 201, 10)]
+        rows += [row(f"{importer}N{d}", importer, d, "VN") for d in new_days]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "origin_switch" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+    strength = {row["entry_number"]: row["origin_switch"] for row in scored}
+    # min(gap: 100 days on the ramp 30 -> 90, evidence: -log10 of the chance, on 2 -> 4); the gap is the smaller.
+    assert strength["TN100"] == pytest.approx(1 - 0.01 / ((100 - 30) / 60 - 0.8), rel=1e-6)
+    assert strength["UN100"] == 0 and strength["UN150"] == 0
+    assert all(strength[f"{importer}O{d}"] == 0 for importer in "TU" for d in range(0, 201, 10))
+
+
+def test_a_cheaper_number_beside_the_dearer_one_at_one_port_only_is_a_disparity():
+    """K declares a maker's heading at Los Angeles as 7318.15 (5%) on 6 lines and 7318.16
+    (2%) on 4, at Newark as 7318.15 on all 20: were 7318.16 4 in 10 of the heading's lines
+    everywhere, none of Newark's 20 would have it with chance 0.6^20 ~ 4e-5. J declares
+    7318.16 at Newark too (2 of 20): legitimate variety, no disparity."""
+    rows = []
+    for importer, newark_cheap in (("K", 0), ("J", 2)):
+        rows += [_row(f"{importer}LR{i}", importer, "7318150000", "2704", 5.0) for i in range(6)]
+        rows += [_row(f"{importer}LW{i}", importer, "7318160000", "2704", 2.0) for i in range(4)]
+        rows += [_row(f"{importer}NR{i}", importer, "7318150000", "4601", 5.0) for i in range(20 - newark_cheap)]
+        rows += [_row(f"{importer}NW{i}", importer, "7318160000", "4601", 2.0) for i in range(newark_cheap)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "classification_disparity" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+    strength = {row["entry_number"]: row["classification_disparity"] for row in scored}
+    # min(gap 0.6 on the ramp to 0.1: r = 6; evidence -20 log10(0.6) = 4.44 on the ramp 2 -> 4: r = 1.22)
+    late = -20 * np.log10(0.6)
+    assert strength["KLW0"] == pytest.approx(1 - 0.01 / ((late - 2) / 2 - 0.8), rel=1e-6)
+    assert all(strength[f"JLW{i}"] == 0 for i in range(4))
+    assert all(v == 0 for entry, v in strength.items() if "R" in entry)  # the dearer number is no disparity

@@ -16,7 +16,8 @@ What it holds:
   program (how often goods from a country claim it);
 - per account and product: lines and the sum of log unit values per origin, first and
   last day per origin, the earliest origin; per account, manufacturer and heading: the
-  highest duty rate declared, overall and per port, and the HTS numbers used;
+  highest duty rate declared, overall and per port, the HTS numbers used, and the lines of
+  each number and of the heading, per port and overall;
 - per account: lines per port, first and last day, lines, lines per calendar month.
 
 :class:`Norms` turns the histograms into a robust centre (median) and spread
@@ -56,6 +57,10 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "acct_port": ("sum", "min"),           # (importer, port) -> lines, importer hash
     "acct": ("min", "max", "sum"),         # importer -> first day, last day, lines
     "acct_month": ("sum", "min"),          # (importer, calendar month) -> lines, importer hash
+    "cls_hts_lines": ("sum",),             # (importer x manufacturer, hts10, port) -> lines; without the
+                                           #   port: at all ports
+    "cls_group_lines": ("sum",),           # (importer x manufacturer, hts4, port) -> lines; without the
+                                           #   port: at all ports
 }
 # What each field may hold, checked when a state is read: "count" >= 0 (lines, cents, a
 # rate in basis points), "day" an entry day of the data contract, "any" any int64 (sums

@@ -394,7 +394,7 @@ def _checksum(metadata: dict[bytes, bytes] | None, batches: Iterable[pa.RecordBa
 def _kernel_fields(f: LineFields) -> tuple[np.ndarray, ...]:
     """The parsed fields the scoring kernel reads, in its argument order."""
     return (f.importer, f.maker, f.day, f.country, f.port, f.rate_bp, f.hts10, f.hts6, f.hts4, f.spi, f.log_uv,
-            f.basis)
+            f.basis, f.value_cents)
 
 
 def top_contributors(contribution: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

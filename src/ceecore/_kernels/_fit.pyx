@@ -14,18 +14,20 @@ from libc.stdint cimport int64_t, uint64_t
 from cython.parallel cimport prange
 
 from ceecore._kernels._keys cimport (
-    ap_day_key, ap_key, acct_port_key, claim_key, cls_group_key, cls_hts_key, cls_port_key, duty_key, earliest_key,
+    ap_day_key, ap_key, acct_port_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key, duty_key,
+    earliest_key,
     month_key, origin_key, uv_group, ANY_ORIGIN,
 )
 from ceecore._kernels._tally cimport Tally, TallyTable, tally_add, tally_prefetch
 
 # The tallies this kernel updates, in the order they are passed.
 FIT_TALLIES = ("uv_hist", "uv_moments", "ap_uv", "duty", "origin_lines", "claims", "ap_days", "ap_earliest",
-               "cls_group_max", "cls_port_max", "cls_hts", "acct_port", "acct", "acct_month")
+               "cls_group_max", "cls_port_max", "cls_hts", "acct_port", "acct", "acct_month", "cls_hts_lines",
+               "cls_group_lines")
 
 cdef enum:
     T_UV_HIST, T_UV_MOMENTS, T_AP_UV, T_DUTY, T_ORIGIN, T_CLAIMS, T_AP_DAYS, T_AP_EARLIEST
-    T_CLS_GROUP, T_CLS_PORT, T_CLS_HTS, T_ACCT_PORT, T_ACCT, T_ACCT_MONTH
+    T_CLS_GROUP, T_CLS_PORT, T_CLS_HTS, T_ACCT_PORT, T_ACCT, T_ACCT_MONTH, T_CLS_HTS_LINES, T_CLS_GROUP_LINES
     N_TALLIES
 
 cdef enum:
@@ -54,7 +56,8 @@ ctypedef struct Lines:
 
 cdef inline void line_keys(const Lines* f, int64_t i, int which, uint64_t* k) noexcept nogil:
     """The key line ``i`` folds into tally ``which`` (``k[0]``), and its second key
-    (origin_lines, claims: the all-origins / all-programs key; cls_hts: its group key)."""
+    (origin_lines, claims: the all-origins / all-programs key; cls_hts: its group key;
+    cls_hts_lines, cls_group_lines: the key over all ports)."""
     cdef int64_t country = f.country[i], hts10 = f.hts10[i]
     cdef uint64_t importer = f.importer[i], maker = f.maker[i]
     if which == T_UV_HIST or which == T_UV_MOMENTS:
@@ -81,8 +84,12 @@ cdef inline void line_keys(const Lines* f, int64_t i, int which, uint64_t* k) no
         k[0] = acct_port_key(importer, f.port[i])
     elif which == T_ACCT:
         k[0] = importer
-    else:
+    elif which == T_ACCT_MONTH:
         k[0] = month_key(importer, f.day[i])
+    elif which == T_CLS_HTS_LINES:
+        k[0], k[1] = cls_hts_port_key(maker, hts10, f.port[i]), cls_hts_key(maker, hts10)
+    else:
+        k[0], k[1] = cls_port_key(maker, f.hts4[i], f.port[i]), cls_group_key(maker, f.hts4[i])
 
 
 cdef inline int fold_line(TallyTable* t, int which, const Lines* f, int64_t i, const uint64_t* k, double log_low,
@@ -123,6 +130,11 @@ cdef inline int fold_line(TallyTable* t, int which, const Lines* f, int64_t i, c
             v[0] = <int64_t>k[1]
             return tally_add(t, k[0], v)
         return tally_add(t, k[0], &f.rate_bp[i])
+    if which >= T_CLS_HTS_LINES:  # lines of a manufacturer's number (or heading) at the port, and at all
+        if f.maker[i] == 0:
+            return 0
+        rc = tally_add(t, k[0], &one)
+        return rc if rc != 0 else tally_add(t, k[1], &one)
     v[0], v[1] = 1, <int64_t>f.importer[i]  # acct_port, acct_month: lines, and the importer they belong to
     return tally_add(t, k[0], v)
 

@@ -20,7 +20,7 @@ def score_lines(
     day: npt.NDArray[np.int64], country: npt.NDArray[np.int64], port: npt.NDArray[np.int64],
     rate_bp: npt.NDArray[np.int64], hts10: npt.NDArray[np.int64], hts6: npt.NDArray[np.int64],
     hts4: npt.NDArray[np.int64], spi: npt.NDArray[np.int64], log_uv: npt.NDArray[np.float64],
-    basis: npt.NDArray[np.int64], reasons: int = -1,
+    basis: npt.NDArray[np.int64], value_cents: npt.NDArray[np.int64], reasons: int = -1,
 ) -> tuple[npt.NDArray[Any], ...]:
     """(strengths, raw) of the lines; with reasons >= 0 also (score, top, fired)."""
 

@@ -12,7 +12,7 @@ Arithmetic follows the plain reference (``tests/scoring_reference.py``) step by 
 in double precision; missing values are NaN, and a strength is 0 where its input is.
 """
 
-from libc.math cimport NAN, fabs, fmax, isnan, sqrt
+from libc.math cimport NAN, fabs, fmax, isnan, log10, log1p, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 import numpy as np
@@ -21,8 +21,8 @@ cimport numpy as cnp
 
 from ceecore._kernels._combine cimport combine_row
 from ceecore._kernels._keys cimport (
-    ANY_ORIGIN, ap_day_key, ap_key, claim_key, cls_group_key, cls_port_key, duty_key, earliest_key, floor_div,
-    month_key, origin_key, uv_group,
+    ANY_ORIGIN, ap_day_key, ap_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key, duty_key,
+    earliest_key, floor_div, month_key, origin_key, uv_group,
 )
 from ceecore._kernels._tally cimport Tally, TallyTable, tally_find, tally_prefetch
 
@@ -42,11 +42,19 @@ THRESHOLDS = (
     "preference_share_from", "preference_share_to", "origin_share_from", "origin_share_to", "origin_min_lines",
     "switch_gap_days", "switch_overlap_days", "switch_min_lines", "port_spread_from", "port_spread_to",
     "new_importer_after_days", "new_importer_from", "new_importer_to", "disparity_gap_to", "surge_from", "surge_to",
-    "surge_min_months", "surge_min_lines",
+    "surge_min_months", "surge_min_lines", "switch_evidence_from", "switch_evidence_to", "disparity_evidence_from",
+    "disparity_evidence_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
-           "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month")
+           "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month",
+           "cls_hts_lines", "cls_group_lines")
+
+# Where a strength's linear rise bends towards 1 (see ramp).
+cdef double BEND_AT = 0.9
+# The share of a line's score that its value at stake may take away (see stake): small
+# enough that it only orders lines of (nearly) equal evidence.
+cdef double STAKE_SHARE = 0.01
 
 cdef enum:
     UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER, DUTY_BELOW_PEERS, PREFERENCE_RARE, ORIGIN_RARE, ORIGIN_SWITCH
@@ -63,11 +71,13 @@ cdef enum:
     DUTY_GAP_FROM, DUTY_GAP_TO, PREF_SHARE_FROM, PREF_SHARE_TO, ORIGIN_SHARE_FROM, ORIGIN_SHARE_TO, ORIGIN_MIN_LINES
     SWITCH_GAP_DAYS, SWITCH_OVERLAP_DAYS, SWITCH_MIN_LINES, PORT_SPREAD_FROM, PORT_SPREAD_TO
     NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
+    SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO, DISPARITY_EVIDENCE_FROM, DISPARITY_EVIDENCE_TO
     N_THRESHOLDS
 
 cdef enum:
     L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
+    L_CLS_HTS_LINES, L_CLS_GROUP_LINES
     N_LOOKUPS
     MAX_REASONS = 16
     AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
@@ -109,14 +119,27 @@ ctypedef struct Context:
 
 
 cdef inline double ramp(double x, double start, double end) noexcept nogil:
-    """0 at ``start``, 1 at ``end``, linear between (either direction); NaN gives 0."""
+    """0 at ``start`` (and before), rising linearly to 0.9 at nine tenths of the way to
+    ``end`` (either direction), then bending with the same slope towards 1 without
+    reaching it: 0.95 at ``end``, ``1 - 0.01 / (r - 0.8)`` at ``r`` times the way.
+    Evidence beyond ``end`` still ranks higher, so strong lines are not all tied at 1
+    (the bend is where a clipped ramp would have cut them off). NaN gives 0."""
     cdef double r
     if isnan(x):
         return 0.0
     r = (x - start) / (end - start)
-    if isnan(r):
+    if isnan(r) or r <= 0.0:
         return 0.0
-    return 0.0 if r < 0.0 else (1.0 if r > 1.0 else r)
+    return r if r <= BEND_AT else 1.0 - (1.0 - BEND_AT) * (1.0 - BEND_AT) / (r - 2.0 * BEND_AT + 1.0)
+
+
+cdef inline double stake(double score, int64_t value_cents) noexcept nogil:
+    """The score of a line with ``value_cents`` at stake: ``score * (1 - STAKE_SHARE / (1
+    + log(1 + value)))``, value in dollars. Of two lines with the same evidence the dearer
+    ranks first (more duty at risk), which keeps lines an account- or group-wide indicator
+    scores alike from tying; a line without evidence stays 0."""
+    cdef double dollars = value_cents / 100.0 if value_cents > 0 else 0.0
+    return score * (1.0 - STAKE_SHARE / (1.0 + log1p(dollars)))
 
 
 cdef inline const int64_t* find(const TallyTable* t, uint64_t key) noexcept nogil:
@@ -250,7 +273,8 @@ cdef inline void origin_rare(const Context* c, const Line* L, double* s, double*
 
 
 cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexcept nogil:
-    """The account's origin for a product newly switched, the old origin stopped."""
+    """A new origin for an established account-product: the old origin stopped (a clean
+    switch), or went on while the new one took a share too late to be chance (below)."""
     cdef int64_t earliest = get1(c.t[L_AP_EARLIEST], earliest_key(L.importer, L.hts10), -1)
     cdef int64_t product_first = floor_div(earliest, 1024)
     cdef int64_t first_origin = earliest - product_first * 1024
@@ -260,25 +284,51 @@ cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexc
     cdef int64_t mine_lines = mine[2] if mine != NULL else -1
     cdef int64_t old_last = old[1] if old != NULL else -1
     cdef int64_t old_lines = old[2] if old != NULL else -1
-    if (earliest >= 0 and origin_first >= 0 and L.country != first_origin
-            and old_last <= origin_first + c.th[SWITCH_OVERLAP_DAYS]
-            and old_lines >= c.th[SWITCH_MIN_LINES] and mine_lines >= c.th[SWITCH_MIN_LINES]):
-        s[ORIGIN_SWITCH] = ramp(<double>(origin_first - product_first), c.th[SWITCH_GAP_DAYS],
-                                3 * c.th[SWITCH_GAP_DAYS])
+    cdef int64_t last = old_last if mine == NULL or old_last > mine[1] else mine[1]
+    cdef double late, strength
+    if (earliest < 0 or origin_first < 0 or L.country == first_origin or old_lines < c.th[SWITCH_MIN_LINES]
+            or mine_lines < c.th[SWITCH_MIN_LINES]):
+        return
+    strength = ramp(<double>(origin_first - product_first), c.th[SWITCH_GAP_DAYS], 3 * c.th[SWITCH_GAP_DAYS])
+    if old_last > origin_first + c.th[SWITCH_OVERLAP_DAYS]:
+        # The old origin goes on: were this origin's lines spread evenly over the days
+        # the account filed the product, none would fall before its first day with
+        # chance (1 - f) ^ lines, f the share of those days gone by; -log10 of it.
+        late = -mine_lines * log10(1.0 - (origin_first - product_first) / <double>(last - product_first + 1))
+        strength = min(strength, ramp(late, c.th[SWITCH_EVIDENCE_FROM], c.th[SWITCH_EVIDENCE_TO]))
+    s[ORIGIN_SWITCH] = strength
 
 
 cdef inline void classification_disparity(const Context* c, const Line* L, double* s) noexcept nogil:
-    """The same importer + manufacturer + heading under a dearer HTS number at other ports."""
+    """The same importer + manufacturer + heading under a dearer HTS number at other ports:
+    no line at this port has the dearer number, or the line's cheaper number is declared
+    at this port only, on a share of the heading's lines there too large for none of its
+    lines at the other ports to have it by chance."""
     cdef uint64_t group = cls_group_key(L.maker, L.hts4)
     cdef int64_t group_max = get1(c.t[L_CLS_GROUP_MAX], group, -1)
     cdef int64_t port_max = get1(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port), -1)
     cdef int64_t numbers = get1(c.t[L_CLS_HTS_COUNT], group, 0)
-    cdef double gap = 0.0
+    cdef int64_t here, everywhere, heading_here, heading_elsewhere
+    cdef double gap = 0.0, late, strength
     if L.rate_bp > port_max:  # this line counts too
         port_max = L.rate_bp
-    if L.maker != 0 and numbers >= 2 and L.rate_bp < group_max and group_max > 0:
-        gap = (group_max - port_max) / <double>(group_max if group_max > 1 else 1)
-    s[CLASSIFICATION_DISPARITY] = ramp(gap, 0.0, c.th[DISPARITY_GAP_TO])
+    if L.maker == 0 or numbers < 2 or L.rate_bp >= group_max or group_max <= 0:
+        return
+    gap = (group_max - port_max) / <double>(group_max if group_max > 1 else 1)
+    strength = ramp(gap, 0.0, c.th[DISPARITY_GAP_TO])
+    here = get1(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port), 0)
+    everywhere = get1(c.t[L_CLS_HTS_LINES], cls_hts_key(L.maker, L.hts10), 0)
+    heading_here = get1(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port), 0)
+    heading_elsewhere = get1(c.t[L_CLS_GROUP_LINES], group, 0) - heading_here
+    if here > 0 and here == everywhere and here < heading_here and heading_elsewhere > 0:
+        # Were the number a share here/heading_here of the heading's lines at every
+        # port, none of the lines elsewhere would have it with chance (1 - share) ^
+        # lines elsewhere; -log10 of it. The size: the line's own gap to the dearest.
+        late = -heading_elsewhere * log10(1.0 - here / <double>heading_here)
+        gap = (group_max - L.rate_bp) / <double>(group_max if group_max > 1 else 1)
+        strength = max(strength, min(ramp(gap, 0.0, c.th[DISPARITY_GAP_TO]),
+                                     ramp(late, c.th[DISPARITY_EVIDENCE_FROM], c.th[DISPARITY_EVIDENCE_TO])))
+    s[CLASSIFICATION_DISPARITY] = strength
 
 
 cdef inline void account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
@@ -337,6 +387,8 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
         ahead(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
         ahead(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
         ahead(c.t[L_CLS_HTS_COUNT], cls_group_key(L.maker, L.hts4))
+        ahead(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port))
+        ahead(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port))
     if c.on[PORT_SPREAD]:
         ahead(c.t[L_EFFECTIVE_PORTS], L.importer)
     if c.on[NEW_IMPORTER]:
@@ -436,16 +488,16 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
                 const int64_t[::1] day, const int64_t[::1] country, const int64_t[::1] port,
                 const int64_t[::1] rate_bp, const int64_t[::1] hts10, const int64_t[::1] hts6,
                 const int64_t[::1] hts4, const int64_t[::1] spi, const double[::1] log_uv, const int64_t[::1] basis,
-                int64_t reasons=-1):
+                const int64_t[::1] value_cents, int64_t reasons=-1):
     """Strengths ``(n, indicators)`` and raw values ``(n, raw values)`` of the lines (one
     array per parsed field), columns by kernel id (:data:`INDICATOR_IDS`, :data:`RAW_IDS`).
 
-    With ``reasons >= 0`` also ``(score, top, fired)``: the combined score, the
-    indicator ids of the ``reasons`` largest weighted strengths and how many fired.
+    With ``reasons >= 0`` also ``(score, top, fired)``: the combined score (its line's
+    value at stake ordering lines of equal evidence, see :func:`stake`), the indicator ids of the ``reasons`` largest weighted strengths and how many fired.
     """
     cdef int64_t n = importer.shape[0], i, j
     lengths = (maker.shape[0], day.shape[0], country.shape[0], port.shape[0], rate_bp.shape[0], hts10.shape[0],
-               hts6.shape[0], hts4.shape[0], spi.shape[0], log_uv.shape[0], basis.shape[0])
+               hts6.shape[0], hts4.shape[0], spi.shape[0], log_uv.shape[0], basis.shape[0], value_cents.shape[0])
     if any(length != n for length in lengths):
         raise ValueError("score_lines takes fields of one length")
     cdef int64_t k = min(reasons, N_INDICATORS, MAX_REASONS)
@@ -479,7 +531,7 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
             if k >= 0:
                 for j in range(N_INDICATORS):
                     contribution[j] = out_s[i, j] * c.weight[j]
-                out_score[i] = combine_row(contribution, N_INDICATORS, k, top, &out_fired[i])
+                out_score[i] = stake(combine_row(contribution, N_INDICATORS, k, top, &out_fired[i]), value_cents[i])
                 for j in range(k):
                     out_top[i, j] = top[j]
     if reasons < 0:

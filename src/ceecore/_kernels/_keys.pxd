@@ -16,6 +16,7 @@ cdef enum:
     TAG_ACCT_PORT = 7
     TAG_CLAIM = 8
     TAG_ACCT_MONTH = 9
+    TAG_CLS_HTS_PORT = 10
 
 cdef enum:
     ANY_ORIGIN = 1023
@@ -49,6 +50,10 @@ cdef inline uint64_t cls_port_key(uint64_t maker, int64_t hts4, int64_t port) no
 
 cdef inline uint64_t cls_hts_key(uint64_t maker, int64_t hts10) noexcept nogil:
     return key2(TAG_CLS_HTS, maker, <uint64_t>hts10)
+
+
+cdef inline uint64_t cls_hts_port_key(uint64_t maker, int64_t hts10, int64_t port) noexcept nogil:
+    return key3(TAG_CLS_HTS_PORT, maker, <uint64_t>hts10, <uint64_t>port)
 
 
 cdef inline uint64_t duty_key(bint claimed, int64_t hts10, int64_t country) noexcept nogil:

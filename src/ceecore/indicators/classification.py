@@ -22,8 +22,9 @@ def hts_counts(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) ->
 
 CLASSIFICATION_DISPARITY = Indicator(
     name="classification_disparity",
-    doc="the same importer + manufacturer + heading is declared under a dearer HTS number at other ports",
-    tallies=("cls_group_max", "cls_port_max", "cls_hts"),
-    thresholds=("disparity_gap_to",),
+    doc="the same importer + manufacturer + heading is declared under a dearer HTS number at other ports (and "
+        "none there, or the line's number only here, too often to be chance)",
+    tallies=("cls_group_max", "cls_port_max", "cls_hts", "cls_hts_lines", "cls_group_lines"),
+    thresholds=("disparity_gap_to", "disparity_evidence_from", "disparity_evidence_to"),
     lookups=hts_counts,
 )
