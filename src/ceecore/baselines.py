@@ -70,6 +70,7 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "duty": ("count", "count"), "origin_lines": ("count",), "claims": ("count",), "ap_days": ("day", "day", "count"),
     "ap_earliest": ("any",), "cls_group_max": ("count",), "cls_port_max": ("count",), "cls_hts": ("any",),
     "acct_port": ("count", "any"), "acct": ("day", "day", "count"), "acct_month": ("count", "any"),
+    "cls_hts_lines": ("count",), "cls_group_lines": ("count",),
 }
 # The unit-value tallies hold level-0 groups (``uv_group``) only, coarser levels being
 # rolled up from them: keys below these bits (histogram keys: the group, then the bin).
