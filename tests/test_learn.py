@@ -1,4 +1,4 @@
-"""Learning from outcomes: exported trees score exactly like scikit-learn; fit --labels end to end."""
+"""Learning from outcomes: exported trees score exactly like LightGBM; fit --labels end to end."""
 
 from __future__ import annotations
 
@@ -10,32 +10,53 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 import ceecore
 from ceecore import synth
 from ceecore.accounts import AccountBook
 from ceecore.fields import line_fields
 from ceecore.history import outcomes
-from ceecore.learn import Trees, export
+from ceecore.learn import TRAINING, Trees, export, train
 from ceecore_cli.main import cli
+
+# Learning needs the optional learner (ceecore[learn], also in ceecore[test]); scoring does not.
+lightgbm = pytest.importorskip("lightgbm", reason="LightGBM (ceecore[learn]) is not installed: nothing to learn with")
+
+
+def fitted(X: np.ndarray, y: np.ndarray, rounds: int, **params) -> lightgbm.Booster:
+    """A LightGBM model as :func:`ceecore.learn.train` fits one, on one thread."""
+    settings = {**TRAINING, "num_iterations": rounds, "num_threads": 1, "verbosity": -1, **params}
+    return lightgbm.train(settings, lightgbm.Dataset(X, y))
 
 
 def test_exported_trees_score_exactly_like_the_library():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(4_000, 7))
-    X[rng.random(X.shape) < 0.15] = np.nan  # missing values go the learned way
-    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2]) > 0.2).astype(int)
-    model = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
-    trees = export(model, [f"x{i}" for i in range(7)])
+    X[:, :6][rng.random((4_000, 6)) < 0.15] = np.nan  # missing values go the learned way
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2]) + X[:, 6] > 0.2).astype(int)
+    model = fitted(X, y, 60)
+    trees = export(model.dump_model(), [f"x{i}" for i in range(7)])
     fresh = rng.normal(size=(2_000, 7))
-    fresh[rng.random(fresh.shape) < 0.15] = np.nan
-    assert (trees.raw(fresh) == model._raw_predict(fresh)[:, 0]).all()  # the same sums, bit for bit
-    assert np.abs(trees.probability(fresh) - model.predict_proba(fresh)[:, 1]).max() < 1e-15
+    fresh[rng.random(fresh.shape) < 0.15] = np.nan  # x6 had none in training: LightGBM reads them as 0
+    for rows in (X, fresh):
+        assert (trees.raw(rows) == model.predict(rows, raw_score=True)).all()  # the same sums, bit for bit
+        assert np.abs(trees.probability(rows) - model.predict(rows)).max() < 1e-15
     raw, parts = trees.raw(fresh, contributions=True)
-    np.testing.assert_allclose(parts.sum(axis=1) + trees.baseline, raw, atol=1e-12)  # contributions explain it
+    # Contributions explain the score: along a path, value changes add up to leaf - root.
+    np.testing.assert_allclose(parts.sum(axis=1) + trees.baseline + trees.value[trees.roots].sum(), raw, atol=1e-9)
     again = Trees.from_dict(json.loads(json.dumps(trees.to_dict())))
     assert (again.raw(fresh) == trees.raw(fresh)).all()
+
+
+def test_training_is_capped_to_its_threads_and_the_same_on_any_number():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(3_000, 5))
+    y = (X[:, 0] - X[:, 3] + rng.normal(size=3_000) > 0).astype(int)
+    one, two = (train(X, y, list("abcde"), threads=n) for n in (1, 2))
+    assert one.to_dict() == two.to_dict()
+    assert len(one.roots) == TRAINING["num_iterations"] and one.baseline == 0.0
+    with pytest.raises(ValueError, match="only one outcome"):
+        train(X, np.zeros(3_000), list("abcde"))
 
 
 def test_reasons_are_on_the_scale_of_the_leaves():
@@ -44,14 +65,28 @@ def test_reasons_are_on_the_scale_of_the_leaves():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(5_000, 2))
     y = (X[:, 0] + 0.1 * rng.normal(size=5_000) > 0).astype(int)  # x1 is noise
-    model = HistGradientBoostingClassifier(max_iter=40, learning_rate=0.1, random_state=0).fit(X, y)
-    raw, parts = export(model, ["x0", "x1"]).raw(X, contributions=True)
+    raw, parts = export(fitted(X, y, 40, feature_fraction=1.0).dump_model(), ["x0", "x1"]).raw(X, contributions=True)
     assert np.abs(parts[:, 1]).mean() < 0.1 * np.abs(parts[:, 0]).mean()
     assert (np.sign(parts[:, 0]) == np.sign(X[:, 0])).mean() > 0.95  # x0 pushes the right way
 
 
+@pytest.mark.parametrize(("params", "match"), [
+    ({"categorical_column": [0]}, "of type '=='"),
+    ({"zero_as_missing": True}, "missing 'Zero'"),
+    ({"linear_tree": True}, "linear trees"),
+    ({"objective": "cross_entropy"}, "only the 'binary' objective"),
+    ({"objective": "multiclass", "num_class": 2}, "only binary"),
+])
+def test_trees_that_the_kernel_would_score_otherwise_are_refused(params, match):
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.integers(0, 4, 2_000), rng.normal(size=2_000)]).astype(float)
+    y = ((X[:, 0] == 2) ^ (X[:, 1] > 0)).astype(int)
+    with pytest.raises(ValueError, match=match):
+        export(fitted(X, y, 5, **params).dump_model(), ["x0", "x1"])
+
+
 def test_corrupt_trees_are_refused():
-    doc = export(HistGradientBoostingClassifier(max_iter=3).fit(np.arange(100.0)[:, None], np.arange(100) % 2),
+    doc = export(fitted(np.arange(100.0)[:, None], np.arange(100) % 2, 3, min_data_in_leaf=5).dump_model(),
                  ["x"]).to_dict()
     cyclic = {**doc, "left": list(doc["left"])}
     cyclic["left"][doc["roots"][0]] = doc["roots"][0]  # a cycle
