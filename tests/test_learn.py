@@ -16,7 +16,7 @@ from ceecore import synth
 from ceecore.accounts import AccountBook
 from ceecore.fields import line_fields
 from ceecore.history import outcomes
-from ceecore.learn import TRAINING, Trees, export, train
+from ceecore.learn import MAX_DEPTH, TRAINING, Trees, export, train
 from ceecore_cli.main import cli
 
 # Learning needs the optional learner (ceecore[learn], also in ceecore[test]); scoring does not.
@@ -83,6 +83,23 @@ def test_trees_that_the_kernel_would_score_otherwise_are_refused(params, match):
     y = ((X[:, 0] == 2) ^ (X[:, 1] > 0)).astype(int)
     with pytest.raises(ValueError, match=match):
         export(fitted(X, y, 5, **params).dump_model(), ["x0", "x1"])
+
+
+def test_a_forest_a_model_file_may_not_hold_is_refused_as_it_is_exported():
+    """A dump (hand-made here, in LightGBM's documented form) whose tree is deeper than
+    the loader allows: refused by :func:`export`, not saved into a model that would not load."""
+    def chain(depth: int) -> dict:
+        node: dict = {"leaf_value": 0.5}
+        for k in range(depth):
+            node = {"split_feature": 0, "threshold": float(k), "decision_type": "<=", "default_left": True,
+                    "missing_type": "NaN", "internal_value": 0.0, "left_child": {"leaf_value": -0.5},
+                    "right_child": node}
+        return {"objective": "binary sigmoid:1", "max_feature_idx": 0, "tree_info": [{"tree_structure": node}]}
+
+    trees = export(chain(MAX_DEPTH), ["x"])
+    assert trees.raw(np.array([[MAX_DEPTH + 1.0], [0.5], [np.nan]])).tolist() == [0.5, -0.5, -0.5]
+    with pytest.raises(ValueError, match=f"deeper than {MAX_DEPTH}"):
+        export(chain(MAX_DEPTH + 1), ["x"])
 
 
 def test_corrupt_trees_are_refused():

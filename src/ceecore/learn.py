@@ -85,20 +85,29 @@ class Trees:
         nodes = {name: get(doc, name, "list", where) for name in NODE_ARRAYS}
         if len({len(values) for values in nodes.values()}) != 1:
             raise ValueError(f"{where}: node arrays of different lengths")
-        if len(roots) > MAX_TREES or len(nodes["feature"]) > MAX_NODES:
-            raise ValueError(f"{where}: {len(roots)} trees of {len(nodes['feature'])} nodes: more than the "
-                             f"{MAX_TREES} trees or {MAX_NODES} nodes a model may hold")
+        _bound(len(roots), len(nodes["feature"]), where)  # before the lists become arrays
         arrays = {name: (float_array if name in ("threshold", "value") else int_array)(values, f"{where}: {name!r}")
                   for name, values in nodes.items()}
         missing_left = arrays["missing_left"]
         if ((missing_left < 0) | (missing_left > 1)).any():
             raise ValueError(f"{where}: missing_left must hold 0 or 1")
-        trees = cls(tuple(features), float(get(doc, "baseline", "number", where)), roots, arrays["feature"],
-                    arrays["threshold"], missing_left.astype(np.uint8), arrays["left"], arrays["right"],
-                    arrays["value"])
-        check(trees.feature, trees.threshold, trees.missing_left, trees.left, trees.right, trees.value, trees.roots,
-              len(features), MAX_DEPTH)
-        return trees
+        return cls(tuple(features), float(get(doc, "baseline", "number", where)), roots, arrays["feature"],
+                   arrays["threshold"], missing_left.astype(np.uint8), arrays["left"], arrays["right"],
+                   arrays["value"]).checked(where)
+
+    def checked(self, where: str = "trees") -> Trees:
+        """These trees, if a model file may hold them (:data:`MAX_TREES`, :data:`MAX_NODES`,
+        :data:`MAX_DEPTH`) and they are a forest the kernel can walk; else a ValueError."""
+        _bound(len(self.roots), len(self.feature), where)
+        check(self.feature, self.threshold, self.missing_left, self.left, self.right, self.value, self.roots,
+              len(self.features), MAX_DEPTH)
+        return self
+
+
+def _bound(trees: int, nodes: int, where: str) -> None:
+    if trees > MAX_TREES or nodes > MAX_NODES:
+        raise ValueError(f"{where}: {trees} trees of {nodes} nodes: more than the {MAX_TREES} trees or {MAX_NODES} "
+                         "nodes a model may hold")
 
 
 def train(X: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any] | None = None,
@@ -131,7 +140,7 @@ def export(dump: dict[str, Any], features: list[str]) -> Trees:
     split's value is LightGBM's ``internal_value`` (the node's output, shrunk like the
     leaves'), so that value changes along a path (a line's reasons) are on the leaves'
     scale. Anything else (categorical or zero-as-missing splits, linear trees, several
-    classes, another objective) is refused.
+    classes, another objective), or a forest a model file may not hold, is refused.
     """
     if dump.get("num_tree_per_iteration", 1) != 1 or dump.get("num_class", 1) != 1:
         raise ValueError("only binary classifiers can be exported")
@@ -167,7 +176,7 @@ def export(dump: dict[str, Any], features: list[str]) -> Trees:
     return Trees(tuple(features), 0.0, np.asarray(roots, np.int64), np.asarray(columns["feature"], np.int64),
                  np.asarray(columns["threshold"], np.float64), np.asarray(columns["missing_left"], np.uint8),
                  np.asarray(columns["left"], np.int64), np.asarray(columns["right"], np.int64),
-                 np.asarray(columns["value"], np.float64))
+                 np.asarray(columns["value"], np.float64)).checked()
 
 
 @dataclass(frozen=True)
