@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import polars as pl
@@ -65,7 +66,7 @@ def test_reasons_are_on_the_scale_of_the_leaves():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(5_000, 2))
     y = (X[:, 0] + 0.1 * rng.normal(size=5_000) > 0).astype(int)  # x1 is noise
-    raw, parts = export(fitted(X, y, 40, feature_fraction=1.0).dump_model(), ["x0", "x1"]).raw(X, contributions=True)
+    parts = export(fitted(X, y, 40, feature_fraction=1.0).dump_model(), ["x0", "x1"]).raw(X, contributions=True)[1]
     assert np.abs(parts[:, 1]).mean() < 0.1 * np.abs(parts[:, 0]).mean()
     assert (np.sign(parts[:, 0]) == np.sign(X[:, 0])).mean() > 0.95  # x0 pushes the right way
 
@@ -114,6 +115,16 @@ def test_corrupt_trees_are_refused():
 
 
 TABLE = synth.generate_table(lines=60_000, seed=31, inspect_share=0.2)
+
+
+def test_without_the_learner_fit_with_labels_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "lightgbm", None)  # as if not installed: importing it fails
+    with pytest.raises(ValueError, match=r"needs LightGBM: pip install 'ceecore\[learn\]'"):
+        train(np.zeros((4, 1)), np.array([0, 1, 0, 1]), ["x"])
+    pq.write_table(TABLE.slice(0, 5_000), tmp_path / "train.parquet")
+    result = CliRunner().invoke(cli, ["fit", str(tmp_path / "train.parquet"), "--labels", "violation", "-o",
+                                      str(tmp_path / "m.arrow")])
+    assert result.exit_code == 2 and "needs LightGBM" in result.output and not (tmp_path / "m.arrow").exists()
 
 
 def test_a_labelled_model_scores_with_its_own_kernel_and_beats_the_unsupervised_one(tmp_path):
