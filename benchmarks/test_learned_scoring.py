@@ -1,7 +1,7 @@
 """Learning from outcomes: fit time with labels, and scoring throughput with history and trees.
 
 - fit: `ceecore.fit(..., labels=...)` on the LINES lines in memory (baselines, outcome
-  history, the out-of-fold training matrix of the inspected lines, scikit-learn's
+  history, the out-of-fold training matrix of the inspected lines, LightGBM's
   trees), beside the unsupervised fit of the same lines;
 - score: a learned model's Scorer on the lines (batches of 64k rows, 2 threads): the
   indicators plus the history rates of 12 keys and the compiled tree kernel, beside the

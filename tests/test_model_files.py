@@ -522,7 +522,8 @@ def test_trees_out_of_form_are_refused(files, tmp_path, case):
 
 
 def test_a_split_on_missing_values_loads(files, sample, tmp_path):
-    """scikit-learn gives a split that sends only missing values right a threshold of +inf."""
+    """A split that sends only missing values right has a threshold of +inf (as scikit-learn
+    wrote them; LightGBM writes 1e300): models trained so still load."""
     bad = edit_meta(files["learned"], tmp_path / "inf.model",
                     lambda doc: _trees(doc)["threshold"].__setitem__(_split(_trees(doc)), math.inf))
     assert ceecore.Scorer(Model.load(bad)).score(sample.slice(0, 100)).num_rows == 100
