@@ -192,6 +192,7 @@ class Reference:
         else:
             mean = own_s / own_n / 1e6 if own_n else x
             centre, spread, used = self._norm(p, own_n, 1, 0.5)
+            robust_centre = used == 0
             if centre != centre:
                 for level, group in enumerate(_groups(p)[:2]):
                     n, total, squares = self.moments.get(group, (0, 0, 0))
@@ -209,9 +210,13 @@ class Reference:
                 centre += self.origin_price.get((p["country"], p["basis"]), 0.0)
             size = (mean - centre) / spread if centre == centre else math.nan
             n = max(own_n, 1)
+            evidence = -size * math.sqrt(n) if size == size else None
             s["unit_value_low"] = min(
-                _ramp(-size * math.sqrt(n) if size == size else None, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
+                _ramp(evidence, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
                 _ramp(-size if size == size else None, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
+            if robust_centre and 1 - math.exp(mean - centre) >= th["unit_value_low_shortfall"]:  # sustained, shallow
+                s["unit_value_low"] = max(s["unit_value_low"], _ramp(evidence, th["unit_value_low_sustained_from"],
+                                                                     th["unit_value_low_sustained_to"]))
             median, spread, _ = self._norm(p, 0, 3, 0.25)
             z = abs(x - median) / spread if median == median else None
             s["unit_value_outlier"] = _ramp(z, th["unit_value_outlier_from"], th["unit_value_outlier_to"])
