@@ -196,7 +196,8 @@ def test_a_shallow_shortfall_counts_when_sustained_over_many_lines():
         config = ceecore.ScoringConfig.from_doc({
             "weights": {n: 0.9 if n == "unit_value_low" else 0.0 for n in indicators.INDICATORS},
             "thresholds": {"unit_value_low_shortfall": shortfall}})
-        return {row["entry_number"]: row for row in ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()}
+        lines = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+        return {row["entry_number"]: row for row in lines}
 
     shipped, strict = scored(0.1), scored(0.3)
     size = -shipped["S0"]["account_unit_value_z"]
@@ -227,10 +228,11 @@ def test_a_few_deep_lines_count_where_the_account_scatters_too_widely_to_be_chan
     table = pa.Table.from_pylist(rows)
     config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "unit_value_low" else 0.0
                                                          for n in indicators.INDICATORS}})
-    scored = {row["entry_number"]: row for row in ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()}
+    lines = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+    scored = {row["entry_number"]: row for row in lines}
     low = scored["DL4"]
     assert low["unit_value_z"] < -3.09 and low["unit_value_low"] > 0.5  # deep, and the scatter past 1 in 1,000
     assert -low["account_unit_value_z"] < 0.5  # the account's mean alone is too shallow to tell
-    assert all(scored[f"D{i}"]["unit_value_low"] == 0 for i in range(40))  # its usual lines: not below their norm enough
+    assert all(scored[f"D{i}"]["unit_value_low"] == 0 for i in range(40))  # its usual lines: not low enough
     assert scored["CL"]["unit_value_z"] < -2.5 and scored["CL"]["unit_value_low"] == 0  # one low line: chance
     assert all(scored[f"E{k}-0"]["unit_value_low"] == 0 for k in range(20))
