@@ -32,6 +32,15 @@ def _ramp(x: float | None, start: float, end: float) -> float:
     return r if r <= 0.9 else 1 - 0.01 / (r - 0.8)
 
 
+def _chi2_evidence(x: float, k: int) -> float:
+    """-log10 of the chance a chi-square of ``k`` degrees of freedom reaches ``x`` (Wilson-Hilferty), at most 300."""
+    if not x > 0 or k < 1:
+        return 0.0
+    v = 2 / (9 * k)
+    w = ((x / k) ** (1 / 3) - (1 - v)) / math.sqrt(v)
+    return -math.log10(max(0.5 * math.erfc(w / math.sqrt(2)), 1e-300))
+
+
 def parse(row: dict[str, Any]) -> dict[str, Any]:
     """The numbers of one accepted row, as the kernel and fields.py define them."""
     digits = "".join(ch for ch in row["hts_code"] if ch not in ". ")
@@ -192,6 +201,7 @@ class Reference:
         else:
             mean = own_s / own_n / 1e6 if own_n else x
             centre, spread, used = self._norm(p, own_n, 1, 0.5)
+            robust_centre = used == 0
             if centre != centre:
                 for level, group in enumerate(_groups(p)[:2]):
                     n, total, squares = self.moments.get(group, (0, 0, 0))
@@ -209,12 +219,22 @@ class Reference:
                 centre += self.origin_price.get((p["country"], p["basis"]), 0.0)
             size = (mean - centre) / spread if centre == centre else math.nan
             n = max(own_n, 1)
+            evidence = -size * math.sqrt(n) if size == size else None
             s["unit_value_low"] = min(
-                _ramp(-size * math.sqrt(n) if size == size else None, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
+                _ramp(evidence, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
                 _ramp(-size if size == size else None, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
+            if robust_centre and 1 - math.exp(mean - centre) >= th["unit_value_low_shortfall"]:  # sustained, shallow
+                s["unit_value_low"] = max(s["unit_value_low"], _ramp(evidence, th["unit_value_low_sustained_from"],
+                                                                     th["unit_value_low_sustained_to"]))
             median, spread, _ = self._norm(p, 0, 3, 0.25)
             z = abs(x - median) / spread if median == median else None
             s["unit_value_outlier"] = _ramp(z, th["unit_value_outlier_from"], th["unit_value_outlier_to"])
+            if own_n > 2 and median == median and x < median:  # a few deep lines: the account's scatter
+                var = max(own_q / own_n / 1e6 - mean * mean, 0.0)
+                scatter = _chi2_evidence(own_n * var / spread**2, own_n - 1)
+                s["unit_value_low"] = max(s["unit_value_low"], min(
+                    _ramp(z, th["unit_value_low_depth_from"], th["unit_value_low_depth_to"]),
+                    _ramp(scatter, th["unit_value_low_scatter_from"], th["unit_value_low_scatter_to"])))
 
         value_cents, duty_cents = self.duty.get((False, p["hts10"], p["country"]), (0, 0))
         peer = duty_cents / value_cents if value_cents > 0 else None

@@ -174,3 +174,65 @@ def test_a_cheaper_number_beside_the_dearer_one_at_one_port_only_is_a_disparity(
     assert strength["KLW0"] == pytest.approx(1 - 0.01 / ((late - 2) / 2 - 0.8), rel=1e-6)
     assert all(strength[f"JLW{i}"] == 0 for i in range(4))
     assert all(v == 0 for entry, v in strength.items() if "R" in entry)  # the dearer number is no disparity
+
+
+def test_a_shallow_shortfall_counts_when_sustained_over_many_lines():
+    """Twenty importers file a product from CN at $10 a unit, spread as log-normal
+    quantiles (sigma 0.3), 10 lines each. S files 60 lines 20% lower: about half a
+    spread below the (robust) median, too shallow for the deep test's size (0.5 -> 1.5),
+    but z = size * sqrt(60) ~ 4 standard errors, past 1 in 1,000 one-sided: sustained.
+    F files the same shortfall on 2 lines (z ~ 0.7: chance). Asking a larger shortfall
+    than S's (0.3) leaves only the deep test."""
+    quantiles = np.array([-1.64, -1.04, -0.67, -0.39, -0.13, 0.13, 0.39, 0.67, 1.04, 1.64])
+
+    def row(entry: str, importer: str, i: int, price: float) -> dict:
+        return {**_row(entry, importer, "8471300100", "2704", 5.0), "entered_value": round(
+            10 * price * np.exp(0.3 * quantiles[i % 10]), 2), "entry_date": dt.date(2025, 1, 1) + dt.timedelta(i)}
+    rows = [row(f"E{k}-{i}", f"I{k}", i, 10.0) for k in range(20) for i in range(10)]
+    rows += [row(f"S{i}", "S", i, 8.0) for i in range(60)] + [row(f"F{i}", "F", i, 8.0) for i in (4, 5)]
+    table = pa.Table.from_pylist(rows)
+
+    def scored(shortfall: float) -> dict[str, dict]:
+        config = ceecore.ScoringConfig.from_doc({
+            "weights": {n: 0.9 if n == "unit_value_low" else 0.0 for n in indicators.INDICATORS},
+            "thresholds": {"unit_value_low_shortfall": shortfall}})
+        lines = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+        return {row["entry_number"]: row for row in lines}
+
+    shipped, strict = scored(0.1), scored(0.3)
+    size = -shipped["S0"]["account_unit_value_z"]
+    assert 0.5 < size < 0.75 and shipped["S0"]["norm_level"] == 0  # against the number and origin's median
+    evidence = size * np.sqrt(60)
+    assert shipped["S0"]["unit_value_low"] == pytest.approx((evidence - 3.09) / (4.75 - 3.09), rel=1e-5)
+    assert strict["S0"]["unit_value_low"] == pytest.approx(size - 0.5, rel=1e-5)  # the deep test: size on 0.5 -> 1.5
+    assert shipped["S0"]["unit_value_low"] > 0.5 > 0.1 > strict["S0"]["unit_value_low"]
+    assert all(shipped[f"S{i}"]["unit_value_low"] == shipped["S0"]["unit_value_low"] for i in range(60))
+    assert shipped["F4"]["unit_value_low"] == strict["F4"]["unit_value_low"] == 0  # two lines are no evidence
+    assert all(shipped[f"E{k}-0"]["unit_value_low"] == 0 for k in range(20))
+
+
+def test_a_few_deep_lines_count_where_the_account_scatters_too_widely_to_be_chance():
+    """Twenty importers file a product from CN at $10 a unit, spread as log-normal
+    quantiles (sigma 0.3), 10 lines each. D files 40 such lines and 6 at 40% of the price
+    (-3 spreads): its lines scatter far too widely for the product's spread (chi-square,
+    45 degrees of freedom), so its low lines fire and its usual ones do not. An importer
+    with one such low line among 10 usual ones is within chance: nothing fires."""
+    quantiles = np.array([-1.64, -1.04, -0.67, -0.39, -0.13, 0.13, 0.39, 0.67, 1.04, 1.64])
+
+    def row(entry: str, importer: str, i: int, price: float) -> dict:
+        return {**_row(entry, importer, "8471300100", "2704", 5.0), "entered_value": round(
+            10 * price * np.exp(0.3 * quantiles[i % 10]), 2), "entry_date": dt.date(2025, 1, 1) + dt.timedelta(i)}
+    rows = [row(f"E{k}-{i}", f"I{k}", i, 10.0) for k in range(20) for i in range(10)]
+    rows += [row(f"D{i}", "D", i, 10.0) for i in range(40)] + [row(f"DL{i}", "D", i, 4.0) for i in (4, 5) * 3]
+    rows += [row(f"C{i}", "C", i, 10.0) for i in range(10)] + [row("CL", "C", 5, 4.0)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "unit_value_low" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    lines = ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()
+    scored = {row["entry_number"]: row for row in lines}
+    low = scored["DL4"]
+    assert low["unit_value_z"] < -3.09 and low["unit_value_low"] > 0.5  # deep, and the scatter past 1 in 1,000
+    assert -low["account_unit_value_z"] < 0.5  # the account's mean alone is too shallow to tell
+    assert all(scored[f"D{i}"]["unit_value_low"] == 0 for i in range(40))  # its usual lines: not low enough
+    assert scored["CL"]["unit_value_z"] < -2.5 and scored["CL"]["unit_value_low"] == 0  # one low line: chance
+    assert all(scored[f"E{k}-0"]["unit_value_low"] == 0 for k in range(20))

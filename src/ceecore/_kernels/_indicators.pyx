@@ -12,7 +12,7 @@ Arithmetic follows the plain reference (``tests/scoring_reference.py``) step by 
 in double precision; missing values are NaN, and a strength is 0 where its input is.
 """
 
-from libc.math cimport NAN, fabs, fmax, isnan, log10, log1p, sqrt
+from libc.math cimport NAN, cbrt, erfc, exp, fabs, fmax, fmin, isnan, log10, log1p, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 import numpy as np
@@ -43,7 +43,8 @@ THRESHOLDS = (
     "switch_gap_days", "switch_overlap_days", "switch_min_lines", "port_spread_from", "port_spread_to",
     "new_importer_after_days", "new_importer_from", "new_importer_to", "disparity_gap_to", "surge_from", "surge_to",
     "surge_min_months", "surge_min_lines", "switch_evidence_from", "switch_evidence_to", "disparity_evidence_from",
-    "disparity_evidence_to",
+    "disparity_evidence_to", "unit_value_low_sustained_from", "unit_value_low_sustained_to", "unit_value_low_shortfall",
+    "unit_value_low_scatter_from", "unit_value_low_scatter_to", "unit_value_low_depth_from", "unit_value_low_depth_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
@@ -72,6 +73,7 @@ cdef enum:
     SWITCH_GAP_DAYS, SWITCH_OVERLAP_DAYS, SWITCH_MIN_LINES, PORT_SPREAD_FROM, PORT_SPREAD_TO
     NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
     SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO, DISPARITY_EVIDENCE_FROM, DISPARITY_EVIDENCE_TO
+    UV_SUSTAINED_FROM, UV_SUSTAINED_TO, UV_SHORTFALL, UV_SCATTER_FROM, UV_SCATTER_TO, UV_DEPTH_FROM, UV_DEPTH_TO
     N_THRESHOLDS
 
 cdef enum:
@@ -142,6 +144,16 @@ cdef inline double stake(double score, int64_t value_cents) noexcept nogil:
     return score * (1.0 - STAKE_SHARE / (1.0 + log1p(dollars)))
 
 
+cdef inline double chi2_evidence(double x, int64_t k) noexcept nogil:
+    """-log10 of the chance that a chi-square of ``k`` degrees of freedom reaches ``x``
+    (Wilson-Hilferty: the cube root of chi-square / k is nearly normal), at most 300."""
+    cdef double v = 2.0 / (9.0 * k), w
+    if not x > 0 or k < 1:
+        return 0.0
+    w = (cbrt(x / k) - (1.0 - v)) / sqrt(v)
+    return -log10(fmax(0.5 * erfc(w / sqrt(2.0)), 1e-300))
+
+
 cdef inline const int64_t* find(const TallyTable* t, uint64_t key) noexcept nogil:
     """The fields of ``key`` in ``t``, NULL if absent or if the model has no such table
     (the model refuses configs that score without the tables they read)."""
@@ -191,7 +203,8 @@ cdef inline int64_t norm_lookup(const Context* c, const Line* L, int64_t own, in
 cdef inline void unit_value(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
     """unit_value_outlier: the line's unit value against the robust norm of its product;
     unit_value_low: the account's mean for the product against the other accounts'."""
-    cdef double median, spread, z, mean, centre, spread2, m, var, robust, size
+    cdef double median, spread, z, mean, centre, spread2, m, var, robust, size, evidence, strength, scatter
+    cdef bint robust_centre
     cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others
     cdef const int64_t* own
     cdef const int64_t* group
@@ -212,6 +225,7 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
         count, own_sum, own_sq = own[0], own[1], own[2]
     mean = own_sum / <double>(count if count > 1 else 1) / 1e6 if count > 0 else L.log_uv
     used = norm_lookup(c, L, count, 1, 0.5, &centre, &spread2)
+    robust_centre = used == 0
     for lv in range(2):
         if not isnan(centre):
             break
@@ -232,10 +246,27 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     if used == 1 and c.origin_price != NULL:
         centre = centre + c.origin_price[L.country * 2 + L.basis]
     size = (mean - centre) / spread2
+    evidence = -size * sqrt(<double>(count if count > 1 else 1))
     raw[ACCOUNT_UNIT_VALUE_Z] = size
-    s[UNIT_VALUE_LOW] = min(
-        ramp(-size * sqrt(<double>(count if count > 1 else 1)), c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
-        ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
+    strength = min(ramp(evidence, c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
+                   ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
+    # A shallow price sustained over many lines: the evidence alone, at a stricter
+    # significance, where the account declares at least a material shortfall. Only
+    # against the robust median of the same number and origin: the other accounts' mean
+    # moves with their own schemes' lines (a dearer product declared under this number,
+    # say), and across origins the price index is an average, not this origin's price.
+    if robust_centre and 1.0 - exp(mean - centre) >= c.th[UV_SHORTFALL]:
+        strength = fmax(strength, ramp(evidence, c.th[UV_SUSTAINED_FROM], c.th[UV_SUSTAINED_TO]))
+    # A few deep lines among an account's usual ones: an account-product whose lines
+    # scatter around their own mean more widely than the product's spread makes likely
+    # (chi-square of the account's variance in that spread, count - 1 degrees of
+    # freedom), on its lines below their norm.
+    if count > 2 and z < 0:
+        var = fmax(own_sq / <double>count / 1e6 - mean * mean, 0.0)
+        scatter = chi2_evidence(count * var / (spread * spread), count - 1)
+        strength = fmax(strength, fmin(ramp(-z, c.th[UV_DEPTH_FROM], c.th[UV_DEPTH_TO]),
+                                       ramp(scatter, c.th[UV_SCATTER_FROM], c.th[UV_SCATTER_TO])))
+    s[UNIT_VALUE_LOW] = strength
 
 
 cdef inline void duty_below_peers(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:

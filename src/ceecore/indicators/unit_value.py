@@ -58,10 +58,13 @@ UNIT_VALUE_OUTLIER = Indicator(
 UNIT_VALUE_LOW = Indicator(
     name="unit_value_low",
     doc="the account's mean unit value for a product (HTS10 x origin) is far below the norm of the other accounts "
-        "(in spreads, and in standard errors)",
+        "(in spreads, and in standard errors), or a shallow shortfall is sustained over too many lines to be chance, "
+        "or the line is far below the norm where the account's lines scatter too widely to be chance",
     tallies=("uv_hist", "uv_moments", "ap_uv"),
     raw=("unit_value_z", "account_unit_value_z", "norm_level"),
     thresholds=("unit_value_low_z_from", "unit_value_low_z_to", "unit_value_low_size_from", "unit_value_low_size_to",
-                "others_min_lines"),
+                "others_min_lines", "unit_value_low_sustained_from", "unit_value_low_sustained_to",
+                "unit_value_low_shortfall", "unit_value_low_scatter_from", "unit_value_low_scatter_to",
+                "unit_value_low_depth_from", "unit_value_low_depth_to"),
     lookups=unit_value_lookups,
 )
