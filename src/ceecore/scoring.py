@@ -55,7 +55,7 @@ __all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "I
 
 # A line's own numbers that learned trees also read.
 LINE_NUMBERS: tuple[str, ...] = ("log_value", "log_unit_value", "duty_rate", "per_kg")
-MODEL_FORMAT = "ceecore.model/5"  # 5: unit_value_low's new thresholds  # 4: the classification tallies by port  # 3: the checksum, and every field checked on load
+MODEL_FORMAT = "ceecore.model/6"  # 6: new_importer reads the value norms  # 5: unit_value_low's new thresholds  # 4: the classification tallies by port  # 3: the checksum, and every field checked on load
 # The largest model file loaded (checked before reading it): a model fitted on 2M
 # generated lines takes 38 MB, 42 MB with learned trees.
 MAX_MODEL_BYTES = 4 << 30
