@@ -280,6 +280,15 @@ class Reference:
         s["classification_disparity"] = strength
 
         s.update(self.account_strengths(p["importer"]))
+        if self.is_new(p["importer"]):  # its lines by their value against their product's mean line
+            value = sum(self.duty.get((claimed, p["hts10"], p["country"]), (0, 0))[0] for claimed in (False, True))
+            lines = sum(self.moments.get((0, basis, p["hts10"], p["country"]), (0, 0, 0))[0] for basis in (0, 1))
+            if lines >= th["others_min_lines"] and value > 0 and p["value_cents"] >= 0:
+                v = p["value_cents"] / 100 / (value / 100 / lines)
+                s["new_importer"] = max(s["new_importer"] * v / (1 + v),
+                                        _ramp(v, th["new_importer_value_from"], th["new_importer_value_to"]))
+            else:
+                s["new_importer"] = 0.0
         months = self.months[p["importer"]]
         typical = float(np.median(sorted(months.values())))
         lines = months[p["month"]]
@@ -287,11 +296,13 @@ class Reference:
         s["volume_surge"] = _ramp(lines / (round(typical * 1000) / 1000), th["surge_from"], th["surge_to"]) if enough else 0.0
         return s
 
+    def is_new(self, importer: str) -> bool:
+        return self.account[importer][0] >= self.first_day + self.config.thresholds["new_importer_after_days"]
+
     def account_strengths(self, importer: str) -> dict[str, float]:
         th = self.config.thresholds
-        first, _, _ = self.account[importer]
         ports = self.effective[importer]
-        new = first >= self.first_day + th["new_importer_after_days"]
+        new = self.is_new(importer)
         return {
             "port_spread": _ramp(ports / self.ports_norm, th["port_spread_from"], th["port_spread_to"]),
             "new_importer": _ramp(self.per_day[importer] / self.rate_norm, th["new_importer_from"],

@@ -348,7 +348,8 @@ def test_hand_computed_account_indicators():
     rows += [_line(f"P{d}", "P", d * 30, "3926909985", "CN", 100.0, port=port)  # twelve ports, one line each
              for d, port in enumerate(["2704", "2709", "1001", "4601", "1703", "5301", "3801", "4701", "3901",
                                        "2720", "3001", "3002"])]
-    rows += [_line(f"Q{d}", "Q", 300, "3926909985", "CN", 100.0) for d in range(30)]  # new: 30 lines on one day
+    # New: 30 lines on one day, one of them (Q0) worth 20 usual lines.
+    rows += [_line(f"Q{d}", "Q", 300, "3926909985", "CN", 2000.0 if d == 0 else 100.0) for d in range(30)]
     _, scored = _scored(pa.Table.from_pylist(rows))
     p = scored.filter(pl.col("importer_id") == "P")
     assert p["effective_ports"][0] == pytest.approx(12.0)
@@ -356,7 +357,17 @@ def test_hand_computed_account_indicators():
     assert p["port_spread"].to_numpy() == pytest.approx(1 - 0.01 / (7 - 0.8), rel=1e-6)
     assert (scored.filter(pl.col("importer_id").str.starts_with("S"))["port_spread"] == 0).all()
     q = scored.filter(pl.col("importer_id") == "Q")
-    assert q["lines_per_day"][0] == 30.0 and 0.99 < q["new_importer"].min() and q["new_importer"].max() < 1
+    assert (q["lines_per_day"] == 30.0).all()
+    mean_line = (281 * 100 + 2000) / 282  # the product's value per line
+    ordinary, bulky = q.filter(pl.col("entry_number") != "Q0"), q.filter(pl.col("entry_number") == "Q0")
+    v = 100 / mean_line  # the volume counts on an ordinary line in proportion v / (1 + v)
+    assert ordinary["line_value_ratio"].to_numpy() == pytest.approx(v, rel=1e-6)
+    volume = ordinary["new_importer"].to_numpy() / (v / (1 + v))  # the account's volume, far above the industry's
+    assert 0.99 < volume.min() and volume.max() < 1 and volume.max() - volume.min() < 1e-6
+    # Q0 is worth 18.7 mean lines: r = (18.7 - 4) / (16 - 4), past the bend, above its volume's share.
+    r = (2000 / mean_line - 4) / 12
+    assert bulky["new_importer"][0] == pytest.approx(1 - 0.01 / (r - 0.8), rel=1e-6)
+    assert bulky["new_importer"][0] > volume[0] * (2000 / mean_line) / (1 + 2000 / mean_line)
     assert (scored.filter(pl.col("importer_id") != "Q")["new_importer"] == 0).all()
 
 

@@ -35,7 +35,7 @@ INDICATOR_IDS = {name: i for i, name in enumerate((
     "classification_disparity", "port_spread", "new_importer", "volume_surge"))}
 RAW_IDS = {name: i for i, name in enumerate((
     "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share", "origin_share",
-    "effective_ports", "lines_per_day", "month_volume_ratio"))}
+    "effective_ports", "lines_per_day", "month_volume_ratio", "line_value_ratio"))}
 THRESHOLDS = (
     "unit_value_low_z_from", "unit_value_low_z_to", "unit_value_low_size_from", "unit_value_low_size_to",
     "others_min_lines", "unit_value_outlier_from", "unit_value_outlier_to", "duty_gap_from", "duty_gap_to",
@@ -45,6 +45,7 @@ THRESHOLDS = (
     "surge_min_months", "surge_min_lines", "switch_evidence_from", "switch_evidence_to", "disparity_evidence_from",
     "disparity_evidence_to", "unit_value_low_sustained_from", "unit_value_low_sustained_to", "unit_value_low_shortfall",
     "unit_value_low_scatter_from", "unit_value_low_scatter_to", "unit_value_low_depth_from", "unit_value_low_depth_to",
+    "new_importer_value_from", "new_importer_value_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
@@ -64,7 +65,7 @@ cdef enum:
 
 cdef enum:
     UNIT_VALUE_Z, ACCOUNT_UNIT_VALUE_Z, NORM_LEVEL, PEER_DUTY_RATE, CLAIM_SHARE, ORIGIN_SHARE, EFFECTIVE_PORTS
-    LINES_PER_DAY, MONTH_VOLUME_RATIO
+    LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO
     N_RAW
 
 cdef enum:
@@ -74,6 +75,7 @@ cdef enum:
     NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
     SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO, DISPARITY_EVIDENCE_FROM, DISPARITY_EVIDENCE_TO
     UV_SUSTAINED_FROM, UV_SUSTAINED_TO, UV_SHORTFALL, UV_SCATTER_FROM, UV_SCATTER_TO, UV_DEPTH_FROM, UV_DEPTH_TO
+    NEW_VALUE_FROM, NEW_VALUE_TO
     N_THRESHOLDS
 
 cdef enum:
@@ -101,6 +103,7 @@ ctypedef struct Line:
     int64_t spi
     double log_uv
     int64_t basis
+    int64_t value_cents
 
 
 ctypedef struct Context:
@@ -362,9 +365,10 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     s[CLASSIFICATION_DISPARITY] = strength
 
 
-cdef inline void account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
+cdef inline bint account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
     """port_spread: effective ports far above the industry's; new_importer: an account
-    new in the data filing far more lines per active day than the industry."""
+    new in the data filing far more lines per active day than the industry (whether
+    the account is new is returned: its lines are judged further by :func:`new_importer`)."""
     cdef const int64_t* account
     cdef int64_t first, days
     cdef double ports, per_day
@@ -380,6 +384,29 @@ cdef inline void account_level(const Context* c, uint64_t importer, double* s, d
         raw[LINES_PER_DAY] = per_day
         if first >= 0 and first >= c.first_day + c.th[NEW_AFTER_DAYS]:
             s[NEW_IMPORTER] = ramp(per_day / c.rate_norm, c.th[NEW_FROM], c.th[NEW_TO])
+            return True
+    return False
+
+
+cdef inline void new_importer(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """A new account's line, by its value against its product's mean line (HTS10 x
+    origin: declared value over the lines with a unit value). The account's volume
+    counts on each line in proportion ``v / (1 + v)`` of the line's value ratio ``v``
+    (half on a usual line), so that a busy new account's ordinary lines neither tie nor
+    fill the top; a line of far greater value than its product's lines is evidence of
+    its own."""
+    cdef const int64_t* unclaimed = find(c.t[L_DUTY], duty_key(False, L.hts10, L.country))
+    cdef const int64_t* claimed = find(c.t[L_DUTY], duty_key(True, L.hts10, L.country))
+    cdef int64_t lines = (get1(c.t[L_UV_MOMENTS], uv_group(0, 0, L.hts10, L.country), 0)
+                          + get1(c.t[L_UV_MOMENTS], uv_group(0, 1, L.hts10, L.country), 0))
+    cdef double value = ((unclaimed[0] if unclaimed != NULL else 0) + (claimed[0] if claimed != NULL else 0)) / 100.0
+    cdef double v
+    if lines < c.th[OTHERS_MIN_LINES] or value <= 0 or L.value_cents < 0:
+        s[NEW_IMPORTER] = 0.0
+        return
+    v = L.value_cents / 100.0 / (value / lines)
+    raw[LINE_VALUE_RATIO] = v
+    s[NEW_IMPORTER] = max(s[NEW_IMPORTER] * v / (1.0 + v), ramp(v, c.th[NEW_VALUE_FROM], c.th[NEW_VALUE_TO]))
 
 
 cdef inline void volume_surge(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
@@ -432,10 +459,10 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
 cdef inline void load_line(Line* L, int64_t i, const uint64_t* importer, const uint64_t* maker, const int64_t* day,
                            const int64_t* country, const int64_t* port, const int64_t* rate_bp, const int64_t* hts10,
                            const int64_t* hts6, const int64_t* hts4, const int64_t* spi, const double* log_uv,
-                           const int64_t* basis) noexcept nogil:
+                           const int64_t* basis, const int64_t* value_cents) noexcept nogil:
     L.importer, L.maker, L.day, L.country, L.port = importer[i], maker[i], day[i], country[i], port[i]
     L.rate_bp, L.hts10, L.hts6, L.hts4, L.spi = rate_bp[i], hts10[i], hts6[i], hts4[i], spi[i]
-    L.log_uv, L.basis = log_uv[i], basis[i]
+    L.log_uv, L.basis, L.value_cents = log_uv[i], basis[i], value_cents[i]
 
 
 cdef inline void score_line(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
@@ -457,7 +484,8 @@ cdef inline void score_line(const Context* c, const Line* L, double* s, double* 
         origin_switch(c, L, s)
     if c.on[CLASSIFICATION_DISPARITY]:
         classification_disparity(c, L, s)
-    account_level(c, L.importer, s, raw)
+    if account_level(c, L.importer, s, raw) and c.on[NEW_IMPORTER]:
+        new_importer(c, L, s, raw)
     if c.on[VOLUME_SURGE]:
         volume_surge(c, L, s, raw)
 
@@ -549,15 +577,15 @@ def score_lines(ScoringContext context, const uint64_t[::1] importer, const uint
     with nogil:
         for i in range(min(n, AHEAD)):
             load_line(&A, i, &importer[0], &maker[0], &day[0], &country[0], &port[0], &rate_bp[0], &hts10[0],
-                      &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0])
+                      &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0], &value_cents[0])
             prefetch_line(c, &A)
         for i in range(n):
             if i + AHEAD < n:
                 load_line(&A, i + AHEAD, &importer[0], &maker[0], &day[0], &country[0], &port[0], &rate_bp[0],
-                          &hts10[0], &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0])
+                          &hts10[0], &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0], &value_cents[0])
                 prefetch_line(c, &A)
             load_line(&L, i, &importer[0], &maker[0], &day[0], &country[0], &port[0], &rate_bp[0], &hts10[0],
-                      &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0])
+                      &hts6[0], &hts4[0], &spi[0], &log_uv[0], &basis[0], &value_cents[0])
             score_line(c, &L, &out_s[i, 0], &out_raw[i, 0])
             if k >= 0:
                 for j in range(N_INDICATORS):

@@ -72,11 +72,13 @@ PORT_SPREAD = Indicator(
 
 NEW_IMPORTER = Indicator(
     name="new_importer",
-    doc="an account new in the data files far more lines per day than the industry",
-    tallies=("acct",),
-    raw=("lines_per_day",),
+    doc="an account new in the data files far more lines per day than the industry (counting on each line in "
+        "proportion to its value against its product's mean line), or files a line of far greater value than its "
+        "product's lines",
+    tallies=("acct", "duty", "uv_moments"),
+    raw=("lines_per_day", "line_value_ratio"),
     thresholds=("new_importer_after_days", "new_importer_quantile", "new_importer_from", "new_importer_to",
-                "account_min_lines"),
+                "new_importer_value_from", "new_importer_value_to", "others_min_lines", "account_min_lines"),
     account_level=True,
     lookups=rate_norm,
 )

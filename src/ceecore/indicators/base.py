@@ -27,7 +27,8 @@ class Indicator:
     ``lookups`` builds what it reads beyond them when a model is built; ``raw`` are
     the values behind its strength (output columns, NaN where not computed);
     ``thresholds`` the config keys it reads; ``account_level`` marks an indicator of
-    the whole account (its strength is the same on each of the account's lines). Its
+    the whole account (scored per account too; on a line its strength is the
+    account's, or weighed by the line's own evidence as ``new_importer``'s is). Its
     computation is the kernel function of the same name in ``_kernels/_indicators.pyx``.
     """
 
