@@ -110,7 +110,18 @@ def _print_table(table: pa.Table) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
-_config_option = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+class _ReadPath(click.Path):
+    """A path the job reads: if it exists, a regular file (or a directory where allowed),
+    never a FIFO, device or socket, whose reading would block or never end."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        if os.path.exists(path) and not (os.path.isfile(path) or (self.dir_okay and os.path.isdir(path))):
+            self.fail(f"{click.format_filename(path)!r} is not a regular file (a FIFO, device or socket)", param, ctx)
+        return path
+
+
+_config_option = click.option("--config", "config_file", type=_ReadPath(exists=True, dir_okay=False),
                               help="Scoring config TOML (weights, thresholds) [default: the shipped one].")
 _rejects_option = click.option("--rejects", type=click.Path(dir_okay=False),
                                help="Rejected rows with reasons [default: OUTPUT with .rejects.parquet].")
@@ -133,20 +144,20 @@ _threads_option = click.option("--threads", type=click.IntRange(1, 256),
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 # The Center-map options of the commands that assign Centers.
 _center_options = _options(
-    click.option("--centers-file", type=click.Path(exists=True, dir_okay=False), help="CSV of Centers."),
-    click.option("--hts-map", type=click.Path(exists=True, dir_okay=False), help="CSV of HTS -> Center rules."),
+    click.option("--centers-file", type=_ReadPath(exists=True, dir_okay=False), help="CSV of Centers."),
+    click.option("--hts-map", type=_ReadPath(exists=True, dir_okay=False), help="CSV of HTS -> Center rules."),
     click.option("--replace-map", is_flag=True,
                  help="User Center files replace the shipped ones instead of extending them."),
 )
 # The column-mapping options every command that reads entry lines takes.
 _mapping_options = _options(
     click.option("--preset", help="A shipped column mapping, e.g. 'kcs'."),
-    click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
+    click.option("--mapping", "mapping_file", type=_ReadPath(exists=True, dir_okay=False),
                  help="Column mapping TOML ([columns] source = canonical, [constants])."),
     click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable)."),
     click.option("--date-format", metavar="FORMAT",
                  help="strptime format of dates stored as text, e.g. %d/%m/%Y [default: the mapping's, else ISO]."),
-    click.option("--pseudonymise", "key_file", type=click.Path(dir_okay=False),
+    click.option("--pseudonymise", "key_file", type=_ReadPath(dir_okay=False),
                  help="Replace importer and manufacturer ids by keyed tokens from the start (the key: this "
                       f"file's bytes, or {KEY_ENV}); outputs and models then hold no id in clear."),
     _reject_share_option,
@@ -174,14 +185,14 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("-o", "--output", default="accounts.parquet", show_default=True, type=click.Path(dir_okay=False),
               help="Consolidated accounts (Parquet, or Arrow IPC for .arrow).")
 @_rejects_option
 @click.option("--state", type=click.Path(dir_okay=False),
               help="Also write the mergeable account state (Arrow IPC).")
 @_center_options
-@click.option("--overrides", type=click.Path(exists=True, dir_okay=False),
+@click.option("--overrides", type=_ReadPath(exists=True, dir_okay=False),
               help="CSV importer_id,center,note of manual assignments.")
 @click.option("--assign-by", type=click.Choice(["lines", "value"]), default="lines", show_default=True,
               help="What 'predominant' means when assigning an account to a Center.")
@@ -252,7 +263,7 @@ def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ..
 
 
 @cli.command("fit")
-@click.argument("history", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("history", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The model file (Arrow IPC).")
 @_label_options
 @_config_option
@@ -292,7 +303,7 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
 
 
 @cli.command("evaluate")
-@click.argument("scored", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("scored", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("--label", default="violation", show_default=True, help="The outcome column (true = a violation).")
 @click.option("--revenue", help="Revenue recovered per line, for Revenue@n%.")
 @click.option("--score", "score_column", default="score", show_default=True, help="The column to rank lines by.")
@@ -338,7 +349,7 @@ def _cell(value: float | None) -> str:
 
 
 @cli.command("merge")
-@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("models", nargs=-1, required=True, type=_ReadPath(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The merged model (Arrow IPC).")
 def merge_command(models: tuple[str, ...], output: str) -> None:
     """Merge MODELS fitted on parts of the history (same config) into one model, the same
@@ -354,8 +365,8 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
 
 
 @cli.command("score")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
+@click.option("--model", "model_path", required=True, type=_ReadPath(exists=True, dir_okay=False),
               help="A model from 'ceecore fit'.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Scored lines (Parquet).")
 @_rejects_option
@@ -384,7 +395,7 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 
 
 @cli.command("run")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Where the outputs go.")
 @_label_options
 @_config_option

@@ -85,8 +85,11 @@ def _resolve(sources: Any) -> Iterator[Source]:
                 raise ContractError(str(path), "directory holds no Parquet, Arrow IPC or CSV files")
             for f in files:
                 yield _file_source(f)
-        elif path.exists():
+        elif path.is_file():
             yield _file_source(path)
+        elif path.exists():
+            raise ContractError(str(path), "not a regular file or directory (a FIFO, device or socket would block "
+                                           "or never end)")
         else:
             raise ContractError(str(path), "no such file or directory")
     elif isinstance(sources, (list, tuple)):
@@ -536,6 +539,9 @@ def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None], inputs: 
     files = [Path(s) for s in inputs if isinstance(s, (str, os.PathLike))]
     named = list(given.items())
     for i, (name, path) in enumerate(named):
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise ValueError(f"{name} {path} is not a regular file (a FIFO, device or socket): "
+                             "it would be replaced; choose another path")
         for other, there in named[:i]:
             if _same(path, there):
                 raise ValueError(f"{other} and {name} are the same file ({path}): give each output its own path")
