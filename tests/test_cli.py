@@ -476,3 +476,16 @@ def test_closed_pipe_is_not_an_input_error():
                           shell=True, capture_output=True, text=True, timeout=60)
     assert proc.stdout.startswith("level")
     assert "error" not in proc.stderr.lower() and "Traceback" not in proc.stderr
+
+
+def test_an_error_naming_a_file_is_one_line_whatever_its_name(tmp_path):
+    """Control characters in a name the message echoes (a newline, a terminal escape)
+    are escaped: the error stays one line and cannot drive the terminal."""
+    table = generate_table(lines=200, accounts=5, seed=1)
+    pq.write_table(table, tmp_path / "in.parquet")
+    shown = {"new\nline.csv": "new\\nline.csv", "red\x1b[31m.csv": "red\\x1b[31m.csv",
+             "bell\x07\x9b.csv": "bell\\x07\\x9b.csv"}
+    for name, escaped in shown.items():
+        result = invoke("consolidate", tmp_path / "in.parquet", "-o", tmp_path / name, "-q", code=2)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert escaped in result.stderr and not any(c in result.stderr for c in "\x1b\x07\x9b"), result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -45,11 +46,20 @@ def _usage_errors() -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     except (ValueError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
     except MemoryError:
         click.echo("error: out of memory: the input or the options ask for more than this machine has", err=True)
         sys.exit(2)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _one_line(message: str) -> str:
+    """``message`` with control characters escaped (``\\n``, ``\\x1b``): a file name or a
+    column name from outside can neither break the one-line message nor drive the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 def _center_map(centers_file: str | None, hts_map: str | None, replace: bool) -> CenterMap:
