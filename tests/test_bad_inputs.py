@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
@@ -403,3 +404,17 @@ def test_fifos_and_devices_are_refused_not_read(tmp_path, table, model):
     with pytest.raises(ContractError, match="not a regular file"):
         ceecore.run_consolidation(str(tmp_path / "fifo.parquet"))
     assert not list(tmp_path.glob("x*"))
+
+
+def test_csv_with_lone_carriage_returns_reads_like_newlines(tmp_path, table):
+    """Lines ended by a lone CR (old Mac files) read as the parser reads them; the header
+    reader used to stop on them with a csv.Error traceback."""
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, tmp_path / "lf.csv")
+    (tmp_path / "cr.csv").write_bytes((tmp_path / "lf.csv").read_bytes().replace(b"\n", b"\r"))
+    (tmp_path / "crlf.csv").write_bytes((tmp_path / "lf.csv").read_bytes().replace(b"\n", b"\r\n"))
+    want = ceecore.run_consolidation(str(tmp_path / "lf.csv")).stats
+    for name in ("cr.csv", "crlf.csv"):
+        got = ceecore.run_consolidation(str(tmp_path / name)).stats
+        assert (got.rows_read, got.accepted, got.by_reason) == (want.rows_read, want.accepted, want.by_reason)

@@ -267,19 +267,22 @@ def _csv_batches(path: Path, text: set[str], wanted: set[str] | None
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
-    """The column names on a CSV file's first line."""
+    """The column names on a CSV file's first line (ended, as the parser ends it, by
+    ``\\n``, ``\\r\\n`` or a lone ``\\r``)."""
     head = b""
     with pa.input_stream(str(path), compression="detect") as stream:
-        while b"\n" not in head and len(head) < CSV_BLOCK_BYTES:
+        while b"\n" not in head and b"\r" not in head and len(head) < CSV_BLOCK_BYTES:
             more = stream.read(1 << 16)
             if not more:
                 break
             head += more
     try:
-        line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
+        line = re.split(rb"\r|\n", head, maxsplit=1)[0].decode("utf-8-sig")
+        return next(csv.reader([line], delimiter=delimiter), [])
     except UnicodeDecodeError:
         raise ContractError(str(path), "the header (line 1) is not UTF-8 text") from None
-    return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:  # (a NUL byte, say)
+        raise ContractError(str(path), f"the header (line 1) is not a CSV line: {exc}") from None
 
 
 def _put_back(batch: pa.RecordBatch, first: int, skipped: list[int], to_end: bool = False
