@@ -82,6 +82,7 @@ class Base:
 
     dir: Path
     table: pa.Table  # a small slice of the generated lines (dirty rows included)
+    scored: pa.Table  # a small slice of them scored (for evaluate)
 
     def path(self, name: str) -> str:
         return str(self.dir / name)
@@ -109,7 +110,8 @@ def build_base(dir: Path, seed: int) -> Base:
     table = pq.read_table(dir / "lines.parquet")
     rng = random.Random(seed)
     rows = sorted(rng.sample(range(table.num_rows), 300))
-    return Base(dir, table.take(rows))
+    scored = pq.read_table(dir / "scored.parquet")
+    return Base(dir, table.take(rows), scored.take([r for r in rows if r < scored.num_rows]))
 
 
 def _other_config() -> str:
@@ -188,7 +190,7 @@ def _mutate_table(rng: random.Random, t: pa.Table) -> tuple[str, pa.Table]:
     names = t.column_names
     kind = rng.choice(["none", "drop", "zero_columns", "zero_rows", "duplicate", "retype", "retype", "extreme",
                        "dates", "dictionary", "huge_string", "rename", "nulls", "null_type", "all_bad", "extra",
-                       "chunked", "slice"])
+                       "chunked", "slice", "text_dates"])
     if kind == "drop":
         gone = rng.sample(names, rng.randint(1, 3))
         t = t.drop_columns(gone)
@@ -237,6 +239,12 @@ def _mutate_table(rng: random.Random, t: pa.Table) -> tuple[str, pa.Table]:
         t = t.set_column(names.index(name), name, pa.nulls(t.num_rows))
     elif kind == "all_bad":
         t = t.set_column(names.index("importer_id"), "importer_id", pa.nulls(t.num_rows, pa.string()))
+    elif kind == "text_dates" and "entry_date" in names:
+        fmt = rng.choice(["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%y", "%Y%m%d", "%d %b %Y"])
+        days = [None if d is None else (d.strftime(fmt) if rng.random() < 0.9 else rng.choice(["", "2025-13-01", "x", "0"]))
+                for d in t.column("entry_date").to_pylist()]
+        t = t.set_column(names.index("entry_date"), "entry_date", pa.array(days, pa.string()))
+        kind = f"text_dates:{fmt}"
     elif kind == "chunked":
         t = pa.concat_tables([t.slice(i, 7) for i in range(0, t.num_rows, 7)])
     elif kind == "slice":
@@ -344,12 +352,14 @@ def _job(rng: random.Random, inputs: list[str], base: Base, extra: list[str] | N
 
 
 def case_inputs(rng: random.Random, base: Base) -> Case:
-    """A bad input file (or directory of them) read by a random line-reading job."""
+    """A bad input file (or directory of them) read by a random line-reading job (or, for
+    scored lines, by evaluate)."""
     fmt = rng.choice(list(FORMATS) + ["dir"])
+    scored = rng.random() < 0.12
     try:
-        kind, t = _mutate_table(rng, base.table)
-    except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
-        kind, t = f"unbuildable:{type(exc).__name__}", base.table
+        kind, t = _mutate_table(rng, base.scored if scored else base.table)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError, KeyError) as exc:  # (a column it lacks)
+        kind, t = f"unbuildable:{type(exc).__name__}", base.scored if scored else base.table
     byte_kind = "none"
     if fmt == "dir":
         parts = [(rng.choice(list(FORMATS)), t.slice(0, t.num_rows // 2)), (rng.choice(list(FORMATS)), t.slice(t.num_rows // 2))]
@@ -357,7 +367,7 @@ def case_inputs(rng: random.Random, base: Base) -> Case:
     else:
         name = "in" + FORMATS[fmt]
     byte_rng = random.Random(rng.random())
-    plain = rng.random() < 0.35  # leave the bytes alone a third of the time
+    plain = rng.random() < 0.5  # leave the bytes alone half the time
 
     def setup(d: Path) -> None:
         if fmt == "dir":
@@ -372,8 +382,21 @@ def case_inputs(rng: random.Random, base: Base) -> Case:
             _write_lines(byte_rng, t, d / name, fmt)
             if not plain:
                 _mutate_bytes(byte_rng, d / name, fmt)
+    command = "evaluate" if scored else rng.choice(LINE_JOBS)
     extra = rng.choice([[], [], ["--threads", "2"], ["--map", "importer_id=importer_id"], ["-q"]])
-    command, args, outputs = _job(rng, [name], base, extra)
+    if kind.startswith("text_dates") or rng.random() < 0.1:
+        extra += ["--date-format", rng.choice(["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%y", "%Y%m%d", "%d %b %Y", "%s", "%Y"])]
+    if command in ("fit", "run") and rng.random() < 0.25:
+        extra += ["--labels", rng.choice(["violation", "violation", "inspected", "scheme", "entered_value", "x0"])]
+        if rng.random() < 0.5:
+            extra += ["--revenue", rng.choice(["revenue_recovered", "duty_lost", "violation", "importer_id"])]
+        if rng.random() < 0.5:
+            extra += ["--history-key", rng.choice(["spi", "entry_type", "x0", "x1", "entered_value", "entry_date"])]
+    if command == "evaluate":
+        args, outputs = ["evaluate", name, "-o", "eval.json", *rng.choice([[], ["--revenue", "revenue_recovered"],
+                                                                             ["--by", "port_code"]])], ["eval.json"]
+    else:
+        command, args, outputs = _job(rng, [name], base, extra, command)
     return Case("inputs", command, f"{fmt}/{kind}/{'plain' if plain else 'bytes'}", args, setup, outputs)
 
 
@@ -571,7 +594,8 @@ def case_paths(rng: random.Random, base: Base) -> Case:
                        "input_fifo", "input_devnull", "unreadable_input", "input_dir_empty", "run_dir_holds_other",
                        "run_out_is_file", "state_is_input", "truth_is_out", "eval_out_is_input", "input_twice",
                        "symlink_dir", "out_in_input_dir", "unreadable_dir", "out_is_device", "rejects_is_device",
-                       "read_device"])
+                       "read_device", "symlink_loop", "dir_with_fifo", "out_parent_is_file", "hardlink_to_input",
+                       "odd_input_name", "input_symlink_to_dir"])
     odd = rng.choice(["a b.parquet", "é ü.parquet", "new\nline.parquet", "-x.parquet", "tab\t.parquet", "x" * 250 + ".parquet",
                       "\u202eevil.parquet", " .parquet", "a:b.parquet"])
     command = rng.choice(LINE_JOBS)
@@ -615,6 +639,34 @@ def case_paths(rng: random.Random, base: Base) -> Case:
         option = rng.choice(["--pseudonymise", "--mapping", "--config", "--model", "input"])
         command = "score" if option == "--model" else ("fit" if option == "--config" else command)
         inputs = [device] if option == "input" else inputs
+    elif kind == "symlink_loop":
+        inputs = ["loop.parquet", "data"]
+        ops.append(lambda d: os.symlink("loop.parquet", d / "loop.parquet"))
+        ops.append(lambda d: (d / "data").mkdir())
+        ops.append(lambda d: shutil.copy(lines, d / "data" / "a.parquet"))
+        ops.append(lambda d: os.symlink("..", d / "data" / "up"))
+        inputs = rng.choice([["loop.parquet"], ["data"]])
+    elif kind == "dir_with_fifo":
+        inputs = ["data"]
+        ops.append(lambda d: (d / "data").mkdir())
+        ops.append(lambda d: shutil.copy(lines, d / "data" / "a.parquet"))
+        ops.append(lambda d: os.mkfifo(d / "data" / "b.parquet"))
+    elif kind == "out_parent_is_file":
+        out = "in.parquet/" + out
+    elif kind == "hardlink_to_input":
+        out = "hard" + (Path(out).suffix or ".parquet")
+        if command == "run":
+            command, out = "consolidate", "hard.parquet"
+        ops.append(lambda d: os.link(d / "in.parquet", d / out))
+    elif kind == "odd_input_name":
+        name = odd if not odd.startswith("-") else "./" + odd
+        inputs = [name]
+        ops.append(lambda d: shutil.copy(lines, d / name))
+    elif kind == "input_symlink_to_dir":
+        inputs = ["ln"]
+        ops.append(lambda d: (d / "data").mkdir())
+        ops.append(lambda d: shutil.copy(lines, d / "data" / "a.parquet"))
+        ops.append(lambda d: os.symlink("data", d / "ln"))
     elif kind == "input_fifo":
         inputs = ["fifo.parquet"]
         ops.append(lambda d: os.mkfifo(d / "fifo.parquet"))
