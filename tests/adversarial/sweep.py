@@ -73,6 +73,8 @@ class Case:
     setup: Callable[[Path], None]
     outputs: list[str] = field(default_factory=list)
     unprivileged: bool = False
+    rejects: str | None = None  # the rejects file, whose rows must be the rejected count
+    rows: int | None = None  # the rows the input holds, where known: all must be read
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -83,6 +85,7 @@ class Base:
     dir: Path
     table: pa.Table  # a small slice of the generated lines (dirty rows included)
     scored: pa.Table  # a small slice of them scored (for evaluate)
+    rows: int  # the rows of lines.parquet
 
     def path(self, name: str) -> str:
         return str(self.dir / name)
@@ -111,7 +114,7 @@ def build_base(dir: Path, seed: int) -> Base:
     rng = random.Random(seed)
     rows = sorted(rng.sample(range(table.num_rows), 300))
     scored = pq.read_table(dir / "scored.parquet")
-    return Base(dir, table.take(rows), scored.take([r for r in rows if r < scored.num_rows]))
+    return Base(dir, table.take(rows), scored.take([r for r in rows if r < scored.num_rows]), table.num_rows)
 
 
 def _other_config() -> str:
@@ -123,8 +126,9 @@ def _other_config() -> str:
 
 def _cli(args: list[str], cwd: Path, timeout: float = TIMEOUT, unprivileged: bool = False,
          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    full = {**os.environ, "PYTHONPATH": ENV_PATH, "OMP_NUM_THREADS": "1", **(env or {})}
-    full.pop("CEECORE_PSEUDONYM_KEY", None) if "CEECORE_PSEUDONYM_KEY" not in (env or {}) else None
+    full = {**os.environ, "PYTHONPATH": ENV_PATH, "OMP_NUM_THREADS": "1"}
+    full.pop("CEECORE_PSEUDONYM_KEY", None)  # a key only where a case gives one
+    full.update(env or {})
     # Root reads and writes everything: a permission case drops the capabilities that let it.
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if unprivileged else []
     return subprocess.run([*prefix, sys.executable, "-m", "ceecore", *args], cwd=cwd, capture_output=True, text=False,
@@ -397,7 +401,11 @@ def case_inputs(rng: random.Random, base: Base) -> Case:
                                                                              ["--by", "port_code"]])], ["eval.json"]
     else:
         command, args, outputs = _job(rng, [name], base, extra, command)
-    return Case("inputs", command, f"{fmt}/{kind}/{'plain' if plain else 'bytes'}", args, setup, outputs)
+    # Rows of untouched binary files are known (a CSV's may differ: a quoted field cannot span lines).
+    binary = all(f in ("parquet", "ipc", "stream") for f in ([f for f, _ in parts] if fmt == "dir" else [fmt]))
+    return Case("inputs", command, f"{fmt}/{kind}/{'plain' if plain else 'bytes'}", args, setup, outputs,
+                rejects=outputs[1] if command in ("consolidate", "fit", "score") else None,
+                rows=t.num_rows if plain and binary else None)
 
 
 # Values for options: out of range, not numbers, empty, huge, text of all kinds.
@@ -509,7 +517,7 @@ def case_options(rng: random.Random, base: Base) -> Case:
         if "--state" in extra:
             outputs.append(extra[extra.index("--state") + 1])
         if "--rejects" in extra:
-            outputs = [o for o in outputs if not o.endswith(".rejects.parquet")] + [extra[extra.index("--rejects") + 1]]
+            outputs[1] = extra[extra.index("--rejects") + 1]
     elif command == "evaluate":
         args, outputs = ["evaluate", base.path("scored.parquet"), "-o", "eval.json", *extra], ["eval.json"]
     elif command == "generate":
@@ -529,7 +537,9 @@ def case_options(rng: random.Random, base: Base) -> Case:
     def setup(d: Path) -> None:
         for name, data in files.items():
             (d / name).write_bytes(data)
-    return Case("options", command, " ".join(a for a in chosen) or "-", args, setup, outputs)
+    rejects = outputs[1] if command in ("consolidate", "fit", "score") else None
+    return Case("options", command, " ".join(a for a in chosen) or "-", args, setup, outputs, rejects=rejects,
+                rows=base.rows)
 
 
 def case_models(rng: random.Random, base: Base) -> Case:
@@ -841,6 +851,8 @@ def _counts_hold(case: Case, d: Path, stdout: str) -> str:
     if case.command == "run":
         out = d / case.outputs[0]
         s = json.loads((out / "summary.json").read_text())
+        if case.rows is not None and s["rows_read"] != case.rows:
+            return f"read {s['rows_read']} rows of {case.rows}"
         if s["rows_read"] != s["lines_scored"] + s["rejected"]:
             return f"summary: rows_read {s['rows_read']} != {s['lines_scored']} + {s['rejected']}"
         if pq.read_metadata(out / "lines.parquet").num_rows != s["lines_scored"]:
@@ -854,8 +866,9 @@ def _counts_hold(case: Case, d: Path, stdout: str) -> str:
     read, accepted, rejected = (int(g.replace(",", "")) for g in m.groups())
     if read != accepted + rejected:
         return f"read {read} != {accepted} accepted + {rejected} rejected"
-    rejects = next((o for o in case.outputs if o.endswith(".parquet") and "reject" in o or o.startswith("r.")), None)
-    if rejects and (d / rejects).is_file() and pq.read_metadata(d / rejects).num_rows != rejected:
+    if case.rows is not None and read != case.rows:
+        return f"read {read} rows of {case.rows}"
+    if case.rejects and pq.read_metadata(d / case.rejects).num_rows != rejected:
         return f"rejects file rows != {rejected}"
     if case.command == "score" and pq.read_metadata(d / case.outputs[0]).num_rows != accepted:
         return f"scored rows != {accepted} accepted"
