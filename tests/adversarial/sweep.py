@@ -669,7 +669,7 @@ def case_paths(rng: random.Random, base: Base) -> Case:
             command, out = "consolidate", "hard.parquet"
         ops.append(lambda d: os.link(d / "in.parquet", d / out))
     elif kind == "odd_input_name":
-        name = odd if not odd.startswith("-") else "./" + odd
+        name = "./" + odd if odd.startswith("-") else odd if len(odd) < 255 else "x" * 240 + ".parquet"
         inputs = [name]
         ops.append(lambda d: shutil.copy(lines, d / name))
     elif kind == "input_symlink_to_dir":
