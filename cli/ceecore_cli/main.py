@@ -57,8 +57,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _one_line(message: str) -> str:
-    """``message`` with control characters escaped (``\\n``, ``\\x1b``): a file name or a
-    column name from outside can neither break the one-line message nor drive the terminal."""
+    """``message`` with control characters escaped (``\\n``, ``\\x1b``): a file name, a
+    column name or a value from outside can neither break a line nor drive the terminal."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
@@ -113,7 +113,7 @@ def _committing() -> Iterator[OutputSet]:
 
 
 def _print_table(table: pa.Table) -> None:
-    rows = [[("" if v is None else str(v)) for v in row.values()] for row in table.to_pylist()]
+    rows = [[("" if v is None else _one_line(str(v))) for v in row.values()] for row in table.to_pylist()]
     widths = [max([len(name)] + [len(r[i]) for r in rows]) for i, name in enumerate(table.column_names)]
     click.echo("  ".join(name.ljust(w) for name, w in zip(table.column_names, widths)).rstrip())
     for r in rows:
@@ -351,7 +351,7 @@ def _print_evaluation(report: dict[str, Any]) -> None:
     click.echo(f"{'random':<14}{'':>9}{'':>7}   " + "".join(
         _cell(random[share].get(key)) for _, key in kinds for share in shares) + _cell(0.5))
     for name, m in report.get("groups", {}).items():
-        row(f"{report['by']} {name}", m)
+        row(_one_line(f"{report['by']} {name}"), m)  # (values from the scored file)
 
 
 def _cell(value: float | None) -> str:
