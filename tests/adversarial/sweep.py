@@ -10,7 +10,7 @@ a fresh temporary directory with a timeout, and classifies the outcome:
   no traceback;
 - FAIL: anything else: a signal, another exit code, a traceback, a timeout, an input
   modified or deleted, an output set half-written, staging left behind, output that is
-  not UTF-8 or cannot be read.
+  not UTF-8 or cannot be read, control characters printed (from names or data).
 
 ``python3 tests/adversarial/sweep.py --cases 1200 --seed 1`` prints a table per
 category and command and every FAIL with the command to reproduce it (``--case N
@@ -53,6 +53,7 @@ CATEGORIES = ("inputs", "options", "models", "paths")
 LINE_JOBS = ("consolidate", "fit", "score", "run")
 TIMEOUT = 60.0
 STAGING = re.compile(r"^\..*\.tmp$")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # on a terminal: beeps, escapes, lines overwritten
 COUNTS = re.compile(r"read ([\d,]+) lines from .*: ([\d,]+) accepted, ([\d,]+) rejected")
 
 
@@ -152,7 +153,7 @@ def _random_type_array(rng: random.Random, n: int) -> pa.Array:
                          pa.float64()),
         lambda: pa.array(pick([0.5, float("nan"), 3.4e38, None]), pa.float32()),
         lambda: pa.array(pick([True, False, None]), pa.bool_()),
-        lambda: pa.array(pick(["", "x", "ü", "\x00", "a" * 70, "CN", None, "\ud7ff", "1e9"]), pa.string()),
+        lambda: pa.array(pick(["", "x", "ü", "\x00", "a" * 70, "CN", None, "\ud7ff", "1e9", "a\nb", "\x1b[2J"]), pa.string()),
         lambda: pa.array(pick(["", "0101", None, "9" * 30]), pa.large_string()),
         lambda: pa.array(pick(["", "CN", None, "abc" * 5]), pa.string_view()),
         lambda: pa.array(pick([b"", b"\xff\xfe", b"CN", None, b"\x80abc"]), pa.binary()),
@@ -397,8 +398,9 @@ def case_inputs(rng: random.Random, base: Base) -> Case:
         if rng.random() < 0.5:
             extra += ["--history-key", rng.choice(["spi", "entry_type", "x0", "x1", "entered_value", "entry_date"])]
     if command == "evaluate":
-        args, outputs = ["evaluate", name, "-o", "eval.json", *rng.choice([[], ["--revenue", "revenue_recovered"],
-                                                                             ["--by", "port_code"]])], ["eval.json"]
+        by = rng.choice([[], ["--revenue", "revenue_recovered"], ["--by", "port_code"], ["--by", kind.split(":")[1]]
+                         if kind.startswith(("retype", "extra")) else []])
+        args, outputs = ["evaluate", name, "-o", "eval.json", *by], ["eval.json"]
     else:
         command, args, outputs = _job(rng, [name], base, extra, command)
     # Rows of untouched binary files are known (a CSV's may differ: a quoted field cannot span lines).
@@ -885,6 +887,8 @@ def judge(case: Case, d: Path, before: dict[str, tuple], proc: subprocess.Comple
         out, err = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")
     except UnicodeDecodeError:
         return "stdout or stderr is not UTF-8"
+    if CONTROL.search(out) or CONTROL.search(err):
+        return f"control character in the output: {(CONTROL.search(out) or CONTROL.search(err)).group()!r}"
     if "Traceback" in out or "Traceback" in err:
         return "traceback: " + err.strip().splitlines()[-1][:200] if err.strip() else "traceback"
     if proc.returncode not in (0, 2):
