@@ -448,7 +448,7 @@ def _run_report(summary: ceecore.RunSummary, top: int = 3, show_ids: bool = Fals
         click.echo(f"  {center} {names[center]}")
         for row in (r for r in riskiest if r["center"] == center):
             reasons = ", ".join(row["reasons"] or []) or "-"
-            importer = row["importer_id"] if show_ids else "(id hidden)"
+            importer = _one_line(row["importer_id"]) if show_ids else "(id hidden)"  # (C1 controls pass the contract)
             click.echo(f"    {row['rank_in_center']}. {importer:<14} score {row['score']:.2f}  "
                        f"{row['lines']:>7,} lines  {reasons}")
     for name, path in summary.outputs.items():
