@@ -45,6 +45,8 @@ def test_the_judge_catches_what_it_must(tmp_path):
     assert sweep.judge(case, tmp_path, before, crash).startswith("traceback")
     assert sweep.judge(case, tmp_path, before, subprocess.CompletedProcess([], -11, b"", b"")).startswith("killed")
     assert sweep.judge(case, tmp_path, before, None).startswith("timeout")
+    escape = subprocess.CompletedProcess([], 0, b"center \x1b[2J\n", b"")
+    assert sweep.judge(case, tmp_path, before, escape).startswith("control character")
     two_lines = subprocess.CompletedProcess([], 2, b"", b"error: a\nerror: b\n")
     assert sweep.judge(case, tmp_path, before, two_lines).startswith("exit 2 without")
     (tmp_path / "out.arrow").write_bytes(b"half")
