@@ -491,6 +491,13 @@ def test_an_error_naming_a_file_is_one_line_whatever_its_name(tmp_path):
         assert escaped in result.stderr and not any(c in result.stderr for c in "\x1b\x07\x9b"), result.stderr
 
 
+def test_an_output_that_is_no_file_name_is_a_clear_error(tmp_path):
+    pq.write_table(generate_table(lines=100, accounts=5, seed=1), tmp_path / "in.parquet")
+    for job in (["consolidate"], ["fit"], ["score", "--model", str(tmp_path / "in.parquet")]):
+        result = invoke(*job, tmp_path / "in.parquet", "-o", "", code=2)  # (it was "PosixPath('.') has an empty name")
+        assert result.stderr == "error: -o '' is not a file name\n", result.output
+
+
 def test_show_ids_escapes_control_characters_the_contract_lets_through(tmp_path):
     """C1 controls (U+0080-U+009F, U+009B is a terminal's CSI) pass the key contract, so
     ``run --show-ids`` prints importer ids escaped."""

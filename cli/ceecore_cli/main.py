@@ -85,6 +85,8 @@ def _pseudonyms(key_file: str | None) -> Pseudonymiser | None:
 
 def _rejects_path(output: str, rejects: str | None) -> str:
     """Where rejected rows go: ``rejects``, else OUTPUT with ``.rejects.parquet``."""
+    if not Path(output).name:  # ("", ".", "/": no file to name the rejects after)
+        raise ValueError(f"-o {output!r} is not a file name")
     return rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
 
 
