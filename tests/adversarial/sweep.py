@@ -273,20 +273,32 @@ def _write_lines(rng: random.Random, t: pa.Table, path: Path, fmt: str) -> None:
             buf = io.BytesIO()
             pacsv.write_csv(t, buf)
             data = buf.getvalue()
-            path.write_bytes(gzip.compress(data) if fmt == "csv.gz" else data)
+            path.write_bytes(_compress(data, fmt))
     except (pa.ArrowException, ValueError, TypeError):
         # Nested or other types CSV/Parquet cannot hold: their text instead.
         text = ",".join(t.column_names) + "\n" + "\n".join(
             ",".join(repr(v) for v in row.values()) for row in t.slice(0, 50).to_pylist())
         data = text.encode("utf-8", "surrogatepass")
-        path.write_bytes(gzip.compress(data) if fmt == "csv.gz" else data)
+        path.write_bytes(_compress(data, fmt))
+
+
+def _compress(csv: bytes, fmt: str) -> bytes:
+    """CSV text as the file of ``fmt`` holds it (compressed, or tab-separated)."""
+    if fmt == "tsv":
+        return csv.replace(b",", b"\t")
+    if fmt in ("csv.gz", "csv.bz2", "csv.zst"):
+        sink = pa.BufferOutputStream()
+        with pa.CompressedOutputStream(sink, {"csv.gz": "gzip", "csv.bz2": "bz2", "csv.zst": "zstd"}[fmt]) as out:
+            out.write(csv)
+        return sink.getvalue().to_pybytes()
+    return csv
 
 
 def _mutate_bytes(rng: random.Random, path: Path, fmt: str) -> str:
     """One byte-level mutation of the file at ``path``."""
     data = bytearray(path.read_bytes())
     kinds = ["none", "truncate", "flip", "empty", "garbage_tail", "garbage"]
-    if fmt == "csv":
+    if fmt in ("csv", "tsv"):
         kinds += ["bom", "crlf", "non_utf8", "quoted_newline", "header_only", "ragged", "nul", "cr_only", "semicolon"]
     kind = rng.choice(kinds)
     if kind == "truncate" and data:
@@ -336,7 +348,8 @@ def _mutate_bytes(rng: random.Random, path: Path, fmt: str) -> str:
     return kind
 
 
-FORMATS = {"parquet": ".parquet", "ipc": ".arrow", "stream": ".arrows", "csv": ".csv", "csv.gz": ".csv.gz"}
+FORMATS = {"parquet": ".parquet", "ipc": ".arrow", "stream": ".arrows", "csv": ".csv", "csv.gz": ".csv.gz",
+           "csv.bz2": ".csv.bz2", "csv.zst": ".csv.zst", "tsv": ".tsv"}
 
 
 def _job(rng: random.Random, inputs: list[str], base: Base, extra: list[str] | None = None,
