@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "adversarial"))
 
-import sweep  # noqa: E402
+import sweep
 
 CASES = int(os.environ.get("CEECORE_SWEEP_CASES", "60"))
 SEED = 20261130

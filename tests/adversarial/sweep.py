@@ -133,7 +133,7 @@ def _cli(args: list[str], cwd: Path, timeout: float = TIMEOUT, unprivileged: boo
     # Root reads and writes everything: a permission case drops the capabilities that let it.
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if unprivileged else []
     return subprocess.run([*prefix, sys.executable, "-m", "ceecore", *args], cwd=cwd, capture_output=True, text=False,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env=full)
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=full, check=False)
 
 
 # ----------------------------------------------------------------- hostile values
@@ -166,7 +166,7 @@ def _random_type_array(rng: random.Random, n: int) -> pa.Array:
             pa.timestamp(rng.choice(["s", "ms", "us", "ns"]), tz=rng.choice([None, "UTC", "America/New_York", "+14:00"]))),
         lambda: pa.array(pick([0, 86399, None]), pa.int32()).cast(pa.time32("s")),
         lambda: pa.array(pick([0, 1, -1, None]), pa.int64()).cast(pa.duration("us")),
-        lambda: pa.array(pick([Decimal("0"), Decimal("12.5"), Decimal("-1"), Decimal("9" * 28), None]),
+        lambda: pa.array(pick([Decimal(0), Decimal("12.5"), Decimal(-1), Decimal("9" * 28), None]),
                          pa.decimal128(38, 10)),
         lambda: pa.array(pick([Decimal("1.5"), Decimal("-0"), None]), pa.decimal256(50, 5)),
         lambda: pa.array(pick([[1, 2], [], None, [None]]), pa.list_(pa.int64())),
@@ -378,7 +378,6 @@ def case_inputs(rng: random.Random, base: Base) -> Case:
         kind, t = _mutate_table(rng, base.scored if scored else base.table)
     except (pa.ArrowException, ValueError, TypeError, OverflowError, KeyError) as exc:  # (a column it lacks)
         kind, t = f"unbuildable:{type(exc).__name__}", base.scored if scored else base.table
-    byte_kind = "none"
     if fmt == "dir":
         parts = [(rng.choice(list(FORMATS)), t.slice(0, t.num_rows // 2)), (rng.choice(list(FORMATS)), t.slice(t.num_rows // 2))]
         name = "in"
