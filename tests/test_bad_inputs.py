@@ -17,6 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -436,3 +439,43 @@ def test_raw_values_not_computed_are_null_not_nan(tmp_path, table, model):
     ceecore.run(table, tmp_path / "run")
     lines = pl.read_parquet(tmp_path / "run" / "lines.parquet")
     assert all(lines[name].is_nan().sum() == 0 for name in raw)
+
+
+# ------------------------------------------------------------------ 5. files that are not files
+
+
+def test_fifos_and_devices_are_refused_not_read(tmp_path, table, model):
+    """A FIFO or a device named as an input, a model or an option file is refused with
+    exit code 2: reading one would block (a FIFO nobody writes) or never end (/dev/zero)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root / "cli")])}
+    lines = tmp_path / "lines.parquet"
+    pq.write_table(table, lines)
+    model.save(tmp_path / "m.arrow")
+    os.mkfifo(tmp_path / "fifo.parquet")
+    cases = [["fit", "fifo.parquet", "-o", "x.arrow"],
+             ["score", "lines.parquet", "--model", "fifo.parquet", "-o", "x.parquet"],
+             ["consolidate", "lines.parquet", "-o", "x.parquet", "--pseudonymise", "/dev/zero"],
+             ["consolidate", "lines.parquet", "-o", "x.parquet", "--mapping", "/dev/zero"]]
+    for args in cases:
+        proc = subprocess.run([sys.executable, "-m", "ceecore", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 2 and "not a regular file" in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    with pytest.raises(ContractError, match="not a regular file"):
+        ceecore.run_consolidation(str(tmp_path / "fifo.parquet"))
+    assert not list(tmp_path.glob("x*"))
+
+
+def test_csv_with_lone_carriage_returns_reads_like_newlines(tmp_path, table):
+    """Lines ended by a lone CR (old Mac files) read as the parser reads them; the header
+    reader used to stop on them with a csv.Error traceback."""
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, tmp_path / "lf.csv")
+    (tmp_path / "cr.csv").write_bytes((tmp_path / "lf.csv").read_bytes().replace(b"\n", b"\r"))
+    (tmp_path / "crlf.csv").write_bytes((tmp_path / "lf.csv").read_bytes().replace(b"\n", b"\r\n"))
+    want = ceecore.run_consolidation(str(tmp_path / "lf.csv")).stats
+    for name in ("cr.csv", "crlf.csv"):
+        got = ceecore.run_consolidation(str(tmp_path / name)).stats
+        assert (got.rows_read, got.accepted, got.by_reason) == (want.rows_read, want.accepted, want.by_reason)

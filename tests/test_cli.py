@@ -476,3 +476,36 @@ def test_closed_pipe_is_not_an_input_error():
                           shell=True, capture_output=True, text=True, timeout=60)
     assert proc.stdout.startswith("level")
     assert "error" not in proc.stderr.lower() and "Traceback" not in proc.stderr
+
+
+def test_an_error_naming_a_file_is_one_line_whatever_its_name(tmp_path):
+    """Control characters in a name the message echoes (a newline, a terminal escape)
+    are escaped: the error stays one line and cannot drive the terminal."""
+    table = generate_table(lines=200, accounts=5, seed=1)
+    pq.write_table(table, tmp_path / "in.parquet")
+    shown = {"new\nline.csv": "new\\nline.csv", "red\x1b[31m.csv": "red\\x1b[31m.csv",
+             "bell\x07\x9b.csv": "bell\\x07\\x9b.csv"}
+    for name, escaped in shown.items():
+        result = invoke("consolidate", tmp_path / "in.parquet", "-o", tmp_path / name, "-q", code=2)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert escaped in result.stderr and not any(c in result.stderr for c in "\x1b\x07\x9b"), result.stderr
+
+
+def test_an_output_that_is_no_file_name_is_a_clear_error(tmp_path):
+    pq.write_table(generate_table(lines=100, accounts=5, seed=1), tmp_path / "in.parquet")
+    for job in (["consolidate"], ["fit"], ["score", "--model", str(tmp_path / "in.parquet")]):
+        result = invoke(*job, tmp_path / "in.parquet", "-o", "", code=2)  # (it was "PosixPath('.') has an empty name")
+        assert result.stderr == "error: -o '' is not a file name\n", result.output
+
+
+def test_show_ids_escapes_control_characters_the_contract_lets_through(tmp_path):
+    """C1 controls (U+0080-U+009F, U+009B is a terminal's CSI) pass the key contract, so
+    ``run --show-ids`` prints importer ids escaped."""
+    table = generate_table(lines=300, accounts=5, seed=2)
+    ids = pc.binary_join_element_wise(table["importer_id"], pa.scalar("\x9b31m"), "")
+    pq.write_table(table.set_column(table.schema.get_field_index("importer_id"), "importer_id", ids),
+                   tmp_path / "in.parquet")
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out"), "--show-ids"],
+                                color=True)
+    assert result.exit_code == 0, result.output
+    assert "\x9b" not in result.output and "\\x9b31m" in result.output

@@ -101,3 +101,16 @@ def test_cli_on_a_scored_run(tmp_path):
     assert report["overall"]["violations"] == sum(inspected.column("violation").to_pylist())
     assert report["overall"]["auc"] > 0.8  # the unsupervised scores already rank violations high
     assert len(report["groups"]) == 10
+
+
+def test_group_names_from_the_scored_file_cannot_drive_the_terminal(tmp_path):
+    """Values of the --by column are data from outside: printed with their control
+    characters escaped (a newline broke the table; an escape sequence reached the terminal)."""
+    pq.write_table(pa.table({"score": [0.1, 0.2, 0.3, 0.4], "violation": [True, False, True, False],
+                             "center": ["001", "a\nb", "\x1b[31mred", "\x07\x9b"]}), tmp_path / "s.parquet")
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "s.parquet"), "-o", str(tmp_path / "e.json")],
+                                color=True)  # (else click strips escape sequences itself)
+    assert result.exit_code == 0, result.output
+    assert not any(c in result.output for c in "\x1b\x07\x9b"), result.output
+    assert "center a\\nb " in result.output and "center \\x1b[31mred " in result.output
+    assert json.loads((tmp_path / "e.json").read_text())["groups"]["a\nb"]["lines"] == 1  # the report keeps them

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -401,6 +402,24 @@ def test_colliding_outputs_are_refused_before_any_work(tmp_path, inputs):
             (name, message)
         after = {p: digest(p) for p in tmp_path.rglob("*") if p.is_file()}
         assert after == before, name  # nothing written, nothing destroyed
+
+
+def test_outputs_that_are_fifos_or_devices_are_refused(tmp_path, inputs):
+    """An output at a FIFO or a device would be renamed over it (as root, over /dev/null
+    itself): refused, and the special file stays."""
+    os.mkfifo(tmp_path / "fifo")
+    special = [tmp_path / "fifo"]
+    if os.geteuid() == 0:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        special.append(tmp_path / "null")
+    for path in special:
+        kind = os.lstat(path).st_mode
+        for args in (["consolidate", inputs.small, "-o", tmp_path / "a.parquet", "--rejects", path],
+                     ["consolidate", inputs.small, "-o", tmp_path / "a.parquet", "--state", path],
+                     ["fit", inputs.small, "-o", tmp_path / "m.arrow", "--rejects", path]):
+            one_error(invoke(*args, code=2), "not a regular file")
+            assert os.lstat(path).st_mode == kind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("a.", "m."))]
 
 
 def test_check_outputs_allows_distinct_paths(tmp_path):

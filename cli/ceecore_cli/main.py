@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -45,11 +46,20 @@ def _usage_errors() -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     except (ValueError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
     except MemoryError:
         click.echo("error: out of memory: the input or the options ask for more than this machine has", err=True)
         sys.exit(2)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _one_line(message: str) -> str:
+    """``message`` with control characters escaped (``\\n``, ``\\x1b``): a file name, a
+    column name or a value from outside can neither break a line nor drive the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 def _center_map(centers_file: str | None, hts_map: str | None, replace: bool) -> CenterMap:
@@ -75,6 +85,8 @@ def _pseudonyms(key_file: str | None) -> Pseudonymiser | None:
 
 def _rejects_path(output: str, rejects: str | None) -> str:
     """Where rejected rows go: ``rejects``, else OUTPUT with ``.rejects.parquet``."""
+    if not Path(output).name:  # ("", ".", "/": no file to name the rejects after)
+        raise ValueError(f"-o {output!r} is not a file name")
     return rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
 
 
@@ -103,14 +115,25 @@ def _committing() -> Iterator[OutputSet]:
 
 
 def _print_table(table: pa.Table) -> None:
-    rows = [[("" if v is None else str(v)) for v in row.values()] for row in table.to_pylist()]
+    rows = [[("" if v is None else _one_line(str(v))) for v in row.values()] for row in table.to_pylist()]
     widths = [max([len(name)] + [len(r[i]) for r in rows]) for i, name in enumerate(table.column_names)]
     click.echo("  ".join(name.ljust(w) for name, w in zip(table.column_names, widths)).rstrip())
     for r in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
-_config_option = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+class _ReadPath(click.Path):
+    """A path the job reads: if it exists, a regular file (or a directory where allowed),
+    never a FIFO, device or socket, whose reading would block or never end."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        if os.path.exists(path) and not (os.path.isfile(path) or (self.dir_okay and os.path.isdir(path))):
+            self.fail(f"{click.format_filename(path)!r} is not a regular file (a FIFO, device or socket)", param, ctx)
+        return path
+
+
+_config_option = click.option("--config", "config_file", type=_ReadPath(exists=True, dir_okay=False),
                               help="Scoring config TOML (weights, thresholds) [default: the shipped one].")
 _rejects_option = click.option("--rejects", type=click.Path(dir_okay=False),
                                help="Rejected rows with reasons [default: OUTPUT with .rejects.parquet].")
@@ -133,20 +156,20 @@ _threads_option = click.option("--threads", type=click.IntRange(1, 256),
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 # The Center-map options of the commands that assign Centers.
 _center_options = _options(
-    click.option("--centers-file", type=click.Path(exists=True, dir_okay=False), help="CSV of Centers."),
-    click.option("--hts-map", type=click.Path(exists=True, dir_okay=False), help="CSV of HTS -> Center rules."),
+    click.option("--centers-file", type=_ReadPath(exists=True, dir_okay=False), help="CSV of Centers."),
+    click.option("--hts-map", type=_ReadPath(exists=True, dir_okay=False), help="CSV of HTS -> Center rules."),
     click.option("--replace-map", is_flag=True,
                  help="User Center files replace the shipped ones instead of extending them."),
 )
 # The column-mapping options every command that reads entry lines takes.
 _mapping_options = _options(
     click.option("--preset", help="A shipped column mapping, e.g. 'kcs'."),
-    click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
+    click.option("--mapping", "mapping_file", type=_ReadPath(exists=True, dir_okay=False),
                  help="Column mapping TOML ([columns] source = canonical, [constants])."),
     click.option("--map", "pairs", multiple=True, metavar="SOURCE=CANONICAL", help="Rename one column (repeatable)."),
     click.option("--date-format", metavar="FORMAT",
                  help="strptime format of dates stored as text, e.g. %d/%m/%Y [default: the mapping's, else ISO]."),
-    click.option("--pseudonymise", "key_file", type=click.Path(dir_okay=False),
+    click.option("--pseudonymise", "key_file", type=_ReadPath(dir_okay=False),
                  help="Replace importer and manufacturer ids by keyed tokens from the start (the key: this "
                       f"file's bytes, or {KEY_ENV}); outputs and models then hold no id in clear."),
     _reject_share_option,
@@ -174,14 +197,14 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("-o", "--output", default="accounts.parquet", show_default=True, type=click.Path(dir_okay=False),
               help="Consolidated accounts (Parquet, or Arrow IPC for .arrow).")
 @_rejects_option
 @click.option("--state", type=click.Path(dir_okay=False),
               help="Also write the mergeable account state (Arrow IPC).")
 @_center_options
-@click.option("--overrides", type=click.Path(exists=True, dir_okay=False),
+@click.option("--overrides", type=_ReadPath(exists=True, dir_okay=False),
               help="CSV importer_id,center,note of manual assignments.")
 @click.option("--assign-by", type=click.Choice(["lines", "value"]), default="lines", show_default=True,
               help="What 'predominant' means when assigning an account to a Center.")
@@ -252,7 +275,7 @@ def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ..
 
 
 @cli.command("fit")
-@click.argument("history", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("history", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The model file (Arrow IPC).")
 @_label_options
 @_config_option
@@ -292,7 +315,7 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
 
 
 @cli.command("evaluate")
-@click.argument("scored", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("scored", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("--label", default="violation", show_default=True, help="The outcome column (true = a violation).")
 @click.option("--revenue", help="Revenue recovered per line, for Revenue@n%.")
 @click.option("--score", "score_column", default="score", show_default=True, help="The column to rank lines by.")
@@ -330,7 +353,7 @@ def _print_evaluation(report: dict[str, Any]) -> None:
     click.echo(f"{'random':<14}{'':>9}{'':>7}   " + "".join(
         _cell(random[share].get(key)) for _, key in kinds for share in shares) + _cell(0.5))
     for name, m in report.get("groups", {}).items():
-        row(f"{report['by']} {name}", m)
+        row(_one_line(f"{report['by']} {name}"), m)  # (values from the scored file)
 
 
 def _cell(value: float | None) -> str:
@@ -338,7 +361,7 @@ def _cell(value: float | None) -> str:
 
 
 @cli.command("merge")
-@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("models", nargs=-1, required=True, type=_ReadPath(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The merged model (Arrow IPC).")
 def merge_command(models: tuple[str, ...], output: str) -> None:
     """Merge MODELS fitted on parts of the history (same config) into one model, the same
@@ -354,8 +377,8 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
 
 
 @cli.command("score")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
+@click.option("--model", "model_path", required=True, type=_ReadPath(exists=True, dir_okay=False),
               help="A model from 'ceecore fit'.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Scored lines (Parquet).")
 @_rejects_option
@@ -384,7 +407,7 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 
 
 @cli.command("run")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Where the outputs go.")
 @_label_options
 @_config_option
@@ -427,7 +450,7 @@ def _run_report(summary: ceecore.RunSummary, top: int = 3, show_ids: bool = Fals
         click.echo(f"  {center} {names[center]}")
         for row in (r for r in riskiest if r["center"] == center):
             reasons = ", ".join(row["reasons"] or []) or "-"
-            importer = row["importer_id"] if show_ids else "(id hidden)"
+            importer = _one_line(row["importer_id"]) if show_ids else "(id hidden)"  # (C1 controls pass the contract)
             click.echo(f"    {row['rank_in_center']}. {importer:<14} score {row['score']:.2f}  "
                        f"{row['lines']:>7,} lines  {reasons}")
     for name, path in summary.outputs.items():

@@ -85,8 +85,11 @@ def _resolve(sources: Any) -> Iterator[Source]:
                 raise ContractError(str(path), "directory holds no Parquet, Arrow IPC or CSV files")
             for f in files:
                 yield _file_source(f)
-        elif path.exists():
+        elif path.is_file():
             yield _file_source(path)
+        elif path.exists():
+            raise ContractError(str(path), "not a regular file or directory (a FIFO, device or socket would block "
+                                           "or never end)")
         else:
             raise ContractError(str(path), "no such file or directory")
     elif isinstance(sources, (list, tuple)):
@@ -266,19 +269,22 @@ def _csv_batches(path: Path, text: set[str], wanted: set[str] | None
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
-    """The column names on a CSV file's first line."""
+    """The column names on a CSV file's first line (ended, as the parser ends it, by
+    ``\\n``, ``\\r\\n`` or a lone ``\\r``)."""
     head = b""
     with pa.input_stream(str(path), compression="detect") as stream:
-        while b"\n" not in head and len(head) < CSV_BLOCK_BYTES:
+        while b"\n" not in head and b"\r" not in head and len(head) < CSV_BLOCK_BYTES:
             more = stream.read(1 << 16)
             if not more:
                 break
             head += more
     try:
-        line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
+        line = re.split(rb"\r|\n", head, maxsplit=1)[0].decode("utf-8-sig")
+        return next(csv.reader([line], delimiter=delimiter), [])
     except UnicodeDecodeError:
         raise ContractError(str(path), "the header (line 1) is not UTF-8 text") from None
-    return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:  # (a NUL byte, say)
+        raise ContractError(str(path), f"the header (line 1) is not a CSV line: {exc}") from None
 
 
 def _put_back(batch: pa.RecordBatch, first: int, skipped: list[int], to_end: bool = False
@@ -549,6 +555,9 @@ def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None], inputs: 
     files = [Path(s) for s in inputs if isinstance(s, (str, os.PathLike))]
     named = list(given.items())
     for i, (name, path) in enumerate(named):
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise ValueError(f"{name} {path} is not a regular file (a FIFO, device or socket): "
+                             "it would be replaced; choose another path")
         for other, there in named[:i]:
             if _same(path, there):
                 raise ValueError(f"{other} and {name} are the same file ({path}): give each output its own path")
