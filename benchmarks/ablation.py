@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import pyarrow as pa
 
 import ceecore
@@ -25,32 +24,18 @@ from ceecore.scoring import Model, ScoringConfig
 __all__ = ["ablation", "main"]
 
 
-def _measures(scored: pa.Table, truth: pa.Table) -> tuple[dict[str, float], float, float]:
-    """Recall at 5% per family, precision in the top 5% and the share of tied scores in
-    the top 1% (ties at a cut broken by entry and line, as :func:`synth.scheme_recall`)."""
-    keys = ["entry_number", "line_number"]
-    ranked = scored.select([*keys, "score"]).sort_by([("score", "descending"), ("entry_number", "ascending"),
-                                                      ("line_number", "ascending")])
-    top = ranked.slice(0, round(0.05 * ranked.num_rows)).join(truth.select([*keys, "scheme"]), keys)
-    precision = 1 - top.column("scheme").null_count / max(top.num_rows, 1)
-    score = ranked.column("score").to_numpy()
-    values, counts = np.unique(score, return_counts=True)
-    tied = float(np.isin(score[:round(0.01 * len(score))], values[counts > 1]).mean())
-    return synth.scheme_recall(scored, truth), precision, tied
-
-
 def ablation(lines: pa.Table) -> dict[str, tuple[dict[str, float], float, float]]:
     """Per configuration ("all", then "-name" for each indicator turned off): the measures
-    of :func:`_measures` on ``lines``, fitted once with the default config."""
+    of :func:`synth.detection_measures` on ``lines``, fitted once with the default config."""
     model = ceecore.fit(lines)
     weights = ScoringConfig.default().weights
-    out = {"all": _measures(ceecore.score(lines, model).lines, lines)}
+    out = {"all": synth.detection_measures(ceecore.score(lines, model).lines, lines)}
     for name in INDICATORS:
         if weights[name] == 0:
             continue
         config = ScoringConfig.from_doc({"weights": {name: 0.0}})
         scored = ceecore.score(lines, Model(model.baselines, config, meta=model.meta)).lines
-        out[f"-{name}"] = _measures(scored, lines)
+        out[f"-{name}"] = synth.detection_measures(scored, lines)
     return out
 
 

@@ -227,21 +227,6 @@ def test_cli_generate_and_demo_take_variants(tmp_path):
 # ------------------------------------------------------------------ detection on shapes it was not tuned on
 
 
-def _detection(scored: pa.Table, truth: pa.Table) -> tuple[dict[str, float], float, float]:
-    """Recall at 5% per family, precision in the top 5% (ties broken as
-    :func:`synth.scheme_recall` does) and the share of the top 1% of lines whose score
-    another line has too (a tie the ranking cannot order)."""
-    keys = ["entry_number", "line_number"]
-    ranked = scored.select([*keys, "score"]).sort_by([("score", "descending"), ("entry_number", "ascending"),
-                                                      ("line_number", "ascending")])
-    top = ranked.slice(0, round(0.05 * ranked.num_rows)).join(truth.select([*keys, "scheme"]), keys)
-    precision = 1 - top.column("scheme").null_count / max(top.num_rows, 1)
-    score = ranked.column("score").to_numpy()
-    values, counts = np.unique(score, return_counts=True)
-    tied = float(np.isin(score[:round(0.01 * len(score))], values[counts > 1]).mean())
-    return synth.scheme_recall(scored, truth), precision, tied
-
-
 def test_detection_tuned_on_default_shapes_measured_on_the_variants():
     """The scoring configuration is the default one, tuned on the default shapes; it is
     measured here on variant lines, never tuned on them. Three measures, printed:
@@ -266,7 +251,7 @@ def test_detection_tuned_on_default_shapes_measured_on_the_variants():
     for name, (model, lines) in runs.items():
         scored = ceecore.score(lines, model).lines
         assert scored is not None and scored.num_rows == n
-        recall, precision, tied = _detection(scored, lines)
+        recall, precision, tied = synth.detection_measures(scored, lines)
         print(f"\n{name}: precision@5% {precision:.3f}, tied in top 1% {tied:.3f}")
         for family, value in recall.items():
             print(f"  recall@5% {family:<18} {value:.3f}")

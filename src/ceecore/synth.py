@@ -1302,6 +1302,21 @@ def scheme_recall(scored: pa.Table, truth: pa.Table, top_share: float = 0.05) ->
     return {name: counts[name][0] / counts[name][1] for name in SCHEMES if name in counts}
 
 
+def detection_measures(scored: pa.Table, truth: pa.Table) -> tuple[dict[str, float], float, float]:
+    """Recall at 5% per scheme (:func:`scheme_recall`), precision in the top 5% (ties at
+    the cut broken by entry and line) and the share of the top 1% of lines whose score
+    another line has too (a tie the ranking cannot order)."""
+    keys = ["entry_number", "line_number"]
+    ranked = scored.select([*keys, "score"]).sort_by([("score", "descending"), ("entry_number", "ascending"),
+                                                      ("line_number", "ascending")])
+    top = ranked.slice(0, round(0.05 * ranked.num_rows)).join(truth.select([*keys, "scheme"]), keys)
+    precision = 1 - top.column("scheme").null_count / max(top.num_rows, 1)
+    score = ranked.column("score").to_numpy()
+    values, counts = np.unique(score, return_counts=True)
+    tied = float(np.isin(score[:round(0.01 * len(score))], values[counts > 1]).mean())
+    return scheme_recall(scored, truth), precision, tied
+
+
 def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Table], file_rows: int,
                    into: OutputSet) -> None:
     """A directory of Parquet files, built beside the target and swapped in when ``into`` commits.
