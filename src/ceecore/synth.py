@@ -59,6 +59,7 @@ __all__ = [
     "SynthConfig",
     "Synthesizer",
     "Written",
+    "detection_measures",
     "generate",
     "generate_table",
     "scheme_recall",
