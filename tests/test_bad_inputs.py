@@ -19,7 +19,6 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -35,6 +34,7 @@ from hypothesis import strategies as st
 import ceecore
 from ceecore import REJECT_REASONS, ContractError
 from ceecore_cli.main import cli
+from tests.processes import cli_env
 from ceecore.synth import generate_table
 
 FUZZ_EXAMPLES = int(os.environ.get("CEECORE_FUZZ_EXAMPLES", "40"))
@@ -447,8 +447,7 @@ def test_raw_values_not_computed_are_null_not_nan(tmp_path, table, model):
 def test_fifos_and_devices_are_refused_not_read(tmp_path, table, model):
     """A FIFO or a device named as an input, a model or an option file is refused with
     exit code 2: reading one would block (a FIFO nobody writes) or never end (/dev/zero)."""
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root / "cli")])}
+    env = cli_env()
     lines = tmp_path / "lines.parquet"
     pq.write_table(table, lines)
     model.save(tmp_path / "m.arrow")

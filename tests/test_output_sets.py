@@ -36,10 +36,9 @@ import ceecore
 from ceecore import io, synth
 from ceecore.io import OutputSet, check_outputs, open_sources, output_format, swap_directory
 from ceecore_cli.main import cli
+from tests.processes import cli_env
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "cli"),
-                                                    os.environ.get("PYTHONPATH", "")])}
+ENV = cli_env()
 KILL_LINES = 300_000
 
 

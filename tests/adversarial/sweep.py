@@ -47,8 +47,12 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+import ceecore
+import ceecore_cli
+
 ROOT = Path(__file__).resolve().parents[2]
-ENV_PATH = f"{ROOT / 'src'}{os.pathsep}{ROOT / 'cli'}"
+# The processes import the ceecore this script imports (installed, or the source tree).
+ENV_PATH = os.pathsep.join(dict.fromkeys(str(Path(m.__file__).resolve().parents[1]) for m in (ceecore, ceecore_cli)))
 CATEGORIES = ("inputs", "options", "models", "paths")
 LINE_JOBS = ("consolidate", "fit", "score", "run")
 TIMEOUT = 60.0
