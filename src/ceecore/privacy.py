@@ -46,7 +46,6 @@ class Pseudonymiser:
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) < MIN_KEY_BYTES:
             raise ValueError(f"a pseudonym key must be at least {MIN_KEY_BYTES} bytes")
-        self._key = key
         # Keyed BLAKE2b is a MAC by design (RFC 7693), as strong here as HMAC-SHA256 and
         # 3x faster; keys over its 64-byte limit are hashed down first.
         self._mac = hashlib.blake2b(key=key if len(key) <= 64 else hashlib.blake2b(key).digest(), digest_size=32)
