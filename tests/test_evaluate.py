@@ -114,3 +114,15 @@ def test_group_names_from_the_scored_file_cannot_drive_the_terminal(tmp_path):
     assert not any(c in result.output for c in "\x1b\x07\x9b"), result.output
     assert "center a\\nb " in result.output and "center \\x1b[31mred " in result.output
     assert json.loads((tmp_path / "e.json").read_text())["groups"]["a\nb"]["lines"] == 1  # the report keeps them
+
+
+def test_grouping_by_a_column_of_lists_is_a_clear_error(tmp_path):
+    """(Found by the adversarial sweep: ``--by reasons`` gave a traceback.)"""
+    pq.write_table(pa.table({"score": [0.1, 0.9], "violation": [True, False],
+                             "reasons": [["origin_rare"], []]}), tmp_path / "s.parquet")
+    with pytest.raises(ContractError, match="cannot group by a column of type list"):
+        ceecore.evaluate(tmp_path / "s.parquet", by="reasons")
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "s.parquet"), "-o", str(tmp_path / "e.json"),
+                                      "--by", "reasons"])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert not (tmp_path / "e.json").exists()

@@ -130,7 +130,12 @@ def _read(source: Any, label: str, revenue: str | None, score: str, by: str | No
                 raise ContractError(where, f"{int(bad_money.sum())} value(s) that do not parse", revenue)
             part["revenue"] = pc.fill_null(money, 0.0)
         if by and by in names:
-            part["by"] = pc.cast(chunk.batch.column(names.index(by)), pa.string())
+            groups = chunk.batch.column(names.index(by))
+            try:
+                part["by"] = pc.cast(groups, pa.string())
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:
+                raise ContractError(where, f"cannot group by a column of type {groups.type} (give a column of "
+                                    "text, numbers or dates)", by) from exc
         parts.append(pa.table(part))
     if not parts:
         raise ContractError(os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<input>",
