@@ -43,6 +43,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -280,10 +281,26 @@ def _write_lines(rng: random.Random, t: pa.Table, path: Path, fmt: str) -> None:
             path.write_bytes(_compress(data, fmt))
     except (pa.ArrowException, ValueError, TypeError):
         # Nested or other types CSV/Parquet cannot hold: their text instead.
-        text = ",".join(t.column_names) + "\n" + "\n".join(
-            ",".join(repr(v) for v in row.values()) for row in t.slice(0, 50).to_pylist())
+        rows = t.slice(0, 50)
+        columns = [_texts(rows.column(c)) for c in range(rows.num_columns)]
+        text = ",".join(t.column_names) + "\n" + "\n".join(",".join(row) for row in zip(*columns))
         data = text.encode("utf-8", "surrogatepass")
         path.write_bytes(_compress(data, fmt))
+
+
+def _texts(column: pa.ChunkedArray) -> list[str]:
+    """Each value as text: Arrow's own cast where it has one (dates past Python's range
+    included), else Python's repr, else a placeholder."""
+    try:
+        return [repr(v) for v in pc.cast(column, pa.string()).to_pylist()]
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        out = []
+        for value in column:
+            try:
+                out.append(repr(value.as_py()))
+            except (ValueError, TypeError, OverflowError):
+                out.append("?")
+        return out
 
 
 def _compress(csv: bytes, fmt: str) -> bytes:
