@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ceecore.schema import is_text
+
 __all__ = ["KEY_ENV", "PRIVATE_COLUMNS", "PSEUDONYM_KEY", "Pseudonymiser", "check_pseudonyms"]
 
 KEY_ENV = "CEECORE_PSEUDONYM_KEY"
@@ -90,19 +92,16 @@ class Pseudonymiser:
         return "pn-" + digest[:24] if _acceptable(value) else "pn-invalid-" + digest
 
     def column(self, array: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """A text column with each id replaced by its token (each distinct id keyed once)."""
+        """A text column with each id replaced by its token (each distinct id keyed once;
+        a dictionary column's ids are its dictionary's)."""
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
         if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
-        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
-                or pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)
-                or pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type)):
+            return pa.DictionaryArray.from_arrays(array.indices, self.column(array.dictionary)).dictionary_decode()
+        if not is_text(array.type):
             array = array.cast(pa.string())  # ids read as numbers (CSV without a schema)
-        raw = array.cast(pa.large_binary())
-        encoded = pc.dictionary_encode(raw)
-        values = encoded.dictionary.to_pylist()
-        tokens = pa.array(["" if v == b"" else self.token(v) for v in values], pa.string())
+        encoded = pc.dictionary_encode(array.cast(pa.large_binary()))
+        tokens = pa.array(["" if v == b"" else self.token(v) for v in encoded.dictionary.to_pylist()], pa.string())
         return tokens.take(encoded.indices)
 
     def batch(self, batch: pa.RecordBatch, columns: tuple[str, ...] = PRIVATE_COLUMNS) -> pa.RecordBatch:

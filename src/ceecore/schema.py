@@ -278,7 +278,7 @@ def _constant(value: Any, kind: str, n: int, source: str, column: str) -> pa.Arr
     return pa.repeat(scalar, n)
 
 
-def _is_text(t: pa.DataType) -> bool:
+def is_text(t: pa.DataType) -> bool:
     """Text, or bytes the kernel reads the same way."""
     return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
             or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t))
@@ -332,7 +332,7 @@ def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
     t = array.type
     if kind == "text":
         # Keys stay in whatever string layout they came in: the kernel reads them all.
-        if _is_text(t) or (pa.types.is_dictionary(t) and _is_text(t.value_type)):
+        if is_text(t) or (pa.types.is_dictionary(t) and is_text(t.value_type)):
             return array, None
         if pa.types.is_null(t):
             return array.cast(pa.string()), None
@@ -346,7 +346,7 @@ def _cast(array: pa.Array, kind: str, date_format: str, source: str, column: str
     target = _ARROW_TYPES[kind]
     if t == target:
         return array, None
-    if _is_text(t):
+    if is_text(t):
         return _parse_text(plain_rows(array), kind, date_format)
     if pa.types.is_null(t):
         return pa.nulls(len(array), target), None
