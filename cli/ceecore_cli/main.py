@@ -536,19 +536,22 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--file-rows", type=click.IntRange(1), help="Rows per file when OUTPUT is a dataset directory.")
 @click.option("--truth", type=click.Path(dir_okay=False), help="Also write the ground truth per account (Parquet).")
 @_variants_option
+@click.option("--trend", is_flag=True,
+              help="Inject a trade diversion: from mid-period, 80% of the busiest HTS6's lines from its main origin "
+                   "come from another country.")
 @_threads_option
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="A .parquet, .csv(.gz) or .arrow file, or else a directory of Parquet files.")
 @_quiet_option
 def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: dt.datetime | None, seed: int,
              scheme_rates: tuple[str, ...], inspect_share: float | None, dirty: int, batch_rows: int,
-             file_rows: int | None, truth: str | None, variants: bool, threads: int | None, output: str,
-             quiet: bool) -> None:
+             file_rows: int | None, truth: str | None, variants: bool, trend: bool, threads: int | None,
+             output: str, quiet: bool) -> None:
     """Generate realistic entry lines with labelled risk schemes (synthetic, known truth)."""
     rates = _scheme_rates(scheme_rates)
     with _usage_errors():
         params: dict[str, Any] = {"lines": lines, "accounts": accounts, "seed": seed, "scheme_rates": rates, "dirty": dirty,
-                                  "variants": variants}
+                                  "variants": variants, "trend": trend}
         params.update({k: v.date() for k, v in (("start", start), ("end", end)) if v is not None})
         if inspect_share is not None:
             params["inspect_share"] = inspect_share
@@ -571,9 +574,58 @@ def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: d
             click.echo(f"  {name:<20} {count:>12,} lines ({count / max(lines, 1):.2%})")
         if dirty:
             click.echo(f"  {'contract-breaking':<20} {dirty:>12,} rows")
+        if written.world.trend is not None:
+            t = written.world.trend
+            click.echo(f"  trend: from {t.start}, {t.share:.0%} of HTS {t.hts6}'s lines from {t.origin} come from {t.to}")
         click.echo(f"lines -> {output}")
         if truth:
             click.echo(f"truth -> {truth}")
+
+
+@cli.command("trends")
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
+@click.option("-o", "--output", default="trends.parquet", show_default=True, type=click.Path(dir_okay=False),
+              help="Monthly series per Center (Parquet, or Arrow IPC for .arrow).")
+@click.option("--shifts", type=click.Path(dir_okay=False),
+              help="The flagged shifts [default: shifts.parquet beside OUTPUT].")
+@click.option("--model", "model_path", type=_ReadPath(exists=True, dir_okay=False),
+              help="A model from 'ceecore fit': accounts its history saw are not new.")
+@_rejects_option
+@_center_options
+@_mapping_options
+def trends_command(inputs: tuple[str, ...], output: str, shifts: str | None, model_path: str | None,
+                   rejects: str | None, centers_file: str | None, hts_map: str | None, replace_map: bool,
+                   preset: str | None, mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None,
+                   key_file: str | None, max_reject_share: float, threads: int | None, quiet: bool) -> None:
+    """Monthly series per Center of INPUTS (lines, entries, value, duty, duty rate, active
+    and new accounts, origin shares per HTS6, inspection and violation rates) and the
+    shifts that matter (trade diversion, volume steps, a falling duty rate), FDR < 10%."""
+    with _usage_errors():
+        rejects_path = _rejects_path(output, rejects)
+        shifts_path = shifts or str(Path(output).with_name("shifts.parquet"))
+        output_format(output)
+        output_format(shifts_path)
+        output_format(rejects_path, "parquet")
+        check_outputs({"--rejects": rejects_path, "--shifts": shifts_path, "-o": output},
+                      (*inputs, *([model_path] if model_path else [])))
+        started = time.perf_counter()
+        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+            report = ceecore.trends(list(inputs), mapping=_mapping(preset, mapping_file, pairs, date_format),
+                                    centers=_center_map(centers_file, hts_map, replace_map), model=model_path,
+                                    threads=threads, rejects=rejects_path, progress=advance, on_start=on_start,
+                                    max_reject_share=max_reject_share, outputs=outputs,
+                                    pseudonyms=_pseudonyms(key_file))
+            write_table(report.shifts, shifts_path, into=outputs)
+            write_table(report.series, output, into=outputs)
+        report.stats.seconds = time.perf_counter() - started
+    if not quiet:
+        _counts(report.stats, f"{len(inputs)} input(s)")
+        click.echo(f"{report.series.num_rows:,} monthly values; {report.shifts.num_rows:,} shift(s) flagged (q < 0.10)")
+        for finding in report.shifts.column("finding").to_pylist()[:10]:
+            click.echo(f"  {_one_line(finding)}")
+        click.echo(f"trends  -> {output}")
+        click.echo(f"shifts  -> {shifts_path}")
+        click.echo(f"rejects -> {rejects_path}")
 
 
 @contextmanager

@@ -57,6 +57,7 @@ __all__ = [
     "DIRTY_REASONS",
     "SCHEMES",
     "SynthConfig",
+    "Trend",
     "Synthesizer",
     "Written",
     "detection_measures",
@@ -134,6 +135,7 @@ class SynthConfig:
     ``dirty`` contract-breaking rows (:data:`DIRTY_REASONS`) are added to ``lines``.
     ``variants`` plants every scheme in its variant shapes (labels unchanged); its
     draws come from streams of their own, so with it off the lines are as before.
+    ``trend`` injects a trade diversion (:class:`Trend`), from a stream of its own too.
     """
 
     lines: int = 1_000_000
@@ -150,6 +152,7 @@ class SynthConfig:
     seasonality: float = 0.25
     dirty: int = 0
     variants: bool = False
+    trend: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.scheme_rates) - set(SCHEMES)
@@ -335,6 +338,7 @@ class Synthesizer:
         self._schemes(schemes)
         self._identities(rng)
         self._day_lines(rng)
+        self.trend = self._trend() if self.config.trend else None
         self._compact()
 
     # ------------------------------------------------------------ world building
@@ -838,6 +842,34 @@ class Synthesizer:
         self.account_cdf = np.cumsum(self.account_intensity)
         self.day_line_count = rng.multinomial(cfg.lines, weight / weight.sum()) if cfg.lines else np.zeros(cfg.days, np.int64)
 
+    def _trend(self) -> Trend:
+        """The diversion of :class:`Trend`: the busiest HTS6 (by expected lines) and its
+        main origin, from the first day of the month in the middle of the period."""
+        slot_weight = np.array([[1.0, 0, 0], [0.8, 0.2, 0], [0.7, 0.2, 0.1]])
+        item = self.source_item
+        rank = np.arange(len(item)) - self.item_source_start[item]
+        lines = self.item_share[item] * slot_weight[self.item_sources[item] - 1, rank]
+        hts6 = self.product_hts[self.item_product[item]] // 10**4
+        codes, inverse = np.unique(hts6, return_inverse=True)
+        busiest = np.bincount(inverse, weights=lines).argmax()
+        mine = inverse == busiest
+        by_country = np.bincount(self.source_country[mine], weights=lines[mine], minlength=len(self.country_codes))
+        to = next(c for c in _TREND_TO if by_country[self.country_codes.index(c)] == 0)
+        middle = self.config.start + dt.timedelta(days=self.config.days // 2)
+        self.trend_product = (self.product_hts // 10**4) == codes[busiest]
+        self.trend_from, self.trend_to = int(by_country.argmax()), self.country_codes.index(to)
+        self.trend_day = (dt.date(middle.year, middle.month, 1) - self.config.start).days
+        return Trend(f"{codes[busiest]:06d}", self.country_codes[self.trend_from], to,
+                     dt.date(middle.year, middle.month, 1), _TREND_SHARE)
+
+    def _diverted(self, country: np.ndarray, product: np.ndarray, day: np.ndarray, first_day: int,
+                  part: int) -> np.ndarray:
+        """``country`` with the trend's lines moved to its new origin (a stream of its own)."""
+        draw = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(11, first_day, part)))
+        moving = (np.take(self.trend_product, product) & (country == self.trend_from) & (day >= self.trend_day)
+                  & (draw.random(len(country)) < _TREND_SHARE))
+        return np.where(moving, self.trend_to, country)
+
     def _compact(self) -> None:
         """Halves the big per-item and per-source arrays (int64 -> int32, float64 -> float32
         where no precision that matters is lost): the world is most of the memory."""
@@ -1034,6 +1066,8 @@ class Synthesizer:
             scheme = np.where((scheme == 0) & applies, item_scheme, scheme)
         moved = scheme == _TRANSSHIPMENT
         country = np.where(moved, take(self.item_new_country, item), true_country)
+        if self.trend is not None:
+            country = self._diverted(country, product, line_day, first_day, part)
         mfr = np.where(moved, take(self.item_new_mfr, item), source)  # MIDs: one per source, then the moved
         declared = np.where(scheme == _MISCLASSIFICATION, take(self.product_sibling, product), product)
 
@@ -1113,6 +1147,22 @@ class Synthesizer:
         number[:, 10] = (10 - luhn % 10) % 10 + 48
         entry_number = _fixed_text(take(number.view("S11").ravel(), part.line_entry))
         return pa.record_batch([entry_number, *part.columns], schema=self.schema)
+
+
+class Trend(NamedTuple):
+    """The trade diversion ``SynthConfig(trend=True)`` injects: from ``start`` on, each
+    line of HTS6 ``hts6`` from its main origin ``origin`` comes from ``to`` instead with
+    probability ``share`` (declared origin only: the goods, values and MIDs stay)."""
+
+    hts6: str
+    origin: str
+    to: str
+    start: dt.date
+    share: float
+
+
+_TREND_SHARE = 0.8
+_TREND_TO = ("VN", "MX", "IN", "TH", "MY", "ID", "KH")  # the first the product does not come from yet
 
 
 class _Part(NamedTuple):
