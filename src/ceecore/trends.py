@@ -424,12 +424,10 @@ class _View:
         products, slot = np.unique(chosen >> 10, return_inverse=True)
         m = len(self.months)
         product_lines = np.zeros((len(products), m), np.int64)
-        at = np.searchsorted(products, product)
-        mine = (at < len(products)) & (products[np.minimum(at, len(products) - 1)] == product)
+        at, mine = _lookup(products, product)
         np.add.at(product_lines, (at[mine], month[mine]), lines[mine])
         pair_lines = np.zeros((len(chosen), m), np.int64)
-        at = np.searchsorted(chosen, pair)
-        mine = (at < len(chosen)) & (chosen[np.minimum(at, len(chosen) - 1)] == pair)
+        at, mine = _lookup(chosen, pair)
         np.add.at(pair_lines, (at[mine], month[mine]), lines[mine])
         hts = (chosen >> 10) & ((1 << 20) - 1)
         key = np.array([f"{h:06d} {c}" for h, c in zip(hts.tolist(), _country(chosen & 1023))], dtype=object)
@@ -539,6 +537,14 @@ class _View:
                     f"({self.centers.centers[home[i]].name})")
 
         return _Tested("lines", home, ids, step, finding)
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``keys`` sits in ``sorted_keys``, and whether it is there."""
+    at = np.searchsorted(sorted_keys, keys)
+    if len(sorted_keys) == 0:
+        return at, np.zeros(len(keys), bool)
+    return at, (at < len(sorted_keys)) & (sorted_keys[np.minimum(at, len(sorted_keys) - 1)] == keys)
 
 
 @dataclass

@@ -1,0 +1,218 @@
+"""Trends per Center: the series against a plain reference, the state's exactness under any
+batching and merge order, its validation on load, the tests' calibration, and the bar:
+an injected trade diversion is flagged, data without one flags nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ceecore
+from ceecore import synth
+from ceecore.accounts import AccountBook
+from ceecore.centers import CenterMap
+from ceecore.trends import SERIES_SCHEMA, SHIFTS_SCHEMA, Trends, _bh, _step_test
+from ceecore_cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def small() -> pa.Table:
+    return synth.generate_table(synth.SynthConfig(lines=20_000, seed=7))
+
+
+def _state(batches: list[pa.Table], centers: CenterMap | None = None) -> Trends:
+    state = Trends(centers)
+    book = AccountBook(centers, threads=1)
+    for batch in batches:
+        for b in batch.to_batches():
+            state.update(book.parse(b, columns=Trends.columns))
+    return state
+
+
+def _reference(table: pa.Table, by_account: bool = False) -> pl.DataFrame:
+    """The Center-wide monthly series computed plainly with polars (the line's Center from
+    the map); ``by_account``: the distinct (Center, month, account) of the lines instead."""
+    cmap = CenterMap.default()
+    df = pl.from_arrow(table.select(["entry_number", "importer_id", "hts_code", "entry_date", "entered_value",
+                                     "duty_paid", "inspected", "violation"]))
+    pairs = df.select("hts_code", "entry_date").unique()
+    centers = [cmap.center_of(h, d) for h, d in zip(pairs["hts_code"], pairs["entry_date"])]
+    df = df.join(pairs.with_columns(pl.Series("center", centers, pl.String)), on=["hts_code", "entry_date"])
+    df = df.filter(pl.col("center").is_not_null()).with_columns(pl.col("entry_date").dt.truncate("1mo").alias("month"))
+    if by_account:
+        return df.select("center", "month", "importer_id").unique()
+    return (df.group_by("center", "month")
+            .agg(pl.len().alias("lines"), pl.col("entry_number").n_unique().alias("entries"),
+                 pl.col("entered_value").sum().alias("entered_value"), pl.col("duty_paid").sum().alias("duty"),
+                 pl.col("importer_id").n_unique().alias("active_accounts"),
+                 pl.col("inspected").mean().alias("inspection_rate"),
+                 pl.col("violation").drop_nulls().mean().alias("violation_rate"))
+            .sort("center", "month"))
+
+
+def test_series_match_a_plain_reference(small):
+    series, _ = _state([small]).result()
+    assert series.schema == SERIES_SCHEMA
+    got = pl.from_arrow(series).filter(pl.col("key") == "").pivot("measure", index=["center", "month"],
+                                                                  values="value").sort("center", "month")
+    want = _reference(small)
+    assert got.height == want.height
+    for name in ("lines", "entries", "active_accounts"):
+        assert got[name].cast(pl.Int64).to_list() == want[name].to_list(), name
+    for name in ("entered_value", "duty", "inspection_rate", "violation_rate"):
+        np.testing.assert_allclose(got[name].to_numpy(), want[name].to_numpy(), rtol=1e-9, err_msg=name)
+    rate = got["duty"].to_numpy() / got["entered_value"].to_numpy() * 100
+    np.testing.assert_allclose(got["duty_rate"].to_numpy(), rate, rtol=1e-9)
+
+
+def test_new_accounts_are_first_months_or_unknown_to_the_model(small):
+    series, _ = _state([small]).result()
+    got = pl.from_arrow(series).filter(pl.col("measure") == "new_accounts").select("center", "month", "value")
+    lines = _reference(small, by_account=True)
+    first = lines.group_by("importer_id").agg(pl.col("month").min().alias("first"))
+    want = (lines.join(first, on="importer_id").filter(pl.col("month") == pl.col("first"))
+            .group_by("center", "month").agg(pl.len().alias("new")))
+    joined = got.join(want, on=["center", "month"], how="left").fill_null(0)
+    assert joined["value"].cast(pl.Int64).to_list() == joined["new"].to_list() and want["new"].sum() > 0
+    model = ceecore.fit(small, threads=1)
+    state = Trends.for_model(model)
+    book = AccountBook(threads=1)
+    for b in small.to_batches():
+        state.update(book.parse(b, columns=Trends.columns))
+    series, _ = state.result()
+    assert pl.from_arrow(series).filter(pl.col("measure") == "new_accounts")["value"].sum() == 0
+
+
+def test_origin_shares_add_up_per_product_and_month(small):
+    series, _ = _state([small]).result()
+    shares = pl.from_arrow(series).filter(pl.col("measure") == "origin_share")
+    assert shares.height > 0
+    per = shares.with_columns(pl.col("key").str.slice(0, 6).alias("hts6")).group_by("center", "hts6", "month") \
+        .agg(pl.col("value").sum(), pl.col("lines").n_unique().alias("denominators"))
+    assert per["value"].max() <= 1 + 1e-12 and per["denominators"].max() == 1
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(1, 19_999), max_size=6), parts=st.integers(1, 4), order=st.randoms())
+def test_same_state_whatever_the_batching_and_merge_order(small, cuts, parts, order):
+    whole = _state([small]).to_arrow()
+    edges = sorted({0, *cuts, small.num_rows})
+    pieces = [small.slice(a, b - a) for a, b in zip(edges, edges[1:])]
+    states = [_state(pieces[k::parts]) for k in range(parts)]
+    order.shuffle(states)
+    merged = states[0]
+    for other in states[1:]:
+        merged.merge(other)
+    assert merged.to_arrow().equals(whole)
+    assert Trends.from_arrow(whole).to_arrow().equals(whole)
+
+
+def test_state_round_trips_and_refuses_tampering(small):
+    state = _state([small.slice(0, 5000)])
+    table = state.to_arrow()
+    assert [t.equals(u) for t, u in zip(Trends.from_arrow(table).result(), state.result())] == [True, True]
+    with pytest.raises(ValueError, match="not a ceecore trends state"):
+        Trends.from_arrow(table.replace_schema_metadata({}))
+    values = table.column("value").to_numpy().copy()
+    values[0] = -5  # a month's lines below 1
+    with pytest.raises(ValueError, match="no lines could give"):
+        Trends.from_arrow(table.set_column(3, "value", pa.array(values)))
+    keys = table.column("key").to_numpy().copy()
+    keys[1] = keys[0]
+    with pytest.raises(ValueError, match="distinct and sorted|same keys"):
+        Trends.from_arrow(table.set_column(2, "key", pa.array(keys, pa.uint64())))
+    with pytest.raises(ValueError, match="columns"):
+        Trends.from_arrow(table.drop_columns(["text"]))
+
+
+def test_bh_matches_the_definition():
+    rng = np.random.default_rng(1)
+    p = rng.random(50) ** 3
+    p[[3, 9]] = np.nan
+    q = _bh(p)
+    tested = ~np.isnan(p)
+    k = tested.sum()
+    for i in np.flatnonzero(tested):
+        want = min(1.0, min(p[j] * k / (np.sum(p[tested] <= p[j])) for j in np.flatnonzero(tested) if p[j] >= p[i]))
+        assert q[i] == pytest.approx(want)
+    assert np.isnan(q[~tested]).all()
+
+
+def test_step_test_holds_its_level_under_overdispersed_noise_and_finds_a_step():
+    """Shares with month-to-month noise well beyond the binomial: at most 5% of the
+    series without a step get p < 0.05; a step of 20 points is found at its month."""
+    rng = np.random.default_rng(3)
+    n, m = 4000, 12
+    w = rng.integers(200, 2000, size=(n, m)).astype(float)
+    p = np.clip(0.3 + rng.normal(0, 0.03, size=(n, m)), 0, 1)
+    y = rng.binomial(w.astype(np.int64), p) / w
+    step = _step_test(y, w, np.ones((n, m), bool), 0.05, relative=False, up=True, down=True, share=True)
+    null_rate = float(np.mean(step.p < 0.05))
+    print(f"\nstep test: share of null series with p < 0.05: {null_rate:.4f}")
+    assert null_rate <= 0.05
+    y[:, 7:] += 0.2
+    found = _step_test(y, w, np.ones((n, m), bool), 0.05, relative=False, up=True, down=True, share=True)
+    print(f"step of 20 points: found (p < 0.05) in {np.mean(found.p < 0.05):.4f}, at its month in {np.mean(found.split == 7):.4f}")
+    assert np.mean(found.p < 0.05) > 0.98 and np.mean(found.split == 7) > 0.95
+
+
+def test_the_injected_diversion_is_flagged():
+    for seed in (1, 2):
+        world = synth.Synthesizer(synth.SynthConfig(lines=200_000, seed=seed, trend=True))
+        truth = world.trend
+        shifts = ceecore.trends(world.table(), threads=2).shifts
+        assert shifts.schema == SHIFTS_SCHEMA
+        rows = [r for r in shifts.to_pylist() if r["measure"] == "origin_share" and r["key"] == f"{truth.hts6} {truth.to}"]
+        print(f"\nseed {seed}: {truth}; {shifts.num_rows} flagged; " + (rows[0]["finding"] if rows else "NOT FOUND"))
+        assert rows and rows[0]["after"] > rows[0]["before"] and rows[0]["q_value"] < 0.01
+        month = rows[0]["month"]
+        assert abs((month.year - truth.start.year) * 12 + month.month - truth.start.month) <= 1
+        assert any(r["key"] == f"{truth.hts6} {truth.origin}" and r["after"] < r["before"] for r in shifts.to_pylist())
+
+
+def test_nothing_is_flagged_without_a_shift():
+    """Without a trend nor transshipment (which moves real origins), nothing is flagged;
+    with the default schemes, every flag is an HTS6 whose origin a transshipment moved."""
+    for seed in (11, 12, 13):
+        table = synth.generate_table(synth.SynthConfig(lines=200_000, seed=seed, scheme_rates={"transshipment": 0}))
+        shifts = ceecore.trends(table, threads=2).shifts
+        print(f"\nseed {seed}, no shift injected: {shifts.num_rows} flagged {shifts.column('finding').to_pylist()}")
+        assert shifts.num_rows == 0
+    table = synth.generate_table(synth.SynthConfig(lines=200_000, seed=11))
+    shifts = ceecore.trends(table, threads=2).shifts
+    moved = pl.from_arrow(table.select(["hts_code", "scheme"])).filter(pl.col("scheme") == "transshipment") \
+        ["hts_code"].str.slice(0, 6).unique().to_list()
+    print(f"default schemes: {shifts.num_rows} flagged, all in HTS6 a transshipment moved: "
+          f"{[r['key'] for r in shifts.to_pylist()]}")
+    assert all(r["key"].split()[0] in moved for r in shifts.to_pylist())
+
+
+def test_cli_writes_the_set_and_refuses_bad_input(tmp_path, small):
+    source = tmp_path / "in.parquet"
+    pq.write_table(small, source)
+    out = tmp_path / "out" / "trends.parquet"
+    result = CliRunner().invoke(cli, ["trends", str(source), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    series, shifts = pq.read_table(out), pq.read_table(tmp_path / "out" / "shifts.parquet")
+    assert series.schema.remove_metadata() == SERIES_SCHEMA and shifts.schema.remove_metadata() == SHIFTS_SCHEMA
+    assert series.num_rows > 0
+    pq.write_table(small.drop_columns(["hts_code"]), tmp_path / "bad.parquet")
+    bad = CliRunner().invoke(cli, ["trends", str(tmp_path / "bad.parquet"), "-o", str(tmp_path / "t.parquet")])
+    assert bad.exit_code == 2 and "hts_code" in bad.output and "Traceback" not in bad.output
+    clash = CliRunner().invoke(cli, ["trends", str(source), "-o", str(out), "--shifts", str(out)])
+    assert clash.exit_code == 2
+
+
+def test_generate_trend_option(tmp_path):
+    result = CliRunner().invoke(cli, ["generate", "-n", "5000", "--trend", "-o", str(tmp_path / "t.parquet")])
+    assert result.exit_code == 0 and "trend: from 2025-07-01" in result.output
+    world = synth.Synthesizer(synth.SynthConfig(lines=5000, trend=True))
+    assert world.trend.start == dt.date(2025, 7, 1) and world.trend.origin != world.trend.to
