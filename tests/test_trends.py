@@ -186,13 +186,13 @@ def test_nothing_is_flagged_without_a_shift():
         shifts = ceecore.trends(table, threads=2).shifts
         print(f"\nseed {seed}, no shift injected: {shifts.num_rows} flagged {shifts.column('finding').to_pylist()}")
         assert shifts.num_rows == 0
-    table = synth.generate_table(synth.SynthConfig(lines=200_000, seed=11))
+    table = synth.generate_table(synth.SynthConfig(lines=1_000_000, seed=3))
     shifts = ceecore.trends(table, threads=2).shifts
     moved = pl.from_arrow(table.select(["hts_code", "scheme"])).filter(pl.col("scheme") == "transshipment") \
         ["hts_code"].str.slice(0, 6).unique().to_list()
     print(f"default schemes: {shifts.num_rows} flagged, all in HTS6 a transshipment moved: "
           f"{[r['key'] for r in shifts.to_pylist()]}")
-    assert all(r["key"].split()[0] in moved for r in shifts.to_pylist())
+    assert shifts.num_rows > 0 and all(r["key"].split()[0] in moved for r in shifts.to_pylist())
 
 
 def test_cli_writes_the_set_and_refuses_bad_input(tmp_path, small):
@@ -216,3 +216,13 @@ def test_generate_trend_option(tmp_path):
     assert result.exit_code == 0 and "trend: from 2025-07-01" in result.output
     world = synth.Synthesizer(synth.SynthConfig(lines=5000, trend=True))
     assert world.trend.start == dt.date(2025, 7, 1) and world.trend.origin != world.trend.to
+
+
+def test_threads_and_missing_outcomes(small):
+    one = ceecore.trends(small, threads=1)
+    two = ceecore.trends(small, threads=2)
+    assert one.state.to_arrow().equals(two.state.to_arrow()) and one.series.equals(two.series)
+    bare = ceecore.trends(small.drop_columns(["inspected", "violation", "revenue_recovered"]), threads=1).series
+    measures = set(bare.column("measure").to_pylist())
+    assert "inspection_rate" not in measures and "violation_rate" not in measures and "entries" in measures
+    assert ceecore.trends(small.slice(0, 0), threads=1).series.num_rows == 0

@@ -248,6 +248,8 @@ class Trends:
         (:data:`SHIFTS_SCHEMA`, most significant first)."""
         with self._lock:
             view = _View.of(self)
+        if len(view.months) == 0:  # (no lines with a Center)
+            return SERIES_SCHEMA.empty_table(), SHIFTS_SCHEMA.empty_table()
         return view.series(), view.shifts(alpha)
 
     def write(self, series: str | os.PathLike[str], shifts: str | os.PathLike[str],
