@@ -605,7 +605,10 @@ def _step_test(y: np.ndarray, w: np.ndarray, valid: np.ndarray, margin: float, *
     degrees of freedom. The smallest p-value over the splits (at least MIN_SIDE_MONTHS
     months each side) and directions is multiplied by their number (Bonferroni).
     """
-    from scipy.stats import t as student_t
+    try:
+        from scipy.special import stdtr  # Student's t distribution function
+    except ImportError as exc:
+        raise ValueError("testing trends for shifts needs SciPy: pip install 'ceecore[trends]'") from exc
 
     n, m = y.shape
     w = np.where(valid, w, 0).astype(np.float64)
@@ -642,7 +645,7 @@ def _step_test(y: np.ndarray, w: np.ndarray, valid: np.ndarray, margin: float, *
                 before, after = np.where(better, b, before), np.where(better, a, after)
             tried += ok * len(directions)
     df = np.maximum(total_n[:, 0] - 2, 1)
-    p = np.where(best >= 0, np.minimum(1.0, tried * student_t.sf(best_t, df)), np.nan)
+    p = np.where(best >= 0, np.minimum(1.0, tried * stdtr(df, -best_t)), np.nan)
     return _Step(best, before, after, p)
 
 
