@@ -107,7 +107,8 @@ class Trends:
         self.centers = centers if centers is not None else CenterMap.default()
         self.known = None if known is None else np.unique(np.asarray(known, np.uint64))
         self.tallies = {name: Tally(*folds) for name, folds in TALLIES.items()}
-        self._ids: dict[int, str] = {}
+        self._ids: dict[int, str] = {}      # importer hash -> id (for the accounts a finding names)
+        self._named = Tally("max")          # the same hashes, for a lookup per line in C
         self._lock = threading.Lock()
 
     @classmethod
@@ -134,24 +135,21 @@ class Trends:
         entry_key = combine(1, intake.parsed["entry_hash"][keep], cm)
         account_key = combine(2, importer, cm)
         account = np.column_stack([one, cm, importer.view(np.int64)])
-        fresh = self._fresh_ids(intake, f.rows[keep], importer)
         with self._lock:
             self.tallies["month"].add(cm.astype(np.uint64), np.ascontiguousarray(month, np.int64))
             self.tallies["origin"].add(origin_key, np.ascontiguousarray(origin))
             self.tallies["entry"].add(entry_key, cm.reshape(-1, 1))
             self.tallies["account"].add(account_key, np.ascontiguousarray(account))
-            for h, text in fresh:
-                self._ids.setdefault(h, text)
+            unseen = np.flatnonzero(self._named.get(importer, 0) == 0)
+            if len(unseen):
+                hashes, first = np.unique(importer[unseen], return_index=True)
+                ids = intake.canonical.column("importer_id").take(pa.array(f.rows[keep][unseen[first]]))
+                self._name(hashes, ids.to_pylist())
 
-    def _fresh_ids(self, intake: Intake, rows: np.ndarray, importer: np.ndarray) -> list[tuple[int, str]]:
-        """The (hash, id) of each importer of the batch not yet named (the ids of accounts
-        whose volume steps are reported)."""
-        hashes, first = np.unique(importer, return_index=True)
-        new = np.array([int(h) not in self._ids for h in hashes.tolist()], bool)
-        if not new.any():
-            return []
-        ids = intake.canonical.column("importer_id").take(pa.array(rows[first[new]])).to_pylist()
-        return list(zip(hashes[new].tolist(), ids))
+    def _name(self, hashes: np.ndarray, ids: list[str]) -> None:
+        """Records the id of each importer hash (the same id always has the same hash)."""
+        self._named.add(hashes, np.ones((len(hashes), 1), np.int64))
+        self._ids.update(zip(hashes.tolist(), ids))
 
     def merge(self, other: Trends) -> None:
         """Adds another state's lines to this one (exact: order does not matter)."""
@@ -160,8 +158,7 @@ class Trends:
         with self._lock:
             for name, tally in self.tallies.items():
                 tally.merge(other.tallies[name])
-            for h, text in other._ids.items():
-                self._ids.setdefault(h, text)
+            self._name(np.array(list(other._ids), np.uint64), list(other._ids.values()))
 
     # ------------------------------------------------------------ state
 
@@ -237,7 +234,7 @@ class Trends:
         text = table.column("text").take(pa.array(rows))
         if text.null_count or (len(rows) > 1 and np.any(keys[rows][1:] <= keys[rows][:-1])):
             raise ValueError("trends state: account ids missing, or their keys not distinct and sorted")
-        state._ids = dict(zip(keys[rows].tolist(), text.to_pylist()))
+        state._name(keys[rows], text.to_pylist())
         return state
 
     # ------------------------------------------------------------ reading
@@ -418,23 +415,20 @@ class _View:
         center, month, hts6, country, lines, of_steady = self.origin
         if steady:
             center, month, hts6, country, lines = (a[of_steady] for a in (center, month, hts6, country, lines))
-        product = center.astype(np.int64) << 20 | hts6
-        pair = product << 10 | country
-        pairs, inverse = np.unique(pair, return_inverse=True)
-        total = np.bincount(inverse, weights=lines, minlength=len(pairs))
-        chosen = pairs[total >= MIN_ORIGIN_LINES]
-        products, slot = np.unique(chosen >> 10, return_inverse=True)
+        pair = (center.astype(np.int64) << 20 | hts6) << 10 | country
+        pairs, inverse = np.unique(pair, return_inverse=True)  # (sorted: a product's pairs are adjacent)
+        product = np.cumsum(np.r_[False, np.diff(pairs >> 10) != 0])
         m = len(self.months)
-        product_lines = np.zeros((len(products), m), np.int64)
-        at, mine = _lookup(products, product)
-        np.add.at(product_lines, (at[mine], month[mine]), lines[mine])
+        product_lines = np.zeros((product[-1] + 1 if len(pairs) else 0, m), np.int64)
+        np.add.at(product_lines, (product[inverse], month), lines)
+        is_chosen = np.bincount(inverse, weights=lines, minlength=len(pairs)) >= MIN_ORIGIN_LINES
+        chosen = pairs[is_chosen]
+        mine = is_chosen[inverse]
         pair_lines = np.zeros((len(chosen), m), np.int64)
-        at, mine = _lookup(chosen, pair)
-        np.add.at(pair_lines, (at[mine], month[mine]), lines[mine])
+        np.add.at(pair_lines, ((np.cumsum(is_chosen) - 1)[inverse[mine]], month[mine]), lines[mine])
         hts = (chosen >> 10) & ((1 << 20) - 1)
         key = np.array([f"{h:06d} {c}" for h, c in zip(hts.tolist(), _country(chosen & 1023))], dtype=object)
-        return _Pairs((chosen >> 30).astype(np.int64), hts, chosen & 1023, key, pair_lines,
-                      product_lines[slot] if len(chosen) else np.zeros((0, m), np.int64))
+        return _Pairs(chosen >> 30, hts, chosen & 1023, key, pair_lines, product_lines[product[is_chosen]])
 
     def shifts(self, alpha: float) -> pa.Table:
         """Every series tested for a step; the flagged ones (q < ``alpha``) as rows."""
@@ -539,14 +533,6 @@ class _View:
                     f"({self.centers.centers[home[i]].name})")
 
         return _Tested("lines", home, ids, step, finding)
-
-
-def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each of ``keys`` sits in ``sorted_keys``, and whether it is there."""
-    at = np.searchsorted(sorted_keys, keys)
-    if len(sorted_keys) == 0:
-        return at, np.zeros(len(keys), bool)
-    return at, (at < len(sorted_keys)) & (sorted_keys[np.minimum(at, len(sorted_keys) - 1)] == keys)
 
 
 @dataclass
