@@ -226,3 +226,22 @@ def test_threads_and_missing_outcomes(small):
     measures = set(bare.column("measure").to_pylist())
     assert "inspection_rate" not in measures and "violation_rate" not in measures and "entries" in measures
     assert ceecore.trends(small.slice(0, 0), threads=1).series.num_rows == 0
+
+
+def test_a_runs_replayed_lines_give_the_same_state(small, tmp_path):
+    """The hook in ``run``: the lines its second pass replays (parsed once, kept in the
+    spill) fold to the same state as the input's batches."""
+    from ceecore.scoring import scoring_input_types
+    from ceecore.spill import LineSpill
+
+    spill = LineSpill(tmp_path / "lines.arrow", scoring_input_types(None))
+    book, direct = AccountBook(threads=1), Trends()
+    for b in small.to_batches(max_chunksize=7000):
+        intake = book.parse(b, columns=Trends.columns)
+        direct.update(intake)
+        spill.write(spill.batch(intake))
+    spill.close()
+    replayed = Trends()
+    for intake in spill.intakes():
+        replayed.update(intake)
+    assert replayed.to_arrow().equals(direct.to_arrow())
