@@ -5,6 +5,7 @@ an injected trade diversion is flagged, data without one flags nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import numpy as np
 import polars as pl
@@ -105,7 +106,7 @@ def test_origin_shares_add_up_per_product_and_month(small):
 def test_same_state_whatever_the_batching_and_merge_order(small, cuts, parts, order):
     whole = _state([small]).to_arrow()
     edges = sorted({0, *cuts, small.num_rows})
-    pieces = [small.slice(a, b - a) for a, b in zip(edges, edges[1:])]
+    pieces = [small.slice(a, b - a) for a, b in itertools.pairwise(edges)]
     states = [_state(pieces[k::parts]) for k in range(parts)]
     order.shuffle(states)
     merged = states[0]
@@ -115,10 +116,14 @@ def test_same_state_whatever_the_batching_and_merge_order(small, cuts, parts, or
     assert Trends.from_arrow(whole).to_arrow().equals(whole)
 
 
-def test_state_round_trips_and_refuses_tampering(small):
+def test_state_round_trips_and_refuses_tampering(small, tmp_path):
     state = _state([small.slice(0, 5000)])
     table = state.to_arrow()
     assert [t.equals(u) for t, u in zip(Trends.from_arrow(table).result(), state.result())] == [True, True]
+    state.write(tmp_path / "t.parquet", tmp_path / "s.arrow")
+    series, shifts = state.result()
+    assert pq.read_table(tmp_path / "t.parquet").replace_schema_metadata(None).equals(series)
+    assert pa.ipc.open_file(tmp_path / "s.arrow").read_all().equals(shifts)
     with pytest.raises(ValueError, match="not a ceecore trends state"):
         Trends.from_arrow(table.replace_schema_metadata({}))
     values = table.column("value").to_numpy().copy()
@@ -160,7 +165,8 @@ def test_step_test_holds_its_level_under_overdispersed_noise_and_finds_a_step():
     assert null_rate <= 0.05
     y[:, 7:] += 0.2
     found = _step_test(y, w, np.ones((n, m), bool), 0.05, relative=False, up=True, down=True, share=True)
-    print(f"step of 20 points: found (p < 0.05) in {np.mean(found.p < 0.05):.4f}, at its month in {np.mean(found.split == 7):.4f}")
+    print(f"step of 20 points: found (p < 0.05) in {np.mean(found.p < 0.05):.4f}, "
+          f"at its month in {np.mean(found.split == 7):.4f}")
     assert np.mean(found.p < 0.05) > 0.98 and np.mean(found.split == 7) > 0.95
 
 
@@ -170,7 +176,8 @@ def test_the_injected_diversion_is_flagged():
         truth = world.trend
         shifts = ceecore.trends(world.table(), threads=2).shifts
         assert shifts.schema == SHIFTS_SCHEMA
-        rows = [r for r in shifts.to_pylist() if r["measure"] == "origin_share" and r["key"] == f"{truth.hts6} {truth.to}"]
+        rows = [r for r in shifts.to_pylist()
+                if r["measure"] == "origin_share" and r["key"] == f"{truth.hts6} {truth.to}"]
         print(f"\nseed {seed}: {truth}; {shifts.num_rows} flagged; " + (rows[0]["finding"] if rows else "NOT FOUND"))
         assert rows and rows[0]["after"] > rows[0]["before"] and rows[0]["q_value"] < 0.01
         month = rows[0]["month"]

@@ -344,28 +344,22 @@ class _View:
         v = v.reshape(len(k), 3)
         a_cm, importer = v[:, 1], v[:, 2].view(np.uint64)
         a_center, a_month = (a_cm >> _MONTH_BITS) - 1, (a_cm & ((1 << _MONTH_BITS) - 1)) - first
-        # An account is new in its first month within the input, unless the model knew it.
-        order = np.argsort(importer, kind="stable")
-        group = np.cumsum(np.r_[False, importer[order][1:] != importer[order][:-1]])
-        first_month = np.empty(len(k), np.int64)
-        if len(k):
-            first_month[order] = np.minimum.reduceat(a_month[order], np.flatnonzero(np.r_[True, np.diff(group) > 0]))[group]
-        is_new = a_month == first_month
+        # Each account's first and last month: it is new in its first month within the
+        # input (unless the model knew it); it is steady if active from the input's
+        # first month to its last (origin shares of steady accounts compare like with like).
+        accounts, inverse = np.unique(importer, return_inverse=True)
+        lo = np.full(len(accounts), len(months))
+        hi = np.full(len(accounts), -1)
+        np.minimum.at(lo, inverse, a_month)
+        np.maximum.at(hi, inverse, a_month)
+        is_new = a_month == lo[inverse]
         if state.known is not None:
             is_new &= ~np.isin(importer, state.known)
+        steady = accounts[(lo == 0) & (hi == len(months) - 1)]
         new = counted(a_cm[is_new])
         ok, ov = state.tallies["origin"].items()
         ov = ov.reshape(len(ok), 3)
         o_cm = ov[:, 1] >> 30
-        # The accounts active from the data's first month to its last: shares of their
-        # lines are compared like with like (not moved by accounts starting or stopping).
-        last = len(months) - 1
-        steady = np.zeros(0, np.uint64)
-        if len(k):
-            starts = np.flatnonzero(np.r_[True, np.diff(group) > 0])
-            lo = np.minimum.reduceat(a_month[order], starts)
-            hi = np.maximum.reduceat(a_month[order], starts)
-            steady = importer[order][starts][(lo == 0) & (hi == last)]
         origin = ((o_cm >> _MONTH_BITS) - 1, (o_cm & ((1 << _MONTH_BITS) - 1)) - first,
                   (ov[:, 1] >> 10) & ((1 << 20) - 1), ov[:, 1] & 1023, ov[:, 0],
                   np.isin(ov[:, 2].view(np.uint64), steady))
