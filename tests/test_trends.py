@@ -252,3 +252,28 @@ def test_a_runs_replayed_lines_give_the_same_state(small, tmp_path):
     for intake in spill.intakes():
         replayed.update(intake)
     assert replayed.to_arrow().equals(direct.to_arrow())
+
+
+def test_volume_steps_and_a_falling_duty_rate_are_flagged():
+    """From July: one of the biggest accounts files twice its lines; a Center's lines
+    (chapters 28-40) double; 40% of Apparel's lines (chapters 50-67) pay no duty. Each
+    is flagged at July, and nothing else is."""
+    table = synth.generate_table(synth.SynthConfig(lines=200_000, seed=21, scheme_rates={"transshipment": 0}))
+    df = pl.from_arrow(table)
+    july = dt.date(2025, 7, 1)
+    chapter = pl.col("hts_code").str.slice(0, 2).cast(pl.Int32)
+    account = df.group_by("importer_id").len().sort("len", descending=True)["importer_id"][3]
+    again = df.filter((pl.col("importer_id") == account) & (pl.col("entry_date") >= july))
+    chemicals = df.filter(chapter.is_between(28, 40) & (pl.col("entry_date") >= july))
+    free = chapter.is_between(50, 67) & (pl.col("entry_date") >= july) & \
+        pl.Series(np.random.default_rng(0).random(df.height) < 0.4)
+    df = df.with_columns(pl.when(free).then(0.0).otherwise(pl.col("duty_paid")).alias("duty_paid"))
+    shifts = ceecore.trends(pl.concat([df, again.with_columns(pl.col("entry_number") + "A"),
+                                       chemicals.with_columns(pl.col("entry_number") + "C")]).to_arrow(),
+                            threads=2).shifts
+    print("\n" + "\n".join(f"q={r['q_value']:.2g} {r['finding']}" for r in shifts.to_pylist()))
+    code = {c.name.split(",")[0]: c.code for c in CenterMap.default().centers}
+    found = {(r["center"], r["measure"], r["key"]) for r in shifts.to_pylist()}
+    assert found == {(code["Pharmaceuticals"], "lines", ""), (code["Pharmaceuticals"], "lines", account),
+                     (code["Apparel"], "duty_rate", "")}
+    assert set(shifts.column("month").to_pylist()) == {july}

@@ -458,7 +458,7 @@ class _View:
         def finding(i: int, month: str) -> str:
             b, a = step.before[i], step.after[i]
             who = names.get(country[i], country[i])
-            return (f"{who}'s share of HTS {hts[i]} {'rose' if a > b else 'fell'} from {b:.0%} to {a:.0%} "
+            return (f"{_possessive(who)} share of HTS {hts[i]} {'rose' if a > b else 'fell'} from {b:.0%} to {a:.0%} "
                     f"from {month} ({self.centers.centers[pairs.center[i]].name})")
 
         return _Tested("origin_share", pairs.center, pairs.key, step, finding)
@@ -472,7 +472,7 @@ class _View:
         center = np.arange(len(lines))
 
         def finding(i: int, month: str) -> str:
-            return (f"{self.centers.centers[i].name}'s share of the national lines rose from "
+            return (f"{_possessive(self.centers.centers[i].name)} share of the national lines rose from "
                     f"{step.before[i]:.1%} to {step.after[i]:.1%} from {month}")
 
         return _Tested("lines", center, np.full(len(center), "", object), step, finding)
@@ -486,7 +486,7 @@ class _View:
         center = np.arange(len(lines))
 
         def finding(i: int, month: str) -> str:
-            return (f"{self.centers.centers[i].name}'s effective duty rate fell from {step.before[i]:.2f}% to "
+            return (f"{_possessive(self.centers.centers[i].name)} effective duty rate fell from {step.before[i]:.2f}% to "
                     f"{step.after[i]:.2f}% from {month}")
 
         return _Tested("duty_rate", center, np.full(len(center), "", object), step, finding)
@@ -522,7 +522,7 @@ class _View:
         def finding(i: int, month: str) -> str:
             b, a = step.before[i], step.after[i]
             per_month = np.mean(nat[window[i]]) if window[i].any() else 0.0
-            return (f"account {ids[i]}'s lines stepped up from {b:.2%} to {a:.2%} of the national lines "
+            return (f"{_possessive('account ' + ids[i])} lines stepped up from {b:.2%} to {a:.2%} of the national lines "
                     f"(about {b * per_month:,.0f} to {a * per_month:,.0f} a month) from {month} "
                     f"({self.centers.centers[home[i]].name})")
 
@@ -659,6 +659,10 @@ def _shift_rows(t: _Tested, flagged: np.ndarray, change: np.ndarray, view: _View
         pa.array(t.key[flagged], pa.string()), pa.array(dates, pa.date32()),
         pa.array(t.before[flagged]), pa.array(t.after[flagged]), pa.array(np.asarray(change, np.float64)),
         pa.array(t.p[flagged]), pa.array(t.q[flagged]), pa.array(words, pa.string())], schema=SHIFTS_SCHEMA)
+
+
+def _possessive(name: str) -> str:
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
 def _country_names() -> dict[str, str]:
