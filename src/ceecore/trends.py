@@ -38,7 +38,7 @@ from ceecore.centers import CenterMap
 from ceecore.fields import OUTCOME_COLUMNS, line_fields
 from ceecore.io import OutputSet, check_batch, check_outputs, output_set, write_table
 from ceecore.pipeline import IntakeStats, Reading, _listed, _parse_only, _RejectSink
-from ceecore.privacy import Pseudonymiser
+from ceecore.privacy import Pseudonymiser, check_pseudonyms
 from ceecore.schema import ColumnMapping
 from ceecore.scoring import Model
 
@@ -712,6 +712,8 @@ def trends(
     centers = centers or CenterMap.default()
     if model is not None and not isinstance(model, Model):
         model = Model.load(model)
+    if model is not None:  # (its accounts are keyed by ids in clear or under one key: the same here)
+        check_pseudonyms(model.meta, pseudonyms)
     state = Trends.for_model(model, centers) if model is not None else Trends(centers)
     stats = IntakeStats()
     reading = Reading(source, mapping or ColumnMapping(), resolve_threads(threads), progress, on_start,
