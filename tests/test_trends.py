@@ -277,3 +277,46 @@ def test_volume_steps_and_a_falling_duty_rate_are_flagged():
     assert found == {(code["Pharmaceuticals"], "lines", ""), (code["Pharmaceuticals"], "lines", account),
                      (code["Apparel"], "duty_rate", "")}
     assert set(shifts.column("month").to_pylist()) == {july}
+
+
+def _plain_step(y: np.ndarray, w: np.ndarray, valid: np.ndarray, margin: float, relative: bool, up: bool,
+                down: bool, share: bool) -> tuple[int, float]:
+    """The two-period test of one series, written out plainly (the reference)."""
+    from scipy.stats import t as student_t
+
+    months = [j for j in range(len(y)) if valid[j]]
+    n = len(months)
+    pooled = sum(w[j] * y[j] for j in months) / sum(w[j] for j in months)
+    best, best_p, tried = -1, 1.0, 0
+    for k in range(3, n - 2):
+        sides = (months[:k], months[k:])
+        wb, wa = (sum(w[j] for j in side) for side in sides)
+        b, a = (sum(w[j] * y[j] for j in side) / sum(w[j] for j in side) for side in sides)
+        rss = sum(w[j] * (y[j] - b) ** 2 for j in sides[0]) + sum(w[j] * (y[j] - a) ** 2 for j in sides[1])
+        sigma2 = max(rss / (n - 2), pooled * (1 - pooled) if share else 0.0)
+        for d, on in ((1, up), (-1, down)):
+            if not on:
+                continue
+            tried += 1
+            lam = 1 + d * margin if relative else 1.0
+            contrast = (a - lam * b if d == 1 else lam * b - a) - (0.0 if relative else margin)
+            p = student_t.sf(contrast / np.sqrt(sigma2 * (1 / wa + lam * lam / wb)), n - 2)
+            if p < best_p:
+                best, best_p = months[k], p
+    return best, min(1.0, tried * best_p)
+
+
+@pytest.mark.parametrize("relative, up, down, share", [(False, True, True, True), (True, True, False, True),
+                                                       (True, False, True, False)])
+def test_step_test_matches_the_plain_reference(relative, up, down, share):
+    rng = np.random.default_rng(5)
+    n, m = 40, 12
+    w = rng.integers(50, 500, size=(n, m)).astype(float)
+    y = np.clip(0.2 + rng.normal(0, 0.05, size=(n, m)) + np.where(np.arange(m) >= 6, rng.normal(0, 0.1, (n, 1)), 0),
+                0, 1)
+    valid = rng.random((n, m)) > 0.1
+    margin = 0.1 if relative else 0.05
+    step = _step_test(y, w, valid, margin, relative=relative, up=up, down=down, share=share)
+    for i in range(n):
+        split, p = _plain_step(y[i], w[i], valid[i], margin, relative, up, down, share)
+        assert step.split[i] == split and step.p[i] == pytest.approx(p, rel=1e-7, abs=1e-12), i
