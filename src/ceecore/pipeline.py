@@ -523,7 +523,8 @@ class RunSummary:
             "rows_read": s.rows_read, "lines_scored": s.accepted, "rejected": s.rejected,
             "rejects_by_reason": dict(sorted(s.by_reason.items())), "accounts": self.accounts,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "model": {"path": self.model_path, **{k: v for k, v in self.model.meta.items() if k != "config"}},
+            "model": {**({"path": self.model_path} if self.model_path is not None else {}),
+                      **{k: v for k, v in self.model.meta.items() if k != "config"}},
             "period": self.period, "config": self.model.config.to_dict(), "outputs": self.outputs,
         }
 
@@ -756,8 +757,7 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     _release_memory()  # what the first pass's batches held goes back to the system before the second
     fitted = time.perf_counter()
     scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress)
-    return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final,
-                     model_path=str(final / "model.arrow"))
+    return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final)
 
 
 def consolidate(source: Any, **options: Any) -> pa.Table:

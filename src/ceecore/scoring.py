@@ -330,6 +330,8 @@ class Model:
             "facilitation": get(given, "facilitation", "object", config_where, default={}),
         }, config_where)
         mine = config.to_dict()
+        # (a facilitation rule saved before a key was added takes its default)
+        mine["facilitation"] = {k: v for k, v in mine["facilitation"].items() if k in given.get("facilitation", {})}
         differ = sorted(k for k in given if k not in mine or given[k] != mine[k])
         if differ:
             raise ValueError(f"{config_where}: {differ} are not what a saved config holds (unknown, or out of range)")

@@ -108,7 +108,7 @@ class AccountEvidence:
 
     def get(self, importers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per importer hash: inspected lines, violations, and each indicator's highest strength."""
-        rows = self.tally.get(np.ascontiguousarray(importers, np.uint64)).reshape(len(importers), -1)
+        rows = self.tally.get(np.ascontiguousarray(importers, np.uint64)).reshape(len(importers), 2 + len(self.names))
         return rows[:, 0], rows[:, 1], rows[:, 2:] / 1000.0
 
 
