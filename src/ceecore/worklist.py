@@ -253,7 +253,8 @@ def facilitation(centers: np.ndarray, score: np.ndarray, line_max: np.ndarray, r
     An account is eligible for expedited release when all its evidence says so: a long
     record (``min_record_days`` from its first entry on record, the model's history
     included, to its last), many inspected lines (``min_inspected_lines``) and no
-    violation among them, where the data hold outcomes at all; a low score (within the
+    violation among them (data without outcomes expedite no account unless that is 0:
+    the absence of alarms alone is no evidence); a low score (within the
     lowest ``score_quantile`` of its Center's) that stays low (no line above
     ``max_line_score``); and no indicator open (none at ``open_strength`` or more on the
     account or any of its lines: ``strengths`` are each account's highest, by ``names``).
@@ -273,14 +274,14 @@ def facilitation(centers: np.ndarray, score: np.ndarray, line_max: np.ndarray, r
         days, seen, found = int(record_days[i]), int(inspected[i]), int(violations[i])
         good, bad = [], []
         (good if days >= rule["min_record_days"] else bad).append(f"{days:,} days of record")
-        if not outcomes_known:
-            good.append("no inspection outcomes in the data")
-        elif found:
+        if found:
             bad.append(f"{found:,} violation{'s' if found > 1 else ''} in {seen:,} inspected lines")
         elif seen >= rule["min_inspected_lines"]:
-            good.append(f"{seen:,} inspected lines, no violation")
+            good.append(f"{seen:,} inspected lines, no violation" if outcomes_known else "no inspection outcomes")
+        elif not outcomes_known:
+            bad.append("no inspection outcomes in the data")
         else:
-            bad.append(f"{seen:,} inspected line{'' if seen == 1 else 's'}, no violation")
+            bad.append(f"only {seen:,} inspected line{'' if seen == 1 else 's'} ({rule['min_inspected_lines']:g} needed)")
         if score[i] <= low_bar[i] and line_max[i] <= rule["max_line_score"]:
             good.append(f"score in the lowest {share} of its Center, no line above {rule['max_line_score']:g}")
         elif score[i] > low_bar[i]:
