@@ -396,6 +396,8 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
     with _usage_errors():
         mapping = _mapping(preset, mapping_file, pairs, date_format)
         pseudonyms = _pseudonyms(key_file)
+        if not Path(output).name:  # ("", ".", "/": no name to write to)
+            raise ValueError(f"-o {output!r} is not a file name")
         if Path(output).is_dir() or not Path(output).suffix:
             if rejects is not None:
                 raise ValueError("--rejects names the rejects file of -o FILE.parquet; a set writes its "

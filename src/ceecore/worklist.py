@@ -267,32 +267,32 @@ def facilitation(centers: np.ndarray, score: np.ndarray, line_max: np.ndarray, r
     for center in np.unique(key):
         mine = key == center
         low_bar[mine] = np.quantile(score[mine], rule["score_quantile"])
-    share = f"{rule['score_quantile']:.0%}"
-    open_ = strengths >= rule["open_strength"]
+    share, needed, steady = f"{rule['score_quantile']:.0%}", rule["min_inspected_lines"], rule["max_line_score"]
+    opened = [""] * n
+    rows, columns = np.nonzero(strengths >= rule["open_strength"])
+    for i, j in zip(rows.tolist(), columns.tolist()):
+        opened[i] += f"{', ' if opened[i] else 'open: '}{names[j]} {strengths[i, j]:.2f}"
     tiers, why = [], []
-    for i in range(n):
-        days, seen, found = int(record_days[i]), int(inspected[i]), int(violations[i])
+    for days, seen, found, mine, bar, highest, open_ in zip(record_days.tolist(), inspected.tolist(),
+                                                             violations.tolist(), score.tolist(), low_bar.tolist(),
+                                                             line_max.tolist(), opened):
         good, bad = [], []
         (good if days >= rule["min_record_days"] else bad).append(f"{days:,} days of record")
         if found:
             bad.append(f"{found:,} violation{'s' if found > 1 else ''} in {seen:,} inspected lines")
-        elif seen >= rule["min_inspected_lines"]:
+        elif seen >= needed:
             good.append(f"{seen:,} inspected lines, no violation" if outcomes_known else "no inspection outcomes")
         elif not outcomes_known:
             bad.append("no inspection outcomes in the data")
         else:
-            bad.append(f"only {seen:,} inspected line{'' if seen == 1 else 's'} ({rule['min_inspected_lines']:g} needed)")
-        if score[i] <= low_bar[i] and line_max[i] <= rule["max_line_score"]:
-            good.append(f"score in the lowest {share} of its Center, no line above {rule['max_line_score']:g}")
-        elif score[i] > low_bar[i]:
-            bad.append(f"score {score[i]:.2f}, above the lowest {share} of its Center")
+            bad.append(f"only {seen:,} inspected line{'' if seen == 1 else 's'} ({needed:g} needed)")
+        if mine > bar:
+            bad.append(f"score {mine:.2f}, above the lowest {share} of its Center")
+        elif highest > steady:
+            bad.append(f"a line scored {highest:.2f}")
         else:
-            bad.append(f"a line scored {line_max[i]:.2f}")
-        opened = np.flatnonzero(open_[i])
-        if len(opened):
-            bad.append("open: " + ", ".join(f"{names[j]} {strengths[i, j]:.2f}" for j in opened))
-        else:
-            good.append("no indicator open")
+            good.append(f"score in the lowest {share} of its Center, no line above {steady:g}")
+        (bad if open_ else good).append(open_ or "no indicator open")
         tiers.append("standard" if bad else "expedite")
         why.append("; ".join(bad if bad else good))
     return tiers, why
