@@ -9,6 +9,7 @@ the rule is read from the scoring config and checked like the rest of it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tomllib
 
 import numpy as np
@@ -17,13 +18,49 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from ceecore_cli.main import cli
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ceecore
 from ceecore import synth
-from ceecore_cli.main import cli
+from ceecore.worklist import AccountEvidence
 
 CLEAN = "CLEAN-0001"
+SCALE = float(os.environ.get("CEECORE_HYPOTHESIS_SCALE", "1"))
+
+
+@settings(max_examples=int(40 * SCALE), deadline=None)
+@given(st.data())
+def test_the_evidence_is_the_same_however_the_lines_are_split_and_merged(data):
+    """Inspections and highest strengths per account: exact, whatever the batches, their
+    order or the collectors they went to."""
+    n = data.draw(st.integers(0, 300))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    importers = rng.integers(1, 12, n).astype(np.uint64)
+    inspected, violation = rng.random(n) < 0.3, rng.random(n) < 0.2
+    lines = pa.record_batch({"a": rng.random(n), "b": np.round(rng.random(n), 1)})
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=6)))
+    parts = [slice(a, b) for a, b in zip([0, *cuts], [*cuts, n])]
+    order = data.draw(st.permutations(range(len(parts))))
+    collectors = [AccountEvidence(("a", "b")) for _ in range(data.draw(st.integers(1, 3)))]
+    for k, i in enumerate(order):
+        part = parts[i]
+        collectors[k % len(collectors)].add(collectors[0].of(lines.slice(part.start, part.stop - part.start),
+                                                             importers[part], inspected[part], violation[part]))
+    merged = collectors[0]
+    for other in collectors[1:]:
+        merged.merge(other)
+    keys = np.arange(0, 13, dtype=np.uint64)
+    seen, found, highest = merged.get(keys)
+    for key in keys:  # the plain reference: per account, counts and maxima over its lines
+        mine = importers == key
+        assert seen[key] == (mine & inspected).sum() and found[key] == (mine & inspected & violation).sum()
+        for j, name in enumerate(("a", "b")):
+            values = lines.column(name).to_numpy()[mine]
+            assert highest[key, j] == (np.round(values.max() * 1000) / 1000 if mine.any() else 0)
+    assert merged.inspected == inspected.sum()
 
 
 @pytest.mark.parametrize("variants", [False, True], ids=["default", "variants"])

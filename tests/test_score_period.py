@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from ceecore_cli.main import cli
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,6 @@ from hypothesis import strategies as st
 import ceecore
 from ceecore import synth
 from ceecore.pipeline import SET_OUTPUTS
-from ceecore_cli.main import cli
 
 LINES = 300_000
 CUT = dt.date(2025, 10, 1)  # nine months of history, three new
@@ -101,7 +101,7 @@ def test_fitted_on_nine_months_score_finds_the_schemes_of_the_last_three(tmp_pat
 
 
 def test_a_period_is_scored_as_run_on_the_history_and_the_period_would_score_it(tmp_path, small):
-    d, history, new = small
+    d, history, _ = small
     ceecore.run([str(d / "history.parquet"), str(d / "new.parquet")], tmp_path / "run")
     whole = pq.read_table(tmp_path / "run" / "lines.parquet").slice(history.num_rows)  # (in input order)
     ceecore.score_period(str(d / "new.parquet"), ceecore.fit(str(d / "history.parquet")), tmp_path / "period")
@@ -110,7 +110,7 @@ def test_a_period_is_scored_as_run_on_the_history_and_the_period_would_score_it(
 
 
 def test_scoring_the_history_itself_gives_the_run_set(tmp_path, small):
-    d, history, _ = small
+    d, _, _ = small
     ceecore.run(str(d / "history.parquet"), tmp_path / "run")
     summary = ceecore.score_period(str(d / "history.parquet"), tmp_path / "run" / "model.arrow", tmp_path / "again")
     for name in ("lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet"):
@@ -129,7 +129,7 @@ def test_scoring_the_history_itself_gives_the_run_set(tmp_path, small):
 @settings(max_examples=int(4 * SCALE), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(700, 9_000), threads=st.integers(1, 3))
 def test_any_batching_or_thread_count_gives_the_same_set(tmp_path_factory, small, rows, threads):
-    d, history, new = small
+    _, history, new = small
     model = ceecore.fit(history)
     runs = []
     for chunk, workers in ((1 << 16, 1), (rows, threads)):
@@ -180,7 +180,7 @@ def test_score_refuses_what_would_lose_a_file(tmp_path, small):
 
 
 def test_scoring_a_period_keeps_the_models_pseudonyms(tmp_path, small):
-    d, history, new = small
+    _, history, new = small
     key = ceecore.Pseudonymiser(b"k" * 32)
     model = ceecore.fit(history, pseudonyms=key)
     ceecore.score_period(new, model, tmp_path / "out", pseudonyms=key)

@@ -106,6 +106,13 @@ class AccountEvidence:
             self.tally.add(*part)
             self.inspected += int(part[1][:, 0].sum())
 
+    def merge(self, other: AccountEvidence) -> None:
+        """Adds the evidence another collector gathered (another process's lines, say)."""
+        if other.names != self.names:
+            raise ValueError(f"cannot merge the evidence of indicators {other.names} into that of {self.names}")
+        self.tally.merge(other.tally)
+        self.inspected += other.inspected
+
     def get(self, importers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per importer hash: inspected lines, violations, and each indicator's highest strength."""
         rows = self.tally.get(np.ascontiguousarray(importers, np.uint64)).reshape(len(importers), 2 + len(self.names))
