@@ -81,11 +81,12 @@ def test_the_planted_schemes_accounts_are_never_expedited(tmp_path, variants):
     assert all(r for r in accounts["facilitation_reasons"])
 
 
-def clean_account(table: pa.Table, start: dt.date, days: int, inspected: int, violations: int = 0) -> pa.Table:
+def clean_account(table: pa.Table, start: dt.date, days: int, inspected: int, violations: int = 0,
+                  early: bool = False) -> pa.Table:
     """An importer filing ordinary lines (copies of other accounts' lines near their
     product's median unit value, one origin per product, no preference) every 5 days
-    from ``start`` at one port; its last ``inspected`` lines inspected, the first
-    ``violations`` of those with a violation."""
+    from ``start`` at one port; its last (``early``: first) ``inspected`` lines
+    inspected, the first ``violations`` of those with a violation."""
     df = pl.from_arrow(table).filter(pl.col("scheme").is_null() & pl.col("spi").is_null()
                                      & (pl.col("quantity") > 0))
     df = df.with_columns((pl.col("entered_value") / pl.col("quantity")).log().alias("log_uv"))
@@ -98,8 +99,9 @@ def clean_account(table: pa.Table, start: dt.date, days: int, inspected: int, vi
     rows = near.sort("entry_number", "line_number").group_by("hts_code", maintain_order=True).head(count // 12 + 1) \
         .head(count)
     assert rows.height == count
-    flags = np.arange(count) >= count - inspected
-    found = flags & (np.arange(count) < count - inspected + violations)
+    first = 0 if early else count - inspected
+    flags = (np.arange(count) >= first) & (np.arange(count) < first + inspected)
+    found = flags & (np.arange(count) < first + violations)
     return pa.Table.from_pandas(rows.select(table.column_names).with_columns(
         pl.lit(CLEAN).alias("importer_id"), pl.lit(port).alias("port_code"),
         pl.Series("entry_number", [f"CLN{i:08d}" for i in range(count)]), pl.lit(1).cast(pl.Int64).alias("line_number"),
@@ -150,6 +152,23 @@ def test_a_periods_record_runs_on_from_the_history(tmp_path, world):
     ceecore.score_period(lines.filter(later), model, tmp_path)
     mine = tier(tmp_path)
     assert mine["facilitation"] == "expedite" and mine["facilitation_reasons"].startswith("356 days of record"), mine
+
+
+def test_a_learned_models_outcome_history_is_evidence_too(tmp_path, world):
+    """Inspections the model learned from count (a period's own are often few), and a run
+    that learns from its lines counts each inspection once."""
+    lines = pa.concat_tables([world, clean_account(world, dt.date(2025, 1, 3), 360, inspected=12, early=True)])
+    ceecore.run(lines, tmp_path / "plain")
+    ceecore.run(lines, tmp_path / "learned", labels="violation")
+    assert tier(tmp_path / "learned") == tier(tmp_path / "plain")
+    assert tier(tmp_path / "plain")["facilitation_reasons"].startswith("356 days of record; 12 inspected lines")
+    later = pc.greater_equal(lines.column("entry_date"), pa.scalar(dt.date(2025, 10, 1)))
+    history, period = lines.filter(pc.invert(later)), lines.filter(later)
+    ceecore.score_period(period, ceecore.fit(history, labels="violation"), tmp_path / "period")
+    mine = tier(tmp_path / "period")
+    assert mine["facilitation"] == "expedite" and "; 12 inspected lines, no violation;" in mine["facilitation_reasons"]
+    ceecore.score_period(period, ceecore.fit(history), tmp_path / "unlearned")  # (the model keeps no outcomes)
+    assert tier(tmp_path / "unlearned")["facilitation_reasons"] == "only 0 inspected lines (5 needed)"
 
 
 def test_the_rule_is_configurable_and_checked(tmp_path, world):

@@ -463,10 +463,11 @@ def score(
 
 def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Model, centers: CenterMap,
            output: str | os.PathLike[str] | None, out_of_fold: bool, stats: IntakeStats,
-           into: OutputSet | None = None) -> ScoreRun:
+           into: OutputSet | None = None, learned_until: int | None = None) -> ScoreRun:
     """Scores the intakes ``each`` hands to a work function (on its threads, results in
     input order): the lines to ``output`` (Parquet) or in memory, each Center's and each
-    account's best lines kept on the side."""
+    account's best lines and evidence kept on the side (the inspections of lines dated
+    up to ``learned_until`` left out: a learned model's outcome history holds them)."""
     top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
     accounts_top = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
     evidence = AccountEvidence(model.config.enabled)
@@ -479,9 +480,11 @@ def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Mode
             scored = scored.filter(pc.is_null(scored.column("reject_reason")))
         lines = scored.drop_columns(["reject_reason"])
         importers = intake.parsed["importer_hash"]
-        seen = outcomes(intake, line_fields(intake), revenue=None)
+        f = line_fields(intake)
+        seen = outcomes(intake, f, revenue=None)
+        fresh = seen.inspected if learned_until is None else seen.inspected & (f.day > learned_until)
         return (lines, top.of(lines, intake.parsed["entry_hash"]), accounts_top.of(lines, importers),
-                evidence.of(lines, importers, seen.inspected, seen.violation))
+                evidence.of(lines, importers, fresh, seen.violation))
 
     try:
         for lines, top_lines, account_lines, inspected in each(work):
@@ -630,7 +633,8 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
     judged = _extended(model, period)
     _release_memory()
     fitted = time.perf_counter()
-    scored = _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress)
+    scored = _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
+                          span[1] if span and model.learned is not None else None)
     return write_set(out, judged, book.result(), scored, stats, (started, fitted), final=final, given=model,
                      model_path=None if path is None else str(path))
 
@@ -647,8 +651,9 @@ def _extended(model: Model, period: Baselines) -> Model:
 
 
 def _score_spill(spill: LineSpill, model: Model, book: AccountBook, output: Path, out_of_fold: bool,
-                 progress: Callable[[int], None] | None) -> ScoreRun:
-    """Scores the lines a first pass kept (not the input again) into ``output``; the spill is removed."""
+                 progress: Callable[[int], None] | None, learned_until: int | None = None) -> ScoreRun:
+    """Scores the lines a first pass kept (not the input again) into ``output`` (see
+    :func:`_score`); the spill is removed."""
     def replayed() -> Iterator[Intake]:
         for intake in spill.intakes():
             yield intake
@@ -656,7 +661,7 @@ def _score_spill(spill: LineSpill, model: Model, book: AccountBook, output: Path
                 progress(len(intake.codes))
 
     scored = _score(lambda work: in_order(replayed(), work, book.threads), model, book.centers, output, out_of_fold,
-                    IntakeStats())
+                    IntakeStats(), learned_until=learned_until)
     os.unlink(spill.path)
     return scored
 
@@ -756,7 +761,9 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     model.save(out / "model.arrow")
     _release_memory()  # what the first pass's batches held goes back to the system before the second
     fitted = time.perf_counter()
-    scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress)
+    span = model.baselines.day_range()
+    scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
+                          span[1] if span and labels is not None else None)
     return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final)
 
 

@@ -85,8 +85,9 @@ class BestLinesPerAccount:
 
 class AccountEvidence:
     """Per account, over all its scored lines: the inspected lines, the violations found
-    among them, and the highest strength of each indicator of ``names`` (in thousandths).
-    Exact integer sums and maxima: the same whatever the batching or thread count."""
+    among them (of the lines a learned model's outcome history does not hold already),
+    and the highest strength of each indicator of ``names`` (in thousandths). Exact
+    integer sums and maxima: the same whatever the batching or thread count."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
@@ -239,12 +240,16 @@ def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, 
     if evidence is not None:
         record = model.baselines.tallies["acct"].get(hashes).reshape(len(hashes), 3)
         inspected, violations, highest = evidence.get(hashes)
-        names = [*evidence.names, *ACCOUNT_INDICATORS]
-        highest = np.c_[highest, strengths]
+        known = evidence.inspected > 0
+        if model.learned is not None:  # (the outcomes the model learned from: the lines before the scored ones)
+            past = model.history.of_importers(hashes)
+            inspected, violations = inspected + past[:, 0], violations + past[:, 1]
+            known = known or bool(past[:, 0].any())
         tier, why = facilitation(table.column("center").to_numpy(zero_copy_only=False), score,
                                  np.where(found, line_maxes[at] if len(line_maxes) else 0.0, 0.0),
-                                 record[:, 1] - record[:, 0] + 1, inspected, violations, evidence.inspected > 0,
-                                 highest, names, model.config.facilitation)
+                                 record[:, 1] - record[:, 0] + 1, inspected, violations, known,
+                                 np.c_[highest, strengths], [*evidence.names, *ACCOUNT_INDICATORS],
+                                 model.config.facilitation)
         table = table.append_column("facilitation", pa.array(tier, pa.string())).append_column(
             "facilitation_reasons", pa.array(why, pa.string()))
     order = table.sort_by([("center", "ascending"), ("score", "descending"), ("importer_id", "ascending")])
