@@ -412,7 +412,9 @@ def model_meta(baselines: Baselines, pseudonyms: Pseudonymiser | None = None) ->
 
 @dataclass
 class ScoreRun:
-    """What :func:`score` produced: the scored lines (or the file they went to) and counts."""
+    """What :func:`score` produced: the scored lines (or the file they went to), counts,
+    and what the set's accounts and worklist are made of (each Center's and each account's
+    best lines, each account's evidence)."""
 
     lines: pa.Table | None
     stats: IntakeStats
@@ -622,13 +624,10 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
     paths = {name: out / name for name in SET_OUTPUTS}
     started = time.perf_counter()
     stats = IntakeStats()
-    on_start = reading.on_start  # two passes over the lines: twice the work to show
-    twice = replace(reading, on_start=(lambda total: on_start(None if total is None else 2 * total))
-                    if on_start else None)
     span = model.baselines.day_range()
     period = Baselines(model.baselines.tallies)
     spill = LineSpill(out / ".lines.arrow", scoring_input_types(model.history.extra if model.learned else None))
-    _read(twice, book, period, model.input_columns, stats, paths["rejects.parquet"], None, spill,
+    _read(_twice(reading), book, period, model.input_columns, stats, paths["rejects.parquet"], None, spill,
           after=span[1] if span else None)
     judged = _extended(model, period)
     _release_memory()
@@ -637,6 +636,14 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
                           span[1] if span and model.learned is not None else None)
     return write_set(out, judged, book.result(), scored, stats, (started, fitted), final=final, given=model,
                      model_path=None if path is None else str(path))
+
+
+def _twice(reading: Reading) -> Reading:
+    """``reading``, telling of twice its rows: the job goes over its lines twice (the read,
+    then the replay), so there is twice the work to show."""
+    on_start = reading.on_start
+    return replace(reading, on_start=(lambda total: on_start(None if total is None else 2 * total))
+                   if on_start else None)
 
 
 def _extended(model: Model, period: Baselines) -> Model:
@@ -754,10 +761,8 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     lines scored (as :func:`score_period` would score them, replayed from the fit's pass)."""
     started = time.perf_counter()
     stats = IntakeStats()
-    on_start = reading.on_start  # two passes over the lines: twice the work to show
-    twice = replace(reading, on_start=(lambda total: on_start(None if total is None else 2 * total))
-                    if on_start else None)
-    model, spill = _fit(twice, book, config, labels, stats, out / "rejects.parquet", None, spill=out / ".lines.arrow")
+    model, spill = _fit(_twice(reading), book, config, labels, stats, out / "rejects.parquet", None,
+                        spill=out / ".lines.arrow")
     model.save(out / "model.arrow")
     _release_memory()  # what the first pass's batches held goes back to the system before the second
     fitted = time.perf_counter()
