@@ -12,6 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +31,7 @@ from hypothesis import strategies as st
 import ceecore
 from ceecore import synth
 from ceecore.pipeline import SET_OUTPUTS
+from tests.processes import cli_env
 
 LINES = 300_000
 CUT = dt.date(2025, 10, 1)  # nine months of history, three new
@@ -151,6 +157,41 @@ def test_a_failed_score_leaves_the_previous_set(tmp_path, small, monkeypatch):
         ceecore.score_period(str(d / "history.parquet"), other, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert hidden(tmp_path) == []  # (nor any staging)
+
+
+def test_score_stopped_by_a_signal_leaves_the_old_or_the_new_set(tmp_path):
+    """SIGTERM (as Ctrl-C) or SIGKILL at any moment of ``ceecore score -o DIR``: the
+    directory holds the whole previous set or the whole new one."""
+    history, new = split(synth.Synthesizer(synth.SynthConfig(lines=150_000, seed=3)).table())
+    ceecore.fit(history).save(tmp_path / "model.arrow")
+    pq.write_table(new, tmp_path / "new.parquet")
+    pq.write_table(new.slice(0, 2_000), tmp_path / "small.parquet")
+    out = tmp_path / "jobs" / "out"
+
+    def score(source: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "ceecore", "score", str(tmp_path / source), "--model",
+                                 str(tmp_path / "model.arrow"), "-o", str(out), "-q"], env=cli_env(),
+                                stderr=subprocess.PIPE)
+
+    def state() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in out.iterdir() if p.name != "summary.json"}
+
+    assert score("new.parquet").wait(120) == 0
+    big = state()
+    started = time.perf_counter()
+    assert score("small.parquet").wait(120) == 0
+    small, took = state(), time.perf_counter() - started
+    rng = random.Random(4)
+    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGTERM):
+        before = state()
+        job = score("new.parquet" if before == small else "small.parquet")
+        time.sleep(rng.uniform(0.3, 1.0) * took)
+        job.send_signal(sig)
+        _, err = job.communicate(timeout=120)
+        assert b"Traceback" not in err, err.decode()
+        assert state() in (before, big if before == small else small), (sig, job.returncode)
+        if job.returncode == 128 + signal.SIGTERM:  # (caught: its staging is gone)
+            assert hidden(out.parent) == []
 
 
 def test_score_refuses_what_would_lose_a_file(tmp_path, small):
