@@ -379,26 +379,46 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
 @cli.command("score")
 @click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
 @click.option("--model", "model_path", required=True, type=_ReadPath(exists=True, dir_okay=False),
-              help="A model from 'ceecore fit'.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Scored lines (Parquet).")
+              help="A model from 'ceecore fit' (or a run's model.arrow).")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="A directory (an existing one, or a name without a suffix): the whole set, as 'run' writes it "
+                   "but the model; or FILE.parquet: the scored lines only.")
 @_rejects_option
 @_mapping_options
+@click.option("--show-ids", is_flag=True,
+              help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
 def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects: str | None, preset: str | None,
                   mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
-                  max_reject_share: float, threads: int | None, quiet: bool) -> None:
-    """Score every line of INPUTS against a model: a score in [0, 1] and its reasons."""
+                  max_reject_share: float, threads: int | None, show_ids: bool, quiet: bool) -> None:
+    """Score INPUTS (a new period) against a model fitted on the history: into a directory,
+    lines, accounts, worklist, rejects and summary, swapped in as one set (the accounts
+    consolidated over INPUTS, judged with the history); into FILE.parquet, the lines alone."""
     with _usage_errors():
+        mapping = _mapping(preset, mapping_file, pairs, date_format)
+        pseudonyms = _pseudonyms(key_file)
+        if not Path(output).name:  # ("", ".", "/": no name to write to)
+            raise ValueError(f"-o {output!r} is not a file name")
+        if Path(output).is_dir() or not Path(output).suffix:
+            if rejects is not None:
+                raise ValueError("--rejects names the rejects file of -o FILE.parquet; a set writes its "
+                                 "rejects.parquet in the directory")
+            with _progress(quiet) as (on_start, advance):
+                summary = ceecore.score_period(list(inputs), model_path, output, mapping=mapping, threads=threads,
+                                               progress=advance, on_start=on_start,
+                                               max_reject_share=max_reject_share, pseudonyms=pseudonyms)
+            if not quiet:
+                _run_report(summary, show_ids=show_ids or pseudonyms is not None)
+            return
         rejects_path = _rejects_path(output, rejects)
         output_format(output, "parquet")
         output_format(rejects_path, "parquet")
         check_outputs({"--rejects": rejects_path, "-o": output}, (*inputs, model_path))
         model = ceecore.Model.load(model_path)
-        mapping = _mapping(preset, mapping_file, pairs, date_format)
         started = time.perf_counter()
         with _committing() as outputs, _progress(quiet) as (on_start, advance):
             run = ceecore.score(list(inputs), model, output=output, mapping=mapping, threads=threads,
                                 rejects=rejects_path, progress=advance, on_start=on_start,
-                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file))
+                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=pseudonyms)
         run.stats.seconds = time.perf_counter() - started
     if not quiet:
         _counts(run.stats, f"{len(inputs)} input(s)")
@@ -437,8 +457,14 @@ def _run_report(summary: ceecore.RunSummary, top: int = 3, show_ids: bool = Fals
     """The riskiest accounts per Center with their reasons, and where everything went;
     importer ids only if ``show_ids`` (they are often Social Security numbers)."""
     s = summary.stats
+    first = "read" if summary.model_path else "fit"  # (scoring a period reads it, and adds it to the model's state)
     click.echo(f"scored {s.accepted:,} lines ({s.rejected:,} rejected) of {summary.accounts:,} accounts in "
-               f"{summary.seconds['total']:.1f} s (fit {summary.seconds['fit']:.1f} s, score {summary.seconds['score']:.1f} s)")
+               f"{summary.seconds['total']:.1f} s ({first} {summary.seconds['fit']:.1f} s, "
+               f"score {summary.seconds['score']:.1f} s)")
+    if summary.model_path:
+        meta, period = summary.model.meta, summary.period
+        click.echo(f"against {summary.model_path} ({meta['lines']:,} lines, {meta['first_date']} to "
+                   f"{meta['last_date']}); this period {period['first_date']} to {period['last_date']}")
     accounts = pq.read_table(summary.outputs["accounts.parquet"],
                              columns=["center", "center_name", "rank_in_center", "importer_id", "score", "lines", "reasons"])
     riskiest = accounts.filter(pc.less_equal(accounts.column("rank_in_center"), top)).to_pylist()

@@ -19,6 +19,7 @@ from ceecore.centers import Center, CenterMap, Override, load_overrides  # noqa:
 from ceecore.evaluate import evaluate  # noqa: E402
 from ceecore.pipeline import (  # noqa: E402
     Consolidation, IntakeStats, Labels, RunSummary, consolidate, fit, merge_models, run, run_consolidation, score,
+    score_period,
 )
 from ceecore.privacy import Pseudonymiser  # noqa: E402
 from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
@@ -54,5 +55,6 @@ __all__ = [
     "run",
     "run_consolidation",
     "score",
+    "score_period",
     "trends",
 ]

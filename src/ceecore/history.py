@@ -204,6 +204,11 @@ class History:
         state.tally.add(unique, dense)
         return state
 
+    def of_importers(self, importers: np.ndarray) -> np.ndarray:
+        """Per importer hash, over all folds: inspected lines, violations, revenue cents (n, 3)."""
+        keys = combine(_tag("importer"), np.ascontiguousarray(importers, np.uint64))
+        return self.tally.get_folded(keys, 3)
+
     # ------------------------------------------------------------ features
 
     def feature_names(self) -> list[str]:

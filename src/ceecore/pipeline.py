@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -23,7 +23,7 @@ from ceecore._threads import in_order, resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
 from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
-from ceecore.fields import SCORING_COLUMNS, line_fields
+from ceecore.fields import SCORING_COLUMNS, LineFields, line_fields
 from ceecore.history import History, outcomes
 from ceecore.io import Chunk, OutputSet, ParquetSink, atomic_path, check_outputs, open_sources, output_set, write_table
 from ceecore.learn import TRAINING, Learned, train
@@ -31,10 +31,10 @@ from ceecore.privacy import PRIVATE_COLUMNS, PSEUDONYM_KEY, Pseudonymiser, check
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
-from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
+from ceecore.worklist import AccountEvidence, BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
 __all__ = ["IntakeStats", "Consolidation", "Labels", "RunSummary", "ScoreRun", "TooManyRejects", "consolidate", "fit",
-           "merge_models", "run", "run_consolidation", "score", "REJECT_SCHEMA"]
+           "merge_models", "run", "run_consolidation", "score", "score_period", "write_set", "REJECT_SCHEMA"]
 
 # Rejected rows: where they came from, why, and their canonical fields as text.
 REJECT_SCHEMA = pa.schema(
@@ -286,25 +286,39 @@ def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labe
          spill: str | os.PathLike[str] | None = None) -> tuple[Model, LineSpill | None]:
     """The model of :func:`fit`; with ``spill`` (a file path), also the accepted lines,
     parsed, kept there for a scoring pass that does not read the input again."""
-    # Worker threads check and parse batches side by side; the baselines are one state,
-    # folded one batch at a time, each batch's tallies spread over the threads (so the
-    # state is never duplicated and nothing is merged). Outcome histories are kept per
-    # thread and merged exactly, so neither depends on which thread took which batch.
     config = config or ScoringConfig.default()
     if labels is not None:
         labels.check(reading.mapping)
     columns = SCORING_COLUMNS + (labels.columns if labels else ())
     baselines = Baselines(config.tallies)
+    kept = LineSpill(spill, scoring_input_types(labels.history_keys if labels else None)) if spill else None
+    histories = _read(reading, book, baselines, columns, stats, rejects, into, kept, labels)
+    history = History(labels.history_keys) if labels else None
+    for part in histories:
+        history.merge(part)
+    model = Model(baselines, config, model_meta(baselines, reading.pseudonyms), history)
+    return (_learn(reading, book, model, labels) if labels else model), kept
+
+
+def _read(reading: Reading, book: AccountBook, baselines: Baselines, columns: tuple[str, ...], stats: IntakeStats,
+          rejects: str | os.PathLike[str] | None, into: OutputSet | None, kept: LineSpill | None,
+          labels: Labels | None = None, after: int | None = None) -> list[History]:
+    """One pass over the input: every batch checked, parsed and consolidated into
+    ``book``, its lines (only those dated after day ``after``, if given) folded into
+    ``baselines``, kept in ``kept`` (a spill) and, with ``labels``, their outcomes in
+    per-thread histories (returned, to be merged)."""
+    # Worker threads check and parse batches side by side; the baselines are one state,
+    # folded one batch at a time, each batch's tallies spread over the threads (so the
+    # state is never duplicated and nothing is merged). Outcome histories are kept per
+    # thread and merged exactly, so neither depends on which thread took which batch.
     fitting = threading.Lock()
     histories: list[History] = []
     local = threading.local()
 
-    kept = LineSpill(spill, scoring_input_types(labels.history_keys if labels else None)) if spill else None
-
     def fold(intake: Intake) -> pa.RecordBatch | None:
         f = line_fields(intake)
         with fitting:
-            baselines.update(f, book.threads)
+            baselines.update(f if after is None else _dated_after(f, after), book.threads)
         if labels is not None:
             if not hasattr(local, "history"):
                 local.history = History(labels.history_keys)
@@ -318,11 +332,13 @@ def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labe
                 kept.write(lines)
     if kept is not None:
         kept.close()
-    history = History(labels.history_keys) if labels else None
-    for part in histories:
-        history.merge(part)
-    model = Model(baselines, config, model_meta(baselines, reading.pseudonyms), history)
-    return (_learn(reading, book, model, labels) if labels else model), kept
+    return histories
+
+
+def _dated_after(f: LineFields, day: int) -> LineFields:
+    """The lines of ``f`` dated after ``day``."""
+    keep = f.day > day
+    return f if keep.all() else LineFields(**{name.name: getattr(f, name.name)[keep] for name in fields(LineFields)})
 
 
 def _learn(reading: Reading, book: AccountBook, model: Model, labels: Labels) -> Model:
@@ -396,12 +412,15 @@ def model_meta(baselines: Baselines, pseudonyms: Pseudonymiser | None = None) ->
 
 @dataclass
 class ScoreRun:
-    """What :func:`score` produced: the scored lines (or the file they went to) and counts."""
+    """What :func:`score` produced: the scored lines (or the file they went to), counts,
+    and what the set's accounts and worklist are made of (each Center's and each account's
+    best lines, each account's evidence)."""
 
     lines: pa.Table | None
     stats: IntakeStats
     top: BestLinesPerCenter
     accounts_top: BestLinesPerAccount
+    evidence: AccountEvidence
 
 
 def score(
@@ -446,26 +465,34 @@ def score(
 
 def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Model, centers: CenterMap,
            output: str | os.PathLike[str] | None, out_of_fold: bool, stats: IntakeStats,
-           into: OutputSet | None = None) -> ScoreRun:
+           into: OutputSet | None = None, learned_until: int | None = None) -> ScoreRun:
     """Scores the intakes ``each`` hands to a work function (on its threads, results in
     input order): the lines to ``output`` (Parquet) or in memory, each Center's and each
-    account's best lines kept on the side."""
+    account's best lines and evidence kept on the side (the inspections of lines dated
+    up to ``learned_until`` left out: a learned model's outcome history holds them)."""
     top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
     accounts_top = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
+    evidence = AccountEvidence(model.config.enabled)
     kept: list[pa.RecordBatch] = []
     sink = ParquetSink(output, model.lines_schema, into, **LINES_PARQUET_OPTIONS) if output is not None else None
 
-    def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...]]:
+    def work(intake: Intake) -> tuple[pa.RecordBatch, pa.Table, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
         scored = score_intake(model, intake, centers, out_of_fold)
         if intake.codes.any():  # (replayed lines are all accepted: nothing to filter, nothing copied)
             scored = scored.filter(pc.is_null(scored.column("reject_reason")))
         lines = scored.drop_columns(["reject_reason"])
-        return lines, top.of(lines, intake.parsed["entry_hash"]), accounts_top.of(lines, intake.parsed["importer_hash"])
+        importers = intake.parsed["importer_hash"]
+        f = line_fields(intake)
+        seen = outcomes(intake, f, revenue=None)
+        fresh = seen.inspected if learned_until is None else seen.inspected & (f.day > learned_until)
+        return (lines, top.of(lines, intake.parsed["entry_hash"]), accounts_top.of(lines, importers),
+                evidence.of(lines, importers, fresh, seen.violation))
 
     try:
-        for lines, top_lines, account_lines in each(work):
+        for lines, top_lines, account_lines, inspected in each(work):
             top.add(top_lines)
             accounts_top.add(account_lines)
+            evidence.add(inspected)
             if sink is not None:
                 sink.write(lines)
             else:
@@ -477,18 +504,22 @@ def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Mode
             sink.abort()
         raise
     table = pa.Table.from_batches(kept, model.lines_schema) if sink is None else None
-    return ScoreRun(table, stats, top, accounts_top)
+    return ScoreRun(table, stats, top, accounts_top, evidence)
 
 
 @dataclass
 class RunSummary:
-    """What :func:`run` wrote and counted (also written to ``summary.json``)."""
+    """What :func:`run` or :func:`score_period` wrote and counted (also written to
+    ``summary.json``): ``model`` is the model the lines were judged against as it was
+    given or fitted (``model_path`` its file), ``period`` the scored lines' dates."""
 
     outputs: dict[str, str]
     stats: IntakeStats
     seconds: dict[str, float]
     accounts: int
     model: Model
+    model_path: str | None = None
+    period: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         s = self.stats
@@ -497,8 +528,9 @@ class RunSummary:
             "rows_read": s.rows_read, "lines_scored": s.accepted, "rejected": s.rejected,
             "rejects_by_reason": dict(sorted(s.by_reason.items())), "accounts": self.accounts,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "model": {k: v for k, v in self.model.meta.items() if k != "config"},
-            "config": self.model.config.to_dict(), "outputs": self.outputs,
+            "model": {**({"path": self.model_path} if self.model_path is not None else {}),
+                      **{k: v for k, v in self.model.meta.items() if k != "config"}},
+            "period": self.period, "config": self.model.config.to_dict(), "outputs": self.outputs,
         }
 
 
@@ -522,20 +554,18 @@ def run(
     With ``labels``, each line is scored with the history of the other folds than its
     entry's (no entry's own outcomes raise its scores), but the trees did learn from the
     inspected lines: to measure detection, score lines the model did not learn from (a
-    later period).
+    later period, with :func:`score_period`).
 
-    Writes ``lines.parquet`` (every accepted line with its score, reasons and
-    indicators), ``accounts.parquet`` (each account's Center, score and rank within its
-    Center), ``worklist.parquet`` (the top lines and accounts per Center),
-    ``rejects.parquet``, ``model.arrow`` and ``summary.json``. They are built in a
-    hidden directory beside ``outdir`` and swapped in whole once the job is done (see
-    :func:`ceecore.io.swap_directory`): a reader of ``outdir`` sees the whole previous
-    set or the whole new one, and a failed run (or one that rejected more than
-    ``max_reject_share`` of its rows) leaves the previous set as it was. ``outdir`` may
-    hold nothing but these files.
+    Writes the set of :func:`write_set` (``lines.parquet``, ``accounts.parquet``,
+    ``worklist.parquet``, ``rejects.parquet``, ``summary.json``) and ``model.arrow``.
+    They are built in a hidden directory beside ``outdir`` and swapped in whole once the
+    job is done (see :func:`ceecore.io.swap_directory`): a reader of ``outdir`` sees the
+    whole previous set or the whole new one, and a failed run (or one that rejected more
+    than ``max_reject_share`` of its rows) leaves the previous set as it was. ``outdir``
+    may hold nothing but these files.
     """
     out = Path(outdir)
-    _check_outdir(out, source)
+    _check_outdir(out, _listed(source), RUN_OUTPUTS)
     with OutputSet() as outputs:
         staging = outputs.directory(out)
         book = AccountBook(centers, threads)
@@ -543,6 +573,139 @@ def run(
                           pseudonyms)
         summary = _run(reading, book, staging, out, config, Labels(labels) if isinstance(labels, str) else labels)
     summary.outputs = {name: str(out / name) for name in summary.outputs}
+    return summary
+
+
+def score_period(
+    source: Any,
+    model: Model | str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
+    pseudonyms: Pseudonymiser | None = None,
+) -> RunSummary:
+    """Scores a new period against a model fitted on the history: the set :func:`run`
+    writes, into ``outdir``, without the model (the model file is not rewritten).
+
+    The period's accounts are consolidated over its lines, and every line and account is
+    judged as :func:`run` on the history and the period together would judge it, with
+    the history read once, long ago: the model's state goes on with the period's lines
+    dated after its last day (an account's first day, months, products, origins and
+    ports run on from the history; an account the model never saw is new), the norms are
+    the history's with them, and a learned model's trees and outcome history stay as
+    they were. Lines dated up to the model's last day are taken as known to it already,
+    so scoring the history itself gives :func:`run`'s scores. With ``pseudonyms`` (the
+    model's key) the ids are tokens from the start, as in the model. Output rules as for
+    :func:`run`; ``outdir`` may hold nothing but the set's files.
+    """
+    out = Path(outdir)
+    path = None if isinstance(model, Model) else Path(model)
+    _check_outdir(out, _listed(source) + ([path] if path is not None else []), SET_OUTPUTS)
+    model = Model.load(path) if path is not None else model
+    check_pseudonyms(model.meta, pseudonyms)
+    with OutputSet() as outputs:
+        staging = outputs.directory(out)
+        book = AccountBook(centers, threads)
+        reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share,
+                          pseudonyms)
+        summary = _score_period(reading, book, model, path, staging, out)
+    summary.outputs = {name: str(out / name) for name in summary.outputs}
+    return summary
+
+
+def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path | None, out: Path,
+                  final: Path) -> RunSummary:
+    """The job of :func:`score_period`, writing into ``out`` (the set's files named as in ``final``)."""
+    paths = {name: out / name for name in SET_OUTPUTS}
+    started = time.perf_counter()
+    stats = IntakeStats()
+    span = model.baselines.day_range()
+    period = Baselines(model.baselines.tallies)
+    spill = LineSpill(out / ".lines.arrow", scoring_input_types(model.history.extra if model.learned else None))
+    _read(_twice(reading), book, period, model.input_columns, stats, paths["rejects.parquet"], None, spill,
+          after=span[1] if span else None)
+    judged = _extended(model, period)
+    _release_memory()
+    fitted = time.perf_counter()
+    scored = _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
+                          span[1] if span and model.learned is not None else None)
+    return write_set(out, judged, book.result(), scored, stats, (started, fitted), final=final, given=model,
+                     model_path=None if path is None else str(path))
+
+
+def _twice(reading: Reading) -> Reading:
+    """``reading``, telling of twice its rows: the job goes over its lines twice (the read,
+    then the replay), so there is twice the work to show."""
+    on_start = reading.on_start
+    return replace(reading, on_start=(lambda total: on_start(None if total is None else 2 * total))
+                   if on_start else None)
+
+
+def _extended(model: Model, period: Baselines) -> Model:
+    """``model`` with the ``period``'s state added (taken over: it is merged into), as
+    one fit on the history and the period would give it; its config, key, trees and
+    outcome history as they were."""
+    if period.lines == 0:
+        return model
+    period.merge(model.baselines)
+    meta = {**model.meta, **model_meta(period)}
+    return Model(period, model.config, meta, model.history, model.learned)
+
+
+def _score_spill(spill: LineSpill, model: Model, book: AccountBook, output: Path, out_of_fold: bool,
+                 progress: Callable[[int], None] | None, learned_until: int | None = None) -> ScoreRun:
+    """Scores the lines a first pass kept (not the input again) into ``output`` (see
+    :func:`_score`); the spill is removed."""
+    def replayed() -> Iterator[Intake]:
+        for intake in spill.intakes():
+            yield intake
+            if progress is not None:
+                progress(len(intake.codes))
+
+    scored = _score(lambda work: in_order(replayed(), work, book.threads), model, book.centers, output, out_of_fold,
+                    IntakeStats(), learned_until=learned_until)
+    os.unlink(spill.path)
+    return scored
+
+
+def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, stats: IntakeStats,
+              clock: tuple[float, float], *, final: Path | None = None, given: Model | None = None,
+              model_path: str | None = None) -> RunSummary:
+    """Completes a scored set in the directory ``out``, where the scoring pass streamed
+    ``lines.parquet`` and the read its ``rejects.parquet``: ``accounts.parquet`` (the
+    consolidated ``accounts`` with scores, reasons, ranks and facilitation tiers, see
+    :func:`ceecore.worklist.account_scores`), ``worklist.parquet`` and ``summary.json``.
+
+    ``model`` judged the lines (``scored``: what :func:`_score` collected from them);
+    ``stats`` counted the read; ``clock`` is (start, end of fitting), ``perf_counter``
+    times. summary.json names the files as in ``final`` (default ``out``) and reports
+    ``given`` (the model as given, if ``model`` extends it) and ``model_path``; it lists
+    the other files the caller put in ``out`` too (a run's model).
+    """
+    paths = {name: out / name for name in SET_OUTPUTS}
+    scored_accounts = account_scores(accounts, scored.accounts_top.summary(model), model, scored.evidence)
+    write_table(scored_accounts, paths["accounts.parquet"])
+    explore = round(model.config.worklist * model.config.exploration_share)
+    write_table(worklist(scored.top.picks(explore), scored_accounts, model.config.worklist, explore,
+                         model.config.exploration_seed), paths["worklist.parquet"])
+    started, fitted = clock
+    done = time.perf_counter()
+    dates = [pc.min(accounts.column("first_entry_date")).as_py(), pc.max(accounts.column("last_entry_date")).as_py()]
+    summary = RunSummary({}, stats,
+                         {"fit": fitted - started, "score": done - fitted, "total": done - started},
+                         scored_accounts.num_rows, given or model, model_path,
+                         {"first_date": None if dates[0] is None else str(dates[0]),
+                          "last_date": None if dates[1] is None else str(dates[1])})
+    names = [*paths, *sorted(p.name for p in out.iterdir() if p.name not in paths and not p.name.startswith("."))]
+    summary.outputs = {name: str(out / name) for name in names}
+    named = {name: str((final or out) / name) for name in names}
+    with atomic_path(paths["summary.json"]) as tmp:
+        tmp.write_text(json.dumps({**summary.to_dict(), "outputs": named}, indent=2) + "\n")
     return summary
 
 
@@ -566,22 +729,23 @@ def _glibc() -> Any:
 _LIBC = _glibc()
 
 
-RUN_OUTPUTS = ("lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet", "model.arrow",
-               "summary.json")
+# The set of a scored period (:func:`write_set`); a run adds its model.
+SET_OUTPUTS = ("lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet", "summary.json")
+RUN_OUTPUTS = SET_OUTPUTS + ("model.arrow",)
 
 
-def _check_outdir(out: Path, source: Any) -> None:
+def _check_outdir(out: Path, inputs: list[Any], names: tuple[str, ...]) -> None:
     """Refuses an output directory inside an input directory (learning from labels reads
     the input again, and a later run of the same input would read the outputs as lines),
-    one that holds an input, or one holding anything but a run's outputs: the whole
-    directory is replaced."""
-    check_outputs({"the output directory": out}, _listed(source))
+    one that holds an input (the model, say), or one holding anything but the job's
+    ``names``: the whole directory is replaced."""
+    check_outputs({"the output directory": out}, inputs)
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output directory {out} exists and is not a directory")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_OUTPUTS)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in names)
         if foreign:
-            raise ValueError(f"the output directory {out} holds other files than a run's outputs "
+            raise ValueError(f"the output directory {out} holds other files than the job's outputs "
                              f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): they would be "
                              "lost when the new outputs replace it; choose an empty or new directory")
 
@@ -593,40 +757,19 @@ def _listed(source: Any) -> list[Any]:
 
 def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: ScoringConfig | None,
          labels: Labels | None) -> RunSummary:
-    """The job of :func:`run`, writing into ``out``; summary.json names the files in ``final``."""
-    paths = {name: str(out / name) for name in RUN_OUTPUTS}
+    """The job of :func:`run`, writing into ``out``: the fit, then the set of its own
+    lines scored (as :func:`score_period` would score them, replayed from the fit's pass)."""
     started = time.perf_counter()
-    fit_stats = IntakeStats()
-    on_start = reading.on_start  # two passes over the lines: twice the work to show
-    twice = replace(reading, on_start=(lambda total: on_start(None if total is None else 2 * total))
-                    if on_start else None)
-    model, spill = _fit(twice, book, config, labels, fit_stats, paths["rejects.parquet"], None,
+    stats = IntakeStats()
+    model, spill = _fit(_twice(reading), book, config, labels, stats, out / "rejects.parquet", None,
                         spill=out / ".lines.arrow")
-    model.save(paths["model.arrow"])
+    model.save(out / "model.arrow")
     _release_memory()  # what the first pass's batches held goes back to the system before the second
     fitted = time.perf_counter()
-
-    def replayed() -> Iterator[Intake]:  # the second pass: the lines the first one parsed, not the input again
-        for intake in spill.intakes():
-            yield intake
-            if reading.progress is not None:
-                reading.progress(len(intake.codes))
-
-    scored = _score(lambda work: in_order(replayed(), work, book.threads), model, book.centers,
-                    paths["lines.parquet"], labels is not None, IntakeStats())
-    os.unlink(spill.path)
-    accounts = account_scores(book.result(), scored.accounts_top.summary(model), model)
-    write_table(accounts, paths["accounts.parquet"])
-    explore = round(model.config.worklist * model.config.exploration_share)
-    write_table(worklist(scored.top.picks(explore), accounts, model.config.worklist, explore,
-                         model.config.exploration_seed), paths["worklist.parquet"])
-    done = time.perf_counter()
-    summary = RunSummary(paths, fit_stats, {"fit": fitted - started, "score": done - fitted, "total": done - started},
-                         accounts.num_rows, model)
-    named = {name: str(final / name) for name in paths}
-    with atomic_path(paths["summary.json"]) as tmp:
-        tmp.write_text(json.dumps({**summary.to_dict(), "outputs": named}, indent=2) + "\n")
-    return summary
+    span = model.baselines.day_range()
+    scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
+                          span[1] if span and labels is not None else None)
+    return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final)
 
 
 def consolidate(source: Any, **options: Any) -> pa.Table:

@@ -91,6 +91,7 @@ class ScoringConfig:
     worklist: int = 50
     exploration_share: float = 0.1
     exploration_seed: int = 0
+    facilitation: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def default(cls) -> ScoringConfig:
@@ -142,7 +143,8 @@ class ScoringConfig:
         return cls(weights=weights, thresholds={k: float(v) for k, v in merged["thresholds"].items()},
                    min_group_lines=merged["norms"]["min_group_lines"], reasons=out["reasons"],
                    account_top_lines=out["account_top_lines"], worklist=out["worklist"],
-                   exploration_share=float(out["exploration_share"]), exploration_seed=out["exploration_seed"])
+                   exploration_share=float(out["exploration_share"]), exploration_seed=out["exploration_seed"],
+                   facilitation=_facilitation_rule(merged["facilitation"], where))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +158,16 @@ class ScoringConfig:
     def tallies(self) -> tuple[str, ...]:
         """The baseline tallies the enabled indicators read."""
         return tallies(self.enabled)
+
+
+def _facilitation_rule(rule: dict[str, Any], where: str) -> dict[str, float]:
+    """The [facilitation] table: days and lines are counts >= 0, the quantile and the line
+    score shares from 0 to 1."""
+    shares = ("score_quantile", "max_line_score", "open_strength")
+    bad = [k for k, v in rule.items() if v < 0 or (k in shares and v > 1)]
+    if bad:
+        raise ValueError(f"{where}: [facilitation] out of range (below 0, or a share above 1): {bad}")
+    return {k: float(v) for k, v in rule.items()}
 
 
 def _check_threshold_ranges(thresholds: dict[str, float], where: str) -> None:
@@ -315,8 +327,11 @@ class Model:
             "norms": {"min_group_lines": get(given, "min_group_lines", "int", config_where)},
             "output": {k: given[k] for k in ("reasons", "account_top_lines", "worklist", "exploration_share",
                                              "exploration_seed") if k in given},
+            "facilitation": get(given, "facilitation", "object", config_where, default={}),
         }, config_where)
         mine = config.to_dict()
+        # (a facilitation rule saved before a key was added takes its default)
+        mine["facilitation"] = {k: v for k, v in mine["facilitation"].items() if k in given.get("facilitation", {})}
         differ = sorted(k for k in given if k not in mine or given[k] != mine[k])
         if differ:
             raise ValueError(f"{config_where}: {differ} are not what a saved config holds (unknown, or out of range)")

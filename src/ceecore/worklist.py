@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ceecore._kernels._tally import combine, hash_strings
+from ceecore._kernels._tally import Tally, combine, hash_strings
 from ceecore.scoring import ACCOUNT_INDICATORS, Model, reason_lists, top_contributors
 
-__all__ = ["BestLinesPerAccount", "BestLinesPerCenter", "account_scores", "group_ranks", "worklist"]
+__all__ = ["AccountEvidence", "BestLinesPerAccount", "BestLinesPerCenter", "account_scores", "group_ranks", "worklist"]
 
 
 def group_ranks(keys: np.ndarray) -> np.ndarray:
@@ -66,9 +66,9 @@ class BestLinesPerAccount:
         self.parts = [best]
         self.kept = self.buffered = len(best[0])
 
-    def summary(self, model: Model) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        """Per account (sorted importer hashes): the mean of its top line scores, and the
-        indicators contributing most over those lines."""
+    def summary(self, model: Model) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
+        """Per account (sorted importer hashes): the mean of its top line scores, its
+        highest line score, and the indicators contributing most over those lines."""
         if self.parts:
             self._reduce()
         hashes, scores, strengths = self.parts[0] if self.parts else (
@@ -80,7 +80,44 @@ class BestLinesPerAccount:
         totals = np.add.reduceat(strengths * weights, start, axis=0) if len(hashes) else \
             np.zeros((0, len(self.names)))
         top, fired = top_contributors(totals, model.config.reasons)
-        return accounts, means, reason_lists(top, fired, self.names).to_pylist()
+        return accounts, means, scores[start], reason_lists(top, fired, self.names).to_pylist()
+
+
+class AccountEvidence:
+    """Per account, over all its scored lines: the inspected lines, the violations found
+    among them (of the lines a learned model's outcome history does not hold already),
+    and the highest strength of each indicator of ``names`` (in thousandths). Exact
+    integer sums and maxima: the same whatever the batching or thread count."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.tally = Tally("sum", "sum", *["max"] * len(names))
+        self.inspected = 0
+
+    def of(self, lines: pa.RecordBatch, importers: np.ndarray, inspected: np.ndarray, violation: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's evidence as (importer hashes, rows), for :meth:`add`."""
+        strengths = [np.round(lines.column(name).to_numpy(zero_copy_only=False) * 1000) for name in self.names]
+        rows = np.stack([inspected, violation & inspected, *strengths], axis=1).astype(np.int64) \
+            if len(importers) else np.zeros((0, 2 + len(self.names)), np.int64)
+        return np.ascontiguousarray(importers, np.uint64), rows
+
+    def add(self, part: tuple[np.ndarray, np.ndarray]) -> None:
+        if len(part[0]):
+            self.tally.add(*part)
+            self.inspected += int(part[1][:, 0].sum())
+
+    def merge(self, other: AccountEvidence) -> None:
+        """Adds the evidence another collector gathered (another process's lines, say)."""
+        if other.names != self.names:
+            raise ValueError(f"cannot merge the evidence of indicators {other.names} into that of {self.names}")
+        self.tally.merge(other.tally)
+        self.inspected += other.inspected
+
+    def get(self, importers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per importer hash: inspected lines, violations, and each indicator's highest strength."""
+        rows = self.tally.get(np.ascontiguousarray(importers, np.uint64)).reshape(len(importers), 2 + len(self.names))
+        return rows[:, 0], rows[:, 1], rows[:, 2:] / 1000.0
 
 
 class BestLinesPerCenter:
@@ -173,17 +210,19 @@ def _draws(seed: int, keys: pa.ChunkedArray) -> np.ndarray:
 _DRAW_TAG = 77
 
 
-def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, list[list[str]]],
-                   model: Model) -> pa.Table:
-    """Consolidated accounts with their risk score, reasons and rank within their Center.
+def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]],
+                   model: Model, evidence: AccountEvidence | None = None) -> pa.Table:
+    """Consolidated accounts with their risk score, reasons, rank within their Center and,
+    given the ``evidence`` of their scored lines, facilitation tier (see :func:`facilitation`).
 
     An account's score is the larger of its account-level indicators (combined like a
     line's) and the mean of its top lines' scores; its reasons are the account-level
     indicators that fired, then the indicators contributing most to its top lines.
+    ``top_lines`` is :meth:`BestLinesPerAccount.summary`.
     """
     ids = accounts.column("importer_id").combine_chunks()
     hashes = hash_strings(pa.record_batch({"importer_id": ids}), "importer_id")
-    line_accounts, line_means, line_reasons = top_lines
+    line_accounts, line_means, line_maxes, line_reasons = top_lines
     at = np.minimum(np.searchsorted(line_accounts, hashes), max(len(line_accounts) - 1, 0))
     found = (len(line_accounts) > 0) & (line_accounts[at] == hashes) if len(line_accounts) else np.zeros(len(hashes), bool)
     line_score = np.where(found, line_means[at] if len(line_means) else 0.0, 0.0)
@@ -191,15 +230,84 @@ def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, 
     own, account_reasons = model.combine_account(strengths)
     reasons = [list(dict.fromkeys(mine + (line_reasons[i] if ok else [])))[:model.config.reasons]
                for mine, i, ok in zip(account_reasons, at.tolist(), found.tolist())]
-    table = accounts.append_column("score", pa.array(np.maximum(own, line_score)))
+    score = np.maximum(own, line_score)
+    table = accounts.append_column("score", pa.array(score))
     table = table.append_column("line_score", pa.array(line_score)).append_column(
         "reasons", pa.array(reasons, pa.list_(pa.string())))
     for i, name in enumerate(ACCOUNT_INDICATORS):
         if name in model.enabled:
             table = table.append_column(name, pa.array(strengths[:, i].astype(np.float32)))
+    if evidence is not None:
+        record = model.baselines.tallies["acct"].get(hashes).reshape(len(hashes), 3)
+        inspected, violations, highest = evidence.get(hashes)
+        known = evidence.inspected > 0
+        if model.learned is not None:  # (the outcomes the model learned from: the lines before the scored ones)
+            past = model.history.of_importers(hashes)
+            inspected, violations = inspected + past[:, 0], violations + past[:, 1]
+            known = known or bool(past[:, 0].any())
+        tier, why = facilitation(table.column("center").to_numpy(zero_copy_only=False), score,
+                                 np.where(found, line_maxes[at] if len(line_maxes) else 0.0, 0.0),
+                                 record[:, 1] - record[:, 0] + 1, inspected, violations, known,
+                                 np.c_[highest, strengths], [*evidence.names, *ACCOUNT_INDICATORS],
+                                 model.config.facilitation)
+        table = table.append_column("facilitation", pa.array(tier, pa.string())).append_column(
+            "facilitation_reasons", pa.array(why, pa.string()))
     order = table.sort_by([("center", "ascending"), ("score", "descending"), ("importer_id", "ascending")])
     rank = group_ranks(order.column("center").to_numpy(zero_copy_only=False)) + 1
     return order.append_column("rank_in_center", pa.array(rank, pa.int64()))
+
+
+def facilitation(centers: np.ndarray, score: np.ndarray, line_max: np.ndarray, record_days: np.ndarray,
+                 inspected: np.ndarray, violations: np.ndarray, outcomes_known: bool, strengths: np.ndarray,
+                 names: list[str], rule: dict[str, float]) -> tuple[list[str], list[str]]:
+    """Each account's facilitation tier, "expedite" or "standard", and why, in plain words.
+
+    An account is eligible for expedited release when all its evidence says so: a long
+    record (``min_record_days`` from its first entry on record, the model's history
+    included, to its last), many inspected lines (``min_inspected_lines``) and no
+    violation among them (data without outcomes expedite no account unless that is 0:
+    the absence of alarms alone is no evidence); a low score (within the
+    lowest ``score_quantile`` of its Center's) that stays low (no line above
+    ``max_line_score``); and no indicator open (none at ``open_strength`` or more on the
+    account or any of its lines: ``strengths`` are each account's highest, by ``names``).
+    An "expedite" account's reasons are its evidence; a "standard" one's, the tests it failed.
+    """
+    n = len(score)
+    low_bar = np.zeros(n)
+    key = np.array(["~" if c is None else c for c in centers.tolist()], dtype=object).astype(str) \
+        if n else np.zeros(0, str)
+    for center in np.unique(key):
+        mine = key == center
+        low_bar[mine] = np.quantile(score[mine], rule["score_quantile"])
+    share, needed, steady = f"{rule['score_quantile']:.0%}", rule["min_inspected_lines"], rule["max_line_score"]
+    opened = [""] * n
+    rows, columns = np.nonzero(strengths >= rule["open_strength"])
+    for i, j in zip(rows.tolist(), columns.tolist()):
+        opened[i] += f"{', ' if opened[i] else 'open: '}{names[j]} {strengths[i, j]:.2f}"
+    tiers, why = [], []
+    for days, seen, found, mine, bar, highest, open_ in zip(record_days.tolist(), inspected.tolist(),
+                                                             violations.tolist(), score.tolist(), low_bar.tolist(),
+                                                             line_max.tolist(), opened):
+        good, bad = [], []
+        (good if days >= rule["min_record_days"] else bad).append(f"{days:,} days of record")
+        if found:
+            bad.append(f"{found:,} violation{'s' if found > 1 else ''} in {seen:,} inspected lines")
+        elif seen >= needed:
+            good.append(f"{seen:,} inspected lines, no violation" if outcomes_known else "no inspection outcomes")
+        elif not outcomes_known:
+            bad.append("no inspection outcomes in the data")
+        else:
+            bad.append(f"only {seen:,} inspected line{'' if seen == 1 else 's'} ({needed:g} needed)")
+        if mine > bar:
+            bad.append(f"score {mine:.2f}, above the lowest {share} of its Center")
+        elif highest > steady:
+            bad.append(f"a line scored {highest:.2f}")
+        else:
+            good.append(f"score in the lowest {share} of its Center, no line above {steady:g}")
+        (bad if open_ else good).append(open_ or "no indicator open")
+        tiers.append("standard" if bad else "expedite")
+        why.append("; ".join(bad if bad else good))
+    return tiers, why
 
 
 def worklist(top_lines: pa.Table | None, accounts: pa.Table, n: int, explore: int = 0, seed: int = 0) -> pa.Table:
