@@ -14,8 +14,8 @@ What it holds:
   rates);
 - lines per HTS6 x origin (the national origin mix), and per origin x preference
   program (how often goods from a country claim it);
-- per account and product: lines and the sum of log unit values per origin, first and
-  last day per origin, the earliest origin; per account, manufacturer and heading: the
+- per account and product: lines and the sum of log unit values per origin (and per
+  origin and port), first and last day per origin, the earliest origin; per account, manufacturer and heading: the
   highest duty rate declared, overall and per port, the HTS numbers used, and the lines of
   each number and of the heading, per port and overall;
 - per account: lines per port, first and last day, lines, lines per calendar month.
@@ -61,6 +61,9 @@ TALLIES: dict[str, tuple[str, ...]] = {
                                            #   port: at all ports
     "cls_group_lines": ("sum",),           # (importer x manufacturer, hts4, port) -> lines; without the
                                            #   port: at all ports
+    "port_uv": ("sum", "sum", "min", "min"),  # (importer, hts10, origin, basis, port) -> lines, sum of
+                                           #   round(log uv * 1e6), the importer, and its level-0 unit-value
+                                           #   group | port << 50 (so the model can regroup them)
 }
 # What each field may hold, checked when a state is read: "count" >= 0 (lines, cents, a
 # rate in basis points), "day" an entry day of the data contract, "any" any int64 (sums
@@ -70,7 +73,7 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "duty": ("count", "count"), "origin_lines": ("count",), "claims": ("count",), "ap_days": ("day", "day", "count"),
     "ap_earliest": ("any",), "cls_group_max": ("count",), "cls_port_max": ("count",), "cls_hts": ("any",),
     "acct_port": ("count", "any"), "acct": ("day", "day", "count"), "acct_month": ("count", "any"),
-    "cls_hts_lines": ("count",), "cls_group_lines": ("count",),
+    "cls_hts_lines": ("count",), "cls_group_lines": ("count",), "port_uv": ("count", "any", "any", "any"),
 }
 # The unit-value tallies hold level-0 groups (``uv_group``) only, coarser levels being
 # rolled up from them: keys below these bits (histogram keys: the group, then the bin).
