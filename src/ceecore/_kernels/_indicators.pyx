@@ -50,7 +50,7 @@ THRESHOLDS = (
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
            "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month",
-           "cls_hts_lines", "cls_group_lines", "port_price")
+           "cls_hts_lines", "cls_hts", "port_price")
 
 # Where a strength's linear rise bends towards 1 (see ramp).
 cdef double BEND_AT = 0.9
@@ -81,7 +81,7 @@ cdef enum:
 cdef enum:
     L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
-    L_CLS_HTS_LINES, L_CLS_GROUP_LINES, L_PORT_PRICE
+    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE
     N_LOOKUPS
     MAX_REASONS = 16
     AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
@@ -353,8 +353,11 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     at this port only, on a share of the heading's lines there too large for none of its
     lines at the other ports to have it by chance."""
     cdef uint64_t group = cls_group_key(L.maker, L.hts4)
-    cdef int64_t group_max = get1(c.t[L_CLS_GROUP_MAX], group, -1)
-    cdef int64_t port_max = get1(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port), -1)
+    cdef const int64_t* heading = find(c.t[L_CLS_GROUP_MAX], group)  # dearest rate, lines
+    cdef const int64_t* heading_port = find(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
+    cdef const int64_t* number = find(c.t[L_CLS_HTS], cls_hts_key(L.maker, L.hts10))  # group key, lines
+    cdef int64_t group_max = heading[0] if heading != NULL else -1
+    cdef int64_t port_max = heading_port[0] if heading_port != NULL else -1
     cdef int64_t numbers = get1(c.t[L_CLS_HTS_COUNT], group, 0)
     cdef int64_t here, everywhere, heading_here, heading_elsewhere
     cdef double gap = 0.0, late, strength
@@ -365,9 +368,9 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     gap = (group_max - port_max) / <double>(group_max if group_max > 1 else 1)
     strength = ramp(gap, 0.0, c.th[DISPARITY_GAP_TO])
     here = get1(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port), 0)
-    everywhere = get1(c.t[L_CLS_HTS_LINES], cls_hts_key(L.maker, L.hts10), 0)
-    heading_here = get1(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port), 0)
-    heading_elsewhere = get1(c.t[L_CLS_GROUP_LINES], group, 0) - heading_here
+    everywhere = number[1] if number != NULL else 0
+    heading_here = heading_port[1] if heading_port != NULL else 0
+    heading_elsewhere = (heading[1] if heading != NULL else 0) - heading_here
     if here > 0 and here == everywhere and here < heading_here and heading_elsewhere > 0:
         # Were the number a share here/heading_here of the heading's lines at every
         # port, none of the lines elsewhere would have it with chance (1 - share) ^
@@ -460,7 +463,7 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
         ahead(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
         ahead(c.t[L_CLS_HTS_COUNT], cls_group_key(L.maker, L.hts4))
         ahead(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port))
-        ahead(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port))
+        ahead(c.t[L_CLS_HTS], cls_hts_key(L.maker, L.hts10))
     if c.on[PORT_SPREAD]:
         ahead(c.t[L_EFFECTIVE_PORTS], L.importer)
     if c.on[PORT_UNIT_VALUE_LOW]:
