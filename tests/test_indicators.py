@@ -11,13 +11,15 @@ from importlib import resources
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ceecore
 from ceecore import indicators
 from ceecore._kernels._indicators import INDICATOR_IDS, RAW_IDS, THRESHOLDS, ScoringContext, score_lines
 from ceecore.baselines import TALLIES
 from ceecore.synth import generate_table
-from scoring_reference import _ramp  # noqa: I001 (tests/ is on the path)
+from scoring_reference import Reference, _ramp  # noqa: I001 (tests/ is on the path)
 
 
 def _shipped_config() -> dict:
@@ -282,3 +284,32 @@ def test_goods_declared_lower_away_from_the_main_port_are_port_shopping():
     port_price = model.lookups["port_price"]
     assert set(port_price.items()[0]) <= set(ceecore.fit(table).baselines.tallies["acct_port"].items()[0])
     assert len(port_price) == 4 + 2 + 2 + 20 * 2  # P's four ports, H's two, Q's two, each I's two
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1), st.integers(0, 3), st.floats(0.5, 2.0)),
+                     min_size=1, max_size=120),
+       cut=st.integers(0, 120))
+def test_port_prices_merge_exactly_and_match_the_reference(data, cut):
+    """Random lines of four importers, two products and four ports at random prices:
+    fitted whole or in two parts merged, the port prices are the same, and every line's
+    port_unit_value_low is the plain reference's (to the float32 it is written as)."""
+    rows = [{**_row(f"E{i}", f"I{imp}", ("8471300100", "8471410150")[prod], f"{1001 + 100 * port}", 5.0),
+             "entered_value": round(100 * price, 2)} for i, (imp, prod, port, price) in enumerate(data)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({
+        "weights": {n: 0.9 if n == "port_unit_value_low" else 0.0 for n in indicators.INDICATORS},
+        "thresholds": {"others_min_lines": 1, "port_unit_value_from": 0.5, "port_unit_value_to": 1.5,
+                       "unit_value_low_shortfall": 0.02}})
+    whole = ceecore.fit(table, config=config)
+    parts = [ceecore.fit(part, config=config) for part in (table.slice(0, cut), table.slice(cut)) if part.num_rows]
+    merged = ceecore.merge_models(parts)
+    want = whole.lookups.get("port_price")
+    got = merged.lookups.get("port_price")
+    assert (want is None) == (got is None)
+    if want is not None:
+        assert [a.tolist() for a in want.items()] == [a.tolist() for a in got.items()]
+    reference = Reference(rows, config)
+    scored = ceecore.score(table, whole).lines.to_pylist()
+    for row, line in zip(scored, reference.lines):
+        assert row["port_unit_value_low"] == pytest.approx(reference.strengths(line)["port_unit_value_low"], abs=1e-6)
