@@ -35,10 +35,10 @@ def origin_prices(uv_moments: Tally) -> np.ndarray:
 
 
 def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
-    """Per (account, port) away from the account's main port (where it files the most
-    lines with a unit value; of equal ones the lowest port number): how far below its
-    prices at the main port the account declares the same goods at its other ports,
-    as ``(z * 1e6, gap * 1e6)``.
+    """Per (account, port): how far below its prices at its main port (where it files
+    the most lines with a unit value; of equal ones the lowest port number) the account
+    declares the same goods at its other ports, as ``(z * 1e6, gap * 1e6)``; at the
+    main port itself the other way round, so that the low side reads negative.
 
     Each of the account's products (HTS10 x origin x basis) filed at the main port and
     elsewhere counts: ``d`` the gap of its mean log unit value away from the main port
@@ -47,7 +47,8 @@ def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
     n_away / (n_main + n_away)) / s^2`` (the inverse of d's variance). Over the products:
     ``gap = sum(w d) / sum(w)`` (log units) and ``z = sum(w d) / sqrt(sum(w))``, the
     pooled test of lower prices away from the main port, in standard errors: one test
-    per account, whatever its number of ports or products."""
+    per account, whatever its number of ports or products. Accounts without such a
+    product are left out."""
     _, fields = port_uv.items()
     lines, sums = fields[:, 0], fields[:, 1].astype(float)
     importer, packed = fields[:, 2], fields[:, 3].view(np.uint64)
