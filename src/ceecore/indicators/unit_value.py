@@ -64,23 +64,27 @@ def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
     main_port[places[order][first] // 16384] = places[order][first] % 16384
     at_main = port == main_port[owner]
     # Per account-product: lines and sums at the main port and in all.
-    products, product = np.unique(np.stack([owner.astype(np.uint64), group]), axis=1, return_inverse=True)
-    product = product.ravel()
-    n_main = np.bincount(product, lines * at_main, minlength=products.shape[1])
-    s_main = np.bincount(product, sums * at_main, minlength=products.shape[1])
-    n_all = np.bincount(product, lines, minlength=products.shape[1])
-    s_all = np.bincount(product, sums, minlength=products.shape[1])
-    spread = np.full(products.shape[1], np.nan)
+    order = np.lexsort((group, owner))
+    new = np.r_[True, (owner[order][1:] != owner[order][:-1]) | (group[order][1:] != group[order][:-1])] \
+        if len(order) else np.zeros(0, bool)
+    product = np.empty(len(order), np.int64)
+    product[order] = np.cumsum(new) - 1
+    product_owner, product_group = owner[order][new], group[order][new]
+    n_main = np.bincount(product, lines * at_main, minlength=len(product_owner))
+    s_main = np.bincount(product, sums * at_main, minlength=len(product_owner))
+    n_all = np.bincount(product, lines, minlength=len(product_owner))
+    s_all = np.bincount(product, sums, minlength=len(product_owner))
+    spread = np.full(len(product_owner), np.nan)
     for level in (1, 0):  # the finer level where it has the lines
-        row = norms.index.get(coarser_group(level, products[1]), -1)
+        row = norms.index.get(coarser_group(level, product_group), -1)
         found = (row >= 0) & (norms.lines[np.maximum(row, 0)] >= min_lines)
         spread = np.where(found, norms.spread[np.maximum(row, 0)], spread)
     use = (n_main > 0) & (n_all > n_main) & np.isfinite(spread)
     n, m = n_main[use], n_all[use] - n_main[use]
     d = ((s_all[use] - s_main[use]) / m - s_main[use] / n) / 1e6
     w = n * m / (n + m) / spread[use] ** 2
-    weight = np.bincount(products[0, use].astype(np.int64), w, minlength=len(accounts))
-    pooled = np.bincount(products[0, use].astype(np.int64), w * d, minlength=len(accounts))
+    weight = np.bincount(product_owner[use], w, minlength=len(accounts))
+    pooled = np.bincount(product_owner[use], w * d, minlength=len(accounts))
     judged = weight[owner] > 0
     cells, at = np.unique(combine(ACCT_PORT_TAG, importer[judged], port[judged]), return_inverse=True)
     account = np.zeros(len(cells), np.int64)
