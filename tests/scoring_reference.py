@@ -103,6 +103,7 @@ class Reference:
         hist: dict[tuple, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.moments: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
         self.ap: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        self.ap_port: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])  # (importer, level-0 group, port)
         self.duty: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
         self.origin: dict[tuple, int] = defaultdict(int)
         self.claims: dict[tuple, int] = defaultdict(int)
@@ -127,6 +128,8 @@ class Reference:
                         m[0] += 1; m[1] += micro; m[2] += micro_sq  # noqa: E702
                 a = self.ap[(p["importer"], p["hts10"], p["country"], p["basis"])]
                 a[0] += 1; a[1] += micro; a[2] += micro_sq  # noqa: E702
+                c = self.ap_port[(p["importer"], _groups(p)[0], p["port"])]
+                c[0] += 1; c[1] += micro  # noqa: E702
             d = self.duty[(bool(p["spi"]), p["hts10"], p["country"])]
             d[0] += p["value_cents"]; d[1] += p["duty_cents"]  # noqa: E702
             self.origin[(p["hts6"], p["country"])] += 1
@@ -155,6 +158,7 @@ class Reference:
                           max((_quantile(b, 0.75) - _quantile(b, 0.25)) / 1.349, BIN_WIDTH)) for g, b in hist.items()}
         self._origin_index()
         self._account_norms()
+        self._port_prices()
 
     def _origin_index(self) -> None:
         sums: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -183,6 +187,42 @@ class Reference:
         self.rate_norm = float(np.quantile([per_day[i] for i in big], th["new_importer_quantile"])) if big else 1.0
         self.first_day = min(first for first, _, _ in self.account.values())
 
+    def _port_prices(self) -> None:
+        """Per (importer, port): the z and log gap of the account's prices away from its
+        main port against the same goods there (on the port's side: at the main port,
+        the other way round), each rounded to millionths as the model keeps them."""
+        min_lines = self.config.thresholds["others_min_lines"]
+        by_port: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for (importer, _, port), (n, _) in self.ap_port.items():
+            by_port[importer][port] += n
+        main = {importer: min(ports, key=lambda port: (-ports[port], port)) for importer, ports in by_port.items()}
+        sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # importer -> sum(w), sum(w d)
+        products: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # n and sum at the main port, in all
+        for (importer, group, port), (n, total) in self.ap_port.items():
+            cell = products[(importer, group)]
+            if port == main[importer]:
+                cell[0] += n; cell[1] += total  # noqa: E702
+            cell[2] += n; cell[3] += total  # noqa: E702
+        for (importer, (_, basis, hts, country)), (n, s_main, n_all, s_all) in products.items():
+            spread = math.nan
+            for group in ((0, basis, hts, country), (1, basis, hts, None)):
+                if group in self.norms and self.norms[group][0] >= min_lines:
+                    spread = self.norms[group][2]
+                    break
+            if n == 0 or n_all == n or spread != spread:
+                continue
+            m = n_all - n
+            w = n * m / (n + m) / spread**2
+            sums[importer][0] += w
+            sums[importer][1] += w * ((s_all - s_main) / m - s_main / n) / 1e6
+        self.port_price = {}
+        for importer, ports in by_port.items():
+            weight, pooled = sums.get(importer, (0.0, 0.0))
+            for port in ports if weight > 0 else ():
+                side = -1 if port == main[importer] else 1
+                self.port_price[(importer, port)] = (round(side * pooled / math.sqrt(weight) * 1e6) / 1e6,
+                                                     round(side * pooled / weight * 1e6) / 1e6)
+
     def _norm(self, p: dict[str, Any], own: int, max_level: int, max_own_share: float) -> tuple[float, float, int]:
         for level, group in enumerate(_groups(p)[:max_level + 1]):
             if group in self.norms:
@@ -200,8 +240,7 @@ class Reference:
             s["unit_value_low"] = s["unit_value_outlier"] = 0.0
         else:
             mean = own_s / own_n / 1e6 if own_n else x
-            centre, spread, used = self._norm(p, own_n, 1, 0.5)
-            robust_centre = used == 0
+            centre, spread, used = self._norm(p, own_n, 1, 0.1)
             if centre != centre:
                 for level, group in enumerate(_groups(p)[:2]):
                     n, total, squares = self.moments.get(group, (0, 0, 0))
@@ -223,7 +262,7 @@ class Reference:
             s["unit_value_low"] = min(
                 _ramp(evidence, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
                 _ramp(-size if size == size else None, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
-            if robust_centre and 1 - math.exp(mean - centre) >= th["unit_value_low_shortfall"]:  # sustained, shallow
+            if used == 0 and 1 - math.exp(mean - centre) >= th["unit_value_low_shortfall"]:  # sustained, shallow
                 s["unit_value_low"] = max(s["unit_value_low"], _ramp(evidence, th["unit_value_low_sustained_from"],
                                                                      th["unit_value_low_sustained_to"]))
             median, spread, _ = self._norm(p, 0, 3, 0.25)
@@ -235,6 +274,10 @@ class Reference:
                 s["unit_value_low"] = max(s["unit_value_low"], min(
                     _ramp(z, th["unit_value_low_depth_from"], th["unit_value_low_depth_to"]),
                     _ramp(scatter, th["unit_value_low_scatter_from"], th["unit_value_low_scatter_to"])))
+
+        z, gap = self.port_price.get((p["importer"], p["port"]), (math.nan, math.nan))
+        s["port_unit_value_low"] = _ramp(-z, th["port_unit_value_from"], th["port_unit_value_to"]) \
+            if 1 - math.exp(gap) >= th["unit_value_low_shortfall"] else 0.0
 
         value_cents, duty_cents = self.duty.get((False, p["hts10"], p["country"]), (0, 0))
         peer = duty_cents / value_cents if value_cents > 0 else None

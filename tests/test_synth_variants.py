@@ -262,8 +262,11 @@ def test_detection_tuned_on_default_shapes_measured_on_the_variants():
         if name == "fit+score variants seed 22":  # the issue's bars these shapes reach (were .085 and .214)
             assert recall["transshipment"] >= 0.70 and precision >= 0.20
             # Below the issue's bar (.70), held where it got to: shallow shortfalls sustained
-            # over many lines and a few deep lines in a scattered account (was .287; reached .448).
-            assert recall["undervaluation"] >= 0.42
+            # over many lines and a few deep lines in a scattered account (was .287; reached .448),
+            # then an account too large a part of its product judged against the others' mean
+            # (.556); port shopping in part, by the same goods' prices away from the account's
+            # main port (was .175, reached .400). Measured once, tuned on seeds 7 and 8 only.
+            assert recall["undervaluation"] >= 0.52 and recall["port_shopping"] >= 0.37
             # new_importer weighs a new account's volume by each line's value against its
             # product's mean line: a busy new account's ordinary lines no longer tie at the
             # top (ties were .115) and its bulky lines are found (was .795, reached .836).

@@ -14,8 +14,8 @@ What it holds:
   rates);
 - lines per HTS6 x origin (the national origin mix), and per origin x preference
   program (how often goods from a country claim it);
-- per account and product: lines and the sum of log unit values per origin, first and
-  last day per origin, the earliest origin; per account, manufacturer and heading: the
+- per account and product: lines and the sum of log unit values per origin (and per
+  origin and port), first and last day per origin, the earliest origin; per account, manufacturer and heading: the
   highest duty rate declared, overall and per port, the HTS numbers used, and the lines of
   each number and of the heading, per port and overall;
 - per account: lines per port, first and last day, lines, lines per calendar month.
@@ -51,16 +51,16 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "claims": ("sum",),                    # (origin, program) -> lines; (origin, 0) -> all its lines
     "ap_days": ("min", "max", "sum"),      # (importer, hts10, origin) -> first day, last day, lines
     "ap_earliest": ("min",),               # (importer, hts10) -> first day * 1024 + origin
-    "cls_group_max": ("max",),             # (importer x manufacturer, hts4) -> highest duty rate (bp)
-    "cls_port_max": ("max",),              # (importer x manufacturer, hts4, port) -> highest rate there
-    "cls_hts": ("min",),                   # (importer x manufacturer, hts10) -> its (.., hts4) group key
+    "cls_group_max": ("max", "sum"),       # (importer x manufacturer, hts4) -> highest duty rate (bp), lines
+    "cls_port_max": ("max", "sum"),        # (importer x manufacturer, hts4, port) -> the same at the port
+    "cls_hts": ("min", "sum"),             # (importer x manufacturer, hts10) -> its (.., hts4) group key, lines
     "acct_port": ("sum", "min"),           # (importer, port) -> lines, importer hash
     "acct": ("min", "max", "sum"),         # importer -> first day, last day, lines
     "acct_month": ("sum", "min"),          # (importer, calendar month) -> lines, importer hash
-    "cls_hts_lines": ("sum",),             # (importer x manufacturer, hts10, port) -> lines; without the
-                                           #   port: at all ports
-    "cls_group_lines": ("sum",),           # (importer x manufacturer, hts4, port) -> lines; without the
-                                           #   port: at all ports
+    "cls_hts_lines": ("sum",),             # (importer x manufacturer, hts10, port) -> lines
+    "port_uv": ("sum", "sum", "min", "min"),  # (importer, hts10, origin, basis, port) -> lines, sum of
+                                           #   round(log uv * 1e6), the importer, and its level-0 unit-value
+                                           #   group | port << 50 (so the model can regroup them)
 }
 # What each field may hold, checked when a state is read: "count" >= 0 (lines, cents, a
 # rate in basis points), "day" an entry day of the data contract, "any" any int64 (sums
@@ -68,9 +68,9 @@ TALLIES: dict[str, tuple[str, ...]] = {
 FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "uv_hist": ("count",), "uv_moments": ("count", "any", "count"), "ap_uv": ("count", "any", "count"),
     "duty": ("count", "count"), "origin_lines": ("count",), "claims": ("count",), "ap_days": ("day", "day", "count"),
-    "ap_earliest": ("any",), "cls_group_max": ("count",), "cls_port_max": ("count",), "cls_hts": ("any",),
+    "ap_earliest": ("any",), "cls_group_max": ("count", "count"), "cls_port_max": ("count", "count"), "cls_hts": ("any", "count"),
     "acct_port": ("count", "any"), "acct": ("day", "day", "count"), "acct_month": ("count", "any"),
-    "cls_hts_lines": ("count",), "cls_group_lines": ("count",),
+    "cls_hts_lines": ("count",), "port_uv": ("count", "any", "any", "any"),
 }
 # The unit-value tallies hold level-0 groups (``uv_group``) only, coarser levels being
 # rolled up from them: keys below these bits (histogram keys: the group, then the bin).

@@ -57,8 +57,9 @@ __all__ = ["ACCOUNT_INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "I
 LINE_NUMBERS: tuple[str, ...] = ("log_value", "log_unit_value", "duty_rate", "per_kg")
 # 3: the checksum, and every field checked on load; 4: the classification tallies by port;
 # 5: unit_value_low's thresholds for sustained and scattered shortfalls; 6: new_importer's
-# thresholds for a line's value against its product's mean line.
-MODEL_FORMAT = "ceecore.model/6"
+# thresholds for a line's value against its product's mean line; 7: port_unit_value_low (the
+# port_uv tally, its thresholds).
+MODEL_FORMAT = "ceecore.model/7"
 # The largest model file loaded (checked before reading it): a model fitted on 2M
 # generated lines takes 38 MB, 42 MB with learned trees.
 MAX_MODEL_BYTES = 4 << 30

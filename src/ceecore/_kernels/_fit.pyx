@@ -15,19 +15,19 @@ from cython.parallel cimport prange
 
 from ceecore._kernels._keys cimport (
     ap_day_key, ap_key, acct_port_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key, duty_key,
-    earliest_key,
-    month_key, origin_key, uv_group, ANY_ORIGIN,
+    earliest_key, month_key, origin_key, port_uv_key, uv_group, ANY_ORIGIN,
 )
 from ceecore._kernels._tally cimport Tally, TallyTable, tally_add, tally_prefetch
 
 # The tallies this kernel updates, in the order they are passed.
 FIT_TALLIES = ("uv_hist", "uv_moments", "ap_uv", "duty", "origin_lines", "claims", "ap_days", "ap_earliest",
                "cls_group_max", "cls_port_max", "cls_hts", "acct_port", "acct", "acct_month", "cls_hts_lines",
-               "cls_group_lines")
+               "port_uv")
 
 cdef enum:
     T_UV_HIST, T_UV_MOMENTS, T_AP_UV, T_DUTY, T_ORIGIN, T_CLAIMS, T_AP_DAYS, T_AP_EARLIEST
-    T_CLS_GROUP, T_CLS_PORT, T_CLS_HTS, T_ACCT_PORT, T_ACCT, T_ACCT_MONTH, T_CLS_HTS_LINES, T_CLS_GROUP_LINES
+    T_CLS_GROUP, T_CLS_PORT, T_CLS_HTS, T_ACCT_PORT, T_ACCT, T_ACCT_MONTH, T_CLS_HTS_LINES
+    T_PORT_UV
     N_TALLIES
 
 cdef enum:
@@ -56,8 +56,7 @@ ctypedef struct Lines:
 
 cdef inline void line_keys(const Lines* f, int64_t i, int which, uint64_t* k) noexcept nogil:
     """The key line ``i`` folds into tally ``which`` (``k[0]``), and its second key
-    (origin_lines, claims: the all-origins / all-programs key; cls_hts: its group key;
-    cls_hts_lines, cls_group_lines: the key over all ports)."""
+    (origin_lines, claims: the all-origins / all-programs key; cls_hts: its group key)."""
     cdef int64_t country = f.country[i], hts10 = f.hts10[i]
     cdef uint64_t importer = f.importer[i], maker = f.maker[i]
     if which == T_UV_HIST or which == T_UV_MOMENTS:
@@ -87,18 +86,24 @@ cdef inline void line_keys(const Lines* f, int64_t i, int which, uint64_t* k) no
     elif which == T_ACCT_MONTH:
         k[0] = month_key(importer, f.day[i])
     elif which == T_CLS_HTS_LINES:
-        k[0], k[1] = cls_hts_port_key(maker, hts10, f.port[i]), cls_hts_key(maker, hts10)
+        k[0] = cls_hts_port_key(maker, hts10, f.port[i])
     else:
-        k[0], k[1] = cls_port_key(maker, f.hts4[i], f.port[i]), cls_group_key(maker, f.hts4[i])
+        k[0] = port_uv_key(importer, hts10, country, f.basis[i], f.port[i])
 
 
 cdef inline int fold_line(TallyTable* t, int which, const Lines* f, int64_t i, const uint64_t* k, double log_low,
                           double bin_width, int64_t n_bins) noexcept nogil:
     """Folds line ``i`` into tally ``which`` under its keys ``k``: 0, or the tally's error."""
-    cdef int64_t v[3]
+    cdef int64_t v[4]
     cdef int64_t one = 1, day = f.day[i]
     cdef double x = f.log_uv[i], b
     cdef int rc
+    if which == T_PORT_UV:  # lines with a unit value: lines, sum, the importer, (unit-value group, port) packed
+        if not isfinite(x):
+            return 0
+        v[0], v[1], v[2] = 1, <int64_t>rint(x * 1e6), <int64_t>f.importer[i]
+        v[3] = <int64_t>(uv_group(0, f.basis[i], f.hts10[i], f.country[i]) | ((<uint64_t>f.port[i] & 0x3FFF) << 50))
+        return tally_add(t, k[0], v)
     if which <= T_AP_UV:  # the unit-value tallies: lines with a unit value
         if not isfinite(x):
             return 0
@@ -123,18 +128,13 @@ cdef inline int fold_line(TallyTable* t, int which, const Lines* f, int64_t i, c
     if which == T_AP_EARLIEST:
         v[0] = day * 1024 + f.country[i]
         return tally_add(t, k[0], v)
-    if which <= T_CLS_HTS:  # the classification tallies: lines with a manufacturer
+    if which <= T_CLS_HTS:  # the classification tallies, lines with a manufacturer: (rate or group key, lines)
         if f.maker[i] == 0:
             return 0
-        if which == T_CLS_HTS:
-            v[0] = <int64_t>k[1]
-            return tally_add(t, k[0], v)
-        return tally_add(t, k[0], &f.rate_bp[i])
-    if which >= T_CLS_HTS_LINES:  # lines of a manufacturer's number (or heading) at the port, and at all
-        if f.maker[i] == 0:
-            return 0
-        rc = tally_add(t, k[0], &one)
-        return rc if rc != 0 else tally_add(t, k[1], &one)
+        v[0], v[1] = <int64_t>k[1] if which == T_CLS_HTS else f.rate_bp[i], 1
+        return tally_add(t, k[0], v)
+    if which == T_CLS_HTS_LINES:  # lines of a manufacturer's number at the port
+        return tally_add(t, k[0], &one) if f.maker[i] != 0 else 0
     v[0], v[1] = 1, <int64_t>f.importer[i]  # acct_port, acct_month: lines, and the importer they belong to
     return tally_add(t, k[0], v)
 

@@ -21,7 +21,7 @@ cimport numpy as cnp
 
 from ceecore._kernels._combine cimport combine_row
 from ceecore._kernels._keys cimport (
-    ANY_ORIGIN, ap_day_key, ap_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key, duty_key,
+    ANY_ORIGIN, acct_port_key, ap_day_key, ap_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key, duty_key,
     earliest_key, floor_div, month_key, origin_key, uv_group,
 )
 from ceecore._kernels._tally cimport Tally, TallyTable, tally_find, tally_prefetch
@@ -32,10 +32,10 @@ cnp.import_array()
 # ceecore.indicators names which of these each indicator is and reads).
 INDICATOR_IDS = {name: i for i, name in enumerate((
     "unit_value_low", "unit_value_outlier", "duty_below_peers", "preference_rare", "origin_rare", "origin_switch",
-    "classification_disparity", "port_spread", "new_importer", "volume_surge"))}
+    "classification_disparity", "port_spread", "new_importer", "volume_surge", "port_unit_value_low"))}
 RAW_IDS = {name: i for i, name in enumerate((
     "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share", "origin_share",
-    "effective_ports", "lines_per_day", "month_volume_ratio", "line_value_ratio"))}
+    "effective_ports", "lines_per_day", "month_volume_ratio", "line_value_ratio", "port_unit_value_z"))}
 THRESHOLDS = (
     "unit_value_low_z_from", "unit_value_low_z_to", "unit_value_low_size_from", "unit_value_low_size_to",
     "others_min_lines", "unit_value_outlier_from", "unit_value_outlier_to", "duty_gap_from", "duty_gap_to",
@@ -45,12 +45,12 @@ THRESHOLDS = (
     "surge_min_months", "surge_min_lines", "switch_evidence_from", "switch_evidence_to", "disparity_evidence_from",
     "disparity_evidence_to", "unit_value_low_sustained_from", "unit_value_low_sustained_to", "unit_value_low_shortfall",
     "unit_value_low_scatter_from", "unit_value_low_scatter_to", "unit_value_low_depth_from", "unit_value_low_depth_to",
-    "new_importer_value_from", "new_importer_value_to",
+    "new_importer_value_from", "new_importer_value_to", "port_unit_value_from", "port_unit_value_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
            "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month",
-           "cls_hts_lines", "cls_group_lines")
+           "cls_hts_lines", "cls_hts", "port_price")
 
 # Where a strength's linear rise bends towards 1 (see ramp).
 cdef double BEND_AT = 0.9
@@ -60,12 +60,12 @@ cdef double STAKE_SHARE = 0.01
 
 cdef enum:
     UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER, DUTY_BELOW_PEERS, PREFERENCE_RARE, ORIGIN_RARE, ORIGIN_SWITCH
-    CLASSIFICATION_DISPARITY, PORT_SPREAD, NEW_IMPORTER, VOLUME_SURGE
+    CLASSIFICATION_DISPARITY, PORT_SPREAD, NEW_IMPORTER, VOLUME_SURGE, PORT_UNIT_VALUE_LOW
     N_INDICATORS
 
 cdef enum:
     UNIT_VALUE_Z, ACCOUNT_UNIT_VALUE_Z, NORM_LEVEL, PEER_DUTY_RATE, CLAIM_SHARE, ORIGIN_SHARE, EFFECTIVE_PORTS
-    LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO
+    LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO, PORT_UNIT_VALUE_Z
     N_RAW
 
 cdef enum:
@@ -75,13 +75,13 @@ cdef enum:
     NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
     SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO, DISPARITY_EVIDENCE_FROM, DISPARITY_EVIDENCE_TO
     UV_SUSTAINED_FROM, UV_SUSTAINED_TO, UV_SHORTFALL, UV_SCATTER_FROM, UV_SCATTER_TO, UV_DEPTH_FROM, UV_DEPTH_TO
-    NEW_VALUE_FROM, NEW_VALUE_TO
+    NEW_VALUE_FROM, NEW_VALUE_TO, PORT_UV_FROM, PORT_UV_TO
     N_THRESHOLDS
 
 cdef enum:
     L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
-    L_CLS_HTS_LINES, L_CLS_GROUP_LINES
+    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE
     N_LOOKUPS
     MAX_REASONS = 16
     AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
@@ -207,7 +207,6 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     """unit_value_outlier: the line's unit value against the robust norm of its product;
     unit_value_low: the account's mean for the product against the other accounts'."""
     cdef double median, spread, z, mean, centre, spread2, m, var, robust, size, evidence, strength, scatter
-    cdef bint robust_centre
     cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others
     cdef const int64_t* own
     cdef const int64_t* group
@@ -221,14 +220,14 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
         return
     # The account's mean for the product (from history) against the norm of the same
     # HTS number (and origin, if its lines are enough): the robust median while the
-    # account's own lines are at most half the group, else the other accounts' mean and
-    # spread. HTS6 and HTS4 mix products too different in price to judge an account by.
+    # account's own lines are at most a tenth of the group (more would pull the median
+    # towards its own price and hide a shallow shortfall), else the other accounts' mean
+    # and spread. HTS6 and HTS4 mix products too different in price to judge an account by.
     own = find(c.t[L_AP_UV], ap_key(L.importer, L.hts10, L.country, L.basis))
     if own != NULL:
         count, own_sum, own_sq = own[0], own[1], own[2]
     mean = own_sum / <double>(count if count > 1 else 1) / 1e6 if count > 0 else L.log_uv
-    used = norm_lookup(c, L, count, 1, 0.5, &centre, &spread2)
-    robust_centre = used == 0
+    used = norm_lookup(c, L, count, 1, 0.1, &centre, &spread2)
     for lv in range(2):
         if not isnan(centre):
             break
@@ -255,10 +254,10 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
                    ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
     # A shallow price sustained over many lines: the evidence alone, at a stricter
     # significance, where the account declares at least a material shortfall. Only
-    # against the robust median of the same number and origin: the other accounts' mean
-    # moves with their own schemes' lines (a dearer product declared under this number,
-    # say), and across origins the price index is an average, not this origin's price.
-    if robust_centre and 1.0 - exp(mean - centre) >= c.th[UV_SHORTFALL]:
+    # against the norm of the same number and origin (its robust median, or the other
+    # accounts' mean where the account is too large a part of it): across origins the
+    # price index is an average, not this origin's price.
+    if used == 0 and 1.0 - exp(mean - centre) >= c.th[UV_SHORTFALL]:
         strength = fmax(strength, ramp(evidence, c.th[UV_SUSTAINED_FROM], c.th[UV_SUSTAINED_TO]))
     # A few deep lines among an account's usual ones: an account-product whose lines
     # scatter around their own mean more widely than the product's spread makes likely
@@ -270,6 +269,21 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
         strength = fmax(strength, fmin(ramp(-z, c.th[UV_DEPTH_FROM], c.th[UV_DEPTH_TO]),
                                        ramp(scatter, c.th[UV_SCATTER_FROM], c.th[UV_SCATTER_TO])))
     s[UNIT_VALUE_LOW] = strength
+
+
+cdef inline void port_unit_value_low(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
+    """A line away from its account's main port, where the account declares the same
+    goods lower than at its main port (the pooled z, in standard errors, and log gap of
+    ``port_price``, see ``port_prices`` in ``indicators/unit_value.py``), by a material
+    shortfall."""
+    cdef const int64_t* away = find(c.t[L_PORT_PRICE], acct_port_key(L.importer, L.port))
+    cdef double z
+    if away == NULL:
+        return
+    z = away[0] / 1e6
+    raw[PORT_UNIT_VALUE_Z] = z
+    if 1.0 - exp(away[1] / 1e6) >= c.th[UV_SHORTFALL]:
+        s[PORT_UNIT_VALUE_LOW] = ramp(-z, c.th[PORT_UV_FROM], c.th[PORT_UV_TO])
 
 
 cdef inline void duty_below_peers(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
@@ -339,8 +353,11 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     at this port only, on a share of the heading's lines there too large for none of its
     lines at the other ports to have it by chance."""
     cdef uint64_t group = cls_group_key(L.maker, L.hts4)
-    cdef int64_t group_max = get1(c.t[L_CLS_GROUP_MAX], group, -1)
-    cdef int64_t port_max = get1(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port), -1)
+    cdef const int64_t* heading = find(c.t[L_CLS_GROUP_MAX], group)  # dearest rate, lines
+    cdef const int64_t* heading_port = find(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
+    cdef const int64_t* number = find(c.t[L_CLS_HTS], cls_hts_key(L.maker, L.hts10))  # group key, lines
+    cdef int64_t group_max = heading[0] if heading != NULL else -1
+    cdef int64_t port_max = heading_port[0] if heading_port != NULL else -1
     cdef int64_t numbers = get1(c.t[L_CLS_HTS_COUNT], group, 0)
     cdef int64_t here, everywhere, heading_here, heading_elsewhere
     cdef double gap = 0.0, late, strength
@@ -351,9 +368,9 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     gap = (group_max - port_max) / <double>(group_max if group_max > 1 else 1)
     strength = ramp(gap, 0.0, c.th[DISPARITY_GAP_TO])
     here = get1(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port), 0)
-    everywhere = get1(c.t[L_CLS_HTS_LINES], cls_hts_key(L.maker, L.hts10), 0)
-    heading_here = get1(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port), 0)
-    heading_elsewhere = get1(c.t[L_CLS_GROUP_LINES], group, 0) - heading_here
+    everywhere = number[1] if number != NULL else 0
+    heading_here = heading_port[1] if heading_port != NULL else 0
+    heading_elsewhere = (heading[1] if heading != NULL else 0) - heading_here
     if here > 0 and here == everywhere and here < heading_here and heading_elsewhere > 0:
         # Were the number a share here/heading_here of the heading's lines at every
         # port, none of the lines elsewhere would have it with chance (1 - share) ^
@@ -446,9 +463,11 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
         ahead(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
         ahead(c.t[L_CLS_HTS_COUNT], cls_group_key(L.maker, L.hts4))
         ahead(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port))
-        ahead(c.t[L_CLS_GROUP_LINES], cls_port_key(L.maker, L.hts4, L.port))
+        ahead(c.t[L_CLS_HTS], cls_hts_key(L.maker, L.hts10))
     if c.on[PORT_SPREAD]:
         ahead(c.t[L_EFFECTIVE_PORTS], L.importer)
+    if c.on[PORT_UNIT_VALUE_LOW]:
+        ahead(c.t[L_PORT_PRICE], acct_port_key(L.importer, L.port))
     if c.on[NEW_IMPORTER]:
         ahead(c.t[L_ACCT], L.importer)
     if c.on[VOLUME_SURGE]:
@@ -474,6 +493,8 @@ cdef inline void score_line(const Context* c, const Line* L, double* s, double* 
         raw[j] = NAN
     if c.on[UNIT_VALUE_LOW] or c.on[UNIT_VALUE_OUTLIER]:
         unit_value(c, L, s, raw)
+    if c.on[PORT_UNIT_VALUE_LOW]:
+        port_unit_value_low(c, L, s, raw)
     if c.on[DUTY_BELOW_PEERS]:
         duty_below_peers(c, L, s, raw)
     if c.on[PREFERENCE_RARE]:

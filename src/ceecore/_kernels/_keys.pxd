@@ -17,6 +17,7 @@ cdef enum:
     TAG_CLAIM = 8
     TAG_ACCT_MONTH = 9
     TAG_CLS_HTS_PORT = 10
+    TAG_PORT_UV = 11
 
 cdef enum:
     ANY_ORIGIN = 1023
@@ -30,6 +31,12 @@ cdef inline uint64_t uv_group(int64_t level, int64_t basis, int64_t hts, int64_t
 cdef inline uint64_t ap_key(uint64_t importer, int64_t hts10, int64_t country, int64_t basis) noexcept nogil:
     """(importer, hts10, origin, basis): an account's product from one origin."""
     return key3(TAG_AP, importer, <uint64_t>hts10, <uint64_t>(country * 2 + basis))
+
+
+cdef inline uint64_t port_uv_key(uint64_t importer, int64_t hts10, int64_t country, int64_t basis,
+                                int64_t port) noexcept nogil:
+    """(importer, hts10, origin, basis, port): an account's product from one origin at one port."""
+    return key3(TAG_PORT_UV, importer, <uint64_t>hts10, <uint64_t>(((country * 2 + basis) << 16) | port))
 
 
 cdef inline uint64_t ap_day_key(uint64_t importer, int64_t hts10, int64_t country) noexcept nogil:

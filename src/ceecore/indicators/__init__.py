@@ -24,7 +24,7 @@ from ceecore.indicators.classification import CLASSIFICATION_DISPARITY
 from ceecore.indicators.duty import DUTY_BELOW_PEERS
 from ceecore.indicators.origin import ORIGIN_RARE, ORIGIN_SWITCH
 from ceecore.indicators.preference import PREFERENCE_RARE
-from ceecore.indicators.unit_value import UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER
+from ceecore.indicators.unit_value import PORT_UNIT_VALUE_LOW, UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER
 
 __all__ = ["ACCOUNT_INDICATORS", "INDICATORS", "INDICATOR_RAW_VALUES", "INDICATOR_TALLIES", "RAW_VALUES", "REGISTRY",
            "Indicator", "Lookup", "by_name", "check_thresholds", "lookups", "raw_values", "tallies"]
@@ -40,6 +40,7 @@ REGISTRY: tuple[Indicator, ...] = (
     PORT_SPREAD,
     NEW_IMPORTER,
     VOLUME_SURGE,
+    PORT_UNIT_VALUE_LOW,
 )
 
 INDICATORS: tuple[str, ...] = tuple(indicator.name for indicator in REGISTRY)

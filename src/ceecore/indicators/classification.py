@@ -14,7 +14,8 @@ __all__ = ["CLASSIFICATION_DISPARITY"]
 
 def hts_counts(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """Distinct HTS numbers per (importer x manufacturer, heading)."""
-    unique, counts = np.unique(tallies["cls_hts"].items()[1].view(np.uint64), return_counts=True)
+    unique, counts = np.unique(np.ascontiguousarray(tallies["cls_hts"].items()[1][:, 0]).view(np.uint64),
+                               return_counts=True)
     out = Tally("max")
     out.add(unique, counts.astype(np.int64))
     return {"cls_hts_count": out}
@@ -24,7 +25,7 @@ CLASSIFICATION_DISPARITY = Indicator(
     name="classification_disparity",
     doc="the same importer + manufacturer + heading is declared under a dearer HTS number at other ports (and "
         "none there, or the line's number only here, too often to be chance)",
-    tallies=("cls_group_max", "cls_port_max", "cls_hts", "cls_hts_lines", "cls_group_lines"),
+    tallies=("cls_group_max", "cls_port_max", "cls_hts", "cls_hts_lines"),
     thresholds=("disparity_gap_to", "disparity_evidence_from", "disparity_evidence_to"),
     lookups=hts_counts,
 )

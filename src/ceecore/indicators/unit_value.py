@@ -6,11 +6,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ceecore._kernels._tally import Tally
-from ceecore.baselines import ANY_ORIGIN, MOMENT_LEVELS, TALLIES, Norms, roll_up, uv_group
+from ceecore._kernels._tally import Tally, combine
+from ceecore.baselines import ANY_ORIGIN, MOMENT_LEVELS, TALLIES, Norms, coarser_group, roll_up, uv_group
 from ceecore.indicators.base import Indicator, Lookup
 
-__all__ = ["UNIT_VALUE_LOW", "UNIT_VALUE_OUTLIER"]
+__all__ = ["PORT_UNIT_VALUE_LOW", "UNIT_VALUE_LOW", "UNIT_VALUE_OUTLIER"]
+
+ACCT_PORT_TAG = 7  # TAG_ACCT_PORT of _kernels/_keys.pxd: port_price is keyed as acct_port is
 
 
 def origin_prices(uv_moments: Tally) -> np.ndarray:
@@ -32,6 +34,69 @@ def origin_prices(uv_moments: Tally) -> np.ndarray:
     return np.bincount(slot, weight * gap, minlength=2048) / np.maximum(np.bincount(slot, weight, minlength=2048), 1)
 
 
+def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
+    """Per (account, port): how far below its prices at its main port (where it files
+    the most lines with a unit value; of equal ones the lowest port number) the account
+    declares the same goods at its other ports, as ``(z * 1e6, gap * 1e6)``; at the
+    main port itself the other way round, so that the low side reads negative.
+
+    Each of the account's products (HTS10 x origin x basis) filed at the main port and
+    elsewhere counts: ``d`` the gap of its mean log unit value away from the main port
+    to its mean there, in the product's spread ``s`` (its norm at HTS10 x origin, or
+    HTS10 where that group has fewer than ``min_lines`` lines), weighed ``w = (n_main *
+    n_away / (n_main + n_away)) / s^2`` (the inverse of d's variance). Over the products:
+    ``gap = sum(w d) / sum(w)`` (log units) and ``z = sum(w d) / sqrt(sum(w))``, the
+    pooled test of lower prices away from the main port, in standard errors: one test
+    per account, whatever its number of ports or products. Accounts without such a
+    product are left out."""
+    _, fields = port_uv.items()
+    lines, sums = fields[:, 0], fields[:, 1].astype(float)
+    importer, packed = fields[:, 2], fields[:, 3].view(np.uint64)
+    group = packed & np.uint64((1 << 50) - 1)
+    port = (packed >> np.uint64(50)).astype(np.int64)
+    accounts, owner = np.unique(importer, return_inverse=True)
+    # The main port: the most lines (then the lowest port), per account.
+    places, place = np.unique(owner * 16384 + port, return_inverse=True)
+    place_lines = np.bincount(place, lines, minlength=len(places))
+    order = np.lexsort((places % 16384, -place_lines, places // 16384))
+    first = np.r_[True, np.diff(places[order] // 16384) != 0] if len(order) else np.zeros(0, bool)
+    main_port = np.full(len(accounts), -1)
+    main_port[places[order][first] // 16384] = places[order][first] % 16384
+    at_main = port == main_port[owner]
+    # Per account-product: lines and sums at the main port and in all.
+    order = np.lexsort((group, owner))
+    new = np.r_[True, (owner[order][1:] != owner[order][:-1]) | (group[order][1:] != group[order][:-1])] \
+        if len(order) else np.zeros(0, bool)
+    product = np.empty(len(order), np.int64)
+    product[order] = np.cumsum(new) - 1
+    product_owner, product_group = owner[order][new], group[order][new]
+    n_main = np.bincount(product, lines * at_main, minlength=len(product_owner))
+    s_main = np.bincount(product, sums * at_main, minlength=len(product_owner))
+    n_all = np.bincount(product, lines, minlength=len(product_owner))
+    s_all = np.bincount(product, sums, minlength=len(product_owner))
+    spread = np.full(len(product_owner), np.nan)
+    for level in (1, 0):  # the finer level where it has the lines
+        row = norms.index.get(coarser_group(level, product_group), -1)
+        found = (row >= 0) & (norms.lines[np.maximum(row, 0)] >= min_lines)
+        spread = np.where(found, norms.spread[np.maximum(row, 0)], spread)
+    use = (n_main > 0) & (n_all > n_main) & np.isfinite(spread)
+    n, m = n_main[use], n_all[use] - n_main[use]
+    d = ((s_all[use] - s_main[use]) / m - s_main[use] / n) / 1e6
+    w = n * m / (n + m) / spread[use] ** 2
+    weight = np.bincount(product_owner[use], w, minlength=len(accounts))
+    pooled = np.bincount(product_owner[use], w * d, minlength=len(accounts))
+    judged = weight[owner] > 0
+    cells, at = np.unique(combine(ACCT_PORT_TAG, importer[judged], port[judged]), return_inverse=True)
+    account = np.zeros(len(cells), np.int64)
+    account[at] = owner[judged]
+    side = np.ones(len(cells))  # away from the main port: as measured; at it, the other way round
+    side[at] = np.where(at_main[judged], -1.0, 1.0)
+    out = Tally("min", "min")
+    out.add(cells, np.stack([np.round(side * pooled[account] / np.sqrt(weight[account]) * 1e6),
+                             np.round(side * pooled[account] / weight[account] * 1e6)], axis=1).astype(np.int64))
+    return out
+
+
 def unit_value_lookups(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """The robust norms per unit-value group at every level (from the histograms), and,
     where the moments were fitted, their rolled-up sums and each origin's price index."""
@@ -42,6 +107,8 @@ def unit_value_lookups(tallies: Mapping[str, Tally], thresholds: Mapping[str, fl
         moments = Tally(*TALLIES["uv_moments"])
         moments.add(*roll_up(*tallies["uv_moments"].items(), levels=MOMENT_LEVELS))
         out.update(uv_moments=moments, origin_price=origin_prices(moments))
+    if "port_uv" in tallies:
+        out["port_price"] = port_prices(tallies["port_uv"], norms, thresholds["others_min_lines"])
     return out
 
 
@@ -66,5 +133,16 @@ UNIT_VALUE_LOW = Indicator(
                 "others_min_lines", "unit_value_low_sustained_from", "unit_value_low_sustained_to",
                 "unit_value_low_shortfall", "unit_value_low_scatter_from", "unit_value_low_scatter_to",
                 "unit_value_low_depth_from", "unit_value_low_depth_to"),
+    lookups=unit_value_lookups,
+)
+
+PORT_UNIT_VALUE_LOW = Indicator(
+    name="port_unit_value_low",
+    doc="away from its main port the account declares the same goods (HTS10 x origin) at lower prices than at "
+        "its main port, by a material shortfall and too consistently to be chance: the shipments it routes through "
+        "ports where it expects less scrutiny",
+    tallies=("uv_hist", "port_uv"),
+    raw=("port_unit_value_z",),
+    thresholds=("port_unit_value_from", "port_unit_value_to", "unit_value_low_shortfall", "others_min_lines"),
     lookups=unit_value_lookups,
 )
