@@ -72,24 +72,35 @@ class Lines:
 
     @classmethod
     def read(cls, path: Path) -> Lines:
+        """The tallies of a ``lines.parquet``, read a batch at a time for the columns needed."""
         names = _parquet_names(path)
         for column in ("center", "score"):
             if column not in names:
                 raise ContractError(str(path), "no such column: not the lines a run scored", column)
-        out = cls()
-        if "scheme" in names:  # the generator's truth: every line is labelled
-            out.label, out.revenue = "scheme", "duty_lost" if "duty_lost" in names else None
-        elif "violation" in names:  # inspection outcomes: only inspected lines are labelled
-            out.label, out.revenue = "violation", "revenue_recovered" if "revenue_recovered" in names else None
+        out = cls.for_columns(names)
         wanted = ["center", "score"] + [c for c in (out.label, out.revenue, "inspected") if c and c in names]
-        parts = []
-        for chunk in open_sources(path, columns=wanted)[1]:
-            part = out._add(pa.table(chunk.batch))
-            if part is not None:
+        return out.update(pa.table(chunk.batch) for chunk in open_sources(path, columns=wanted)[1])
+
+    @classmethod
+    def for_columns(cls, names: Sequence[str]) -> Lines:
+        """Empty tallies for lines with these columns: labelled by the generator's
+        ``scheme`` where there (every line), else by ``violation`` (inspected lines)."""
+        if "scheme" in names:
+            return cls(label="scheme", revenue="duty_lost" if "duty_lost" in names else None)
+        if "violation" in names:
+            return cls(label="violation", revenue="revenue_recovered" if "revenue_recovered" in names else None)
+        return cls()
+
+    def update(self, batches: Iterable[pa.Table]) -> Lines:
+        """Adds batches of lines, in order (the labelled lines keep it: it breaks ties)."""
+        parts = [] if self.labelled is None else [self.labelled]
+        for batch in batches:
+            part = self._add(batch)
+            if part is not None and part.num_rows:
                 parts.append(part)
-        if parts and sum(p.num_rows for p in parts):
-            out.labelled = pa.concat_tables(parts)
-        return out
+        if parts:
+            self.labelled = pa.concat_tables(parts)
+        return self
 
     def _add(self, batch: pa.Table) -> pa.Table | None:
         """Tallies one batch; returns its labelled lines."""
