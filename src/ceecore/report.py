@@ -222,7 +222,7 @@ class Charts:
         self._figure, self._canvas = _pyplot_parts()
         self._count = 0
 
-    def svg(self, draw: Any, size: tuple[float, float], label: str, margin: float = 0.15) -> str:
+    def svg(self, draw: Any, size: tuple[float, float], label: str) -> str:
         import matplotlib
 
         self._count += 1
@@ -232,8 +232,8 @@ class Charts:
             figure = self._figure(figsize=size)
             self._canvas(figure)
             width, height = size  # fixed margins, in inches (a layout engine would double the time)
-            figure.subplots_adjust(left=0.62 / width, right=1 - margin / width, bottom=0.5 / height,
-                                   top=1 - 0.12 / height, wspace=0.45)
+            figure.subplots_adjust(left=0.62 / width, right=1 - 0.15 / width, bottom=0.5 / height,
+                                   top=1 - 0.25 / height, wspace=0.62 / 1.3)
             draw(figure)
             buffer = io.StringIO()
             figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
@@ -279,30 +279,26 @@ class Charts:
         return self.svg(draw, (5.6, 2.4), "lift curve")
 
     def trends(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
-        """A Center's monthly series: lines and entered value, duty rate, inspection rate."""
-        panels = [[m for m in ("lines", "entered_value") if m in series]] + \
-                 [[m] for m in ("duty_rate", "inspection_rate") if m in series]
-        panels = [p for p in panels if p]
-
+        """A Center's monthly series, a small panel each: lines, entered value, duty rate,
+        inspection rate (those there)."""
         def draw(figure: Any) -> None:
-            axes = np.atleast_1d(figure.subplots(1, len(panels)))
-            for ax, measures in zip(axes, panels):
-                for k, measure in enumerate(measures):
-                    target = ax if k == 0 else ax.twinx()
-                    months, values = series[measure]
-                    color = ("#3b6ea8", "#c27c0e")[k]
-                    target.plot(months, values, color=color, marker="o", markersize=2, linewidth=1)
-                    target.set_ylabel(measure.replace("_", " "), color=color)
-                    target.tick_params(axis="x", labelsize=6)
-                    target.xaxis.set_major_formatter(_month_format)
-                    if k == 1:
-                        target.spines["right"].set_visible(True)
-        return self.svg(draw, (7.2, 2.5), "monthly trends", margin=0.6)
+            axes = np.atleast_1d(figure.subplots(1, len(series))).ravel()
+            for ax, (measure, (months, values)) in zip(axes, series.items()):
+                ax.plot(months, values, color="#3b6ea8", marker="o", markersize=2, linewidth=1)
+                ax.set_title(measure.replace("_", " "), fontsize=8)
+                ax.set_xticks(months[::max(1, (len(months) + 2) // 3)])
+                ax.xaxis.set_major_formatter(_month_format)
+                ax.tick_params(axis="x", labelsize=6.5)
+                if measure == "entered_value":
+                    ax.yaxis.set_major_formatter(lambda value, _: _money(value).replace(" ", ""))
+                else:
+                    ax.yaxis.get_major_formatter().set_useOffset(False)
+        return self.svg(draw, (1.9 * len(series) + 0.3, 2.0), "monthly trends")
 
 
 def _month_format(value: float, _: Any) -> str:
-    """A date axis tick as year-month (matplotlib's dates are days since 1970)."""
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(round(value)))).strftime("%Y-%m")
+    """A date axis tick as month and year (matplotlib's dates are days since 1970)."""
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(round(value)))).strftime("%b %y")
 
 
 def gains(scores: np.ndarray, y: np.ndarray, revenue: np.ndarray | None, points: int = 120) -> dict[str, np.ndarray]:
@@ -724,7 +720,7 @@ dt { font-size: .78rem; color: var(--muted); } dd { margin: 0; font-size: 1.1rem
 .table { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .82rem; margin: .3rem 0; }
 th, td { text-align: left; padding: .22rem .45rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
-th { background: var(--band); font-weight: 600; } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: var(--band); font-weight: 600; } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 figure { margin: .4rem 0 .8rem; } figcaption { font-size: .8rem; }
 svg.chart { display: block; max-width: 100%; height: auto; }
