@@ -563,8 +563,9 @@ class _Page:
         auc = "–" if m["auc"] is None else f"{m['auc']:.3f}"
         summary = (f"{_count(m['lines'])} {what}, {_count(m['violations'])} positive "
                    f"(rate {_fraction(m['violation_rate'])}); AUC {auc}.")
-        return (f'<p class="note">{_e(summary)}</p>' + _table(head, body, numeric=range(1, len(head)))
-                + _figure(self.charts.lift(curve), "Share found against share of lines reviewed (log scale)."))
+        return (f'<p class="note">{_e(summary)}</p><div class="pair">' + _table(head, body, numeric=range(1, len(head)))
+                + _figure(self.charts.lift(curve), "Share found against share of lines reviewed (log scale).")
+                + "</div>")
 
     def _trends(self, code: str) -> str:
         trends = self.run.trends
@@ -724,6 +725,8 @@ th { background: var(--band); font-weight: 600; } td.n, th.n { text-align: right
 tbody tr:nth-child(even) { background: #fafbfc; }
 figure { margin: .4rem 0 .8rem; } figcaption { font-size: .8rem; }
 svg.chart { display: block; max-width: 100%; height: auto; }
+.pair { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
+.pair > .table { flex: 1 1 22rem; } .pair > figure { flex: 0 1 34rem; margin-top: .3rem; }
 footer { margin-top: 3rem; font-size: .8rem; }
 @media print {
   body { max-width: none; padding: 0; font-size: 10pt; }
