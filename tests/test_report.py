@@ -76,6 +76,11 @@ def full(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     worklist = pq.read_table(path / "worklist.parquet")
     wids = [HOSTILE if i == original else i for i in worklist.column("importer_id").to_pylist()]
     pq.write_table(worklist.set_column(4, "importer_id", pa.array(wids)), path / "worklist.parquet")
+    rejects = pq.read_table(path / "rejects.parquet")
+    hts = ["8511100000", "8511.10.00", "not a code", None]
+    rejected = {name: pa.array([None] * len(hts), field.type) for name, field in zip(rejects.schema.names, rejects.schema)}
+    rejected.update(reason=pa.array(["bad_entry_date"] * len(hts)), hts_code=pa.array(hts, pa.large_string()))
+    pq.write_table(pa.table(rejected, schema=rejects.schema), path / "rejects.parquet")
     pq.write_table(_uniformity(), path / "uniformity.parquet")
     trends, shifts = _trends()
     pq.write_table(trends, path / "trends.parquet")
@@ -185,7 +190,7 @@ def test_one_section_per_center_with_its_charts_and_no_outside_reference(demo_pa
     assert "NOT SIGNIFICANT" not in page
 
 
-def test_the_files_other_jobs_add_show_in_each_center(full_page: str) -> None:
+def test_the_files_other_jobs_add_show_in_each_center(full: Path, full_page: str) -> None:
     page = full_page
     outline = _outline(page)
     for k, code in enumerate(CODES, 1):
@@ -196,6 +201,10 @@ def test_the_files_other_jobs_add_show_in_each_center(full_page: str) -> None:
         assert "Eligible for expedited release" in section
         assert outline.sections[f"center-{k}"]["svg"] >= 3  # scores, lift, trends
     assert "NOT SIGNIFICANT" not in page and "NOT FLAGGED" not in page
+    last = dt.date.fromisoformat(json.loads((full / "summary.json").read_text())["model"]["last_date"])
+    home = list(CODES).index(CenterMap.default().center_of("8511100000", last)) + 1
+    for k in range(1, len(CODES) + 1):  # the rejected rows with a readable HTS number count for its Center
+        assert f"<dt>rejected rows</dt><dd>{2 if k == home else 0}</dd>" in page.split(f'id="center-{k}"')[1]
     for note in ("No trends.parquet", "No uniformity.parquet", "no facilitation tier"):
         assert note not in page
 
@@ -320,7 +329,7 @@ def browser():  # type: ignore[no-untyped-def]
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
                     "apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install '.[test]')")
+    from selenium import webdriver  # (in the test extra)
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
