@@ -217,6 +217,28 @@ def test_hostile_text_from_the_data_is_escaped(full_page: str) -> None:
     assert not [a for t, a in _outline(page).tags if t in ("script", "img")]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=4))
+def test_any_text_in_a_table_reads_back_as_itself_and_makes_no_tag(cells: list[str]) -> None:
+    from ceecore.report import _table
+
+    page = _table(["a"] * len(cells), [cells])
+    parser = _Outline()
+    texts: list[str] = []
+    parser.handle_data = texts.append  # type: ignore[method-assign]
+    parser.feed(page)
+    parser.close()
+    assert {t for t, _ in parser.tags} <= {"div", "table", "thead", "tbody", "tr", "th", "td"}
+    assert "".join(texts) == "a" * len(cells) + "".join(cells)
+
+
+def test_a_hand_edited_summary_does_not_stop_the_report(demo: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(demo, run)
+    (run / "summary.json").write_text(json.dumps({"model": "?", "lines_scored": "many", "rejects_by_reason": [1]}))
+    assert "many" in report(run)
+
+
 def test_the_detection_numbers_are_those_of_evaluate(demo: Path) -> None:
     """Read a batch at a time, the labelled lines give what evaluate gives on the file."""
     lines = Lines.read(demo / "lines.parquet")

@@ -393,7 +393,8 @@ class _Page:
         rejects = self.run.rejects
         if "hts_code" not in rejects.column_names or rejects.num_rows == 0:
             return {}
-        on = _date(self.run.summary.get("model", {}).get("last_date")) or dt.date.today()
+        model = self.run.summary.get("model")
+        on = _date(model.get("last_date") if isinstance(model, dict) else None) or dt.date.today()
         counts = pc.value_counts(rejects.column("hts_code").combine_chunks())
         centers = CenterMap.default()
         out: dict[str, int] = {}
@@ -659,7 +660,9 @@ def _more(total: int, where: str) -> str:
 
 
 def _count(value: Any) -> str:
-    return "–" if value is None else f"{int(value):,}"
+    if isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value):
+        return f"{int(value):,}"
+    return "–" if value is None else str(value)  # (a summary.json edited by hand)
 
 
 def _money(value: Any) -> str:
