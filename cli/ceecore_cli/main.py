@@ -30,6 +30,7 @@ from ceecore.centers import CenterMap, load_overrides
 from ceecore.evaluate import evaluate
 from ceecore.io import OutputSet, atomic_path, check_outputs, output_format, write_table
 from ceecore.privacy import KEY_ENV, Pseudonymiser
+from ceecore.report import write_report
 from ceecore.schema import ColumnMapping
 
 PROGRESS_MIN_LINES = 500_000
@@ -451,6 +452,23 @@ def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenu
                                   max_reject_share=max_reject_share, pseudonyms=pseudonyms)
     if not quiet:
         _run_report(summary, show_ids=show_ids or pseudonyms is not None)
+
+
+@cli.command("report")
+@click.argument("directory", type=_ReadPath(exists=True, file_okay=False))
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The report (one self-contained HTML file).")
+@click.option("--hide-ids", is_flag=True, help="Leave importer ids out (they may be SSNs or EINs).")
+def report_command(directory: str, output: str, hide_ids: bool) -> None:
+    """One HTML page from the DIRECTORY that 'ceecore run' wrote: a section per Center with
+    its key figures, worklist, riskiest accounts, score distribution and, where there,
+    detection, trends, uniformity findings and accounts eligible for expedited release."""
+    with _usage_errors():
+        if Path(output).suffix.lower() not in (".html", ".htm"):
+            raise ValueError(f"{output}: the report is HTML: name it .html")
+        check_outputs({"-o": output}, (directory,))
+        path = write_report(directory, output, hide_ids=hide_ids)
+    click.echo(f"report -> {path}")
 
 
 def _run_report(summary: ceecore.RunSummary, top: int = 3, show_ids: bool = False) -> None:
