@@ -23,6 +23,7 @@ from ceecore.pipeline import (  # noqa: E402
 from ceecore.privacy import Pseudonymiser  # noqa: E402
 from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
 from ceecore.scoring import Model, Scorer, ScoringConfig, load_model  # noqa: E402
+from ceecore.uniformity import Uniformity, uniformity  # noqa: E402
 
 __all__ = [
     "AccountBook",
@@ -43,6 +44,7 @@ __all__ = [
     "RunSummary",
     "Scorer",
     "ScoringConfig",
+    "Uniformity",
     "consolidate",
     "evaluate",
     "fit",
@@ -52,4 +54,5 @@ __all__ = [
     "run",
     "run_consolidation",
     "score",
+    "uniformity",
 ]

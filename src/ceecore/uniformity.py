@@ -1,0 +1,740 @@
+"""Uniformity across ports: identical activity, different treatment (``ceecore uniformity``).
+
+A Center judges the same goods the same way at every port. For each Center and each
+group of identical activity (HTS10 x origin; HTS6 x origin; the Center's goods as a
+whole) :class:`Uniformity` compares every port's lines with the same group's lines at
+all the other ports:
+
+- declared (HTS10 and HTS6 groups): the effective duty rate, the share of lines
+  claiming a preference, the unit value (HTS10 only: other goods are not comparable),
+  and the HTS10 numbers used within the HTS6 subheading (``hts_mix``);
+- decided, where the outcome columns exist (every level): the inspection rate, the
+  violation finding rate among inspected lines, the revenue recovered per inspected line.
+
+Tests, each two-sided unless said: rates by Fisher's exact test (conditional on the
+margins; the two-sided p-value is twice the smaller one-sided tail, a valid and
+conservative choice that needs no search of the support); distributions (duty rate,
+unit value, revenue) by the Mann-Whitney rank test on exact histograms, with the tie
+correction and a continuity correction; the mix by a one-sided Fisher test of the
+port's most over-represented HTS10 number, Bonferroni-corrected over the group's
+numbers. Benjamini-Hochberg controls the false discovery rate over all rows.
+
+Lines are the unit of every test: lines of one importer move together, so a port with
+one large importer can differ for reasons of that importer (see the README).
+
+The state is exact and mergeable: integer counts and sums per (Center, HTS10, origin,
+port) and exact histograms of binned values, so the rank tests run on merged state;
+any batching, thread count or merge order gives the same state and the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ceecore._checks import json_metadata
+from ceecore.accounts import Intake
+from ceecore.centers import CenterMap
+from ceecore.fields import line_fields
+
+__all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "Uniformity", "bh", "fisher_two_sided",
+           "fisher_greater", "rank_test", "uniformity"]
+
+LEVELS: tuple[str, ...] = ("center", "hts6", "hts10")
+MEASURES: tuple[str, ...] = ("duty_rate", "preference_share", "unit_value", "hts_mix", "inspection_rate",
+                             "violation_rate", "revenue_per_inspected")
+# A comparison needs this many lines (for the decided rates: of the measure's own
+# denominator, inspected lines for the violation rate) at the port and at the others.
+MIN_LINES = 20
+FORMAT = "ceecore.uniformity/1"
+
+RESULT_SCHEMA = pa.schema([
+    ("center", pa.string()), ("level", pa.string()), ("hts", pa.string()), ("origin", pa.string()),
+    ("port", pa.string()), ("measure", pa.string()), ("port_value", pa.float64()), ("other_value", pa.float64()),
+    ("effect", pa.float64()), ("port_lines", pa.int64()), ("other_lines", pa.int64()), ("p_value", pa.float64()),
+    ("q_value", pa.float64()), ("finding", pa.string()),
+])
+
+# The state: one row per (key, field, bin) with its count or sum. Sums of cents are kept
+# as two fields (the high bits and the low 24 bits of each line's amount), so that no
+# sum can overflow 64 bits; log unit values are summed in millionths.
+KEYS = ("center", "hts", "origin", "port")
+COUNTS = ("lines", "claimed", "flagged", "inspected", "judged", "violations", "assessed", "revenue_hi",
+          "revenue_lo", "value_hi", "value_lo", "duty_hi", "duty_lo", "uv_lines0", "uv_log0", "uv_lines1", "uv_log1")
+HISTOGRAMS = ("duty_rate", "unit_value0", "unit_value1", "revenue")  # (unit value per unit / per kg)
+_F = {name: i for i, name in enumerate(COUNTS + HISTOGRAMS)}
+_H0 = len(COUNTS)
+STATE_SCHEMA = pa.schema([("center", pa.int16()), ("hts", pa.int64()), ("origin", pa.int16()), ("port", pa.int16()),
+                          ("field", pa.int8()), ("bin", pa.int32()), ("value", pa.int64())])
+_SPLIT = 24                          # cents = hi << 24 | lo
+_MAX_CENTS = 10**14                  # $1e12 a line, the contract's limit (revenue is clipped to it)
+_LOG_STEP = np.log(1.05)             # unit value and revenue bins: 5% apart
+_RATE_BIN_BP = 10                    # duty rate bins: 0.1 percentage point
+_MAX_BIN = 1 << 20
+_LOG_SCALE = 1e6                     # log unit values summed in millionths
+
+
+class Uniformity:
+    """Exact, mergeable state of port-by-port activity (see the module docstring).
+
+    :meth:`update` folds in an ingested batch (the one parse every job shares), from any
+    thread; :meth:`merge` adds another state; :meth:`result` is the comparison table.
+    ``centers`` is the map the intakes were parsed with (their Center indices are kept
+    as the Centers' codes, so states of different maps with the same codes merge).
+    """
+
+    def __init__(self, centers: CenterMap | None = None) -> None:
+        self.centers = centers or CenterMap.default()
+        self._codes = np.array([int(code) for code in self.centers.codes], np.int16)
+        self._done = _empty()
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ updating
+
+    def update(self, intake: Intake) -> None:
+        """Folds in the accepted lines of one ingested batch (thread-safe)."""
+        part = self._rows(intake)
+        with self._lock:
+            self._pending.append(part)
+            self._pending_rows += part.num_rows
+            if self._pending_rows > max(1 << 20, self._done.num_rows):
+                self._compact()
+
+    def merge(self, other: Uniformity) -> None:
+        """Adds another state's lines (exact: any order gives the same state)."""
+        table = other.to_arrow()
+        with self._lock:
+            self._pending.append(table.replace_schema_metadata(None))
+            self._pending_rows += table.num_rows
+
+    def _compact(self) -> None:
+        self._done = _sum_rows(pa.concat_tables([self._done, *self._pending]))
+        self._pending, self._pending_rows = [], 0
+
+    def _rows(self, intake: Intake) -> pa.Table:
+        """A batch's lines as state rows (summed per key, field and bin)."""
+        f = line_fields(intake)
+        keep = f.center >= 0  # lines of no Center (chapters 98, 99) are judged by none
+        n = int(keep.sum())
+        center = self._codes[f.center[keep]]
+        key = {"center": center, "hts": f.hts10[keep], "origin": f.country[keep].astype(np.int16),
+               "port": f.port[keep].astype(np.int16)}
+        flagged, inspected, judged, violation, assessed, revenue = _decisions(intake, f.rows[keep])
+        value, duty = f.value_cents[keep], f.duty_cents[keep]
+        log_uv, basis = f.log_uv[keep], f.basis[keep]
+        has_uv = np.isfinite(log_uv)
+        milli = np.where(has_uv, np.rint(np.nan_to_num(log_uv) * _LOG_SCALE), 0).astype(np.int64)
+        counts = {
+            "lines": np.ones(n, np.int64), "claimed": (f.spi[keep] != 0).astype(np.int64),
+            "flagged": flagged, "inspected": inspected, "judged": judged, "violations": violation,
+            "assessed": assessed, "revenue_hi": revenue >> _SPLIT, "revenue_lo": revenue & ((1 << _SPLIT) - 1),
+            "value_hi": value >> _SPLIT, "value_lo": value & ((1 << _SPLIT) - 1),
+            "duty_hi": duty >> _SPLIT, "duty_lo": duty & ((1 << _SPLIT) - 1),
+            "uv_lines0": (has_uv & (basis == 0)).astype(np.int64), "uv_log0": np.where(basis == 0, milli, 0),
+            "uv_lines1": (has_uv & (basis == 1)).astype(np.int64), "uv_log1": np.where(basis == 1, milli, 0),
+        }
+        parts = [_long(key, np.full(n, _F[name], np.int8), np.zeros(n, np.int32), values)
+                 for name, values in counts.items()]
+        rate_bin = np.minimum(f.rate_bp[keep] // _RATE_BIN_BP, _MAX_BIN).astype(np.int32)
+        parts.append(_long(key, np.full(n, _F["duty_rate"], np.int8), rate_bin, np.ones(n, np.int64)))
+        uv_bin = np.clip(np.floor(np.nan_to_num(log_uv) / _LOG_STEP), -_MAX_BIN, _MAX_BIN).astype(np.int32)
+        for b in (0, 1):
+            take = has_uv & (basis == b)
+            parts.append(_long(key, np.full(n, _F[f"unit_value{b}"], np.int8), uv_bin, np.ones(n, np.int64), take))
+        rev_bin = np.where(revenue > 0, 1 + np.floor(np.log(np.maximum(revenue, 1)) / _LOG_STEP), 0).astype(np.int32)
+        parts.append(_long(key, np.full(n, _F["revenue"], np.int8), rev_bin, np.ones(n, np.int64), assessed == 1))
+        return _sum_rows(pa.concat_tables(parts))
+
+    # ------------------------------------------------------------ state
+
+    def to_arrow(self) -> pa.Table:
+        """The state as a table (:data:`STATE_SCHEMA`), sorted, zeros left out."""
+        with self._lock:
+            self._compact()
+            return self._done.replace_schema_metadata({b"ceecore.uniformity": json.dumps({"format": FORMAT}).encode()})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table, centers: CenterMap | None = None) -> Uniformity:
+        """Rebuilds a state from :meth:`to_arrow` output. The table is untrusted: its form,
+        each key's fields given once, every code, bin and count in range, and each key's
+        counts consistent (no more inspected lines than lines, histograms adding up to
+        their counts) are checked."""
+        meta = json_metadata(table.schema.metadata, b"ceecore.uniformity")
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        if found != FORMAT:
+            raise ValueError(f"not a ceecore uniformity state of format {FORMAT} (found {str(found)[:40]!r})")
+        if table.column_names != STATE_SCHEMA.names or any(table.column(c).null_count for c in STATE_SCHEMA.names):
+            raise ValueError(f"uniformity state must have non-null columns {', '.join(STATE_SCHEMA.names)}")
+        try:
+            table = table.cast(STATE_SCHEMA)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"uniformity state columns of the wrong type: {exc}") from exc
+        state = cls(centers)
+        _check_state(table)
+        state._done = _sum_rows(table)
+        return state
+
+    # ------------------------------------------------------------ comparisons
+
+    def result(self, min_lines: int = MIN_LINES) -> pa.Table:
+        """Every testable comparison (:data:`RESULT_SCHEMA`), sorted by q-value, then
+        p-value (then by Center, level, HTS, origin, port and measure)."""
+        if min_lines < 2:
+            raise ValueError("min_lines must be at least 2")
+        state = _Pivot(self.to_arrow())
+        levels = [_compare(state, level, min_lines) for level in LEVELS]
+        offset = np.cumsum([0] + [len(found["p"]) for found in levels])
+        for found, start in zip(levels, offset):
+            found["violation_row"] = np.where(found["violation_row"] >= 0, found["violation_row"] + start, -1)
+        rows = {name: np.concatenate([found[name] for found in levels]) for name in levels[0]}
+        rows["q"] = bh(rows["p"])
+        order = np.lexsort((rows["measure"], rows["port"], rows["origin"], rows["hts"], rows["level"], rows["center"],
+                            rows["p"], rows["q"]))
+        return _table(rows, order, {int(c.code): c.name for c in self.centers.centers})
+
+
+# ---------------------------------------------------------------- reading a batch
+
+
+def _decisions(intake: Intake, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per line (0/1): a known inspection flag, inspected, a known finding among the
+    inspected, a violation found, a known revenue among the inspected; and the revenue
+    recovered in cents (0 where unknown; clipped to $1e12).
+
+    A line is inspected where its ``inspected`` flag says so; in an input without that
+    column, where its violation is known (an outcome is known only for inspected lines).
+    """
+    batch = intake.canonical
+    names = batch.schema.names
+    n = len(rows)
+    take = pa.array(rows)
+
+    def column(name: str) -> tuple[np.ndarray, np.ndarray]:  # (known, value) per line
+        if name not in names:
+            return np.zeros(n, bool), np.zeros(n)
+        values = batch.column(name).take(take)
+        known = values.is_valid().to_numpy(zero_copy_only=False)
+        filled = values.fill_null(False if pa.types.is_boolean(values.type) else 0)
+        return known, np.asarray(filled.to_numpy(zero_copy_only=False), np.float64)
+
+    known_flag, flag = column("inspected")
+    known_violation, violation = column("violation")
+    known_revenue, revenue = column("revenue_recovered")
+    if "inspected" in names:
+        flagged, inspected = known_flag, known_flag & (flag > 0)
+    else:
+        flagged = np.full(n, "violation" in names)
+        inspected = known_violation.copy()
+    judged = inspected & known_violation
+    assessed = inspected & known_revenue & np.isfinite(revenue) & (revenue >= 0)
+    cents = np.where(assessed, np.rint(np.clip(np.nan_to_num(revenue), 0, _MAX_CENTS / 100) * 100), 0)
+    as_int = [a.astype(np.int64) for a in (flagged, inspected, judged, judged & (violation > 0), assessed)]
+    return (*as_int, cents.astype(np.int64))
+
+
+def _long(key: dict[str, np.ndarray], field: np.ndarray, bins: np.ndarray, values: np.ndarray,
+          where: np.ndarray | None = None) -> pa.Table:
+    columns = {**key, "field": field, "bin": bins, "value": values}
+    if where is not None:
+        columns = {k: v[where] for k, v in columns.items()}
+    return pa.table({name: pa.array(columns[name], STATE_SCHEMA.field(name).type) for name in STATE_SCHEMA.names})
+
+
+def _empty() -> pa.Table:
+    return STATE_SCHEMA.empty_table()
+
+
+def _sum_rows(table: pa.Table) -> pa.Table:
+    """Rows summed per (key, field, bin), zeros dropped, sorted: one canonical form."""
+    names = STATE_SCHEMA.names[:-1]
+    summed = table.group_by(names, use_threads=False).aggregate([("value", "sum")])
+    summed = summed.rename_columns([*names, "value"]) if summed.column_names[-1] != "value" else summed
+    summed = summed.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
+    summed = summed.filter(pa.compute.not_equal(summed.column("value"), 0))
+    return summed.sort_by([(name, "ascending") for name in names])
+
+
+def _check_state(table: pa.Table) -> None:
+    """Refuses a state whose codes, bins or counts are out of range or inconsistent."""
+    c = {name: table.column(name).to_numpy() for name in STATE_SCHEMA.names}
+    digits, number = c["hts"] & 15, c["hts"] >> 4
+    bad = [
+        ((c["center"] < 0) | (c["center"] > 999)).any() and "a Center code outside 000-999",
+        ((digits < 6) | (digits > 10) | (number < 0) | (number >= 10 ** np.clip(digits, 0, 18))).any()
+        and "an HTS number that is not 6 to 10 digits",
+        ((c["origin"] < 0) | (c["origin"] >= 26 * 26)).any() and "an origin that is not two letters",
+        ((c["port"] < 0) | (c["port"] > 9999)).any() and "a port code that is not four digits",
+        ((c["field"] < 0) | (c["field"] >= len(_F))).any() and "an unknown field",
+        ((c["field"] < _H0) & (c["bin"] != 0)).any() and "a bin on a count",
+        (np.abs(c["bin"]) > _MAX_BIN).any() and "a bin out of range",
+        ((c["value"] < 0) & (c["field"] != _F["uv_log0"]) & (c["field"] != _F["uv_log1"])).any()
+        and "a negative count",
+    ]
+    problems = [b for b in bad if b]
+    if problems:
+        raise ValueError(f"uniformity state holds {problems[0]}")
+    cells = table.select(STATE_SCHEMA.names[:-1])
+    if cells.group_by(cells.column_names).aggregate([]).num_rows != table.num_rows:
+        raise ValueError("uniformity state holds a key's field twice")
+    pivot = _Pivot(table)
+    k = pivot.counts
+    hist = {name: pivot.histogram_totals(name) for name in HISTOGRAMS}
+    if ((k[:, _F["claimed"]] > k[:, _F["lines"]]) | (k[:, _F["flagged"]] > k[:, _F["lines"]])
+            | (k[:, _F["inspected"]] > k[:, _F["flagged"]]) | (k[:, _F["judged"]] > k[:, _F["inspected"]])
+            | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["inspected"]])
+            | (k[:, _F["uv_lines0"]] + k[:, _F["uv_lines1"]] > k[:, _F["lines"]])).any():
+        raise ValueError("uniformity state holds inconsistent counts (say, more inspected lines than lines)")
+    if ((hist["duty_rate"] != k[:, _F["lines"]]) | (hist["unit_value0"] != k[:, _F["uv_lines0"]])
+            | (hist["unit_value1"] != k[:, _F["uv_lines1"]]) | (hist["revenue"] != k[:, _F["assessed"]])).any():
+        raise ValueError("uniformity state holds histograms that do not add up to their counts")
+    if (k.astype(np.float64) > 2.0**62).any():
+        raise ValueError("uniformity state holds counts or sums past 62 bits")
+
+
+class _Pivot:
+    """The state as arrays: the distinct keys, their counts (keys x :data:`COUNTS`) and
+    their histogram rows (key index, histogram, bin, count)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        c = {name: table.column(name).to_numpy() for name in STATE_SCHEMA.names}
+        packed = (c["center"].astype(np.int64) << 50) ^ (c["hts"] << 14) ^ c["port"].astype(np.int64)
+        # (the origin goes in a second word: the HTS number, its length, the port and the Center fill the first)
+        order = np.lexsort((c["origin"], packed))
+        c = {k: v[order] for k, v in c.items()}
+        packed = packed[order]
+        first = np.r_[True, (packed[1:] != packed[:-1]) | (c["origin"][1:] != c["origin"][:-1])] if len(packed) else \
+            np.zeros(0, bool)
+        key = np.cumsum(first) - 1
+        self.center, self.hts = c["center"][first].astype(np.int64), c["hts"][first]
+        self.origin, self.port = c["origin"][first].astype(np.int64), c["port"][first].astype(np.int64)
+        self.counts = np.zeros((int(first.sum()), len(COUNTS)), np.int64)
+        is_count = c["field"] < _H0
+        self.counts[key[is_count], c["field"][is_count]] = c["value"][is_count]
+        self.hist_key, self.hist_field = key[~is_count], c["field"][~is_count].astype(np.int64) - _H0
+        self.hist_bin, self.hist_count = c["bin"][~is_count].astype(np.int64), c["value"][~is_count]
+
+    def __len__(self) -> int:
+        return len(self.center)
+
+    def cents(self, name: str) -> np.ndarray:
+        return self.counts[:, _F[f"{name}_hi"]].astype(np.float64) * 2.0**_SPLIT + self.counts[:, _F[f"{name}_lo"]]
+
+    def histogram_totals(self, name: str) -> np.ndarray:
+        mine = self.hist_field == HISTOGRAMS.index(name)
+        return np.bincount(self.hist_key[mine], self.hist_count[mine].astype(np.float64), minlength=len(self)) \
+            .astype(np.int64)
+
+
+# ---------------------------------------------------------------- the comparisons
+
+
+def _groups(state: _Pivot, level: str) -> np.ndarray:
+    """Each key's group at ``level`` as one int64: the Center, and the HTS number at the
+    level with the origin (a 6-10 digit number * 16 is below 2^38)."""
+    if level == "center":
+        return state.center.copy()
+    hts = state.hts if level == "hts10" else _prefix(state.hts, int(level[3:]))
+    return (state.center << 52) | (hts << 10) | state.origin
+
+
+def _prefix(hts: np.ndarray, digits: int) -> np.ndarray:
+    """The first ``digits`` digits of HTS numbers (in the same number * 16 + length form)."""
+    number, length = hts >> 4, hts & 15
+    return (number // 10 ** np.maximum(length - digits, 0)) * 16 + digits
+
+
+def _add_rows(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact integer sums of ``values``' rows per ``index``."""
+    out = np.zeros((n, values.shape[1]), np.int64)
+    np.add.at(out, index, values)
+    return out
+
+
+class _Cells:
+    """The keys of the state grouped at a level: ``cell`` (a port of a group) per key,
+    each cell's ``group``, and the counts of each cell (``mine``) and of the same group
+    at the other ports (``other``)."""
+
+    def __init__(self, state: _Pivot, level: str) -> None:
+        self.state, self.level = state, level
+        groups, self.g = np.unique(_groups(state, level), return_inverse=True)
+        self.n_groups = len(groups)
+        cells, self.cell = np.unique(self.g * 10000 + state.port, return_inverse=True)
+        self.n = len(cells)
+        self.group = cells // 10000
+        self.mine = _add_rows(self.cell, state.counts, self.n)
+        self.other = self.in_group(self.mine) - self.mine
+
+    def in_group(self, per_cell: np.ndarray) -> np.ndarray:
+        """Per cell, the sum over its group's cells."""
+        if per_cell.ndim == 1:
+            return np.bincount(self.group, per_cell, minlength=self.n_groups)[self.group]
+        return _add_rows(self.group, per_cell, self.n_groups)[self.group]
+
+    def numbers(self) -> np.ndarray:
+        """Per cell, how many HTS numbers its group's lines were declared under."""
+        pairs = np.unique(np.c_[self.g, self.state.hts], axis=0)[:, 0]
+        return np.bincount(pairs, minlength=self.n_groups)[self.group]
+
+    def rows(self, found: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rows of comparisons (per ``found["cell"]``) with their Center, group and port."""
+        at = found.pop("cell")
+        any_key = np.zeros(self.n, np.int64)
+        any_key[self.cell[::-1]] = np.arange(len(self.cell))[::-1]
+        key = any_key[at]
+        s = self.state
+        found["center"], found["port"] = s.center[key], s.port[key]
+        found["level"] = np.full(len(at), LEVELS.index(self.level))
+        if self.level == "center":
+            found["hts"], found["origin"] = np.full(len(at), -1), np.full(len(at), -1)
+        else:
+            found["hts"] = _prefix(s.hts[key], int(self.level[3:]))
+            found["origin"] = s.origin[key]
+        # An inspection row also tells the port's violation finding rate (same cell), if compared.
+        violation = found["measure"] == MEASURES.index("violation_rate")
+        where = np.full(self.n, -1)
+        where[at[violation]] = np.flatnonzero(violation)
+        found["violation_row"] = np.where(found["measure"] == MEASURES.index("inspection_rate"), where[at], -1)
+        return found
+
+
+class _Rows:
+    """The comparisons of one level, gathered measure by measure (per cell: a port of a group)."""
+
+    def __init__(self, n_cells: int, min_lines: int, use: np.ndarray | None = None) -> None:
+        self.n, self.min_lines, self.use = n_cells, min_lines, use
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def add(self, measure: str, p: np.ndarray, port_value: np.ndarray, other_value: np.ndarray,
+            effect: np.ndarray, n1: np.ndarray, n2: np.ndarray, detail: np.ndarray | None = None) -> None:
+        """Keeps the cells with enough lines on both sides and a p-value (a testable difference)."""
+        take = (n1 >= self.min_lines) & (n2 >= self.min_lines) & np.isfinite(p)
+        if self.use is not None:
+            take &= self.use
+        at = np.flatnonzero(take)
+        self.parts.append({"cell": at, "measure": np.full(len(at), MEASURES.index(measure)), "p": p[at],
+                           "port_value": port_value[at], "other_value": other_value[at], "effect": effect[at],
+                           "port_lines": n1[at], "other_lines": n2[at],
+                           "detail": (detail[at] if detail is not None else np.full(len(at), -1))})
+
+    def rate(self, measure: str, a: np.ndarray, n1: np.ndarray, b: np.ndarray, n2: np.ndarray) -> None:
+        """A rate (``a`` of ``n1`` lines at the port, ``b`` of ``n2`` at the others), by Fisher's test."""
+        testable = (n1 >= self.min_lines) & (n2 >= self.min_lines) & (a + b > 0) & (a + b < n1 + n2)
+        p = np.full(self.n, np.nan)
+        p[testable] = fisher_two_sided(a[testable], n1[testable], a[testable] + b[testable],
+                                       n1[testable] + n2[testable])
+        mine, theirs = a / np.maximum(n1, 1), b / np.maximum(n2, 1)
+        self.add(measure, p, mine, theirs, mine / theirs, n1, n2)
+
+    def table(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate([part[name] for part in self.parts]) for name in self.parts[0]}
+
+
+def _compare(state: _Pivot, level: str, min_lines: int) -> dict[str, np.ndarray]:
+    """Every port against the other ports at one level."""
+    c = _Cells(state, level)
+    # A subheading declared under one HTS10 number only would repeat that number's rows.
+    rows = _Rows(c.n, min_lines, c.numbers() > 1 if level == "hts6" else None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        money = {name: np.bincount(c.cell, state.cents(name), minlength=c.n) for name in ("value", "duty", "revenue")}
+        others = {name: c.in_group(m) - m for name, m in money.items()}
+        hist_cell = c.cell[state.hist_key]
+
+        def rate(measure: str, hits: str, lines: str) -> None:
+            rows.rate(measure, c.mine[:, _F[hits]], c.mine[:, _F[lines]], c.other[:, _F[hits]], c.other[:, _F[lines]])
+
+        def ranked(measure: str, which: np.ndarray, port_value: np.ndarray, other_value: np.ndarray) -> None:
+            p, effect, n1, n2 = rank_test(hist_cell[which], c.group, state.hist_bin[which], state.hist_count[which])
+            rows.add(measure, p, port_value, other_value, effect, n1, n2)
+
+        if level != "center":
+            duty = state.hist_field == HISTOGRAMS.index("duty_rate")
+            ranked("duty_rate", duty, 100 * money["duty"] / money["value"], 100 * others["duty"] / others["value"])
+            rate("preference_share", "claimed", "lines")
+        if level == "hts10":
+            _unit_values(c, hist_cell, ranked)
+        if level == "hts6":
+            _mix(c, rows)
+        rate("inspection_rate", "inspected", "flagged")
+        rate("violation_rate", "violations", "judged")
+        revenue = state.hist_field == HISTOGRAMS.index("revenue")
+        ranked("revenue_per_inspected", revenue, money["revenue"] / 100 / c.mine[:, _F["assessed"]],
+               others["revenue"] / 100 / c.other[:, _F["assessed"]])
+    return c.rows(rows.table())
+
+
+def _unit_values(c: _Cells, hist_cell: np.ndarray, ranked: Callable[..., None]) -> None:
+    """Unit values of identical goods (HTS10 x origin), in the basis most of the group's
+    lines have (per unit of quantity, else per kg): geometric means, by rank test."""
+    basis = np.where(c.in_group(c.mine[:, _F["uv_lines0"]]) >= c.in_group(c.mine[:, _F["uv_lines1"]]), 0, 1)
+
+    def pick(counts: np.ndarray, name: str) -> np.ndarray:
+        return np.where(basis == 0, counts[:, _F[f"{name}0"]], counts[:, _F[f"{name}1"]]).astype(np.float64)
+
+    port_value = np.exp(pick(c.mine, "uv_log") / pick(c.mine, "uv_lines") / _LOG_SCALE)
+    other_value = np.exp(pick(c.other, "uv_log") / pick(c.other, "uv_lines") / _LOG_SCALE)
+    field = np.where(basis[hist_cell] == 0, HISTOGRAMS.index("unit_value0"), HISTOGRAMS.index("unit_value1"))
+    ranked("unit_value", c.state.hist_field == field, port_value, other_value)
+
+
+def _mix(c: _Cells, rows: _Rows) -> None:
+    """The HTS10 numbers used within a subheading (HTS6 x origin): per port, its most
+    over-represented number by a one-sided Fisher test, Bonferroni over the subheading's
+    numbers (the finding names the number)."""
+    s = c.state
+    pairs, pair = np.unique(np.c_[c.cell, s.hts], axis=0, return_inverse=True)  # (cell, number)
+    a = np.bincount(pair.ravel(), s.counts[:, _F["lines"]], minlength=len(pairs)).astype(np.int64)
+    p_cell, p_number = pairs[:, 0], pairs[:, 1]
+    p_group = c.group[p_cell]
+    numbers, number = np.unique(np.c_[p_group, p_number], axis=0, return_inverse=True)  # (group, number)
+    k = np.bincount(number.ravel(), a, minlength=len(numbers)).astype(np.int64)[number.ravel()]
+    lines = c.mine[:, _F["lines"]]
+    n1, n = lines[p_cell], c.in_group(lines).astype(np.int64)[p_cell]
+    k_group = np.bincount(numbers[:, 0], minlength=c.n_groups)[p_group]
+    over = (a * n > n1 * k) & (k < n)
+    p = np.ones(len(pairs))
+    p[over] = fisher_greater(a[over], n1[over], k[over], n[over])
+    p = np.minimum(1.0, p * k_group)
+    # Per cell, the number with the smallest p (ties: the lower number).
+    order = np.lexsort((p_number, p, p_cell))
+    first = order[np.r_[True, p_cell[order][1:] != p_cell[order][:-1]]]
+    best = np.full(c.n, -1)
+    best[p_cell[first]] = first
+    b = np.maximum(best, 0)
+    tested = (best >= 0) & over[b]
+    share, other_share = a[b] / np.maximum(n1[b], 1), (k[b] - a[b]) / np.maximum(n[b] - n1[b], 1)
+    rows.add("hts_mix", np.where(tested, p[b], np.nan), share, other_share, share / other_share, n1[b],
+             n[b] - n1[b], p_number[b])
+
+
+def rank_test(cell: np.ndarray, group: np.ndarray, bins: np.ndarray, counts: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Mann-Whitney test of each cell (a port) against the rest of its group (the
+    other ports), on histograms: rows of (``cell``, bin, count); ``group[c]`` is cell
+    c's group. Returns per cell the two-sided p-value (normal approximation with the tie
+    correction and a continuity correction; NaN where every value ties), the effect
+    ``U / (n1 n2)`` (the chance that a port's line is above another port's, ties
+    counting half: 0.5 is no difference) and the lines on each side."""
+    n_cells = len(group)
+    n1 = np.zeros(n_cells)
+    if len(cell) == 0:
+        nan = np.full(n_cells, np.nan)
+        return nan, nan, n1.astype(np.int64), n1.astype(np.int64)
+    b = bins.astype(np.int64) - int(bins.min())
+    width = int(b.max()) + 1
+    cb, at = np.unique(cell.astype(np.int64) * width + b, return_inverse=True)  # (cell, bin), sorted
+    c_count = np.bincount(at, counts.astype(np.float64))
+    c_cell, c_bin = cb // width, cb % width
+    gb, gat = np.unique(group[c_cell] * width + c_bin, return_inverse=True)    # (group, bin), sorted
+    total = np.bincount(gat, c_count)
+    g_group = gb // width
+    below_total = _below(g_group, total)[gat]
+    below_mine = _below(c_cell, c_count)
+    others_below, others_at = below_total - below_mine, total[gat] - c_count
+    n_groups = int(group.max()) + 1
+    u = np.bincount(c_cell, c_count * (others_below + 0.5 * others_at), minlength=n_cells)
+    n1 = np.bincount(c_cell, c_count, minlength=n_cells)
+    big_n = np.bincount(g_group, total, minlength=n_groups)[group]
+    ties = np.bincount(g_group, total**3 - total, minlength=n_groups)[group]
+    n2 = big_n - n1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = n1 * n2 / 12 * ((big_n + 1) - ties / (big_n * (big_n - 1)))
+        z = np.maximum(np.abs(u - n1 * n2 / 2) - 0.5, 0) / np.sqrt(var)
+        p = np.where((var > 0) & (n1 > 0) & (n2 > 0), np.minimum(1.0, 2 * _normal_sf(z)), np.nan)
+        effect = u / (n1 * n2)
+    return p, effect, n1.astype(np.int64), n2.astype(np.int64)
+
+
+def _below(segment: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row, the sum of the rows before it in its segment (rows sorted by segment)."""
+    run = np.cumsum(values)
+    start = np.searchsorted(segment, segment, side="left")
+    return run - values - (run[start] - values[start])
+
+
+# ---------------------------------------------------------------- exact tests
+
+
+def _scipy_special() -> Any:
+    try:
+        import scipy.special
+    except ImportError as exc:  # pragma: no cover (the extra installs it)
+        raise ImportError("uniformity needs scipy: pip install 'ceecore[uniformity]'") from exc
+    return scipy.special
+
+
+def _normal_sf(z: np.ndarray) -> np.ndarray:
+    return _scipy_special().ndtr(-z)
+
+
+def _log_pmf(x: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """log P(X = x) for X hypergeometric: ``n1`` draws from ``n`` lines of which ``k`` hit."""
+    gammaln = _scipy_special().gammaln
+
+    def log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return gammaln(a + 1.0) - gammaln(b + 1.0) - gammaln(a - b + 1.0)
+
+    return log_choose(k, x) + log_choose(n - k, n1 - x) - log_choose(n, n1)
+
+
+def _tail(x: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """P(X >= x) where ``upper``, else P(X <= x), for X hypergeometric(n, k, n1).
+
+    Summed from x outward, each term from the last by the pmf's ratio, all tails at
+    once; x must lie on the side of the tail it sums (at or beyond the mean), so the
+    ratios fall and a tail stops once what it could still add is below 1e-13 of its sum
+    (the pmf is log-concave: the ratios only fall further)."""
+    x, n1, k, n = (np.asarray(v, np.float64) for v in (x, n1, k, n))
+    lo, hi = np.maximum(0.0, n1 + k - n), np.minimum(n1, k)
+    total, term, at = np.ones(len(x)), np.ones(len(x)), x.copy()
+    active = np.flatnonzero(np.where(upper, at < hi, at > lo))
+    while len(active):
+        y, up = at[active], upper[active]
+        a, b, c = n1[active], k[active], n[active]
+        ratio = np.where(up, (b - y) * (a - y) / ((y + 1) * (c - b - a + y + 1)),
+                         y * (c - b - a + y) / ((b - y + 1) * (a - y + 1)))
+        term[active] *= ratio
+        total[active] += term[active]
+        at[active] += np.where(up, 1.0, -1.0)
+        y = at[active]
+        ended = np.where(up, y >= hi[active], y <= lo[active])
+        ended |= (ratio < 1) & (term[active] * ratio <= 1e-13 * total[active] * (1 - ratio))
+        active = active[~ended]
+    return np.minimum(1.0, np.exp(_log_pmf(x, n1, k, n)) * total)
+
+
+def fisher_greater(a: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """One-sided Fisher exact p-value P(X >= a): ``a`` hits in ``n1`` lines at the port,
+    ``k`` hits in ``n`` lines in all; ``a`` at or above its expectation ``n1 k / n``."""
+    return _tail(a, n1, k, n, np.ones(len(a), bool))
+
+
+def fisher_two_sided(a: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Two-sided Fisher exact p-value: twice the one-sided tail on the side of ``a``
+    (at most 1). Conservative: P(p <= alpha) <= alpha, each tail being exact."""
+    a, n1, k, n = (np.asarray(v, np.int64) for v in (a, n1, k, n))
+    return np.minimum(1.0, 2 * _tail(a, n1, k, n, a * n >= n1 * k))
+
+
+def bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) of ``p``."""
+    m = len(p)
+    if m == 0:
+        return np.zeros(0)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(adjusted, 1.0)
+    return q
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _hts_text(hts: int) -> str:
+    return str(hts >> 4).zfill(hts & 15) if hts >= 0 else ""
+
+
+def _origin_text(origin: int) -> str:
+    return chr(65 + origin // 26) + chr(65 + origin % 26) if origin >= 0 else ""
+
+
+def _table(rows: dict[str, np.ndarray], order: np.ndarray, names: dict[int, str]) -> pa.Table:
+    """The rows in ``order`` as :data:`RESULT_SCHEMA`, each with its finding in words."""
+    r = {name: values[order] for name, values in rows.items()}
+    position = np.empty(len(order), np.int64)
+    position[order] = np.arange(len(order))
+    ref = np.where(r["violation_row"] >= 0, position[np.maximum(r["violation_row"], 0)], -1)
+    center = [f"{c:03d}" for c in r["center"].tolist()]
+    hts = [_hts_text(h) for h in r["hts"].tolist()]
+    origin = [_origin_text(o) for o in r["origin"].tolist()]
+    port = [f"{p:04d}" for p in r["port"].tolist()]
+    measure = [MEASURES[m] for m in r["measure"].tolist()]
+    detail = [_hts_text(d) for d in r["detail"].tolist()]
+    level = [LEVELS[v] for v in r["level"].tolist()]
+    columns = {"port_value": r["port_value"], "other_value": r["other_value"], "effect": r["effect"],
+               "port_lines": r["port_lines"], "other_lines": r["other_lines"], "p_value": r["p"], "q_value": r["q"]}
+    values = {k: v.tolist() for k, v in columns.items()}
+    findings = []
+    for i in range(len(order)):
+        subject = f"{names.get(int(r['center'][i]), 'Center ' + center[i])} goods" if level[i] == "center" else \
+            f"HTS {hts[i]} from {origin[i]}"
+        context = None
+        if ref[i] >= 0:
+            j = int(ref[i])
+            same = values["q_value"][j] >= 0.05
+            context = (f"violations found at {'the same rate' if same else 'a different rate'} "
+                       f"({values['port_value'][j]:.1%} vs {values['other_value'][j]:.1%} of inspected lines)")
+        findings.append(_finding(measure[i], port[i], subject, {k: v[i] for k, v in values.items()}, detail[i],
+                                 context))
+    table = {"center": center, "level": level, "hts": hts, "origin": origin, "port": port, "measure": measure,
+             **columns, "finding": findings}
+    return pa.table({name: pa.array(table[name], RESULT_SCHEMA.field(name).type) for name in RESULT_SCHEMA.names})
+
+
+def _times(ratio: float) -> str:
+    if ratio == float("inf"):
+        return "where the other ports never do"
+    return f"{ratio:.1f}x as often as the other ports" if ratio >= 0.1 else f"{ratio:.2f}x as often as the other ports"
+
+
+def _finding(measure: str, port: str, subject: str, v: dict[str, Any], number: str, context: str | None) -> str:
+    """One comparison in plain words."""
+    mine, theirs, n1, n2 = v["port_value"], v["other_value"], v["port_lines"], v["other_lines"]
+    lines = f"{n1:,} vs {n2:,} lines"
+    if measure == "inspection_rate":
+        text = (f"Port {port} inspects {subject} {_times(v['effect'])} ({mine:.1%} vs {theirs:.1%} of "
+                f"{n1:,} vs {n2:,} lines)")
+        return text + (f"; {context}" if context else "")
+    if measure == "violation_rate":
+        return (f"Port {port} finds violations on {mine:.1%} of inspected lines of {subject} vs {theirs:.1%} at the "
+                f"other ports ({n1:,} vs {n2:,} inspected lines)")
+    if measure == "revenue_per_inspected":
+        return (f"Port {port} recovers ${mine:,.2f} per inspected line of {subject} vs ${theirs:,.2f} at the other "
+                f"ports ({n1:,} vs {n2:,} inspected lines)")
+    if measure == "duty_rate":
+        return (f"Port {port}: {subject} declared at an effective duty rate of {mine:.2f}% vs {theirs:.2f}% at the "
+                f"other ports ({lines})")
+    if measure == "preference_share":
+        return (f"Port {port}: a preference claimed on {mine:.1%} of {subject} lines vs {theirs:.1%} at the other "
+                f"ports ({lines})")
+    if measure == "unit_value":
+        return (f"Port {port}: {subject} declared at a unit value of ${mine:,.2f} vs ${theirs:,.2f} at the other ports "
+                f"(geometric means; {lines})")
+    return (f"Port {port} declares {subject} as HTS {number} on {mine:.1%} of its lines vs {theirs:.1%} at the "
+            f"other ports ({lines})")
+
+
+# ---------------------------------------------------------------- the job
+
+
+def uniformity(source: Any, *, mapping: Any = None, centers: CenterMap | None = None, threads: int | None = None,
+               rejects: Any = None, stats: Any = None, progress: Callable[[int], None] | None = None,
+               on_start: Callable[[int | None], None] | None = None, max_reject_share: float | None = None,
+               outputs: Any = None, pseudonyms: Any = None, min_lines: int = MIN_LINES) -> pa.Table:
+    """The uniformity table (:data:`RESULT_SCHEMA`) of the lines of ``source`` (paths or
+    Arrow data), read once; options as for :func:`ceecore.fit` (``stats``, an
+    :class:`~ceecore.IntakeStats`, gets the read's counts)."""
+    from ceecore._threads import resolve_threads
+    from ceecore.fields import SCORING_COLUMNS
+    from ceecore.io import check_outputs, output_set
+    from ceecore.pipeline import IntakeStats, Reading, _listed, _parse_only, _RejectSink
+    from ceecore.schema import ColumnMapping
+
+    check_outputs({"the rejects file": rejects}, _listed(source))
+    centers = centers or CenterMap.default()
+    state = Uniformity(centers)
+    reading = Reading(source, mapping or ColumnMapping(), resolve_threads(threads), progress, on_start,
+                      max_reject_share, pseudonyms)
+    with output_set(outputs) as into, _RejectSink(rejects, into) as sink:
+        for _ in reading.each(SCORING_COLUMNS, _parse_only(centers), state.update,
+                              stats if stats is not None else IntakeStats(), sink):
+            pass
+    return state.result(min_lines)
