@@ -536,19 +536,22 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--file-rows", type=click.IntRange(1), help="Rows per file when OUTPUT is a dataset directory.")
 @click.option("--truth", type=click.Path(dir_okay=False), help="Also write the ground truth per account (Parquet).")
 @_variants_option
+@click.option("--disparities", is_flag=True,
+              help="Plant two port disparities (a port inspecting one Center's goods 5x as often; a port taking a "
+                   "dutiable product in at no duty), found by 'ceecore uniformity'.")
 @_threads_option
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="A .parquet, .csv(.gz) or .arrow file, or else a directory of Parquet files.")
 @_quiet_option
 def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: dt.datetime | None, seed: int,
              scheme_rates: tuple[str, ...], inspect_share: float | None, dirty: int, batch_rows: int,
-             file_rows: int | None, truth: str | None, variants: bool, threads: int | None, output: str,
-             quiet: bool) -> None:
+             file_rows: int | None, truth: str | None, variants: bool, disparities: bool, threads: int | None,
+             output: str, quiet: bool) -> None:
     """Generate realistic entry lines with labelled risk schemes (synthetic, known truth)."""
     rates = _scheme_rates(scheme_rates)
     with _usage_errors():
         params: dict[str, Any] = {"lines": lines, "accounts": accounts, "seed": seed, "scheme_rates": rates, "dirty": dirty,
-                                  "variants": variants}
+                                  "variants": variants, "disparities": disparities}
         params.update({k: v.date() for k, v in (("start", start), ("end", end)) if v is not None})
         if inspect_share is not None:
             params["inspect_share"] = inspect_share
@@ -571,6 +574,9 @@ def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: d
             click.echo(f"  {name:<20} {count:>12,} lines ({count / max(lines, 1):.2%})")
         if dirty:
             click.echo(f"  {'contract-breaking':<20} {dirty:>12,} rows")
+        for row in written.world.disparities().to_pylist():
+            click.echo(f"  disparity: {row['measure']} at port {row['port']}, Center {row['center']}"
+                       + (f", HTS {row['hts']}" if row["hts"] else ""))
         click.echo(f"lines -> {output}")
         if truth:
             click.echo(f"truth -> {truth}")

@@ -5,8 +5,9 @@ group of identical activity (HTS10 x origin; HTS6 x origin; the Center's goods a
 whole) :class:`Uniformity` compares every port's lines with the same group's lines at
 all the other ports:
 
-- declared (HTS10 and HTS6 groups): the effective duty rate, the share of lines
-  claiming a preference, the unit value (HTS10 only: other goods are not comparable),
+- declared (HTS10 and HTS6 groups): the effective duty rate of the lines claiming no
+  preference (a claim's duty is 0 by right; the claims are compared on their own), the
+  share of lines claiming a preference, the unit value (HTS10 only: other goods are not comparable),
   and the HTS10 numbers used within the HTS6 subheading (``hts_mix``);
 - decided, where the outcome columns exist (every level): the inspection rate, the
   violation finding rate among inspected lines, the revenue recovered per inspected line.
@@ -127,12 +128,13 @@ class Uniformity:
         key = {"center": center, "hts": f.hts10[keep], "origin": f.country[keep].astype(np.int16),
                "port": f.port[keep].astype(np.int16)}
         flagged, inspected, judged, violation, assessed, revenue = _decisions(intake, f.rows[keep])
-        value, duty = f.value_cents[keep], f.duty_cents[keep]
+        claimed = f.spi[keep] != 0
+        value, duty = np.where(claimed, 0, f.value_cents[keep]), np.where(claimed, 0, f.duty_cents[keep])
         log_uv, basis = f.log_uv[keep], f.basis[keep]
         has_uv = np.isfinite(log_uv)
         milli = np.where(has_uv, np.rint(np.nan_to_num(log_uv) * _LOG_SCALE), 0).astype(np.int64)
         counts = {
-            "lines": np.ones(n, np.int64), "claimed": (f.spi[keep] != 0).astype(np.int64),
+            "lines": np.ones(n, np.int64), "claimed": claimed.astype(np.int64),
             "flagged": flagged, "inspected": inspected, "judged": judged, "violations": violation,
             "assessed": assessed, "revenue_hi": revenue >> _SPLIT, "revenue_lo": revenue & ((1 << _SPLIT) - 1),
             "value_hi": value >> _SPLIT, "value_lo": value & ((1 << _SPLIT) - 1),
@@ -143,7 +145,7 @@ class Uniformity:
         parts = [_long(key, np.full(n, _F[name], np.int8), np.zeros(n, np.int32), values)
                  for name, values in counts.items()]
         rate_bin = np.minimum(f.rate_bp[keep] // _RATE_BIN_BP, _MAX_BIN).astype(np.int32)
-        parts.append(_long(key, np.full(n, _F["duty_rate"], np.int8), rate_bin, np.ones(n, np.int64)))
+        parts.append(_long(key, np.full(n, _F["duty_rate"], np.int8), rate_bin, np.ones(n, np.int64), ~claimed))
         uv_bin = np.clip(np.floor(np.nan_to_num(log_uv) / _LOG_STEP), -_MAX_BIN, _MAX_BIN).astype(np.int32)
         for b in (0, 1):
             take = has_uv & (basis == b)
@@ -291,7 +293,7 @@ def _check_state(table: pa.Table) -> None:
             | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["inspected"]])
             | (k[:, _F["uv_lines0"]] + k[:, _F["uv_lines1"]] > k[:, _F["lines"]])).any():
         raise ValueError("uniformity state holds inconsistent counts (say, more inspected lines than lines)")
-    if ((hist["duty_rate"] != k[:, _F["lines"]]) | (hist["unit_value0"] != k[:, _F["uv_lines0"]])
+    if ((hist["duty_rate"] != k[:, _F["lines"]] - k[:, _F["claimed"]]) | (hist["unit_value0"] != k[:, _F["uv_lines0"]])
             | (hist["unit_value1"] != k[:, _F["uv_lines1"]]) | (hist["revenue"] != k[:, _F["assessed"]])).any():
         raise ValueError("uniformity state holds histograms that do not add up to their counts")
     if (k.astype(np.float64) > 2.0**62).any():
@@ -669,9 +671,8 @@ def _table(rows: dict[str, np.ndarray], order: np.ndarray, names: dict[int, str]
         context = None
         if ref[i] >= 0:
             j = int(ref[i])
-            same = values["q_value"][j] >= 0.05
-            context = (f"violations found at {'the same rate' if same else 'a different rate'} "
-                       f"({values['port_value'][j]:.1%} vs {values['other_value'][j]:.1%} of inspected lines)")
+            context = (f"violations found on {values['port_value'][j]:.1%} vs {values['other_value'][j]:.1%} of "
+                       f"inspected lines ({'not ' if values['q_value'][j] >= 0.05 else ''}a significant difference)")
         findings.append(_finding(measure[i], port[i], subject, {k: v[i] for k, v in values.items()}, detail[i],
                                  context))
     table = {"center": center, "level": level, "hts": hts, "origin": origin, "port": port, "measure": measure,
