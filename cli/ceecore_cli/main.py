@@ -433,6 +433,57 @@ def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenu
         _run_report(summary, show_ids=show_ids or pseudonyms is not None)
 
 
+@cli.command("uniformity")
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
+@click.option("-o", "--output", default="uniformity.parquet", show_default=True, type=click.Path(dir_okay=False),
+              help="The comparisons (Parquet, or Arrow IPC for .arrow), most significant first.")
+@_rejects_option
+@click.option("--state", type=click.Path(dir_okay=False), help="Also write the mergeable state (Arrow IPC).")
+@click.option("--min-lines", type=click.IntRange(2), default=ceecore.uniformity_module.MIN_LINES, show_default=True,
+              help="Compare a port only with this many lines there and at the other ports.")
+@click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Findings to print.")
+@_center_options
+@_mapping_options
+def uniformity_command(inputs: tuple[str, ...], output: str, rejects: str | None, state: str | None, min_lines: int,
+                       top: int, centers_file: str | None, hts_map: str | None, replace_map: bool, preset: str | None,
+                       mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
+                       max_reject_share: float, threads: int | None, quiet: bool) -> None:
+    """Compare every port with the other ports on identical activity (per Center, HTS10 x
+    origin, HTS6 x origin and the Center's goods): duty, preferences, unit values, HTS
+    numbers; inspections, findings and revenue where outcome columns exist."""
+    with _usage_errors():
+        rejects_path = _rejects_path(output, rejects)
+        output_format(output)
+        output_format(rejects_path, "parquet")
+        if state:
+            output_format(state, "ipc")
+        check_outputs({"--rejects": rejects_path, "--state": state, "-o": output}, inputs)
+        stats = ceecore.IntakeStats()
+        started = time.perf_counter()
+        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+            found = ceecore.read_uniformity(
+                list(inputs), mapping=_mapping(preset, mapping_file, pairs, date_format),
+                centers=_center_map(centers_file, hts_map, replace_map), threads=threads, rejects=rejects_path,
+                stats=stats, progress=advance, on_start=on_start, max_reject_share=max_reject_share,
+                outputs=outputs, pseudonyms=_pseudonyms(key_file))
+            if state:
+                write_table(found.to_arrow(), state, format="ipc", into=outputs)
+            table = found.result(min_lines)
+            write_table(table, output, into=outputs)
+        stats.seconds = time.perf_counter() - started
+    if not quiet:
+        _counts(stats, f"{len(inputs)} input(s)")
+        q = table.column("q_value").to_numpy()
+        click.echo(f"{table.num_rows:,} comparisons; {int((q < 0.05).sum()):,} at a false discovery rate below 5%, "
+                   f"{int((q < 0.01).sum()):,} below 1%")
+        for row in table.slice(0, top).to_pylist():
+            click.echo(f"  q={row['q_value']:.1e}  {_one_line(row['finding'])}")
+        click.echo(f"uniformity -> {output}")
+        click.echo(f"rejects    -> {rejects_path}")
+        if state:
+            click.echo(f"state      -> {state}")
+
+
 def _run_report(summary: ceecore.RunSummary, top: int = 3, show_ids: bool = False) -> None:
     """The riskiest accounts per Center with their reasons, and where everything went;
     importer ids only if ``show_ids`` (they are often Social Security numbers)."""

@@ -44,7 +44,7 @@ from ceecore.centers import CenterMap
 from ceecore.fields import line_fields
 
 __all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "Uniformity", "bh", "fisher_two_sided",
-           "fisher_greater", "rank_test", "uniformity"]
+           "fisher_greater", "rank_test", "read_uniformity", "uniformity"]
 
 LEVELS: tuple[str, ...] = ("center", "hts6", "hts10")
 MEASURES: tuple[str, ...] = ("duty_rate", "preference_share", "unit_value", "hts_mix", "inspection_rate",
@@ -716,13 +716,19 @@ def _finding(measure: str, port: str, subject: str, v: dict[str, Any], number: s
 # ---------------------------------------------------------------- the job
 
 
-def uniformity(source: Any, *, mapping: Any = None, centers: CenterMap | None = None, threads: int | None = None,
-               rejects: Any = None, stats: Any = None, progress: Callable[[int], None] | None = None,
-               on_start: Callable[[int | None], None] | None = None, max_reject_share: float | None = None,
-               outputs: Any = None, pseudonyms: Any = None, min_lines: int = MIN_LINES) -> pa.Table:
+def uniformity(source: Any, *, min_lines: int = MIN_LINES, **options: Any) -> pa.Table:
     """The uniformity table (:data:`RESULT_SCHEMA`) of the lines of ``source`` (paths or
-    Arrow data), read once; options as for :func:`ceecore.fit` (``stats``, an
-    :class:`~ceecore.IntakeStats`, gets the read's counts)."""
+    Arrow data), read once; ``options`` as for :func:`read_uniformity`."""
+    return read_uniformity(source, **options).result(min_lines)
+
+
+def read_uniformity(source: Any, *, mapping: Any = None, centers: CenterMap | None = None, threads: int | None = None,
+                    rejects: Any = None, stats: Any = None, progress: Callable[[int], None] | None = None,
+                    on_start: Callable[[int | None], None] | None = None, max_reject_share: float | None = None,
+                    outputs: Any = None, pseudonyms: Any = None) -> Uniformity:
+    """The uniformity state of the lines of ``source``, read once on ``threads`` threads;
+    options as for :func:`ceecore.fit` (``stats``, an :class:`~ceecore.IntakeStats`,
+    gets the read's counts; rejected rows go to ``rejects``)."""
     from ceecore._threads import resolve_threads
     from ceecore.fields import SCORING_COLUMNS
     from ceecore.io import check_outputs, output_set
@@ -738,4 +744,4 @@ def uniformity(source: Any, *, mapping: Any = None, centers: CenterMap | None = 
         for _ in reading.each(SCORING_COLUMNS, _parse_only(centers), state.update,
                               stats if stats is not None else IntakeStats(), sink):
             pass
-    return state.result(min_lines)
+    return state
