@@ -1,0 +1,307 @@
+"""Uniformity across ports (ceecore.uniformity): the exact tests against scipy, the rate
+table against a plain reference, the state under any batching and merge order, its
+validation on load, and the bar of issue 13 on generated data with planted disparities."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import ceecore
+from ceecore import synth
+from ceecore.accounts import AccountBook
+from ceecore.centers import CenterMap
+from ceecore.fields import SCORING_COLUMNS
+from ceecore.uniformity import (
+    MIN_LINES, RESULT_SCHEMA, STATE_SCHEMA, Uniformity, bh, fisher_greater, fisher_two_sided, rank_test,
+)
+from tests.processes import cli_env
+
+BAR_LINES = 200_000
+
+
+def _intakes(table: pa.Table, cuts: list[int], centers: CenterMap | None = None) -> list:
+    """The intakes of ``table`` cut at ``cuts`` (row offsets), each parsed on its own."""
+    book = AccountBook(centers, threads=1)
+    bounds = [0, *sorted(set(cuts)), table.num_rows]
+    return [book.parse(table.slice(a, b - a).combine_chunks().to_batches()[0], columns=SCORING_COLUMNS)
+            for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _state(table: pa.Table, cuts: list[int] = ()) -> Uniformity:
+    state = Uniformity()
+    for intake in _intakes(table, list(cuts)):
+        state.update(intake)
+    return state
+
+
+@pytest.fixture(scope="module")
+def small() -> pa.Table:
+    """A small world with outcomes and the two planted disparities."""
+    return synth.generate_table(lines=6_000, accounts=150, seed=11, disparities=True)
+
+
+# ---------------------------------------------------------------- the exact tests against scipy
+
+
+def test_fisher_matches_scipy():
+    """Twice the smaller one-sided exact tail (at most 1), the tails as scipy's
+    fisher_exact gives them, over small and large tables and both extremes."""
+    rng = np.random.default_rng(1)
+    cases = []
+    for _ in range(400):
+        n = int(rng.choice([5, 40, 300, 5_000, 200_000]))
+        n1, k = int(rng.integers(1, n)), int(rng.integers(1, n))
+        lo, hi = max(0, n1 + k - n), min(n1, k)
+        cases.append((int(rng.integers(lo, hi + 1)), n1, k, n))
+    cases += [(0, 50, 50, 1000), (50, 50, 50, 1000), (5, 5, 5, 10), (0, 1, 1, 2)]
+    a, n1, k, n = (np.array(c) for c in zip(*cases))
+    ours = fisher_two_sided(a, n1, k, n)
+    for i, (x, m, kk, nn) in enumerate(cases):
+        table = [[x, m - x], [kk - x, nn - m - kk + x]]
+        greater = stats.fisher_exact(table, alternative="greater").pvalue
+        less = stats.fisher_exact(table, alternative="less").pvalue
+        assert ours[i] == pytest.approx(min(1.0, 2 * min(greater, less)), rel=1e-7, abs=1e-300), cases[i]
+        if x * nn >= m * kk:
+            assert fisher_greater(a[i:i + 1], n1[i:i + 1], k[i:i + 1], n[i:i + 1])[0] == \
+                pytest.approx(greater, rel=1e-7, abs=1e-300)
+
+
+def test_rank_test_matches_scipy_mann_whitney():
+    """On histograms the rank test is scipy's Mann-Whitney U (tie-corrected normal
+    approximation with continuity correction) of the lines they stand for."""
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        ports = int(rng.integers(2, 5))
+        values = [rng.integers(0, int(rng.integers(1, 12)), size=int(rng.integers(3, 60))) + shift
+                  for shift in rng.integers(0, 3, size=ports)]
+        cell = np.concatenate([np.full(len(v), i) for i, v in enumerate(values)])
+        bins = np.concatenate(values)
+        p, effect, n1, n2 = rank_test(cell, np.zeros(ports, np.int64), bins, np.ones(len(bins), np.int64))
+        for i, mine in enumerate(values):
+            rest = np.concatenate([v for j, v in enumerate(values) if j != i])
+            if len(np.unique(np.r_[mine, rest])) == 1:
+                assert np.isnan(p[i])
+                continue
+            want = stats.mannwhitneyu(mine, rest, method="asymptotic", use_continuity=True)
+            assert p[i] == pytest.approx(want.pvalue, rel=1e-9)
+            assert effect[i] == pytest.approx(want.statistic / (len(mine) * len(rest)), rel=1e-12)
+            assert (n1[i], n2[i]) == (len(mine), len(rest))
+
+
+def test_bh_matches_scipy():
+    p = np.random.default_rng(3).uniform(size=500) ** 3
+    assert np.allclose(bh(p), stats.false_discovery_control(p, method="bh"))
+
+
+# ---------------------------------------------------------------- the rate table against a plain reference
+
+
+def _reference_rates(table: pa.Table, min_lines: int) -> dict[tuple, tuple]:
+    """Inspection rates per (Center, port) of each Center's goods, port against the
+    other ports, counted line by line in plain Python."""
+    centers = CenterMap.default()
+    counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for row in table.select(["hts_code", "entry_date", "port_code", "inspected"]).to_pylist():
+        center = centers.center_of(row["hts_code"], row["entry_date"])
+        if center is None or row["inspected"] is None:
+            continue
+        cell = counts[(center, row["port_code"].zfill(4))]
+        cell[0] += 1
+        cell[1] += bool(row["inspected"])
+    out = {}
+    for (center, port), (lines, hits) in counts.items():
+        other_lines = sum(c[0] for (k, _), c in counts.items() if k == center) - lines
+        other_hits = sum(c[1] for (k, _), c in counts.items() if k == center) - hits
+        if lines >= min_lines and other_lines >= min_lines and 0 < hits + other_hits < lines + other_lines:
+            out[(center, port)] = (hits / lines, other_hits / other_lines, lines, other_lines)
+    return out
+
+
+def test_center_inspection_rates_match_a_plain_count(small):
+    result = Uniformity.result(_state(small), min_lines=5)
+    rows = result.filter(pc.and_(pc.equal(result.column("level"), "center"),
+                                 pc.equal(result.column("measure"), "inspection_rate"))).to_pylist()
+    ours = {(r["center"], r["port"]): (r["port_value"], r["other_value"], r["port_lines"], r["other_lines"])
+            for r in rows}
+    want = _reference_rates(small, 5)
+    assert ours.keys() == want.keys() and len(ours) > 10
+    for key, values in want.items():
+        assert ours[key] == pytest.approx(values, rel=1e-12)
+
+
+def test_table_form(small):
+    result = _state(small).result(min_lines=5)
+    assert result.schema == RESULT_SCHEMA and result.num_rows > 100
+    q, p = result.column("q_value").to_numpy(), result.column("p_value").to_numpy()
+    assert np.all(np.diff(q) >= 0) and np.all((p >= 0) & (p <= q + 1e-15) & (q <= 1))
+    assert pc.min(result.column("port_lines")).as_py() >= 5 and pc.min(result.column("other_lines")).as_py() >= 5
+    assert set(result.column("level").to_pylist()) <= {"center", "hts6", "hts10"}
+    center_rows = result.filter(pc.equal(result.column("level"), "center"))
+    assert set(center_rows.column("hts").to_pylist()) == {""} and set(center_rows.column("origin").to_pylist()) == {""}
+    assert all(f.startswith("Port ") for f in result.column("finding").to_pylist())
+
+
+def test_inputs_without_outcomes_compare_declarations_only(small):
+    bare = small.drop_columns(["inspected", "violation", "revenue_recovered"])
+    result = ceecore.uniformity(bare, min_lines=5)
+    assert result.num_rows > 0
+    assert set(result.column("measure").to_pylist()) <= {"duty_rate", "preference_share", "unit_value", "hts_mix"}
+    # Without the inspected flag, a known violation marks an inspected line.
+    no_flag = ceecore.uniformity(small.drop_columns(["inspected"]), min_lines=5)
+    full = ceecore.uniformity(small, min_lines=5)
+    pick = lambda t: t.filter(pc.equal(t.column("measure"), "inspection_rate")).sort_by("finding")  # noqa: E731
+    assert pick(no_flag).equals(pick(full))
+
+
+# ---------------------------------------------------------------- state: any batching, any merge order
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_same_result_whatever_the_batches_and_merge_order(small, data):
+    table = small.slice(0, 3_000)
+    whole = _state(table)
+    cuts = data.draw(st.lists(st.integers(1, table.num_rows - 1), max_size=6), label="cuts")
+    parts = [Uniformity() for _ in range(data.draw(st.integers(1, 4), label="states"))]
+    for i, intake in enumerate(_intakes(table, cuts)):
+        parts[data.draw(st.integers(0, len(parts) - 1), label=f"state of batch {i}")].update(intake)
+    order = data.draw(st.permutations(range(len(parts))), label="merge order")
+    merged = Uniformity()
+    for i in order:
+        merged.merge(Uniformity.from_arrow(parts[i].to_arrow()) if i % 2 else parts[i])
+    assert merged.to_arrow().equals(whole.to_arrow())
+    assert merged.result(min_lines=4).equals(whole.result(min_lines=4))
+
+
+def test_threads_do_not_change_the_table(small):
+    assert ceecore.uniformity(small, threads=1, min_lines=5).equals(ceecore.uniformity(small, threads=3, min_lines=5))
+
+
+# ---------------------------------------------------------------- state files are untrusted
+
+
+def _tampered(table: pa.Table, column: str, row: int, value: int) -> pa.Table:
+    values = table.column(column).to_numpy().copy()
+    values[row] = value
+    return table.set_column(table.schema.get_field_index(column), column,
+                            pa.array(values, STATE_SCHEMA.field(column).type))
+
+
+def test_state_round_trip_and_refusals(small):
+    state = _state(small.slice(0, 2_000)).to_arrow()
+    assert Uniformity.from_arrow(state).to_arrow().equals(state)
+    field = state.column("field").to_numpy()
+    lines_row = int(np.flatnonzero(field == 0)[0])
+    inspected_row = int(np.flatnonzero(field == 3)[0])
+    bad = {
+        "wrong format": state.replace_schema_metadata({b"ceecore.uniformity": b'{"format": "other/9"}'}),
+        "no metadata": state.replace_schema_metadata(None),
+        "negative count": _tampered(state, "value", lines_row, -1),
+        "more inspected than lines": _tampered(state, "value", inspected_row, 10**9),
+        "histogram not adding up": _tampered(state, "value", lines_row, int(state.column("value")[lines_row].as_py()) + 1),
+        "bad port": _tampered(state, "port", 0, 10_000),
+        "bad hts": _tampered(state, "hts", 0, 5),
+        "bad origin": _tampered(state, "origin", 0, 700),
+        "unknown field": _tampered(state, "field", 0, 99),
+        "a key's field twice": pa.concat_tables([state, state.slice(0, 1)]),
+        "missing column": state.drop_columns(["bin"]),
+        "nulls": state.set_column(6, "value", pa.array([None] * state.num_rows, pa.int64())),
+    }
+    for why, table in bad.items():
+        with pytest.raises(ValueError):
+            Uniformity.from_arrow(table)
+            pytest.fail(why)
+
+
+# ---------------------------------------------------------------- the bar of issue 13
+
+
+def _planted(result: pa.Table, truth: dict) -> tuple[int, dict]:
+    """The rank (by significance) and row of a planted disparity: the inspection rate of
+    the port's Center's goods as a whole; the duty rate of the product at the port."""
+    for rank, row in enumerate(result.to_pylist()):
+        if row["measure"] == truth["measure"] and row["port"] == truth["port"] and row["center"] == truth["center"] \
+                and (row["hts"] == truth["hts"] if truth["hts"] else row["level"] == "center"):
+            return rank, row
+    return -1, {}
+
+
+@pytest.mark.parametrize("seed", [8, 21])
+def test_bar_planted_disparities_top_ten_and_none_without_them(seed):
+    config = synth.SynthConfig(lines=BAR_LINES, seed=seed, disparities=True)
+    world = synth.Synthesizer(config)
+    truth = world.disparities().to_pylist()
+    result = ceecore.uniformity(world.table())
+    clean = ceecore.uniformity(synth.generate_table(lines=BAR_LINES, seed=seed))
+    q_clean = clean.column("q_value").to_numpy()
+    print(f"\nseed {seed}, {BAR_LINES:,} lines: {result.num_rows:,} rows with the disparities "
+          f"({int((result.column('q_value').to_numpy() < 0.05).sum())} at q < 0.05); without them {clean.num_rows:,} "
+          f"rows, {int((q_clean < 0.05).sum())} at q < 0.05, {int((q_clean < 0.01).sum())} at q < 0.01")
+    for planted in truth:
+        rank, row = _planted(result, planted)
+        print(f"  {planted['measure']:<16} rank {rank + 1:>2}  q={row.get('q_value', float('nan')):.1e}  "
+              f"{row.get('finding')}")
+        assert 0 <= rank < 10 and row["q_value"] < 0.01
+        # The same port and Center (product) in data without the disparities: nothing at q < 0.01.
+        same = [r for r in clean.to_pylist() if r["measure"] == planted["measure"] and r["port"] == planted["port"]
+                and r["center"] == planted["center"] and (r["hts"] == planted["hts"] if planted["hts"] else True)]
+        assert all(r["q_value"] >= 0.01 for r in same), same[:2]
+
+
+def test_bar_false_discoveries_on_a_null_world():
+    """Where ports truly do not differ (no schemes, inspections at random, unit values
+    drawn alike at every port), the inspection and unit-value comparisons are a complete
+    null: adjusted among themselves, none passes q < 0.05 (Benjamini-Hochberg allows any
+    discovery at most 5% of the time), and among all the table's discoveries (the
+    declared measures differ for real: importers claim and pay differently) they make
+    up well under 5%."""
+    table = synth.generate_table(lines=BAR_LINES, seed=4, scheme_rates=dict.fromkeys(synth.SCHEMES, 0.0),
+                                 targeting=1.0)
+    result = ceecore.uniformity(table)
+    is_null = pc.is_in(result.column("measure"), pa.array(["inspection_rate", "unit_value"])).to_numpy(
+        zero_copy_only=False)
+    p, q = result.column("p_value").to_numpy(), result.column("q_value").to_numpy()
+    found = q < 0.05
+    print(f"\nnull world, {BAR_LINES:,} lines: {int(is_null.sum()):,} inspection and unit-value comparisons "
+          f"(smallest p {p[is_null].min():.2e}), {int((bh(p[is_null]) < 0.05).sum())} at q < 0.05 among "
+          f"themselves; of the table's {int(found.sum())} rows at q < 0.05, {int((found & is_null).sum())} are theirs")
+    assert is_null.sum() > 1000 and (bh(p[is_null]) >= 0.05).all()
+    assert (found & is_null).sum() <= 0.05 * max(found.sum(), 1)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_cli_uniformity(small, tmp_path):
+    source = tmp_path / "lines.parquet"
+    pq.write_table(small, source)
+    out, state = tmp_path / "u.parquet", tmp_path / "u.arrow"
+    proc = subprocess.run([sys.executable, "-m", "ceecore", "uniformity", str(source), "-o", str(out), "--state",
+                           str(state), "--min-lines", "5", "--threads", "2"],
+                          capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "comparisons" in proc.stdout and "q=" in proc.stdout
+    table = pq.read_table(out)
+    assert table.equals(ceecore.uniformity(small, min_lines=5))
+    import pyarrow.ipc as ipc
+    assert Uniformity.from_arrow(ipc.open_file(state).read_all()).result(5).equals(table)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("entry_number,importer_id\nA1,B\n")
+    proc = subprocess.run([sys.executable, "-m", "ceecore", "uniformity", str(bad), "-o", str(tmp_path / "x.parquet")],
+                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_min_lines_default_is_documented():
+    assert MIN_LINES == 20
