@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -91,76 +91,85 @@ class Uniformity:
 
     def __init__(self, centers: CenterMap | None = None) -> None:
         self.centers = centers or CenterMap.default()
-        self._codes = np.array([int(code) for code in self.centers.codes], np.int16)
-        self._done = _empty()
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
+        self._codes = np.array([int(code) for code in self.centers.codes], np.int64)
+        self._done = _Tallies.empty()
+        self._pending: list[_Tallies] = []
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ updating
 
     def update(self, intake: Intake) -> None:
         """Folds in the accepted lines of one ingested batch (thread-safe)."""
-        part = self._rows(intake)
+        part = self._tallies(intake)
         with self._lock:
             self._pending.append(part)
-            self._pending_rows += part.num_rows
-            if self._pending_rows > max(1 << 20, self._done.num_rows):
+            if sum(len(t.hist_key) for t in self._pending) > max(1 << 20, len(self._done.hist_key)):
                 self._compact()
 
     def merge(self, other: Uniformity) -> None:
         """Adds another state's lines (exact: any order gives the same state)."""
-        table = other.to_arrow()
+        tallies = other.tallies()
         with self._lock:
-            self._pending.append(table.replace_schema_metadata(None))
-            self._pending_rows += table.num_rows
+            self._pending.append(tallies)
+
+    def tallies(self) -> _Tallies:
+        """The state in its canonical form."""
+        with self._lock:
+            self._compact()
+            return self._done
 
     def _compact(self) -> None:
-        self._done = _sum_rows(pa.concat_tables([self._done, *self._pending]))
-        self._pending, self._pending_rows = [], 0
+        if self._pending:
+            self._done = _Tallies.combine([self._done, *self._pending])
+            self._pending = []
 
-    def _rows(self, intake: Intake) -> pa.Table:
-        """A batch's lines as state rows (summed per key, field and bin)."""
+    def _tallies(self, intake: Intake) -> _Tallies:
+        """A batch's lines, summed per key."""
         f = line_fields(intake)
         keep = f.center >= 0  # lines of no Center (chapters 98, 99) are judged by none
         n = int(keep.sum())
-        center = self._codes[f.center[keep]]
-        key = {"center": center, "hts": f.hts10[keep], "origin": f.country[keep].astype(np.int16),
-               "port": f.port[keep].astype(np.int16)}
+        k1 = (f.hts10[keep] << 10) | f.country[keep]
+        k2 = (self._codes[f.center[keep]] << 14) | f.port[keep]
         flagged, inspected, judged, violation, assessed, revenue = _decisions(intake, f.rows[keep])
         claimed = f.spi[keep] != 0
         value, duty = np.where(claimed, 0, f.value_cents[keep]), np.where(claimed, 0, f.duty_cents[keep])
         log_uv, basis = f.log_uv[keep], f.basis[keep]
         has_uv = np.isfinite(log_uv)
         milli = np.where(has_uv, np.rint(np.nan_to_num(log_uv) * _LOG_SCALE), 0).astype(np.int64)
-        counts = {
-            "lines": np.ones(n, np.int64), "claimed": claimed.astype(np.int64),
-            "flagged": flagged, "inspected": inspected, "judged": judged, "violations": violation,
-            "assessed": assessed, "revenue_hi": revenue >> _SPLIT, "revenue_lo": revenue & ((1 << _SPLIT) - 1),
-            "value_hi": value >> _SPLIT, "value_lo": value & ((1 << _SPLIT) - 1),
-            "duty_hi": duty >> _SPLIT, "duty_lo": duty & ((1 << _SPLIT) - 1),
-            "uv_lines0": (has_uv & (basis == 0)).astype(np.int64), "uv_log0": np.where(basis == 0, milli, 0),
-            "uv_lines1": (has_uv & (basis == 1)).astype(np.int64), "uv_log1": np.where(basis == 1, milli, 0),
-        }
-        parts = [_long(key, np.full(n, _F[name], np.int8), np.zeros(n, np.int32), values)
-                 for name, values in counts.items()]
-        rate_bin = np.minimum(f.rate_bp[keep] // _RATE_BIN_BP, _MAX_BIN).astype(np.int32)
-        parts.append(_long(key, np.full(n, _F["duty_rate"], np.int8), rate_bin, np.ones(n, np.int64), ~claimed))
-        uv_bin = np.clip(np.floor(np.nan_to_num(log_uv) / _LOG_STEP), -_MAX_BIN, _MAX_BIN).astype(np.int32)
-        for b in (0, 1):
-            take = has_uv & (basis == b)
-            parts.append(_long(key, np.full(n, _F[f"unit_value{b}"], np.int8), uv_bin, np.ones(n, np.int64), take))
-        rev_bin = np.where(revenue > 0, 1 + np.floor(np.log(np.maximum(revenue, 1)) / _LOG_STEP), 0).astype(np.int32)
-        parts.append(_long(key, np.full(n, _F["revenue"], np.int8), rev_bin, np.ones(n, np.int64), assessed == 1))
-        return _sum_rows(pa.concat_tables(parts))
+        low = (1 << _SPLIT) - 1
+        columns = [
+            None, claimed, flagged, inspected, judged, violation, assessed,
+            revenue >> _SPLIT, revenue & low, value >> _SPLIT, value & low, duty >> _SPLIT, duty & low,
+            has_uv & (basis == 0), np.where(basis == 0, milli, 0), has_uv & (basis == 1), np.where(basis == 1, milli, 0),
+        ]
+        # Histogram rows: the duty rate of unclaimed lines, the unit value in its basis, the revenue.
+        rate_bin = np.minimum(f.rate_bp[keep] // _RATE_BIN_BP, _MAX_BIN)
+        uv_bin = np.clip(np.floor(np.nan_to_num(log_uv) / _LOG_STEP), -_MAX_BIN, _MAX_BIN)
+        rev_bin = np.where(revenue > 0, 1 + np.floor(np.log(np.maximum(revenue, 1)) / _LOG_STEP), 0)
+        rows = [np.flatnonzero(~claimed), np.flatnonzero(has_uv), np.flatnonzero(assessed)]
+        field = [np.zeros(len(rows[0])), 1 + basis[rows[1]], np.full(len(rows[2]), 3)]
+        bins = [rate_bin[rows[0]], uv_bin[rows[1]], rev_bin[rows[2]]]
+        return _Tallies.of_lines(k1, k2, columns, np.concatenate(rows), np.concatenate(field).astype(np.int64),
+                                 np.concatenate(bins).astype(np.int64))
 
     # ------------------------------------------------------------ state
 
     def to_arrow(self) -> pa.Table:
-        """The state as a table (:data:`STATE_SCHEMA`), sorted, zeros left out."""
-        with self._lock:
-            self._compact()
-            return self._done.replace_schema_metadata({b"ceecore.uniformity": json.dumps({"format": FORMAT}).encode()})
+        """The state as a table (:data:`STATE_SCHEMA`): a row per key and field (and bin,
+        for a histogram), zeros left out, sorted."""
+        t = self.tallies()
+        key, field = np.nonzero(t.counts)
+        key = np.r_[key, t.hist_key]
+        field = np.r_[field, t.hist_field + _H0]
+        bins = np.r_[np.zeros(len(key) - len(t.hist_key), np.int64), t.hist_bin]
+        values = np.r_[t.counts[np.nonzero(t.counts)], t.hist_count]
+        order = np.lexsort((bins, field, key))
+        key, field, bins, values = key[order], field[order], bins[order], values[order]
+        table = pa.table({"center": pa.array(t.center[key], pa.int16()), "hts": pa.array(t.hts[key], pa.int64()),
+                          "origin": pa.array(t.origin[key], pa.int16()), "port": pa.array(t.port[key], pa.int16()),
+                          "field": pa.array(field, pa.int8()), "bin": pa.array(bins, pa.int32()),
+                          "value": pa.array(values, pa.int64())}, schema=STATE_SCHEMA)
+        return table.replace_schema_metadata({b"ceecore.uniformity": json.dumps({"format": FORMAT}).encode()})
 
     @classmethod
     def from_arrow(cls, table: pa.Table, centers: CenterMap | None = None) -> Uniformity:
@@ -179,8 +188,7 @@ class Uniformity:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ValueError(f"uniformity state columns of the wrong type: {exc}") from exc
         state = cls(centers)
-        _check_state(table)
-        state._done = _sum_rows(table)
+        state._done = _Tallies.of_rows(table)
         return state
 
     # ------------------------------------------------------------ comparisons
@@ -190,7 +198,7 @@ class Uniformity:
         p-value (then by Center, level, HTS, origin, port and measure)."""
         if min_lines < 2:
             raise ValueError("min_lines must be at least 2")
-        state = _Pivot(self.to_arrow())
+        state = self.tallies()
         levels = [_compare(state, level, min_lines) for level in LEVELS]
         offset = np.cumsum([0] + [len(found["p"]) for found in levels])
         for found, start in zip(levels, offset):
@@ -200,6 +208,180 @@ class Uniformity:
         order = np.lexsort((rows["measure"], rows["port"], rows["origin"], rows["hts"], rows["level"], rows["center"],
                             rows["p"], rows["q"]))
         return _table(rows, order, {int(c.code): c.name for c in self.centers.centers})
+
+
+# ---------------------------------------------------------------- the tallies
+
+
+class _Tallies(NamedTuple):
+    """The state as arrays: the distinct keys (``k1``: the HTS number << 10 | origin;
+    ``k2``: the Center's code << 14 | port; sorted by k1, then k2), their counts (keys x
+    :data:`COUNTS`) and their histogram rows (key index, histogram, bin, count; sorted)."""
+
+    k1: np.ndarray
+    k2: np.ndarray
+    counts: np.ndarray
+    hist_key: np.ndarray
+    hist_field: np.ndarray
+    hist_bin: np.ndarray
+    hist_count: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Tallies:
+        none = np.zeros(0, np.int64)
+        return cls(none, none, np.zeros((0, len(COUNTS)), np.int64), none, none, none, none)
+
+    @classmethod
+    def summed(cls, k1: np.ndarray, k2: np.ndarray, counts: np.ndarray, hist_key: np.ndarray,
+               hist_field: np.ndarray, hist_bin: np.ndarray, hist_count: np.ndarray) -> _Tallies:
+        """Rows of keys (repeats allowed) and histogram rows (``hist_key`` indexes those
+        rows) summed per key, and per key, histogram and bin: exact, in canonical order."""
+        if len(k1) == 0:
+            return cls.empty()
+        order = np.lexsort((k2, k1))
+        a, b = k1[order], k2[order]
+        first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+        starts = np.flatnonzero(first)
+        key_of = np.empty(len(k1), np.int64)
+        key_of[order] = np.cumsum(first) - 1
+        packed = (key_of[hist_key] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN)
+        h_order = np.argsort(packed, kind="stable")
+        p = packed[h_order]
+        h_first = np.flatnonzero(np.r_[True, p[1:] != p[:-1]]) if len(p) else np.zeros(0, np.int64)
+        h_count = np.add.reduceat(hist_count[h_order], h_first) if len(p) else np.zeros(0, np.int64)
+        p = p[h_first]
+        kept = h_count != 0
+        return cls(a[starts], b[starts], np.add.reduceat(counts[order], starts, axis=0), (p >> 24)[kept],
+                   ((p >> 22) & 3)[kept], ((p & ((1 << 22) - 1)) - _MAX_BIN)[kept], h_count[kept])
+
+    @classmethod
+    def of_lines(cls, k1: np.ndarray, k2: np.ndarray, columns: list[np.ndarray | None], hist_line: np.ndarray,
+                 hist_field: np.ndarray, hist_bin: np.ndarray) -> _Tallies:
+        """The tallies of one batch's lines: ``columns`` holds each line's value of each of
+        :data:`COUNTS` (None: 1), histogram rows count one line each. Summed in float64,
+        which is exact here: a batch's sums stay far below 2^53 (cents are split in
+        24-bit halves), then held as int64."""
+        if len(k1) == 0:
+            return cls.empty()
+        order = np.lexsort((k2, k1))
+        a, b = k1[order], k2[order]
+        first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+        key_of = np.empty(len(k1), np.int64)
+        key_of[order] = np.cumsum(first) - 1
+        m = int(first.sum())
+        counts = np.empty((m, len(COUNTS)), np.int64)
+        for i, column in enumerate(columns):
+            counts[:, i] = np.bincount(key_of, None if column is None else column, minlength=m)
+        packed, h_count = np.unique((key_of[hist_line] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN),
+                                    return_counts=True)
+        return cls(a[first], b[first], counts, packed >> 24, (packed >> 22) & 3,
+                   (packed & ((1 << 22) - 1)) - _MAX_BIN, h_count.astype(np.int64))
+
+    @classmethod
+    def combine(cls, parts: list[_Tallies]) -> _Tallies:
+        """The sum of several tallies."""
+        offsets = np.cumsum([0] + [len(t.k1) for t in parts])
+        return cls.summed(np.concatenate([t.k1 for t in parts]), np.concatenate([t.k2 for t in parts]),
+                          np.concatenate([t.counts for t in parts]),
+                          np.concatenate([t.hist_key + o for t, o in zip(parts, offsets)]),
+                          *(np.concatenate([getattr(t, name) for t in parts])
+                            for name in ("hist_field", "hist_bin", "hist_count")))
+
+    @classmethod
+    def of_rows(cls, table: pa.Table) -> _Tallies:
+        """The tallies of a state table (untrusted: see :meth:`Uniformity.from_arrow`)."""
+        c = {name: table.column(name).to_numpy().astype(np.int64) for name in STATE_SCHEMA.names}
+        digits, number = c["hts"] & 15, c["hts"] >> 4
+        bad = [
+            ((c["center"] < 0) | (c["center"] > 999)).any() and "a Center code outside 000-999",
+            ((digits < 6) | (digits > 10) | (number < 0) | (number >= 10 ** np.clip(digits, 0, 18))).any()
+            and "an HTS number that is not 6 to 10 digits",
+            ((c["origin"] < 0) | (c["origin"] >= 26 * 26)).any() and "an origin that is not two letters",
+            ((c["port"] < 0) | (c["port"] > 9999)).any() and "a port code that is not four digits",
+            ((c["field"] < 0) | (c["field"] >= len(_F))).any() and "an unknown field",
+            ((c["field"] < _H0) & (c["bin"] != 0)).any() and "a bin on a count",
+            (np.abs(c["bin"]) > _MAX_BIN).any() and "a bin out of range",
+            ((c["value"] < 0) & (c["field"] != _F["uv_log0"]) & (c["field"] != _F["uv_log1"])).any()
+            and "a negative count",
+        ]
+        problems = [b for b in bad if b]
+        if problems:
+            raise ValueError(f"uniformity state holds {problems[0]}")
+        k1, k2 = (c["hts"] << 10) | c["origin"], (c["center"] << 14) | c["port"]
+        order = np.lexsort((c["bin"], c["field"], k2, k1))
+        same = [v[order] for v in (k1, k2, c["field"], c["bin"])]
+        if len(order) > 1 and np.all([v[1:] == v[:-1] for v in same], axis=0).any():
+            raise ValueError("uniformity state holds a key's field twice")
+        counted = c["field"] < _H0
+        rows = np.flatnonzero(counted)
+        counts = np.zeros((len(rows), len(COUNTS)), np.int64)
+        counts[np.arange(len(rows)), c["field"][rows]] = c["value"][rows]
+        # Histogram rows point at a count row of their key (every key has its lines counted).
+        tallies = cls.summed(k1[rows], k2[rows], counts, np.zeros(0, np.int64), *[np.zeros(0, np.int64)] * 3)
+        hist = np.flatnonzero(~counted)
+        pos = _find(tallies.k1, tallies.k2, k1[hist], k2[hist])
+        if (pos < 0).any():
+            raise ValueError("uniformity state holds histograms that do not add up to their counts")
+        t = cls.summed(tallies.k1, tallies.k2, tallies.counts, pos, c["field"][hist] - _H0, c["bin"][hist],
+                       c["value"][hist])
+        t.check()
+        return t
+
+    def check(self) -> None:
+        """Refuses counts that contradict each other."""
+        k = self.counts
+        if ((k[:, _F["claimed"]] > k[:, _F["lines"]]) | (k[:, _F["flagged"]] > k[:, _F["lines"]])
+                | (k[:, _F["inspected"]] > k[:, _F["flagged"]]) | (k[:, _F["judged"]] > k[:, _F["inspected"]])
+                | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["inspected"]])
+                | (k[:, _F["uv_lines0"]] + k[:, _F["uv_lines1"]] > k[:, _F["lines"]])).any():
+            raise ValueError("uniformity state holds inconsistent counts (say, more inspected lines than lines)")
+        hist = {name: self.histogram_totals(name) for name in HISTOGRAMS}
+        if ((hist["duty_rate"] != k[:, _F["lines"]] - k[:, _F["claimed"]])
+                | (hist["unit_value0"] != k[:, _F["uv_lines0"]]) | (hist["unit_value1"] != k[:, _F["uv_lines1"]])
+                | (hist["revenue"] != k[:, _F["assessed"]])).any():
+            raise ValueError("uniformity state holds histograms that do not add up to their counts")
+        if (np.abs(k.astype(np.float64)) > 2.0**62).any():
+            raise ValueError("uniformity state holds counts or sums past 62 bits")
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.k2 >> 14
+
+    @property
+    def port(self) -> np.ndarray:
+        return self.k2 & ((1 << 14) - 1)
+
+    @property
+    def hts(self) -> np.ndarray:
+        return self.k1 >> 10
+
+    @property
+    def origin(self) -> np.ndarray:
+        return self.k1 & ((1 << 10) - 1)
+
+    def cents(self, name: str) -> np.ndarray:
+        return self.counts[:, _F[f"{name}_hi"]].astype(np.float64) * 2.0**_SPLIT + self.counts[:, _F[f"{name}_lo"]]
+
+    def histogram_totals(self, name: str) -> np.ndarray:
+        mine = self.hist_field == HISTOGRAMS.index(name)
+        return np.bincount(self.hist_key[mine], self.hist_count[mine].astype(np.float64), minlength=len(self.k1)) \
+            .astype(np.int64)
+
+
+def _find(k1: np.ndarray, k2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The index of each key (a, b) among the keys (k1, k2), sorted by k1 then k2; -1 where absent."""
+    u1, u2 = np.unique(k1), np.unique(k2)
+
+    def rank(values: np.ndarray, of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = np.minimum(np.searchsorted(values, of), max(len(values) - 1, 0))
+        return at, (values[at] == of) if len(values) else np.zeros(len(of), bool)
+
+    (r1, ok1), (r2, ok2) = rank(u1, a), rank(u2, b)
+    joint = np.searchsorted(u1, k1) * len(u2) + np.searchsorted(u2, k2)  # sorted as the keys are
+    want = r1 * len(u2) + r2
+    pos = np.minimum(np.searchsorted(joint, want), max(len(joint) - 1, 0))
+    found = ok1 & ok2 & (joint[pos] == want) if len(joint) else np.zeros(len(a), bool)
+    return np.where(found, pos, -1)
 
 
 # ---------------------------------------------------------------- reading a batch
@@ -241,103 +423,10 @@ def _decisions(intake: Intake, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     return (*as_int, cents.astype(np.int64))
 
 
-def _long(key: dict[str, np.ndarray], field: np.ndarray, bins: np.ndarray, values: np.ndarray,
-          where: np.ndarray | None = None) -> pa.Table:
-    columns = {**key, "field": field, "bin": bins, "value": values}
-    if where is not None:
-        columns = {k: v[where] for k, v in columns.items()}
-    return pa.table({name: pa.array(columns[name], STATE_SCHEMA.field(name).type) for name in STATE_SCHEMA.names})
-
-
-def _empty() -> pa.Table:
-    return STATE_SCHEMA.empty_table()
-
-
-def _sum_rows(table: pa.Table) -> pa.Table:
-    """Rows summed per (key, field, bin), zeros dropped, sorted: one canonical form."""
-    names = STATE_SCHEMA.names[:-1]
-    summed = table.group_by(names, use_threads=False).aggregate([("value", "sum")])
-    summed = summed.rename_columns([*names, "value"]) if summed.column_names[-1] != "value" else summed
-    summed = summed.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
-    summed = summed.filter(pa.compute.not_equal(summed.column("value"), 0))
-    return summed.sort_by([(name, "ascending") for name in names])
-
-
-def _check_state(table: pa.Table) -> None:
-    """Refuses a state whose codes, bins or counts are out of range or inconsistent."""
-    c = {name: table.column(name).to_numpy() for name in STATE_SCHEMA.names}
-    digits, number = c["hts"] & 15, c["hts"] >> 4
-    bad = [
-        ((c["center"] < 0) | (c["center"] > 999)).any() and "a Center code outside 000-999",
-        ((digits < 6) | (digits > 10) | (number < 0) | (number >= 10 ** np.clip(digits, 0, 18))).any()
-        and "an HTS number that is not 6 to 10 digits",
-        ((c["origin"] < 0) | (c["origin"] >= 26 * 26)).any() and "an origin that is not two letters",
-        ((c["port"] < 0) | (c["port"] > 9999)).any() and "a port code that is not four digits",
-        ((c["field"] < 0) | (c["field"] >= len(_F))).any() and "an unknown field",
-        ((c["field"] < _H0) & (c["bin"] != 0)).any() and "a bin on a count",
-        (np.abs(c["bin"]) > _MAX_BIN).any() and "a bin out of range",
-        ((c["value"] < 0) & (c["field"] != _F["uv_log0"]) & (c["field"] != _F["uv_log1"])).any()
-        and "a negative count",
-    ]
-    problems = [b for b in bad if b]
-    if problems:
-        raise ValueError(f"uniformity state holds {problems[0]}")
-    cells = table.select(STATE_SCHEMA.names[:-1])
-    if cells.group_by(cells.column_names).aggregate([]).num_rows != table.num_rows:
-        raise ValueError("uniformity state holds a key's field twice")
-    pivot = _Pivot(table)
-    k = pivot.counts
-    hist = {name: pivot.histogram_totals(name) for name in HISTOGRAMS}
-    if ((k[:, _F["claimed"]] > k[:, _F["lines"]]) | (k[:, _F["flagged"]] > k[:, _F["lines"]])
-            | (k[:, _F["inspected"]] > k[:, _F["flagged"]]) | (k[:, _F["judged"]] > k[:, _F["inspected"]])
-            | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["inspected"]])
-            | (k[:, _F["uv_lines0"]] + k[:, _F["uv_lines1"]] > k[:, _F["lines"]])).any():
-        raise ValueError("uniformity state holds inconsistent counts (say, more inspected lines than lines)")
-    if ((hist["duty_rate"] != k[:, _F["lines"]] - k[:, _F["claimed"]]) | (hist["unit_value0"] != k[:, _F["uv_lines0"]])
-            | (hist["unit_value1"] != k[:, _F["uv_lines1"]]) | (hist["revenue"] != k[:, _F["assessed"]])).any():
-        raise ValueError("uniformity state holds histograms that do not add up to their counts")
-    if (k.astype(np.float64) > 2.0**62).any():
-        raise ValueError("uniformity state holds counts or sums past 62 bits")
-
-
-class _Pivot:
-    """The state as arrays: the distinct keys, their counts (keys x :data:`COUNTS`) and
-    their histogram rows (key index, histogram, bin, count)."""
-
-    def __init__(self, table: pa.Table) -> None:
-        c = {name: table.column(name).to_numpy() for name in STATE_SCHEMA.names}
-        packed = (c["center"].astype(np.int64) << 50) ^ (c["hts"] << 14) ^ c["port"].astype(np.int64)
-        # (the origin goes in a second word: the HTS number, its length, the port and the Center fill the first)
-        order = np.lexsort((c["origin"], packed))
-        c = {k: v[order] for k, v in c.items()}
-        packed = packed[order]
-        first = np.r_[True, (packed[1:] != packed[:-1]) | (c["origin"][1:] != c["origin"][:-1])] if len(packed) else \
-            np.zeros(0, bool)
-        key = np.cumsum(first) - 1
-        self.center, self.hts = c["center"][first].astype(np.int64), c["hts"][first]
-        self.origin, self.port = c["origin"][first].astype(np.int64), c["port"][first].astype(np.int64)
-        self.counts = np.zeros((int(first.sum()), len(COUNTS)), np.int64)
-        is_count = c["field"] < _H0
-        self.counts[key[is_count], c["field"][is_count]] = c["value"][is_count]
-        self.hist_key, self.hist_field = key[~is_count], c["field"][~is_count].astype(np.int64) - _H0
-        self.hist_bin, self.hist_count = c["bin"][~is_count].astype(np.int64), c["value"][~is_count]
-
-    def __len__(self) -> int:
-        return len(self.center)
-
-    def cents(self, name: str) -> np.ndarray:
-        return self.counts[:, _F[f"{name}_hi"]].astype(np.float64) * 2.0**_SPLIT + self.counts[:, _F[f"{name}_lo"]]
-
-    def histogram_totals(self, name: str) -> np.ndarray:
-        mine = self.hist_field == HISTOGRAMS.index(name)
-        return np.bincount(self.hist_key[mine], self.hist_count[mine].astype(np.float64), minlength=len(self)) \
-            .astype(np.int64)
-
-
 # ---------------------------------------------------------------- the comparisons
 
 
-def _groups(state: _Pivot, level: str) -> np.ndarray:
+def _groups(state: _Tallies, level: str) -> np.ndarray:
     """Each key's group at ``level`` as one int64: the Center, and the HTS number at the
     level with the origin (a 6-10 digit number * 16 is below 2^38)."""
     if level == "center":
@@ -355,7 +444,10 @@ def _prefix(hts: np.ndarray, digits: int) -> np.ndarray:
 def _add_rows(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Exact integer sums of ``values``' rows per ``index``."""
     out = np.zeros((n, values.shape[1]), np.int64)
-    np.add.at(out, index, values)
+    if len(index):
+        order = np.argsort(index, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(index[order]) != 0])
+        out[index[order][starts]] = np.add.reduceat(values[order], starts, axis=0)
     return out
 
 
@@ -364,7 +456,7 @@ class _Cells:
     each cell's ``group``, and the counts of each cell (``mine``) and of the same group
     at the other ports (``other``)."""
 
-    def __init__(self, state: _Pivot, level: str) -> None:
+    def __init__(self, state: _Tallies, level: str) -> None:
         self.state, self.level = state, level
         groups, self.g = np.unique(_groups(state, level), return_inverse=True)
         self.n_groups = len(groups)
@@ -439,7 +531,7 @@ class _Rows:
         return {name: np.concatenate([part[name] for part in self.parts]) for name in self.parts[0]}
 
 
-def _compare(state: _Pivot, level: str, min_lines: int) -> dict[str, np.ndarray]:
+def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarray]:
     """Every port against the other ports at one level."""
     c = _Cells(state, level)
     # A subheading declared under one HTS10 number only would repeat that number's rows.
