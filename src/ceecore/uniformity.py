@@ -330,6 +330,8 @@ class _Tallies(NamedTuple):
     def check(self) -> None:
         """Refuses counts that contradict each other."""
         k = self.counts
+        if (k[:, _F["lines"]] < 1).any():
+            raise ValueError("uniformity state holds a key without lines")
         if ((k[:, _F["claimed"]] > k[:, _F["lines"]]) | (k[:, _F["flagged"]] > k[:, _F["lines"]])
                 | (k[:, _F["inspected"]] > k[:, _F["flagged"]]) | (k[:, _F["judged"]] > k[:, _F["inspected"]])
                 | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["inspected"]])
