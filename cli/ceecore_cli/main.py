@@ -31,6 +31,7 @@ from ceecore.evaluate import evaluate
 from ceecore.io import OutputSet, atomic_path, check_outputs, output_format, write_table
 from ceecore.privacy import KEY_ENV, Pseudonymiser
 from ceecore.schema import ColumnMapping
+from ceecore.uniformity import MIN_LINES
 
 PROGRESS_MIN_LINES = 500_000
 MAX_GENERATED_LINES = 10**11
@@ -439,7 +440,7 @@ def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenu
               help="The comparisons (Parquet, or Arrow IPC for .arrow), most significant first.")
 @_rejects_option
 @click.option("--state", type=click.Path(dir_okay=False), help="Also write the mergeable state (Arrow IPC).")
-@click.option("--min-lines", type=click.IntRange(2), default=ceecore.uniformity_module.MIN_LINES, show_default=True,
+@click.option("--min-lines", type=click.IntRange(2), default=MIN_LINES, show_default=True,
               help="Compare a port only with this many lines there and at the other ports.")
 @click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Findings to print.")
 @_center_options

@@ -23,7 +23,6 @@ from ceecore.pipeline import (  # noqa: E402
 from ceecore.privacy import Pseudonymiser  # noqa: E402
 from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
 from ceecore.scoring import Model, Scorer, ScoringConfig, load_model  # noqa: E402
-from ceecore import uniformity as uniformity_module  # noqa: E402 (the module, before its function takes the name)
 from ceecore.uniformity import Uniformity, read_uniformity, uniformity  # noqa: E402
 
 __all__ = [

@@ -7,8 +7,8 @@ all the other ports:
 
 - declared (HTS10 and HTS6 groups): the effective duty rate of the lines claiming no
   preference (a claim's duty is 0 by right; the claims are compared on their own), the
-  share of lines claiming a preference, the unit value (HTS10 only: other goods are not comparable),
-  and the HTS10 numbers used within the HTS6 subheading (``hts_mix``);
+  share of lines claiming a preference, the unit value (HTS10 only: other goods are not
+  comparable), and the HTS10 numbers used within the HTS6 subheading (``hts_mix``);
 - decided, where the outcome columns exist (every level): the inspection rate, the
   violation finding rate among inspected lines, the revenue recovered per inspected line.
 
@@ -43,8 +43,8 @@ from ceecore.accounts import Intake
 from ceecore.centers import CenterMap
 from ceecore.fields import line_fields
 
-__all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "Uniformity", "bh", "fisher_two_sided",
-           "fisher_greater", "rank_test", "read_uniformity", "uniformity"]
+__all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "STATE_SCHEMA", "Uniformity", "bh", "fisher_greater",
+           "fisher_two_sided", "rank_test", "read_uniformity", "uniformity"]
 
 LEVELS: tuple[str, ...] = ("center", "hts6", "hts10")
 MEASURES: tuple[str, ...] = ("duty_rate", "preference_share", "unit_value", "hts_mix", "inspection_rate",
@@ -64,7 +64,6 @@ RESULT_SCHEMA = pa.schema([
 # The state: one row per (key, field, bin) with its count or sum. Sums of cents are kept
 # as two fields (the high bits and the low 24 bits of each line's amount), so that no
 # sum can overflow 64 bits; log unit values are summed in millionths.
-KEYS = ("center", "hts", "origin", "port")
 COUNTS = ("lines", "claimed", "flagged", "inspected", "judged", "violations", "assessed", "revenue_hi",
           "revenue_lo", "value_hi", "value_lo", "duty_hi", "duty_lo", "uv_lines0", "uv_log0", "uv_lines1", "uv_log1")
 HISTOGRAMS = ("duty_rate", "unit_value0", "unit_value1", "revenue")  # (unit value per unit / per kg)
@@ -127,7 +126,6 @@ class Uniformity:
         """A batch's lines, summed per key."""
         f = line_fields(intake)
         keep = f.center >= 0  # lines of no Center (chapters 98, 99) are judged by none
-        n = int(keep.sum())
         k1 = (f.hts10[keep] << 10) | f.country[keep]
         k2 = (self._codes[f.center[keep]] << 14) | f.port[keep]
         flagged, inspected, judged, violation, assessed, revenue = _decisions(intake, f.rows[keep])
@@ -333,8 +331,8 @@ class _Tallies(NamedTuple):
         if (k[:, _F["lines"]] < 1).any():
             raise ValueError("uniformity state holds a key without lines")
         if ((k[:, _F["claimed"]] > k[:, _F["lines"]]) | (k[:, _F["flagged"]] > k[:, _F["lines"]])
-                | (k[:, _F["inspected"]] > k[:, _F["flagged"]]) | (k[:, _F["judged"]] > k[:, _F["inspected"]])
-                | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["inspected"]])
+                | (k[:, _F["inspected"]] > k[:, _F["flagged"]]) | (k[:, _F["judged"]] > k[:, _F["lines"]])
+                | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["lines"]])
                 | (k[:, _F["uv_lines0"]] + k[:, _F["uv_lines1"]] > k[:, _F["lines"]])).any():
             raise ValueError("uniformity state holds inconsistent counts (say, more inspected lines than lines)")
         hist = {name: self.histogram_totals(name) for name in HISTOGRAMS}
@@ -390,12 +388,14 @@ def _find(k1: np.ndarray, k2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.nd
 
 
 def _decisions(intake: Intake, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per line (0/1): a known inspection flag, inspected, a known finding among the
-    inspected, a violation found, a known revenue among the inspected; and the revenue
-    recovered in cents (0 where unknown; clipped to $1e12).
+    """Per line (0/1): its ``inspected`` flag known, the flag true, its outcome known (of
+    an inspected line), a violation found, its revenue known (of an inspected line); and
+    the revenue recovered in cents (0 where unknown; clipped to $1e12).
 
-    A line is inspected where its ``inspected`` flag says so; in an input without that
-    column, where its violation is known (an outcome is known only for inspected lines).
+    Each line on its own, so a missing column and a column of nulls read alike: the
+    inspection rate counts the lines whose flag is known; an outcome counts where the
+    flag is true or unknown (as :func:`ceecore.history.outcomes` does), a revenue where
+    the line was inspected (flag true, or unknown with a known outcome).
     """
     batch = intake.canonical
     names = batch.schema.names
@@ -410,16 +410,12 @@ def _decisions(intake: Intake, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         filled = values.fill_null(False if pa.types.is_boolean(values.type) else 0)
         return known, np.asarray(filled.to_numpy(zero_copy_only=False), np.float64)
 
-    known_flag, flag = column("inspected")
+    flagged, flag = column("inspected")
     known_violation, violation = column("violation")
     known_revenue, revenue = column("revenue_recovered")
-    if "inspected" in names:
-        flagged, inspected = known_flag, known_flag & (flag > 0)
-    else:
-        flagged = np.full(n, "violation" in names)
-        inspected = known_violation.copy()
-    judged = inspected & known_violation
-    assessed = inspected & known_revenue & np.isfinite(revenue) & (revenue >= 0)
+    inspected = flagged & (flag > 0)
+    judged = known_violation & (inspected | ~flagged)
+    assessed = (inspected | judged) & known_revenue & np.isfinite(revenue) & (revenue >= 0)
     cents = np.where(assessed, np.rint(np.clip(np.nan_to_num(revenue), 0, _MAX_CENTS / 100) * 100), 0)
     as_int = [a.astype(np.int64) for a in (flagged, inspected, judged, judged & (violation > 0), assessed)]
     return (*as_int, cents.astype(np.int64))
