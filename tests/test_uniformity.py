@@ -207,6 +207,22 @@ def test_threads_do_not_change_the_table(small):
     assert ceecore.uniformity(small, threads=1, min_lines=5).equals(ceecore.uniformity(small, threads=3, min_lines=5))
 
 
+def test_the_state_fed_from_a_runs_spill(small, tmp_path):
+    """The hook a run or score set uses: the replayed intakes of a run's second pass
+    (outcome columns always there, null where the input had none) give the same table."""
+    from ceecore.scoring import scoring_input_types
+    from ceecore.spill import LineSpill
+
+    spill = LineSpill(tmp_path / "lines.arrow", scoring_input_types())
+    for intake in _intakes(small, [2_000, 4_000]):
+        spill.write(spill.batch(intake))
+    spill.close()
+    state = Uniformity()
+    for intake in spill.intakes():
+        state.update(intake)
+    assert state.result(5).equals(_state(small).result(5))
+
+
 # ---------------------------------------------------------------- state files are untrusted
 
 
