@@ -161,6 +161,19 @@ def test_table_form(small):
     assert all(f.startswith("Port ") for f in result.column("finding").to_pylist())
 
 
+def test_hts_numbers_as_declared(small):
+    """An HTS number is reported with the digits it was declared with (8 here), its
+    subheading with 6."""
+    short = small.set_column(small.schema.get_field_index("hts_code"), "hts_code",
+                             pc.utf8_slice_codeunits(small.column("hts_code"), 0, 8))
+    result = ceecore.uniformity(short, min_lines=5)
+    for level, digits in (("hts10", 8), ("hts6", 6)):
+        codes = result.filter(pc.equal(result.column("level"), level)).column("hts").to_pylist()
+        assert {len(c) for c in codes} == ({digits} if codes or level == "hts10" else set())
+    assert set(result.filter(pc.equal(result.column("level"), "hts10")).column("hts").to_pylist()) <= \
+        set(short.column("hts_code").to_pylist())
+
+
 def test_inputs_without_outcomes_compare_declarations_only(small):
     bare = small.drop_columns(["inspected", "violation", "revenue_recovered"])
     result = ceecore.uniformity(bare, min_lines=5)

@@ -487,7 +487,7 @@ class _Cells:
         if self.level == "center":
             found["hts"], found["origin"] = np.full(len(at), -1), np.full(len(at), -1)
         else:
-            found["hts"] = _prefix(s.hts[key], int(self.level[3:]))
+            found["hts"] = s.hts[key] if self.level == "hts10" else _prefix(s.hts[key], 6)
             found["origin"] = s.origin[key]
         # An inspection row also tells the port's violation finding rate (same cell), if compared.
         violation = found["measure"] == MEASURES.index("violation_rate")
