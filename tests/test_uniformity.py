@@ -34,6 +34,7 @@ from ceecore.uniformity import (
     fisher_two_sided,
     rank_test,
 )
+from tests.kcs import KCS_TRAIN, needs_kcs
 from tests.processes import cli_env
 
 BAR_LINES = 200_000
@@ -326,6 +327,19 @@ def test_bar_false_discoveries_on_a_null_world():
           f"themselves; of the table's {int(found.sum())} rows at q < 0.05, {int((found & is_null).sum())} are theirs")
     assert is_null.sum() > 1000 and (bh(p[is_null]) >= 0.05).all()
     assert (found & is_null).sum() <= 0.05 * max(found.sum(), 1)
+
+
+@needs_kcs
+def test_real_kcs_declarations():
+    """The KCS declarations (every line inspected, no inspected flag, 6-digit codes):
+    violation rates, duty rates and unit values compared across its offices."""
+    result = ceecore.uniformity(str(KCS_TRAIN), mapping=ceecore.ColumnMapping.preset("kcs"))
+    q = result.column("q_value").to_numpy()
+    print(f"\nKCS train: {result.num_rows} comparisons, {int((q < 0.05).sum())} at q < 0.05; "
+          f"by measure {pc.value_counts(result.column('measure')).to_pylist()}")
+    assert result.schema == RESULT_SCHEMA and result.num_rows > 100
+    assert {"violation_rate", "duty_rate", "unit_value"} <= set(result.column("measure").to_pylist())
+    assert {len(h) for h in result.filter(pc.equal(result.column("level"), "hts10")).column("hts").to_pylist()} == {6}
 
 
 # ---------------------------------------------------------------- the command
