@@ -31,17 +31,25 @@ any batching, thread count or merge order gives the same state and the same tabl
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from ceecore._checks import json_metadata
+from ceecore._threads import resolve_threads
 from ceecore.accounts import Intake
 from ceecore.centers import CenterMap
-from ceecore.fields import line_fields
+from ceecore.fields import SCORING_COLUMNS, line_fields
+from ceecore.io import OutputSet, check_outputs, output_set
+from ceecore.privacy import Pseudonymiser
+from ceecore.schema import ColumnMapping
+
+if TYPE_CHECKING:
+    from ceecore.pipeline import IntakeStats
 
 __all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "STATE_SCHEMA", "Uniformity", "bh", "fisher_greater",
            "fisher_two_sided", "rank_test", "read_uniformity", "uniformity"]
@@ -812,18 +820,21 @@ def uniformity(source: Any, *, min_lines: int = MIN_LINES, **options: Any) -> pa
     return read_uniformity(source, **options).result(min_lines)
 
 
-def read_uniformity(source: Any, *, mapping: Any = None, centers: CenterMap | None = None, threads: int | None = None,
-                    rejects: Any = None, stats: Any = None, progress: Callable[[int], None] | None = None,
+def read_uniformity(source: Any, *, mapping: ColumnMapping | None = None, centers: CenterMap | None = None,
+                    threads: int | None = None, rejects: str | os.PathLike[str] | None = None,
+                    stats: IntakeStats | None = None, progress: Callable[[int], None] | None = None,
                     on_start: Callable[[int | None], None] | None = None, max_reject_share: float | None = None,
-                    outputs: Any = None, pseudonyms: Any = None) -> Uniformity:
+                    outputs: OutputSet | None = None, pseudonyms: Pseudonymiser | None = None) -> Uniformity:
     """The uniformity state of the lines of ``source``, read once on ``threads`` threads;
     options as for :func:`ceecore.fit` (``stats``, an :class:`~ceecore.IntakeStats`,
     gets the read's counts; rejected rows go to ``rejects``)."""
-    from ceecore._threads import resolve_threads
-    from ceecore.fields import SCORING_COLUMNS
-    from ceecore.io import check_outputs, output_set
-    from ceecore.pipeline import IntakeStats, Reading, _listed, _parse_only, _RejectSink
-    from ceecore.schema import ColumnMapping
+    from ceecore.pipeline import (  # (pipeline may hold a state)
+        IntakeStats,
+        Reading,
+        _listed,
+        _parse_only,
+        _RejectSink,
+    )
 
     check_outputs({"the rejects file": rejects}, _listed(source))
     centers = centers or CenterMap.default()
