@@ -828,13 +828,8 @@ def read_uniformity(source: Any, *, mapping: ColumnMapping | None = None, center
     """The uniformity state of the lines of ``source``, read once on ``threads`` threads;
     options as for :func:`ceecore.fit` (``stats``, an :class:`~ceecore.IntakeStats`,
     gets the read's counts; rejected rows go to ``rejects``)."""
-    from ceecore.pipeline import (  # (pipeline may hold a state)
-        IntakeStats,
-        Reading,
-        _listed,
-        _parse_only,
-        _RejectSink,
-    )
+    # (imported here: the pipeline may come to hold a state of this module)
+    from ceecore.pipeline import IntakeStats, Reading, _listed, _parse_only, _RejectSink
 
     check_outputs({"the rejects file": rejects}, _listed(source))
     centers = centers or CenterMap.default()
