@@ -87,6 +87,16 @@ def test_fisher_matches_scipy():
                 pytest.approx(greater, rel=1e-7, abs=1e-300)
 
 
+def test_p_values_rank_past_underflow():
+    """Beyond float64's smallest number the p-value shows as 0, and its log still ranks."""
+    strong, stronger = fisher_two_sided(np.array([600, 900]), np.array([1000, 1000]), np.array([1000, 1000]),
+                                        np.array([10**6, 10**6]), log=True)
+    assert -np.inf < stronger < strong < np.log(1e-308)
+    log_p = rank_test(np.repeat([0, 1], 2000), np.zeros(2, np.int64), np.repeat([0, 1], 2000),
+                      np.ones(4000, np.int64), log=True)[0]
+    assert np.all(np.isfinite(log_p)) and np.all(log_p < np.log(1e-308))
+
+
 def test_rank_test_matches_scipy_mann_whitney():
     """On histograms the rank test is scipy's Mann-Whitney U (tie-corrected normal
     approximation with continuity correction) of the lines they stand for."""

@@ -201,18 +201,20 @@ class Uniformity:
 
     def result(self, min_lines: int = MIN_LINES) -> pa.Table:
         """Every testable comparison (:data:`RESULT_SCHEMA`), sorted by q-value, then
-        p-value (then by Center, level, HTS, origin, port and measure)."""
+        p-value (its log, where it underflows to 0; then by Center, level, HTS, origin,
+        port and measure)."""
         if min_lines < 2:
             raise ValueError("min_lines must be at least 2")
         state = self.tallies()
         levels = [_compare(state, level, min_lines) for level in LEVELS]
-        offset = np.cumsum([0] + [len(found["p"]) for found in levels])
+        offset = np.cumsum([0] + [len(found["log_p"]) for found in levels])
         for found, start in zip(levels, offset):
             found["violation_row"] = np.where(found["violation_row"] >= 0, found["violation_row"] + start, -1)
         rows = {name: np.concatenate([found[name] for found in levels]) for name in levels[0]}
+        rows["p"] = np.exp(rows["log_p"])
         rows["q"] = bh(rows["p"])
         order = np.lexsort((rows["measure"], rows["port"], rows["origin"], rows["hts"], rows["level"], rows["center"],
-                            rows["p"], rows["q"]))
+                            rows["log_p"], rows["q"]))
         return _table(rows, order, {int(c.code): c.name for c in self.centers.centers})
 
 
@@ -512,14 +514,15 @@ class _Rows:
         self.n, self.min_lines, self.use = n_cells, min_lines, use
         self.parts: list[dict[str, np.ndarray]] = []
 
-    def add(self, measure: str, p: np.ndarray, port_value: np.ndarray, other_value: np.ndarray,
+    def add(self, measure: str, log_p: np.ndarray, port_value: np.ndarray, other_value: np.ndarray,
             effect: np.ndarray, n1: np.ndarray, n2: np.ndarray, detail: np.ndarray | None = None) -> None:
-        """Keeps the cells with enough lines on both sides and a p-value (a testable difference)."""
-        take = (n1 >= self.min_lines) & (n2 >= self.min_lines) & np.isfinite(p)
+        """Keeps the cells with enough lines on both sides and a p-value (a testable
+        difference); p-values as natural logs (they rank where they underflow)."""
+        take = (n1 >= self.min_lines) & (n2 >= self.min_lines) & np.isfinite(log_p)
         if self.use is not None:
             take &= self.use
         at = np.flatnonzero(take)
-        self.parts.append({"cell": at, "measure": np.full(len(at), MEASURES.index(measure)), "p": p[at],
+        self.parts.append({"cell": at, "measure": np.full(len(at), MEASURES.index(measure)), "log_p": log_p[at],
                            "port_value": port_value[at], "other_value": other_value[at], "effect": effect[at],
                            "port_lines": n1[at], "other_lines": n2[at],
                            "detail": (detail[at] if detail is not None else np.full(len(at), -1))})
@@ -527,11 +530,11 @@ class _Rows:
     def rate(self, measure: str, a: np.ndarray, n1: np.ndarray, b: np.ndarray, n2: np.ndarray) -> None:
         """A rate (``a`` of ``n1`` lines at the port, ``b`` of ``n2`` at the others), by Fisher's test."""
         testable = (n1 >= self.min_lines) & (n2 >= self.min_lines) & (a + b > 0) & (a + b < n1 + n2)
-        p = np.full(self.n, np.nan)
-        p[testable] = fisher_two_sided(a[testable], n1[testable], a[testable] + b[testable],
-                                       n1[testable] + n2[testable])
+        log_p = np.full(self.n, np.nan)
+        log_p[testable] = fisher_two_sided(a[testable], n1[testable], a[testable] + b[testable],
+                                           n1[testable] + n2[testable], log=True)
         mine, theirs = a / np.maximum(n1, 1), b / np.maximum(n2, 1)
-        self.add(measure, p, mine, theirs, mine / theirs, n1, n2)
+        self.add(measure, log_p, mine, theirs, mine / theirs, n1, n2)
 
     def table(self) -> dict[str, np.ndarray]:
         return {name: np.concatenate([part[name] for part in self.parts]) for name in self.parts[0]}
@@ -551,8 +554,9 @@ def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarra
             rows.rate(measure, c.mine[:, _F[hits]], c.mine[:, _F[lines]], c.other[:, _F[hits]], c.other[:, _F[lines]])
 
         def ranked(measure: str, which: np.ndarray, port_value: np.ndarray, other_value: np.ndarray) -> None:
-            p, effect, n1, n2 = rank_test(hist_cell[which], c.group, state.hist_bin[which], state.hist_count[which])
-            rows.add(measure, p, port_value, other_value, effect, n1, n2)
+            log_p, effect, n1, n2 = rank_test(hist_cell[which], c.group, state.hist_bin[which],
+                                              state.hist_count[which], log=True)
+            rows.add(measure, log_p, port_value, other_value, effect, n1, n2)
 
         if level != "center":
             duty = state.hist_field == HISTOGRAMS.index("duty_rate")
@@ -599,9 +603,9 @@ def _mix(c: _Cells, rows: _Rows) -> None:
     n1, n = lines[p_cell], c.in_group(lines).astype(np.int64)[p_cell]
     k_group = np.bincount(numbers[:, 0], minlength=c.n_groups)[p_group]
     over = (a * n > n1 * k) & (k < n)
-    p = np.ones(len(pairs))
-    p[over] = fisher_greater(a[over], n1[over], k[over], n[over])
-    p = np.minimum(1.0, p * k_group)
+    p = np.zeros(len(pairs))
+    p[over] = fisher_greater(a[over], n1[over], k[over], n[over], log=True)
+    p = np.minimum(0.0, p + np.log(k_group))  # (log p-values: 0 is p = 1)
     # Per cell, the number with the smallest p (ties: the lower number).
     order = np.lexsort((p_number, p, p_cell))
     first = order[np.r_[True, p_cell[order][1:] != p_cell[order][:-1]]]
@@ -614,14 +618,15 @@ def _mix(c: _Cells, rows: _Rows) -> None:
              n[b] - n1[b], p_number[b])
 
 
-def rank_test(cell: np.ndarray, group: np.ndarray, bins: np.ndarray, counts: np.ndarray
+def rank_test(cell: np.ndarray, group: np.ndarray, bins: np.ndarray, counts: np.ndarray, log: bool = False
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The Mann-Whitney test of each cell (a port) against the rest of its group (the
     other ports), on histograms: rows of (``cell``, bin, count); ``group[c]`` is cell
     c's group. Returns per cell the two-sided p-value (normal approximation with the tie
     correction and a continuity correction; NaN where every value ties), the effect
     ``U / (n1 n2)`` (the chance that a port's line is above another port's, ties
-    counting half: 0.5 is no difference) and the lines on each side."""
+    counting half: 0.5 is no difference) and the lines on each side. ``log``: the
+    p-values as natural logs."""
     n_cells = len(group)
     n1 = np.zeros(n_cells)
     if len(cell) == 0:
@@ -647,9 +652,9 @@ def rank_test(cell: np.ndarray, group: np.ndarray, bins: np.ndarray, counts: np.
     with np.errstate(divide="ignore", invalid="ignore"):
         var = n1 * n2 / 12 * ((big_n + 1) - ties / (big_n * (big_n - 1)))
         z = np.maximum(np.abs(u - n1 * n2 / 2) - 0.5, 0) / np.sqrt(var)
-        p = np.where((var > 0) & (n1 > 0) & (n2 > 0), np.minimum(1.0, 2 * _normal_sf(z)), np.nan)
+        log_p = np.where((var > 0) & (n1 > 0) & (n2 > 0), np.minimum(0.0, np.log(2) + _log_normal_sf(z)), np.nan)
         effect = u / (n1 * n2)
-    return p, effect, n1.astype(np.int64), n2.astype(np.int64)
+    return log_p if log else np.exp(log_p), effect, n1.astype(np.int64), n2.astype(np.int64)
 
 
 def _below(segment: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -670,8 +675,8 @@ def _scipy_special() -> Any:
     return scipy.special
 
 
-def _normal_sf(z: np.ndarray) -> np.ndarray:
-    return _scipy_special().ndtr(-z)
+def _log_normal_sf(z: np.ndarray) -> np.ndarray:
+    return _scipy_special().log_ndtr(-z)
 
 
 def _log_pmf(x: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -684,8 +689,8 @@ def _log_pmf(x: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.
     return log_choose(k, x) + log_choose(n - k, n1 - x) - log_choose(n, n1)
 
 
-def _tail(x: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """P(X >= x) where ``upper``, else P(X <= x), for X hypergeometric(n, k, n1).
+def _log_tail(x: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """log P(X >= x) where ``upper``, else log P(X <= x), for X hypergeometric(n, k, n1).
 
     Summed from x outward, each term from the last by the pmf's ratio, all tails at
     once; x must lie on the side of the tail it sums (at or beyond the mean), so the
@@ -707,20 +712,24 @@ def _tail(x: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray, upper: np
         ended = np.where(up, y >= hi[active], y <= lo[active])
         ended |= (ratio < 1) & (term[active] * ratio <= 1e-13 * total[active] * (1 - ratio))
         active = active[~ended]
-    return np.minimum(1.0, np.exp(_log_pmf(x, n1, k, n)) * total)
+    return np.minimum(0.0, _log_pmf(x, n1, k, n) + np.log(total))
 
 
-def fisher_greater(a: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+def fisher_greater(a: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray, log: bool = False) -> np.ndarray:
     """One-sided Fisher exact p-value P(X >= a): ``a`` hits in ``n1`` lines at the port,
-    ``k`` hits in ``n`` lines in all; ``a`` at or above its expectation ``n1 k / n``."""
-    return _tail(a, n1, k, n, np.ones(len(a), bool))
+    ``k`` hits in ``n`` lines in all; ``a`` at or above its expectation ``n1 k / n``
+    (``log``: as a natural log)."""
+    log_p = _log_tail(a, n1, k, n, np.ones(len(a), bool))
+    return log_p if log else np.exp(log_p)
 
 
-def fisher_two_sided(a: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+def fisher_two_sided(a: np.ndarray, n1: np.ndarray, k: np.ndarray, n: np.ndarray, log: bool = False) -> np.ndarray:
     """Two-sided Fisher exact p-value: twice the one-sided tail on the side of ``a``
-    (at most 1). Conservative: P(p <= alpha) <= alpha, each tail being exact."""
+    (at most 1; ``log``: as a natural log). Conservative: P(p <= alpha) <= alpha, each
+    tail being exact."""
     a, n1, k, n = (np.asarray(v, np.int64) for v in (a, n1, k, n))
-    return np.minimum(1.0, 2 * _tail(a, n1, k, n, a * n >= n1 * k))
+    log_p = np.minimum(0.0, np.log(2) + _log_tail(a, n1, k, n, a * n >= n1 * k))
+    return log_p if log else np.exp(log_p)
 
 
 def bh(p: np.ndarray) -> np.ndarray:
