@@ -129,12 +129,16 @@ def test_bh_matches_scipy():
 
 def _reference_rates(table: pa.Table, min_lines: int) -> dict[tuple, tuple]:
     """Inspection rates per (Center, port) of each Center's goods, port against the
-    other ports, counted line by line in plain Python."""
+    other ports, and the importers behind each side, counted line by line in plain Python."""
     centers = CenterMap.default()
     counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-    for row in table.select(["hts_code", "entry_date", "port_code", "inspected"]).to_pylist():
+    importers: dict[tuple, set[str]] = defaultdict(set)
+    for row in table.select(["hts_code", "entry_date", "port_code", "inspected", "importer_id"]).to_pylist():
         center = centers.center_of(row["hts_code"], row["entry_date"])
-        if center is None or row["inspected"] is None:
+        if center is None:
+            continue
+        importers[(center, row["port_code"].zfill(4))].add(row["importer_id"])
+        if row["inspected"] is None:
             continue
         cell = counts[(center, row["port_code"].zfill(4))]
         cell[0] += 1
@@ -143,8 +147,10 @@ def _reference_rates(table: pa.Table, min_lines: int) -> dict[tuple, tuple]:
     for (center, port), (lines, hits) in counts.items():
         other_lines = sum(c[0] for (k, _), c in counts.items() if k == center) - lines
         other_hits = sum(c[1] for (k, _), c in counts.items() if k == center) - hits
+        others = set().union(*(who for (k, p), who in importers.items() if k == center and p != port))
         if lines >= min_lines and other_lines >= min_lines and 0 < hits + other_hits < lines + other_lines:
-            out[(center, port)] = (hits / lines, other_hits / other_lines, lines, other_lines)
+            out[(center, port)] = (hits / lines, other_hits / other_lines, lines, other_lines,
+                                   len(importers[(center, port)]), len(others))
     return out
 
 
@@ -152,12 +158,14 @@ def test_center_inspection_rates_match_a_plain_count(small):
     result = Uniformity.result(_state(small), min_lines=5)
     rows = result.filter(pc.and_(pc.equal(result.column("level"), "center"),
                                  pc.equal(result.column("measure"), "inspection_rate"))).to_pylist()
-    ours = {(r["center"], r["port"]): (r["port_value"], r["other_value"], r["port_lines"], r["other_lines"])
-            for r in rows}
+    ours = {(r["center"], r["port"]): r for r in rows}
     want = _reference_rates(small, 5)
     assert ours.keys() == want.keys() and len(ours) > 10
-    for key, values in want.items():
-        assert ours[key] == pytest.approx(values, rel=1e-12)
+    for key, (*values, importers, other_importers) in want.items():
+        row = ours[key]
+        assert (row["port_value"], row["other_value"], row["port_lines"], row["other_lines"]) == \
+            pytest.approx(tuple(values), rel=1e-12)
+        assert f"lines; {importers:,} vs {other_importers:,} importer" in row["finding"]
 
 
 def test_table_form(small):

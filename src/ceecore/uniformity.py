@@ -69,7 +69,8 @@ RESULT_SCHEMA = pa.schema([
     ("q_value", pa.float64()), ("finding", pa.string()),
 ])
 
-# The state: one row per (key, field, bin) with its count or sum. Sums of cents are kept
+# The state: one row per (key, field, bin) with its count or sum, and per (key, importer).
+# Sums of cents are kept
 # as two fields (the high bits and the low 24 bits of each line's amount), so that no
 # sum can overflow 64 bits; log unit values are summed in millionths.
 COUNTS = ("lines", "claimed", "flagged", "inspected", "judged", "violations", "assessed", "revenue_hi",
@@ -77,6 +78,7 @@ COUNTS = ("lines", "claimed", "flagged", "inspected", "judged", "violations", "a
 HISTOGRAMS = ("duty_rate", "unit_value0", "unit_value1", "revenue")  # (unit value per unit / per kg)
 _F = {name: i for i, name in enumerate(COUNTS + HISTOGRAMS)}
 _H0 = len(COUNTS)
+_IMPORTER = len(_F)  # the state's field of a key's importers: one row each, its hash in ``value``
 STATE_SCHEMA = pa.schema([("center", pa.int16()), ("hts", pa.int64()), ("origin", pa.int16()), ("port", pa.int16()),
                           ("field", pa.int8()), ("bin", pa.int32()), ("value", pa.int64())])
 _SPLIT = 24                          # cents = hi << 24 | lo
@@ -156,20 +158,20 @@ class Uniformity:
         field = [np.zeros(len(rows[0])), 1 + basis[rows[1]], np.full(len(rows[2]), 3)]
         bins = [rate_bin[rows[0]], uv_bin[rows[1]], rev_bin[rows[2]]]
         return _Tallies.of_lines(k1, k2, columns, np.concatenate(rows), np.concatenate(field).astype(np.int64),
-                                 np.concatenate(bins).astype(np.int64))
+                                 np.concatenate(bins).astype(np.int64), f.importer[keep].view(np.int64))
 
     # ------------------------------------------------------------ state
 
     def to_arrow(self) -> pa.Table:
         """The state as a table (:data:`STATE_SCHEMA`): a row per key and field (and bin,
-        for a histogram), zeros left out, sorted."""
+        for a histogram; and importer, by its hash), zeros left out, sorted."""
         t = self.tallies()
         key, field = np.nonzero(t.counts)
-        key = np.r_[key, t.hist_key]
-        field = np.r_[field, t.hist_field + _H0]
-        bins = np.r_[np.zeros(len(key) - len(t.hist_key), np.int64), t.hist_bin]
-        values = np.r_[t.counts[np.nonzero(t.counts)], t.hist_count]
-        order = np.lexsort((bins, field, key))
+        bins = np.r_[np.zeros(len(key), np.int64), t.hist_bin, np.zeros(len(t.imp_key), np.int64)]
+        values = np.r_[t.counts[key, field], t.hist_count, t.imp_hash]
+        key = np.r_[key, t.hist_key, t.imp_key]
+        field = np.r_[field, t.hist_field + _H0, np.full(len(t.imp_key), _IMPORTER)]
+        order = np.lexsort((values, bins, field, key))
         key, field, bins, values = key[order], field[order], bins[order], values[order]
         table = pa.table({"center": pa.array(t.center[key], pa.int16()), "hts": pa.array(t.hts[key], pa.int64()),
                           "origin": pa.array(t.origin[key], pa.int16()), "port": pa.array(t.port[key], pa.int16()),
@@ -224,7 +226,8 @@ class Uniformity:
 class _Tallies(NamedTuple):
     """The state as arrays: the distinct keys (``k1``: the HTS number << 10 | origin;
     ``k2``: the Center's code << 14 | port; sorted by k1, then k2), their counts (keys x
-    :data:`COUNTS`) and their histogram rows (key index, histogram, bin, count; sorted)."""
+    :data:`COUNTS`), their histogram rows (key index, histogram, bin, count; sorted)
+    and their importers (key index, importer hash; distinct, sorted)."""
 
     k1: np.ndarray
     k2: np.ndarray
@@ -233,17 +236,21 @@ class _Tallies(NamedTuple):
     hist_field: np.ndarray
     hist_bin: np.ndarray
     hist_count: np.ndarray
+    imp_key: np.ndarray
+    imp_hash: np.ndarray
 
     @classmethod
     def empty(cls) -> _Tallies:
         none = np.zeros(0, np.int64)
-        return cls(none, none, np.zeros((0, len(COUNTS)), np.int64), none, none, none, none)
+        return cls(none, none, np.zeros((0, len(COUNTS)), np.int64), none, none, none, none, none, none)
 
     @classmethod
     def summed(cls, k1: np.ndarray, k2: np.ndarray, counts: np.ndarray, hist_key: np.ndarray,
-               hist_field: np.ndarray, hist_bin: np.ndarray, hist_count: np.ndarray) -> _Tallies:
-        """Rows of keys (repeats allowed) and histogram rows (``hist_key`` indexes those
-        rows) summed per key, and per key, histogram and bin: exact, in canonical order."""
+               hist_field: np.ndarray, hist_bin: np.ndarray, hist_count: np.ndarray, imp_key: np.ndarray,
+               imp_hash: np.ndarray) -> _Tallies:
+        """Rows of keys (repeats allowed), histogram rows and importer rows (``hist_key``
+        and ``imp_key`` index those rows) summed per key, and per key, histogram and bin,
+        importers made distinct: exact, in canonical order."""
         if len(k1) == 0:
             return cls.empty()
         order = np.lexsort((k2, k1))
@@ -260,13 +267,15 @@ class _Tallies(NamedTuple):
         p = p[h_first]
         kept = h_count != 0
         return cls(a[starts], b[starts], np.add.reduceat(counts[order], starts, axis=0), (p >> 24)[kept],
-                   ((p >> 22) & 3)[kept], ((p & ((1 << 22) - 1)) - _MAX_BIN)[kept], h_count[kept])
+                   ((p >> 22) & 3)[kept], ((p & ((1 << 22) - 1)) - _MAX_BIN)[kept], h_count[kept],
+                   *_distinct(key_of[imp_key], imp_hash))
 
     @classmethod
     def of_lines(cls, k1: np.ndarray, k2: np.ndarray, columns: list[np.ndarray | None], hist_line: np.ndarray,
-                 hist_field: np.ndarray, hist_bin: np.ndarray) -> _Tallies:
+                 hist_field: np.ndarray, hist_bin: np.ndarray, importer: np.ndarray) -> _Tallies:
         """The tallies of one batch's lines: ``columns`` holds each line's value of each of
-        :data:`COUNTS` (None: 1), histogram rows count one line each. Summed in float64,
+        :data:`COUNTS` (None: 1), histogram rows count one line each; ``importer`` is each
+        line's importer hash. Summed in float64,
         which is exact here: a batch's sums stay far below 2^53 (cents are split in
         24-bit halves), then held as int64."""
         if len(k1) == 0:
@@ -283,7 +292,7 @@ class _Tallies(NamedTuple):
         packed, h_count = np.unique((key_of[hist_line] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN),
                                     return_counts=True)
         return cls(a[first], b[first], counts, packed >> 24, (packed >> 22) & 3,
-                   (packed & ((1 << 22) - 1)) - _MAX_BIN, h_count.astype(np.int64))
+                   (packed & ((1 << 22) - 1)) - _MAX_BIN, h_count.astype(np.int64), *_distinct(key_of, importer))
 
     @classmethod
     def combine(cls, parts: list[_Tallies]) -> _Tallies:
@@ -293,7 +302,9 @@ class _Tallies(NamedTuple):
                           np.concatenate([t.counts for t in parts]),
                           np.concatenate([t.hist_key + o for t, o in zip(parts, offsets)]),
                           *(np.concatenate([getattr(t, name) for t in parts])
-                            for name in ("hist_field", "hist_bin", "hist_count")))
+                            for name in ("hist_field", "hist_bin", "hist_count")),
+                          np.concatenate([t.imp_key + o for t, o in zip(parts, offsets)]),
+                          np.concatenate([t.imp_hash for t in parts]))
 
     @classmethod
     def of_rows(cls, table: pa.Table) -> _Tallies:
@@ -306,18 +317,20 @@ class _Tallies(NamedTuple):
             and "an HTS number that is not 6 to 10 digits",
             ((c["origin"] < 0) | (c["origin"] >= 26 * 26)).any() and "an origin that is not two letters",
             ((c["port"] < 0) | (c["port"] > 9999)).any() and "a port code that is not four digits",
-            ((c["field"] < 0) | (c["field"] >= len(_F))).any() and "an unknown field",
-            ((c["field"] < _H0) & (c["bin"] != 0)).any() and "a bin on a count",
+            ((c["field"] < 0) | (c["field"] > _IMPORTER)).any() and "an unknown field",
+            (((c["field"] < _H0) | (c["field"] == _IMPORTER)) & (c["bin"] != 0)).any() and "a bin on a count",
             (np.abs(c["bin"]) > _MAX_BIN).any() and "a bin out of range",
-            ((c["value"] < 0) & (c["field"] != _F["uv_log0"]) & (c["field"] != _F["uv_log1"])).any()
+            ((c["value"] < 0) & ~np.isin(c["field"], [_F["uv_log0"], _F["uv_log1"], _IMPORTER])).any()
             and "a negative count",
         ]
         problems = [b for b in bad if b]
         if problems:
             raise ValueError(f"uniformity state holds {problems[0]}")
         k1, k2 = (c["hts"] << 10) | c["origin"], (c["center"] << 14) | c["port"]
-        order = np.lexsort((c["bin"], c["field"], k2, k1))
-        same = [v[order] for v in (k1, k2, c["field"], c["bin"])]
+        importer = c["field"] == _IMPORTER
+        who = np.where(importer, c["value"], 0)
+        order = np.lexsort((who, c["bin"], c["field"], k2, k1))
+        same = [v[order] for v in (k1, k2, c["field"], c["bin"], who)]
         if len(order) > 1 and np.all([v[1:] == v[:-1] for v in same], axis=0).any():
             raise ValueError("uniformity state holds a key's field twice")
         counted = c["field"] < _H0
@@ -325,13 +338,15 @@ class _Tallies(NamedTuple):
         counts = np.zeros((len(rows), len(COUNTS)), np.int64)
         counts[np.arange(len(rows)), c["field"][rows]] = c["value"][rows]
         # Histogram rows point at a count row of their key (every key has its lines counted).
-        tallies = cls.summed(k1[rows], k2[rows], counts, np.zeros(0, np.int64), *[np.zeros(0, np.int64)] * 3)
-        hist = np.flatnonzero(~counted)
+        none = np.zeros(0, np.int64)
+        tallies = cls.summed(k1[rows], k2[rows], counts, *[none] * 6)
+        hist, imp = np.flatnonzero(~counted & ~importer), np.flatnonzero(importer)
         pos = _find(tallies.k1, tallies.k2, k1[hist], k2[hist])
-        if (pos < 0).any():
-            raise ValueError("uniformity state holds histograms that do not add up to their counts")
+        at = _find(tallies.k1, tallies.k2, k1[imp], k2[imp])
+        if (pos < 0).any() or (at < 0).any():
+            raise ValueError("uniformity state holds histograms or importers of a key without lines")
         t = cls.summed(tallies.k1, tallies.k2, tallies.counts, pos, c["field"][hist] - _H0, c["bin"][hist],
-                       c["value"][hist])
+                       c["value"][hist], at, c["value"][imp])
         t.check()
         return t
 
@@ -340,6 +355,9 @@ class _Tallies(NamedTuple):
         k = self.counts
         if (k[:, _F["lines"]] < 1).any():
             raise ValueError("uniformity state holds a key without lines")
+        importers = np.bincount(self.imp_key, minlength=len(self.k1))
+        if ((importers < 1) | (importers > k[:, _F["lines"]])).any():
+            raise ValueError("uniformity state holds a key with no importer, or more importers than lines")
         if ((k[:, _F["claimed"]] > k[:, _F["lines"]]) | (k[:, _F["flagged"]] > k[:, _F["lines"]])
                 | (k[:, _F["inspected"]] > k[:, _F["flagged"]]) | (k[:, _F["judged"]] > k[:, _F["lines"]])
                 | (k[:, _F["violations"]] > k[:, _F["judged"]]) | (k[:, _F["assessed"]] > k[:, _F["lines"]])
@@ -376,6 +394,14 @@ class _Tallies(NamedTuple):
         mine = self.hist_field == HISTOGRAMS.index(name)
         return np.bincount(self.hist_key[mine], self.hist_count[mine].astype(np.float64), minlength=len(self.k1)) \
             .astype(np.int64)
+
+
+def _distinct(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (key, value) pairs, sorted."""
+    order = np.lexsort((value, key))
+    k, v = key[order], value[order]
+    keep = np.r_[True, (k[1:] != k[:-1]) | (v[1:] != v[:-1])] if len(k) else np.zeros(0, bool)
+    return k[keep], v[keep]
 
 
 def _find(k1: np.ndarray, k2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -485,9 +511,26 @@ class _Cells:
         pairs = np.unique(np.c_[self.g, self.state.hts], axis=0)[:, 0]
         return np.bincount(pairs, minlength=self.n_groups)[self.group]
 
+    def importers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell, the distinct importers of its lines, and of its group's lines at the
+        other ports (an importer at both counts on both sides)."""
+        cell, who = _distinct(self.cell[self.state.imp_key], self.state.imp_hash)
+        group = self.group[cell]
+        order = np.lexsort((who, group))
+        g, w = group[order], who[order]
+        first = np.r_[True, (g[1:] != g[:-1]) | (w[1:] != w[:-1])] if len(g) else np.zeros(0, bool)
+        run = np.cumsum(first) - 1
+        only_here = np.empty(len(cell), bool)
+        only_here[order] = np.bincount(run)[run] == 1 if len(run) else np.zeros(0, bool)
+        in_group = np.bincount(g[first], minlength=self.n_groups)[self.group]
+        return np.bincount(cell, minlength=self.n), in_group - np.bincount(cell[only_here], minlength=self.n)
+
     def rows(self, found: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Rows of comparisons (per ``found["cell"]``) with their Center, group and port."""
+        """Rows of comparisons (per ``found["cell"]``) with their Center, group, port and
+        the importers behind each side."""
         at = found.pop("cell")
+        mine, others = self.importers()
+        found["port_importers"], found["other_importers"] = mine[at], others[at]
         any_key = np.zeros(self.n, np.int64)
         any_key[self.cell[::-1]] = np.arange(len(self.cell))[::-1]
         key = any_key[at]
@@ -770,7 +813,8 @@ def _table(rows: dict[str, np.ndarray], order: np.ndarray, names: dict[int, str]
     level = [LEVELS[v] for v in r["level"].tolist()]
     columns = {"port_value": r["port_value"], "other_value": r["other_value"], "effect": r["effect"],
                "port_lines": r["port_lines"], "other_lines": r["other_lines"], "p_value": r["p"], "q_value": r["q"]}
-    values = {k: v.tolist() for k, v in columns.items()}
+    values = {k: v.tolist() for k, v in (columns | {"importers": r["port_importers"],
+                                                    "other_importers": r["other_importers"]}).items()}
     findings = []
     for i in range(len(order)):
         subject = f"{names.get(int(r['center'][i]), 'Center ' + center[i])} goods" if level[i] == "center" else \
@@ -796,17 +840,17 @@ def _times(ratio: float) -> str:
 def _finding(measure: str, port: str, subject: str, v: dict[str, Any], number: str, context: str | None) -> str:
     """One comparison in plain words."""
     mine, theirs, n1, n2 = v["port_value"], v["other_value"], v["port_lines"], v["other_lines"]
-    lines = f"{n1:,} vs {n2:,} lines"
+    who = f"{v['importers']:,} vs {v['other_importers']:,} importer{'s' if v['other_importers'] != 1 else ''}"
+    lines = f"{n1:,} vs {n2:,} lines; {who}"
     if measure == "inspection_rate":
-        text = (f"Port {port} inspects {subject} {_times(v['effect'])} ({mine:.1%} vs {theirs:.1%} of "
-                f"{n1:,} vs {n2:,} lines)")
+        text = f"Port {port} inspects {subject} {_times(v['effect'])} ({mine:.1%} vs {theirs:.1%} of {lines})"
         return text + (f"; {context}" if context else "")
     if measure == "violation_rate":
         return (f"Port {port} finds violations on {mine:.1%} of inspected lines of {subject} vs {theirs:.1%} at the "
-                f"other ports ({n1:,} vs {n2:,} inspected lines)")
+                f"other ports ({n1:,} vs {n2:,} inspected lines; {who})")
     if measure == "revenue_per_inspected":
         return (f"Port {port} recovers ${mine:,.2f} per inspected line of {subject} vs ${theirs:,.2f} at the other "
-                f"ports ({n1:,} vs {n2:,} inspected lines)")
+                f"ports ({n1:,} vs {n2:,} inspected lines; {who})")
     if measure == "duty_rate":
         return (f"Port {port}: {subject} declared at an effective duty rate of {mine:.2f}% vs {theirs:.2f}% at the "
                 f"other ports ({lines})")
