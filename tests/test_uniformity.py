@@ -193,6 +193,17 @@ def test_hts_numbers_as_declared(small):
         set(short.column("hts_code").to_pylist())
 
 
+def test_nothing_to_compare():
+    """No lines, lines of no Center (chapter 99), one port only: an empty table."""
+    assert Uniformity().result().equals(RESULT_SCHEMA.empty_table())
+    assert Uniformity.from_arrow(Uniformity().to_arrow()).result().num_rows == 0
+    lines = pa.table({"entry_number": ["A1", "A2", "A3"], "line_number": [1, 1, 1], "importer_id": ["I", "I", "J"],
+                      "port_code": ["30", "30", "30"], "entry_date": pa.array([18262] * 3, pa.date32()),
+                      "hts_code": ["9903880100", "6109100010", "6109100010"], "country_of_origin": ["CN"] * 3,
+                      "entered_value": [1.0, 2.0, 3.0], "inspected": [True, False, None]})
+    assert ceecore.uniformity(lines, min_lines=2).num_rows == 0
+
+
 def test_inputs_without_outcomes_compare_declarations_only(small):
     bare = small.drop_columns(["inspected", "violation", "revenue_recovered"])
     result = ceecore.uniformity(bare, min_lines=5)
@@ -233,6 +244,21 @@ def test_same_result_whatever_the_batches_and_merge_order(small, data):
         merged.merge(Uniformity.from_arrow(parts[i].to_arrow()) if i % 2 else parts[i])
     assert merged.to_arrow().equals(whole.to_arrow())
     assert merged.result(min_lines=4).equals(whole.result(min_lines=4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_messy_lines_any_layout_any_batches(lines, data):
+    """The shared strategy's lines (dirty rows, every text layout, optional columns
+    dropped, chapters 98/99, unmapped chapters): no error, and the same state whatever
+    the batches."""
+    drawn = data.draw(lines(max_rows=60, dirty=True), label="lines")
+    table = drawn.table
+    cuts = data.draw(st.lists(st.integers(1, max(1, table.num_rows - 1)), max_size=4), label="cuts")
+    whole, parts = _state(table), _state(table, cuts if table.num_rows > 1 else [])
+    assert parts.to_arrow().equals(whole.to_arrow())
+    assert parts.result(min_lines=2).equals(whole.result(min_lines=2))
+    assert whole.result(min_lines=2).schema == RESULT_SCHEMA
 
 
 def test_threads_do_not_change_the_table(small):

@@ -208,6 +208,8 @@ class Uniformity:
         if min_lines < 2:
             raise ValueError("min_lines must be at least 2")
         state = self.tallies()
+        if len(state.k1) == 0:
+            return RESULT_SCHEMA.empty_table()
         levels = [_compare(state, level, min_lines) for level in LEVELS]
         offset = np.cumsum([0] + [len(found["log_p"]) for found in levels])
         for found, start in zip(levels, offset):
@@ -465,7 +467,7 @@ def _groups(state: _Tallies, level: str) -> np.ndarray:
     level with the origin (a 6-10 digit number * 16 is below 2^38)."""
     if level == "center":
         return state.center.copy()
-    hts = state.hts if level == "hts10" else _prefix(state.hts, int(level[3:]))
+    hts = state.hts if level == "hts10" else _prefix(state.hts, 6)
     return (state.center << 52) | (hts << 10) | state.origin
 
 
