@@ -346,6 +346,11 @@ def test_bar_planted_disparities_top_ten_and_none_without_them(seed):
         print(f"  {planted['measure']:<16} rank {rank + 1:>2}  q={row.get('q_value', float('nan')):.1e}  "
               f"{row.get('finding')}")
         assert 0 <= rank < 10 and row["q_value"] < 0.01
+        # The rows it mirrors (the same goods at other ports, leaning the other way) say so.
+        mirrors = [r for r in result.to_pylist() if (r["level"], r["hts"], r["origin"], r["measure"]) ==
+                   (row["level"], row["hts"], row["origin"], row["measure"]) and r["port"] != row["port"]
+                   and (r["port_value"] - r["other_value"]) * (row["port_value"] - row["other_value"]) < 0]
+        assert all(f"include port {row['port']}, which differs the other way" in r["finding"] for r in mirrors)
         # The same port and Center (product) in data without the disparities: nothing at q < 0.01.
         same = [r for r in clean.to_pylist() if r["measure"] == planted["measure"] and r["port"] == planted["port"]
                 and r["center"] == planted["center"] and (r["hts"] == planted["hts"] if planted["hts"] else True)]

@@ -817,6 +817,8 @@ def _table(rows: dict[str, np.ndarray], order: np.ndarray, names: dict[int, str]
                "port_lines": r["port_lines"], "other_lines": r["other_lines"], "p_value": r["p"], "q_value": r["q"]}
     values = {k: v.tolist() for k, v in (columns | {"importers": r["port_importers"],
                                                     "other_importers": r["other_importers"]}).items()}
+    direction = np.sign(np.nan_to_num(r["port_value"] - r["other_value"])).tolist()
+    strongest: dict[tuple, int] = {}  # per group and measure, its most significant row (rows come in that order)
     findings = []
     for i in range(len(order)):
         subject = f"{names.get(int(r['center'][i]), 'Center ' + center[i])} goods" if level[i] == "center" else \
@@ -826,8 +828,14 @@ def _table(rows: dict[str, np.ndarray], order: np.ndarray, names: dict[int, str]
             j = int(ref[i])
             context = (f"violations found on {values['port_value'][j]:.1%} vs {values['other_value'][j]:.1%} of "
                        f"inspected lines ({'not ' if values['q_value'][j] >= 0.05 else ''}a significant difference)")
-        findings.append(_finding(measure[i], port[i], subject, {k: v[i] for k, v in values.items()}, detail[i],
-                                 context))
+        text = _finding(measure[i], port[i], subject, {k: v[i] for k, v in values.items()}, detail[i], context)
+        # A port that stands out makes "the other ports" of every other port lean its way: say so
+        # on the rows it mirrors (the other way, less significant), not to blame them for it.
+        top = strongest.setdefault((center[i], level[i], hts[i], origin[i], measure[i]), i)
+        if top != i and measure[i] != "hts_mix" and values["q_value"][top] < 0.05 \
+                and direction[i] * direction[top] < 0:
+            text += f"; the other ports include port {port[top]}, which differs the other way more (see its row)"
+        findings.append(text)
     table = {"center": center, "level": level, "hts": hts, "origin": origin, "port": port, "measure": measure,
              **columns, "finding": findings}
     return pa.table({name: pa.array(table[name], RESULT_SCHEMA.field(name).type) for name in RESULT_SCHEMA.names})
