@@ -347,8 +347,9 @@ def test_bar_planted_disparities_top_ten_and_none_without_them(seed):
               f"{row.get('finding')}")
         assert 0 <= rank < 10 and row["q_value"] < 0.01
         # The rows it mirrors (the same goods at other ports, leaning the other way) say so.
-        mirrors = [r for r in result.to_pylist() if (r["level"], r["hts"], r["origin"], r["measure"]) ==
-                   (row["level"], row["hts"], row["origin"], row["measure"]) and r["port"] != row["port"]
+        group = ("center", "level", "hts", "origin", "measure")
+        mirrors = [r for r in result.to_pylist() if [r[k] for k in group] == [row[k] for k in group]
+                   and r["port"] != row["port"]
                    and (r["port_value"] - r["other_value"]) * (row["port_value"] - row["other_value"]) < 0]
         assert all(f"include port {row['port']}, which differs the other way" in r["finding"] for r in mirrors)
         # The same port and Center (product) in data without the disparities: nothing at q < 0.01.
