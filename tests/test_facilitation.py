@@ -166,7 +166,7 @@ def test_a_learned_models_outcome_history_is_evidence_too(tmp_path, world):
     history, period = lines.filter(pc.invert(later)), lines.filter(later)
     ceecore.score_period(period, ceecore.fit(history, labels="violation"), tmp_path / "period")
     mine = tier(tmp_path / "period")
-    assert mine["facilitation"] == "expedite" and "; 12 inspected lines, no violation;" in mine["facilitation_reasons"]
+    assert mine["facilitation"] == "expedite" and "; 12 inspected lines, no violation;" in mine["facilitation_reasons"], mine
     ceecore.score_period(period, ceecore.fit(history), tmp_path / "unlearned")  # (the model keeps no outcomes)
     assert tier(tmp_path / "unlearned")["facilitation_reasons"] == "only 0 inspected lines (5 needed)"
 

@@ -20,7 +20,8 @@ import ceecore
 from ceecore import synth
 from ceecore.accounts import AccountBook
 from ceecore.centers import CenterMap
-from ceecore.trends import SERIES_SCHEMA, SHIFTS_SCHEMA, Trends, _bh, _step_test
+from ceecore._fdr import benjamini_hochberg
+from ceecore.trends import SERIES_SCHEMA, SHIFTS_SCHEMA, Trends, _step_test
 from ceecore_cli.main import cli
 
 
@@ -142,7 +143,7 @@ def test_bh_matches_the_definition():
     rng = np.random.default_rng(1)
     p = rng.random(50) ** 3
     p[[3, 9]] = np.nan
-    q = _bh(p)
+    q = benjamini_hochberg(p)
     tested = ~np.isnan(p)
     k = tested.sum()
     for i in np.flatnonzero(tested):

@@ -32,6 +32,7 @@ from ceecore.io import OutputSet, atomic_path, check_outputs, output_format, wri
 from ceecore.privacy import KEY_ENV, Pseudonymiser
 from ceecore.report import write_report
 from ceecore.schema import ColumnMapping
+from ceecore.uniformity import MIN_LINES
 
 PROGRESS_MIN_LINES = 500_000
 MAX_GENERATED_LINES = 10**11
@@ -469,6 +470,55 @@ def report_command(directory: str, output: str, hide_ids: bool) -> None:
         check_outputs({"-o": output}, (directory,))
         path = write_report(directory, output, hide_ids=hide_ids)
     click.echo(f"report -> {path}")
+@cli.command("uniformity")
+@click.argument("inputs", nargs=-1, required=True, type=_ReadPath(exists=True))
+@click.option("-o", "--output", default="uniformity.parquet", show_default=True, type=click.Path(dir_okay=False),
+              help="The comparisons (Parquet, or Arrow IPC for .arrow), most significant first.")
+@_rejects_option
+@click.option("--state", type=click.Path(dir_okay=False), help="Also write the mergeable state (Arrow IPC).")
+@click.option("--min-lines", type=click.IntRange(2), default=MIN_LINES, show_default=True,
+              help="Compare a port only with this many lines there and at the other ports.")
+@click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Findings to print.")
+@_center_options
+@_mapping_options
+def uniformity_command(inputs: tuple[str, ...], output: str, rejects: str | None, state: str | None, min_lines: int,
+                       top: int, centers_file: str | None, hts_map: str | None, replace_map: bool, preset: str | None,
+                       mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
+                       max_reject_share: float, threads: int | None, quiet: bool) -> None:
+    """Compare every port with the other ports on identical activity (per Center, HTS10 x
+    origin, HTS6 x origin and the Center's goods): duty, preferences, unit values, HTS
+    numbers; inspections, findings and revenue where outcome columns exist."""
+    with _usage_errors():
+        rejects_path = _rejects_path(output, rejects)
+        output_format(output)
+        output_format(rejects_path, "parquet")
+        if state:
+            output_format(state, "ipc")
+        check_outputs({"--rejects": rejects_path, "--state": state, "-o": output}, inputs)
+        stats = ceecore.IntakeStats()
+        started = time.perf_counter()
+        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+            found = ceecore.read_uniformity(
+                list(inputs), mapping=_mapping(preset, mapping_file, pairs, date_format),
+                centers=_center_map(centers_file, hts_map, replace_map), threads=threads, rejects=rejects_path,
+                stats=stats, progress=advance, on_start=on_start, max_reject_share=max_reject_share,
+                outputs=outputs, pseudonyms=_pseudonyms(key_file))
+            if state:
+                write_table(found.to_arrow(), state, format="ipc", into=outputs)
+            table = found.result(min_lines)
+            write_table(table, output, into=outputs)
+        stats.seconds = time.perf_counter() - started
+    if not quiet:
+        _counts(stats, f"{len(inputs)} input(s)")
+        q = table.column("q_value").to_numpy()
+        click.echo(f"{table.num_rows:,} comparisons; {int((q < 0.05).sum()):,} at a false discovery rate below 5%, "
+                   f"{int((q < 0.01).sum()):,} below 1%")
+        for row in table.slice(0, top).to_pylist():
+            click.echo(f"  q={row['q_value']:.1e}  {_one_line(row['finding'])}")
+        click.echo(f"uniformity -> {output}")
+        click.echo(f"rejects    -> {rejects_path}")
+        if state:
+            click.echo(f"state      -> {state}")
 
 
 def _run_report(summary: ceecore.RunSummary, top: int = 3, show_ids: bool = False) -> None:
@@ -583,19 +633,23 @@ def _scheme_rates(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--trend", is_flag=True,
               help="Inject a trade diversion: from mid-period, 80% of the busiest HTS6's lines from its main origin "
                    "come from another country.")
+@click.option("--disparities", is_flag=True,
+              help="Plant two port disparities (a port inspecting one Center's goods 5x as often; a port taking a "
+                   "dutiable product in at no duty), found by 'ceecore uniformity'.")
 @_threads_option
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="A .parquet, .csv(.gz) or .arrow file, or else a directory of Parquet files.")
 @_quiet_option
 def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: dt.datetime | None, seed: int,
              scheme_rates: tuple[str, ...], inspect_share: float | None, dirty: int, batch_rows: int,
-             file_rows: int | None, truth: str | None, variants: bool, trend: bool, threads: int | None,
+             file_rows: int | None, truth: str | None, variants: bool, trend: bool, disparities: bool,
+             threads: int | None,
              output: str, quiet: bool) -> None:
     """Generate realistic entry lines with labelled risk schemes (synthetic, known truth)."""
     rates = _scheme_rates(scheme_rates)
     with _usage_errors():
         params: dict[str, Any] = {"lines": lines, "accounts": accounts, "seed": seed, "scheme_rates": rates, "dirty": dirty,
-                                  "variants": variants, "trend": trend}
+                                  "variants": variants, "trend": trend, "disparities": disparities}
         params.update({k: v.date() for k, v in (("start", start), ("end", end)) if v is not None})
         if inspect_share is not None:
             params["inspect_share"] = inspect_share
@@ -621,6 +675,9 @@ def generate(lines: int, accounts: int | None, start: dt.datetime | None, end: d
         if written.world.trend is not None:
             t = written.world.trend
             click.echo(f"  trend: from {t.start}, {t.share:.0%} of HTS {t.hts6}'s lines from {t.origin} come from {t.to}")
+        for row in written.world.disparities().to_pylist():
+            click.echo(f"  disparity: {row['measure']} at port {row['port']}, Center {row['center']}"
+                       + (f", HTS {row['hts']}" if row["hts"] else ""))
         click.echo(f"lines -> {output}")
         if truth:
             click.echo(f"truth -> {truth}")

@@ -25,6 +25,7 @@ from ceecore.privacy import Pseudonymiser  # noqa: E402
 from ceecore.schema import CANONICAL, REJECT_REASONS, REQUIRED, ColumnMapping, ContractError  # noqa: E402
 from ceecore.scoring import Model, Scorer, ScoringConfig, load_model  # noqa: E402
 from ceecore.trends import Trends, trends  # noqa: E402
+from ceecore.uniformity import Uniformity, read_uniformity, uniformity  # noqa: E402
 
 __all__ = [
     "AccountBook",
@@ -46,6 +47,7 @@ __all__ = [
     "Scorer",
     "ScoringConfig",
     "Trends",
+    "Uniformity",
     "consolidate",
     "evaluate",
     "fit",
@@ -53,8 +55,10 @@ __all__ = [
     "load_overrides",
     "merge_models",
     "run",
+    "read_uniformity",
     "run_consolidation",
     "score",
     "score_period",
     "trends",
+    "uniformity",
 ]

@@ -31,10 +31,12 @@ from ceecore.privacy import PRIVATE_COLUMNS, PSEUDONYM_KEY, Pseudonymiser, check
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
+from ceecore.trends import Trends
+from ceecore.uniformity import Uniformity
 from ceecore.worklist import AccountEvidence, BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
 __all__ = ["IntakeStats", "Consolidation", "Labels", "RunSummary", "ScoreRun", "TooManyRejects", "consolidate", "fit",
-           "merge_models", "run", "run_consolidation", "score", "score_period", "write_set", "REJECT_SCHEMA"]
+           "fold_lines", "merge_models", "run", "run_consolidation", "score", "score_period", "write_set", "REJECT_SCHEMA"]
 
 # Rejected rows: where they came from, why, and their canonical fields as text.
 REJECT_SCHEMA = pa.schema(
@@ -204,6 +206,27 @@ def _parse_only(centers: CenterMap | None) -> Ingest:
     def parse(batch: pa.RecordBatch, mapping: ColumnMapping, source: str, columns: tuple[str, ...]) -> Intake:
         return AccountBook(centers, threads=1).parse(batch, mapping, source, columns, checked=True)
     return parse
+
+
+def fold_lines(source: Any, update: Callable[[Intake], Any], columns: tuple[str, ...], *,
+               mapping: ColumnMapping | None = None, centers: CenterMap | None = None, threads: int | None = None,
+               rejects: str | os.PathLike[str] | None = None, stats: IntakeStats | None = None,
+               progress: Callable[[int], None] | None = None, on_start: Callable[[int | None], None] | None = None,
+               max_reject_share: float | None = None, outputs: OutputSet | None = None,
+               pseudonyms: Pseudonymiser | None = None, inputs: Iterable[Any] = ()) -> IntakeStats:
+    """Reads ``source`` once, every batch checked and parsed on ``threads`` threads, and
+    hands each parsed batch (``columns`` read beyond consolidation's) to ``update``: the
+    read of the jobs that fold the lines into a state of their own (``ceecore trends``,
+    ``ceecore uniformity``). Rejected rows go to ``rejects`` (with ``outputs``, as part of
+    that set), which must not be an input (nor one of ``inputs``); returns the counts."""
+    check_outputs({"the rejects file": rejects}, _listed(source) + list(inputs))
+    stats = stats if stats is not None else IntakeStats()
+    reading = Reading(source, mapping or ColumnMapping(), resolve_threads(threads), progress, on_start,
+                      max_reject_share, pseudonyms)
+    with output_set(outputs) as into, _RejectSink(rejects, into) as rejected:
+        for _ in reading.each(columns, _parse_only(centers or CenterMap.default()), update, stats, rejected):
+            pass
+    return stats
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -421,6 +444,34 @@ class ScoreRun:
     top: BestLinesPerCenter
     accounts_top: BestLinesPerAccount
     evidence: AccountEvidence
+    views: PeriodViews | None = None
+
+
+@dataclass
+class PeriodViews:
+    """What a scored set shows of its period beside the scores, folded from the lines the
+    scoring pass reads (no read of its own): the monthly trends per Center with their
+    shifts (:class:`~ceecore.trends.Trends`) and each port against the others
+    (:class:`~ceecore.uniformity.Uniformity`)."""
+
+    trends: Trends
+    uniformity: Uniformity
+
+    @classmethod
+    def of(cls, centers: CenterMap, history: Model | None = None) -> PeriodViews:
+        """Empty views; with ``history`` (the model a period is scored against), an
+        account is new only if that history never saw it."""
+        trends = Trends.for_model(history, centers) if history is not None else Trends(centers)
+        return cls(trends, Uniformity(centers))
+
+    def update(self, intake: Intake) -> None:
+        self.trends.update(intake)
+        self.uniformity.update(intake)
+
+    def write(self, out: Path) -> None:
+        """``trends.parquet``, ``shifts.parquet`` and ``uniformity.parquet`` into ``out``."""
+        self.trends.write(out / "trends.parquet", out / "shifts.parquet")
+        write_table(self.uniformity.result(), out / "uniformity.parquet")
 
 
 def score(
@@ -465,11 +516,13 @@ def score(
 
 def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Model, centers: CenterMap,
            output: str | os.PathLike[str] | None, out_of_fold: bool, stats: IntakeStats,
-           into: OutputSet | None = None, learned_until: int | None = None) -> ScoreRun:
+           into: OutputSet | None = None, learned_until: int | None = None,
+           views: PeriodViews | None = None) -> ScoreRun:
     """Scores the intakes ``each`` hands to a work function (on its threads, results in
     input order): the lines to ``output`` (Parquet) or in memory, each Center's and each
     account's best lines and evidence kept on the side (the inspections of lines dated
-    up to ``learned_until`` left out: a learned model's outcome history holds them)."""
+    up to ``learned_until`` left out: a learned model's outcome history holds them), and
+    the lines folded into ``views``."""
     top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
     accounts_top = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
     evidence = AccountEvidence(model.config.enabled)
@@ -485,6 +538,8 @@ def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Mode
         f = line_fields(intake)
         seen = outcomes(intake, f, revenue=None)
         fresh = seen.inspected if learned_until is None else seen.inspected & (f.day > learned_until)
+        if views is not None:
+            views.update(intake)
         return (lines, top.of(lines, intake.parsed["entry_hash"]), accounts_top.of(lines, importers),
                 evidence.of(lines, importers, fresh, seen.violation))
 
@@ -504,7 +559,7 @@ def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Mode
             sink.abort()
         raise
     table = pa.Table.from_batches(kept, model.lines_schema) if sink is None else None
-    return ScoreRun(table, stats, top, accounts_top, evidence)
+    return ScoreRun(table, stats, top, accounts_top, evidence, views)
 
 
 @dataclass
@@ -633,7 +688,8 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
     _release_memory()
     fitted = time.perf_counter()
     scored = _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
-                          span[1] if span and model.learned is not None else None)
+                          span[1] if span and model.learned is not None else None,
+                          PeriodViews.of(book.centers, model))
     return write_set(out, judged, book.result(), scored, stats, (started, fitted), final=final, given=model,
                      model_path=None if path is None else str(path))
 
@@ -658,7 +714,8 @@ def _extended(model: Model, period: Baselines) -> Model:
 
 
 def _score_spill(spill: LineSpill, model: Model, book: AccountBook, output: Path, out_of_fold: bool,
-                 progress: Callable[[int], None] | None, learned_until: int | None = None) -> ScoreRun:
+                 progress: Callable[[int], None] | None, learned_until: int | None = None,
+                 views: PeriodViews | None = None) -> ScoreRun:
     """Scores the lines a first pass kept (not the input again) into ``output`` (see
     :func:`_score`); the spill is removed."""
     def replayed() -> Iterator[Intake]:
@@ -668,7 +725,7 @@ def _score_spill(spill: LineSpill, model: Model, book: AccountBook, output: Path
                 progress(len(intake.codes))
 
     scored = _score(lambda work: in_order(replayed(), work, book.threads), model, book.centers, output, out_of_fold,
-                    IntakeStats(), learned_until=learned_until)
+                    IntakeStats(), learned_until=learned_until, views=views)
     os.unlink(spill.path)
     return scored
 
@@ -679,7 +736,9 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
     """Completes a scored set in the directory ``out``, where the scoring pass streamed
     ``lines.parquet`` and the read its ``rejects.parquet``: ``accounts.parquet`` (the
     consolidated ``accounts`` with scores, reasons, ranks and facilitation tiers, see
-    :func:`ceecore.worklist.account_scores`), ``worklist.parquet`` and ``summary.json``.
+    :func:`ceecore.worklist.account_scores`), ``worklist.parquet``, the period's views
+    (``trends.parquet``, ``shifts.parquet``, ``uniformity.parquet``: see
+    :class:`PeriodViews`) and ``summary.json``.
 
     ``model`` judged the lines (``scored``: what :func:`_score` collected from them);
     ``stats`` counted the read; ``clock`` is (start, end of fitting), ``perf_counter``
@@ -693,6 +752,8 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
     explore = round(model.config.worklist * model.config.exploration_share)
     write_table(worklist(scored.top.picks(explore), scored_accounts, model.config.worklist, explore,
                          model.config.exploration_seed), paths["worklist.parquet"])
+    if scored.views is not None:
+        scored.views.write(out)
     started, fitted = clock
     done = time.perf_counter()
     dates = [pc.min(accounts.column("first_entry_date")).as_py(), pc.max(accounts.column("last_entry_date")).as_py()]
@@ -730,7 +791,8 @@ _LIBC = _glibc()
 
 
 # The set of a scored period (:func:`write_set`); a run adds its model.
-SET_OUTPUTS = ("lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet", "summary.json")
+SET_OUTPUTS = ("lines.parquet", "accounts.parquet", "worklist.parquet", "trends.parquet", "shifts.parquet",
+               "uniformity.parquet", "rejects.parquet", "summary.json")
 RUN_OUTPUTS = SET_OUTPUTS + ("model.arrow",)
 
 
@@ -768,7 +830,7 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     fitted = time.perf_counter()
     span = model.baselines.day_range()
     scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
-                          span[1] if span and labels is not None else None)
+                          span[1] if span and labels is not None else None, PeriodViews.of(book.centers))
     return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final)
 
 

@@ -92,6 +92,7 @@ DIRTY_REASONS: tuple[str, ...] = (
     "bad_duty_rate", "bad_quantity", "bad_gross_weight_kg", "bad_manufacturer_id",
 )
 BLOCK_LINES = 1 << 16  # a day's lines are generated in parts of at most this many
+DISPARITY_INSPECTION = 5.0  # SynthConfig.disparities: the port inspects one Center's goods this many times as often
 
 _UNDERVALUATION, _TRANSSHIPMENT, _MISCLASSIFICATION, _PREFERENCE, _PORT_SHOPPING, _NEW_IMPORTER = range(1, 7)
 
@@ -136,6 +137,11 @@ class SynthConfig:
     ``variants`` plants every scheme in its variant shapes (labels unchanged); its
     draws come from streams of their own, so with it off the lines are as before.
     ``trend`` injects a trade diversion (:class:`Trend`), from a stream of its own too.
+    ``disparities`` plants two port disparities (:meth:`Synthesizer.disparities`): one
+    port inspects one Center's goods ``DISPARITY_INSPECTION`` times as often as the
+    others (violations unchanged), one port takes a dutiable product in at no duty
+    (no scheme label: the port, not the importer, treats it differently); drawn from a
+    stream of their own too.
     """
 
     lines: int = 1_000_000
@@ -153,6 +159,7 @@ class SynthConfig:
     dirty: int = 0
     variants: bool = False
     trend: bool = False
+    disparities: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.scheme_rates) - set(SCHEMES)
@@ -339,6 +346,8 @@ class Synthesizer:
         self._identities(rng)
         self._day_lines(rng)
         self.trend = self._trend() if self.config.trend else None
+        if self.config.disparities:
+            self._disparity_draws(np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(4,))))
         self._compact()
 
     # ------------------------------------------------------------ world building
@@ -881,6 +890,44 @@ class Synthesizer:
         self.item_undervalue = self.item_undervalue.astype(np.float32)
         self.item_fraction = self.item_fraction.astype(np.float32)
 
+    def _disparity_draws(self, rng: np.random.Generator) -> None:
+        """Where the port disparities go: two of the five busiest ports, a Center, and a
+        dutiable product among the five with the most unclaimed lines of one origin
+        expected both at the port and elsewhere (so that the disparity shows in lines)."""
+        busiest = np.argsort(-self.port_weight, kind="stable")[:5]
+        self.inspect_port, self.free_port = (int(p) for p in rng.choice(busiest, size=2, replace=False))
+        self.inspect_center = int(rng.choice(np.unique(self.product_center)))
+        # Expected lines of each item at the port and elsewhere (items x their account's ports),
+        # then of each source (item x origin) that claims no preference.
+        ports = self.account_port_count[self.item_account]
+        item = np.repeat(np.arange(self.n_items), ports)
+        slot = np.arange(len(item)) - np.repeat(np.cumsum(ports) - ports, ports)
+        account = self.item_account[item]
+        share = self.item_share[item] * _slot_share(slot, ports[item], self.port_skew[account])
+        here = self.account_port[self.account_port_start[account] + slot] == self.free_port
+        at_port = np.bincount(item[here], share[here], minlength=self.n_items)[self.source_item]
+        elsewhere = np.bincount(item[~here], share[~here], minlength=self.n_items)[self.source_item]
+        rank = np.arange(len(self.source_item)) - self.item_source_start[self.source_item]
+        kept = np.array([[1.0, 0, 0], [0.8, 0.2, 0], [0.7, 0.2, 0.1]])[self.item_sources[self.source_item] - 1, rank]
+        kept = kept * ~self.source_claims
+        product = self.item_product[self.source_item]
+        groups, group = np.unique(product * 1000 + self.source_country, return_inverse=True)
+        fewer = np.minimum(np.bincount(group, at_port * kept), np.bincount(group, elsewhere * kept))
+        fewer[self.product_rate[groups // 1000] <= 0] = -1.0
+        self.free_product = int(groups[rng.choice(np.argsort(-fewer, kind="stable")[:5])] // 1000)
+
+    def disparities(self) -> pa.Table:
+        """The planted port disparities (none without ``SynthConfig.disparities``), named
+        as ``ceecore uniformity`` reports them: measure, Center, port, HTS number."""
+        if not self.config.disparities:
+            return pa.table({"measure": pa.array([], pa.string()), "center": pa.array([], pa.string()),
+                             "port": pa.array([], pa.string()), "hts": pa.array([], pa.string())})
+        ports = [f"{self.port_codes[p]:04d}" for p in (self.inspect_port, self.free_port)]
+        return pa.table({"measure": ["inspection_rate", "duty_rate"],
+                         "center": [self.centers.codes[self.inspect_center],
+                                    self.centers.codes[int(self.product_center[self.free_product])]],
+                         "port": ports, "hts": ["", f"{int(self.product_hts[self.free_product]):010d}"]})
+
     # ------------------------------------------------------------ facts for users and tests
 
     def accounts(self) -> pa.Table:
@@ -1104,7 +1151,14 @@ class Synthesizer:
         # Inspections: risky-looking lines `targeting` times as often; outcomes only for them.
         risky = violation | (claim >= 0) | (rate >= 15) | take(self.account_is_new, acct)
         w = np.where(risky, cfg.targeting, 1.0)
-        inspected = rng.random(size) < np.minimum(1.0, cfg.inspect_share * size / w.sum() * w)
+        chance = np.minimum(1.0, cfg.inspect_share * size / w.sum() * w)
+        if cfg.disparities:  # the planted port disparities (Synthesizer.disparities)
+            line_port = take(port, line_entry)
+            chance = np.where((line_port == self.inspect_port) & (take(self.product_center, declared) == self.inspect_center),
+                              np.minimum(1.0, DISPARITY_INSPECTION * chance), chance)
+            free = (line_port == self.free_port) & (declared == self.free_product)
+            rate, duty = np.where(free, 0.0, rate), np.where(free, 0.0, duty)
+        inspected = rng.random(size) < chance
 
         return _Part(broker, ranks, line_entry, [
             pa.array(line_number, pa.int64()),

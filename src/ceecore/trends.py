@@ -24,23 +24,25 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ceecore._checks import json_metadata
+from ceecore._fdr import benjamini_hochberg
 from ceecore._kernels._tally import Tally, combine
-from ceecore._threads import resolve_threads
 from ceecore.accounts import Intake, _map_digest
 from ceecore.centers import CenterMap
 from ceecore.fields import OUTCOME_COLUMNS, line_fields
-from ceecore.io import OutputSet, check_batch, check_outputs, output_set, write_table
-from ceecore.pipeline import IntakeStats, Reading, _listed, _parse_only, _RejectSink
+from ceecore.io import OutputSet, check_batch, output_set, write_table
 from ceecore.privacy import Pseudonymiser, check_pseudonyms
 from ceecore.schema import ColumnMapping
 from ceecore.scoring import Model
+
+if TYPE_CHECKING:
+    from ceecore.pipeline import IntakeStats
 
 __all__ = ["SERIES_SCHEMA", "SHIFTS_SCHEMA", "TrendReport", "Trends", "trends"]
 
@@ -428,7 +430,7 @@ class _View:
         """Every series tested for a step; the flagged ones (q < ``alpha``) as rows."""
         tests = [self._origin_tests(), self._center_tests(), self._account_tests(), self._duty_tests()]
         p = np.concatenate([t.p for t in tests])
-        q = _bh(p)
+        q = benjamini_hochberg(p)
         rows, at = [], 0
         for t in tests:
             t.q = q[at:at + len(t.p)]
@@ -588,7 +590,7 @@ def _step_test(y: np.ndarray, w: np.ndarray, valid: np.ndarray, margin: float, *
     try:
         from scipy.special import stdtr  # Student's t distribution function
     except ImportError as exc:
-        raise ValueError("testing trends for shifts needs SciPy: pip install 'ceecore[trends]'") from exc
+        raise ValueError("testing trends for shifts needs SciPy: pip install 'ceecore[stats]'") from exc
 
     n, m = y.shape
     w = np.where(valid, w, 0).astype(np.float64)
@@ -627,19 +629,6 @@ def _step_test(y: np.ndarray, w: np.ndarray, valid: np.ndarray, margin: float, *
     df = np.maximum(total_n[:, 0] - 2, 1)
     p = np.where(best >= 0, np.minimum(1.0, tried * stdtr(df, -best_t)), np.nan)
     return _Step(best, before, after, p)
-
-
-def _bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values) of the tested (non-NaN) ``p``."""
-    q = np.full(len(p), np.nan)
-    tested = np.flatnonzero(~np.isnan(p))
-    if len(tested) == 0:
-        return q
-    order = tested[np.argsort(p[tested], kind="stable")]
-    k = len(order)
-    adjusted = p[order] * k / np.arange(1, k + 1)
-    q[order] = np.minimum(1.0, np.minimum.accumulate(adjusted[::-1])[::-1])
-    return q
 
 
 def _rows(center: np.ndarray, measure: str, key: np.ndarray, month: pa.Array, value: np.ndarray,
@@ -707,19 +696,17 @@ def trends(
     past ``max_reject_share`` of the rows rejected,
     :class:`~ceecore.pipeline.TooManyRejects` is raised.
     """
-    check_outputs({"the rejects file": rejects},
-                  _listed(source) + ([model] if isinstance(model, (str, os.PathLike)) else []))
+    from ceecore.pipeline import fold_lines  # (here: the pipeline holds a state of this module)
+
     centers = centers or CenterMap.default()
+    model_file = [model] if isinstance(model, (str, os.PathLike)) else []
     if model is not None and not isinstance(model, Model):
         model = Model.load(model)
     if model is not None:  # (its accounts are keyed by ids in clear or under one key: the same here)
         check_pseudonyms(model.meta, pseudonyms)
     state = Trends.for_model(model, centers) if model is not None else Trends(centers)
-    stats = IntakeStats()
-    reading = Reading(source, mapping or ColumnMapping(), resolve_threads(threads), progress, on_start,
-                      max_reject_share, pseudonyms)
-    with output_set(outputs) as into, _RejectSink(rejects, into) as rejected:
-        for _ in reading.each(Trends.columns, _parse_only(centers), state.update, stats, rejected):
-            pass
+    stats = fold_lines(source, state.update, Trends.columns, mapping=mapping, centers=centers, threads=threads,
+                       rejects=rejects, progress=progress, on_start=on_start, max_reject_share=max_reject_share,
+                       outputs=outputs, pseudonyms=pseudonyms, inputs=model_file)
     series, shifts = state.result(alpha)
     return TrendReport(series, shifts, state, stats)
