@@ -164,7 +164,7 @@ class ScoringConfig:
 def _facilitation_rule(rule: dict[str, Any], where: str) -> dict[str, float]:
     """The [facilitation] table: days and lines are counts >= 0, the quantile and the line
     score shares from 0 to 1."""
-    shares = ("score_quantile", "max_line_score", "open_strength")
+    shares = ("score_quantile", "low_score", "max_line_score", "open_strength")
     bad = [k for k, v in rule.items() if v < 0 or (k in shares and v > 1)]
     if bad:
         raise ValueError(f"{where}: [facilitation] out of range (below 0, or a share above 1): {bad}")

@@ -267,7 +267,7 @@ def facilitation(centers: np.ndarray, score: np.ndarray, line_max: np.ndarray, r
     included, to its last), many inspected lines (``min_inspected_lines``) and no
     violation among them (data without outcomes expedite no account unless that is 0:
     the absence of alarms alone is no evidence); a low score (within the
-    lowest ``score_quantile`` of its Center's) that stays low (no line above
+    lowest ``score_quantile`` of its Center's, or at most ``low_score``) that stays low (no line above
     ``max_line_score``); and no indicator open (none at ``open_strength`` or more on the
     account or any of its lines: ``strengths`` are each account's highest, by ``names``).
     An "expedite" account's reasons are its evidence; a "standard" one's, the tests it failed.
@@ -278,7 +278,7 @@ def facilitation(centers: np.ndarray, score: np.ndarray, line_max: np.ndarray, r
         if n else np.zeros(0, str)
     for center in np.unique(key):
         mine = key == center
-        low_bar[mine] = np.quantile(score[mine], rule["score_quantile"])
+        low_bar[mine] = max(np.quantile(score[mine], rule["score_quantile"]), rule["low_score"])
     share, needed, steady = f"{rule['score_quantile']:.0%}", rule["min_inspected_lines"], rule["max_line_score"]
     opened = [""] * n
     rows, columns = np.nonzero(strengths >= rule["open_strength"])
