@@ -533,7 +533,8 @@ def test_run_writes_every_output(tmp_path):
     table = lines(30_000, seed=2, dirty=5)
     summary = ceecore.run(table, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet", "model.arrow", "summary.json"])
+        ["lines.parquet", "accounts.parquet", "worklist.parquet", "trends.parquet", "shifts.parquet",
+         "uniformity.parquet", "rejects.parquet", "model.arrow", "summary.json"])
     doc = summary.to_dict()
     assert doc["rows_read"] == 30_005 and doc["rejected"] == 5 and doc["lines_scored"] == 30_000
     assert pq.read_table(tmp_path / "lines.parquet").num_rows == 30_000
