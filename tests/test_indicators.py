@@ -373,7 +373,7 @@ def test_a_small_account_over_many_ports_is_judged_on_the_scale_of_a_big_one():
     industry's usual concentration. S files 24 lines over 8 ports, 3 at each: its
     effective ports (8) are 2.5 times the industry's 95th percentile (3.18), which alone
     gives 0.68, but 8 ports for 24 lines at the usual concentration have a chance of 1
-    in 170,000 (evidence 5.23): 0.97. B files 2,400 lines over 7 ports at about the
+    in 170,000 (evidence 5.23): 0.99. B files 2,400 lines over 7 ports at about the
     usual shares: its volume explains its ports, nothing. T files 24 lines over 3 ports:
     nothing."""
     ports = ["2704", "1001", "4601", "3001", "5301", "2709", "1703", "3901"]
@@ -400,7 +400,7 @@ def test_a_small_account_over_many_ports_is_judged_on_the_scale_of_a_big_one():
     assert s["port_spread_evidence"] == pytest.approx(round(_spread_evidence(24, 8, usual) * 1000) / 1000, rel=1e-6)
     assert s["port_spread_evidence"] == pytest.approx(5.23, abs=1e-6)
     assert _ramp(8.0 / 3.178, 1.5, 3.0) == pytest.approx(0.68, abs=0.01)
-    assert s["port_spread"] == pytest.approx(_ramp(5.23, 3.0, 5.0), rel=1e-6)  # 0.97
+    assert s["port_spread"] == pytest.approx(_ramp(5.23, 2.0, 4.0), rel=1e-6)  # 0.99
     assert b["port_spread_evidence"] < 1 and t["port_spread_evidence"] < 1
     assert b["port_spread"] == 0 and t["port_spread"] == 0
 
