@@ -57,17 +57,28 @@ def port_spread_evidence(lines: np.ndarray, ports: np.ndarray, usual: np.ndarray
     than any big account has is beyond the usual concentration (chance 0: 300). Lines of
     one entry go to one port: counted as lines, the chance is the larger (conservative).
     """
+    ports = np.asarray(ports)
     sizes, which = np.unique(np.asarray(lines, float), return_inverse=True)
-    reached = np.zeros((len(sizes), len(usual) + 1))  # per size, P(ports reached = j)
-    reached[:, 0] = 1.0
-    for share in usual:
-        hit = -np.expm1(-sizes * share)[:, None]
-        reached[:, 1:] = reached[:, 1:] * (1 - hit) + reached[:, :-1] * hit
-        reached[:, :1] *= 1 - hit
-    tail = np.cumsum(reached[:, ::-1], axis=1)[:, ::-1]  # P(ports reached >= j)
-    chance = np.zeros(len(which))
-    within = np.asarray(ports) <= len(usual)
-    chance[within] = tail[which[within], np.asarray(ports)[within]]
+    within = ports <= len(usual)  # beyond: no big account reaches so many, chance 0
+    need = np.zeros(len(sizes), np.int64)  # per size, the most ports an account of it reached
+    np.maximum.at(need, which[within], ports[within])
+    chance = np.zeros(len(ports))
+    # Per size, only the chances of reaching up to its accounts' ports are kept (the last
+    # state holds "at least that many"): sizes grouped by that width, a power of 2.
+    width = np.minimum(2 ** np.ceil(np.log2(need + 1)).astype(np.int64), len(usual) + 1)
+    for w in np.unique(width):
+        rows = np.flatnonzero(width == w)
+        reached = np.zeros((len(rows), w))  # per size, P(ports reached = j), the last j: at least
+        reached[:, 0] = 1.0
+        for share in usual if w > 1 else ():  # (at least no port: chance 1)
+            hit = -np.expm1(-sizes[rows] * share)[:, None]
+            last = reached[:, -1:] + reached[:, -2:-1] * hit
+            reached[:, 1:] = reached[:, 1:] * (1 - hit) + reached[:, :-1] * hit
+            reached[:, :1] *= 1 - hit
+            reached[:, -1:] = last
+        tail = np.cumsum(reached[:, ::-1], axis=1)[:, ::-1]  # P(ports reached >= j)
+        mine = within & (width[which] == w)
+        chance[mine] = tail[np.searchsorted(rows, which[mine]), ports[mine]]
     return -np.log10(np.clip(chance, 1e-300, 1.0))
 
 
