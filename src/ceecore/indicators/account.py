@@ -35,9 +35,9 @@ def effective_ports(tallies: Mapping[str, Tally], thresholds: Mapping[str, float
     big = total >= thresholds["account_min_lines"]
     rank = np.arange(len(p)) - np.repeat(start, ports)
     usual = np.bincount(rank[np.repeat(big, ports)], p[np.repeat(big, ports)], minlength=1) / max(int(big.sum()), 1)
-    spread = Tally("max", "max")
     evidence = port_spread_evidence(total, ports, usual) if big.any() else np.zeros(len(accounts))
     kept = np.round(np.stack([np.exp(entropy), evidence], axis=1) * 1000).astype(np.int64)  # as scoring reads them
+    spread = Tally("max", "max")
     spread.add(accounts, kept)
     norm = float(np.quantile(kept[big, 0] / 1000.0, thresholds["port_spread_quantile"])) if big.any() else 1.0
     return {"effective_ports": spread, "ports_norm": norm}
