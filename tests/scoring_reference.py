@@ -41,6 +41,18 @@ def _chi2_evidence(x: float, k: int) -> float:
     return -math.log10(max(0.5 * math.erfc(w / math.sqrt(2)), 1e-300))
 
 
+def _spread_evidence(lines: int, ports: int, usual: list[float]) -> float:
+    """-log10 of the chance that ``lines`` drawn at the shares ``usual`` (their count
+    Poisson: each port reached independently, with chance 1 - exp(-lines * share))
+    reach at least ``ports`` ports, at most 300."""
+    chances = [1.0]  # chances[j]: j ports reached among those seen so far
+    for share in usual:
+        hit = 1 - math.exp(-lines * share)
+        chances = [(chances[j] if j < len(chances) else 0.0) * (1 - hit) + (chances[j - 1] * hit if j > 0 else 0.0)
+                   for j in range(len(chances) + 1)]
+    return -math.log10(max(sum(chances[ports:]), 1e-300))
+
+
 def parse(row: dict[str, Any]) -> dict[str, Any]:
     """The numbers of one accepted row, as the kernel and fields.py define them."""
     digits = "".join(ch for ch in row["hts_code"] if ch not in ". ")
@@ -182,6 +194,16 @@ class Reference:
             self.effective[importer] = round(math.exp(entropy) * 1000) / 1000
         big = [i for i, (_, _, n) in self.account.items() if n >= th["account_min_lines"]]
         self.ports_norm = float(np.quantile([self.effective[i] for i in big], th["port_spread_quantile"])) if big else 1.0
+        # The industry's usual concentration: the mean share of a big account's lines at
+        # its busiest port, its second ...; an account's spread against it, given its lines.
+        usual: dict[int, float] = defaultdict(float)
+        for importer in big:
+            counts = sorted(self.port_lines[importer].values(), reverse=True)
+            for rank, count in enumerate(counts):
+                usual[rank] += count / sum(counts) / len(big)
+        self.port_evidence = {importer: round(_spread_evidence(sum(ports.values()), len(ports),
+                                                               [usual[k] for k in range(len(usual))]) * 1000) / 1000
+                              if big else 0.0 for importer, ports in self.port_lines.items()}
         per_day = {i: n / (last - first + 1) for i, (first, last, n) in self.account.items()}
         self.per_day = per_day
         self.rate_norm = float(np.quantile([per_day[i] for i in big], th["new_importer_quantile"])) if big else 1.0
@@ -347,7 +369,9 @@ class Reference:
         ports = self.effective[importer]
         new = self.is_new(importer)
         return {
-            "port_spread": _ramp(ports / self.ports_norm, th["port_spread_from"], th["port_spread_to"]),
+            "port_spread": max(_ramp(ports / self.ports_norm, th["port_spread_from"], th["port_spread_to"]),
+                               _ramp(self.port_evidence[importer], th["port_spread_evidence_from"],
+                                     th["port_spread_evidence_to"])),
             "new_importer": _ramp(self.per_day[importer] / self.rate_norm, th["new_importer_from"],
                                   th["new_importer_to"]) if new else 0.0,
         }

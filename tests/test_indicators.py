@@ -5,6 +5,7 @@ plain reference in tests/test_scoring.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import tomllib
 from importlib import resources
 
@@ -18,8 +19,9 @@ import ceecore
 from ceecore import indicators
 from ceecore._kernels._indicators import INDICATOR_IDS, RAW_IDS, THRESHOLDS, ScoringContext, score_lines
 from ceecore.baselines import TALLIES
+from ceecore.indicators.account import port_spread_evidence
 from ceecore.synth import generate_table
-from scoring_reference import Reference, _ramp  # noqa: I001 (tests/ is on the path)
+from scoring_reference import Reference, _ramp, _spread_evidence  # noqa: I001 (tests/ is on the path)
 
 
 def _shipped_config() -> dict:
@@ -313,3 +315,116 @@ def test_port_prices_merge_exactly_and_match_the_reference(data, cut):
     scored = ceecore.score(table, whole).lines.to_pylist()
     for row, line in zip(scored, reference.lines):
         assert row["port_unit_value_low"] == pytest.approx(reference.strengths(line)["port_unit_value_low"], abs=1e-6)
+
+
+# ------------------------------------------------------------------ port spread, given the account's lines
+
+
+def _tail(lines: int, ports: int, usual: list[float]) -> float:
+    """P(at least ``ports`` of the ports reached), each port k reached independently
+    with chance 1 - exp(-lines * usual[k]): every subset of ports summed over."""
+    hits = [1 - np.exp(-lines * share) for share in usual]
+    total = 0.0
+    for reached in itertools.product((0, 1), repeat=len(usual)):
+        if sum(reached) >= ports:
+            total += float(np.prod([h if r else 1 - h for h, r in zip(hits, reached)]))
+    return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(usual=st.lists(st.floats(1e-4, 1.0), min_size=1, max_size=8),
+       accounts=st.lists(st.tuples(st.integers(1, 2_000), st.integers(0, 9)), min_size=1, max_size=12))
+def test_port_spread_evidence_is_the_exact_tail_of_the_ports_reached(usual, accounts):
+    """-log10 of the chance that an account of the usual concentration, with these
+    lines, reaches at least its ports: every subset of ports summed over, and the plain
+    reference, agree (accounts of equal lines share one computation)."""
+    usual = [share / max(sum(usual), 1.0) for share in sorted(usual, reverse=True)]
+    lines, ports = (np.array(column) for column in zip(*accounts))
+    got = port_spread_evidence(lines, ports, np.array(usual))
+    for n, k, evidence in zip(lines, ports, got):
+        want = -np.log10(max(_tail(int(n), int(k), usual), 1e-300)) if k <= len(usual) else 300.0
+        assert evidence == pytest.approx(want, rel=1e-9, abs=1e-9)
+        assert evidence == pytest.approx(_spread_evidence(int(n), int(k), usual), rel=1e-9, abs=1e-9)
+        assert evidence >= 0
+
+
+def test_port_spread_evidence_is_conservative_for_accounts_of_the_usual_concentration():
+    """20,000 accounts of 1 to 100 entries drawn at the industry's usual concentration,
+    an entry's 1 to 5 lines at one port: the share whose evidence reaches x is at most
+    10^-x, as a calibrated test's is. Lines drawn one by one, the test is near its
+    level (4% of the accounts reach 1 in 10, a discrete count being conservative), not
+    far below it: it is not blunt."""
+    rng = np.random.default_rng(5)
+    usual = np.array([0.62, 0.2, 0.09, 0.045, 0.025, 0.012, 0.005, 0.002, 0.001])
+    entries = rng.integers(1, 101, size=20_000)
+    reached = np.array([(rng.multinomial(n, usual) > 0).sum() for n in entries])
+    lines = np.array([rng.integers(1, 6, size=n).sum() for n in entries])
+    evidence = port_spread_evidence(lines, reached, usual)
+    for x in (1.0, 2.0, 3.0):
+        assert (evidence >= x).mean() <= 10**-x, x
+    one_by_one = np.array([(rng.multinomial(n, usual) > 0).sum() for n in lines])
+    share = (port_spread_evidence(lines, one_by_one, usual) >= 1).mean()
+    assert 0.02 < share <= 0.1, share
+
+
+def test_a_small_account_over_many_ports_is_judged_on_the_scale_of_a_big_one():
+    """Sixty importers of 50 lines each, most at their first port (30, 10, 5, 3, 2 over
+    five ports; three of them 43 at one and one line at each of seven others): the
+    industry's usual concentration. S files 24 lines over 8 ports, 3 at each: its
+    effective ports (8) are 2.5 times the industry's 95th percentile (3.18), which alone
+    gives 0.68, but 8 ports for 24 lines at the usual concentration have a chance of 1
+    in 170,000 (evidence 5.23): 0.99. B files 2,400 lines over 7 ports at about the
+    usual shares: its volume explains its ports, nothing. T files 24 lines over 3 ports:
+    nothing."""
+    ports = ["2704", "1001", "4601", "3001", "5301", "2709", "1703", "3901"]
+    rows = []
+
+    def file(importer: str, counts: list[int]) -> None:
+        rows.extend(_row(f"{importer}-{p}-{i}", importer, "8471300100", ports[p], 5.0)
+                    for p, count in enumerate(counts) for i in range(count))
+    for k in range(57):
+        file(f"I{k}", [30, 10, 5, 3, 2])
+    for k in range(3):
+        file(f"W{k}", [43, 1, 1, 1, 1, 1, 1, 1])
+    file("S", [3] * 8)
+    file("B", [1400, 500, 250, 150, 80, 15, 5])
+    file("T", [16, 6, 2])
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.8 if n == "port_spread" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = {r["importer_id"]: r for r in ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()}
+    usual = [(57 * c / 50 + 3 * w / 50 + b / 2400) / 61  # B is big too
+             for c, w, b in zip([30, 10, 5, 3, 2, 0, 0, 0], [43, 1, 1, 1, 1, 1, 1, 1], [1400, 500, 250, 150, 80, 15, 5, 0])]
+    s, b, t = scored["S"], scored["B"], scored["T"]
+    assert s["effective_ports"] == pytest.approx(8.0)
+    assert s["port_spread_evidence"] == pytest.approx(round(_spread_evidence(24, 8, usual) * 1000) / 1000, rel=1e-6)
+    assert s["port_spread_evidence"] == pytest.approx(5.23, abs=1e-6)
+    assert _ramp(8.0 / 3.178, 1.5, 3.0) == pytest.approx(0.68, abs=0.01)
+    assert s["port_spread"] == pytest.approx(_ramp(5.23, 2.0, 4.0), rel=1e-6)  # 0.99
+    assert b["port_spread_evidence"] < 1 and t["port_spread_evidence"] < 1
+    assert b["port_spread"] == 0 and t["port_spread"] == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 11)), min_size=1, max_size=150),
+       cut=st.integers(0, 150))
+def test_port_spreads_merge_exactly_and_match_the_reference(data, cut):
+    """Random lines of six importers over twelve ports: fitted whole or in two parts
+    merged, the port spreads (effective ports, evidence) are the same, and every line's
+    port_spread is the plain reference's."""
+    rows = [_row(f"E{i}", f"I{importer}", "8471300100", f"{1001 + 100 * port}", 5.0)
+            for i, (importer, port) in enumerate(data)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({
+        "weights": {n: 0.8 if n == "port_spread" else 0.0 for n in indicators.INDICATORS},
+        "thresholds": {"account_min_lines": 10, "port_spread_evidence_from": 0.5, "port_spread_evidence_to": 2.0}})
+    whole = ceecore.fit(table, config=config)
+    parts = [ceecore.fit(part, config=config) for part in (table.slice(0, cut), table.slice(cut)) if part.num_rows]
+    merged = ceecore.merge_models(parts)
+    assert [a.tolist() for a in whole.lookups["effective_ports"].items()] == [
+        a.tolist() for a in merged.lookups["effective_ports"].items()]
+    assert whole.lookups["ports_norm"] == merged.lookups["ports_norm"]
+    reference = Reference(rows, config)
+    scored = ceecore.score(table, whole).lines.to_pylist()
+    for row, line in zip(scored, reference.lines):
+        assert row["port_spread"] == pytest.approx(reference.strengths(line)["port_spread"], abs=1e-6)

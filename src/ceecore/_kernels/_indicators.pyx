@@ -35,7 +35,8 @@ INDICATOR_IDS = {name: i for i, name in enumerate((
     "classification_disparity", "port_spread", "new_importer", "volume_surge", "port_unit_value_low"))}
 RAW_IDS = {name: i for i, name in enumerate((
     "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share", "origin_share",
-    "effective_ports", "lines_per_day", "month_volume_ratio", "line_value_ratio", "port_unit_value_z"))}
+    "effective_ports", "lines_per_day", "month_volume_ratio", "line_value_ratio", "port_unit_value_z",
+    "port_spread_evidence"))}
 THRESHOLDS = (
     "unit_value_low_z_from", "unit_value_low_z_to", "unit_value_low_size_from", "unit_value_low_size_to",
     "others_min_lines", "unit_value_outlier_from", "unit_value_outlier_to", "duty_gap_from", "duty_gap_to",
@@ -46,6 +47,7 @@ THRESHOLDS = (
     "disparity_evidence_to", "unit_value_low_sustained_from", "unit_value_low_sustained_to", "unit_value_low_shortfall",
     "unit_value_low_scatter_from", "unit_value_low_scatter_to", "unit_value_low_depth_from", "unit_value_low_depth_to",
     "new_importer_value_from", "new_importer_value_to", "port_unit_value_from", "port_unit_value_to",
+    "port_spread_evidence_from", "port_spread_evidence_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
@@ -65,7 +67,7 @@ cdef enum:
 
 cdef enum:
     UNIT_VALUE_Z, ACCOUNT_UNIT_VALUE_Z, NORM_LEVEL, PEER_DUTY_RATE, CLAIM_SHARE, ORIGIN_SHARE, EFFECTIVE_PORTS
-    LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO, PORT_UNIT_VALUE_Z
+    LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO, PORT_UNIT_VALUE_Z, PORT_SPREAD_EVIDENCE
     N_RAW
 
 cdef enum:
@@ -75,7 +77,7 @@ cdef enum:
     NEW_AFTER_DAYS, NEW_FROM, NEW_TO, DISPARITY_GAP_TO, SURGE_FROM, SURGE_TO, SURGE_MIN_MONTHS, SURGE_MIN_LINES
     SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO, DISPARITY_EVIDENCE_FROM, DISPARITY_EVIDENCE_TO
     UV_SUSTAINED_FROM, UV_SUSTAINED_TO, UV_SHORTFALL, UV_SCATTER_FROM, UV_SCATTER_TO, UV_DEPTH_FROM, UV_DEPTH_TO
-    NEW_VALUE_FROM, NEW_VALUE_TO, PORT_UV_FROM, PORT_UV_TO
+    NEW_VALUE_FROM, NEW_VALUE_TO, PORT_UV_FROM, PORT_UV_TO, PORT_EVIDENCE_FROM, PORT_EVIDENCE_TO
     N_THRESHOLDS
 
 cdef enum:
@@ -383,16 +385,22 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
 
 
 cdef inline bint account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
-    """port_spread: effective ports far above the industry's; new_importer: an account
+    """port_spread: more ports than the industry's usual concentration allows an account
+    of its lines (the evidence, see ``port_spread_evidence`` in ``indicators/account.py``),
+    or effective ports far above the industry's; new_importer: an account
     new in the data filing far more lines per active day than the industry (whether
     the account is new is returned: its lines are judged further by :func:`new_importer`)."""
     cdef const int64_t* account
+    cdef const int64_t* spread
     cdef int64_t first, days
-    cdef double ports, per_day
+    cdef double ports, evidence, per_day
     if c.on[PORT_SPREAD]:
-        ports = get1(c.t[L_EFFECTIVE_PORTS], importer, 0) / 1000.0
-        raw[EFFECTIVE_PORTS] = ports
-        s[PORT_SPREAD] = ramp(ports / c.ports_norm, c.th[PORT_SPREAD_FROM], c.th[PORT_SPREAD_TO])
+        spread = find(c.t[L_EFFECTIVE_PORTS], importer)
+        ports = spread[0] / 1000.0 if spread != NULL else 0.0
+        evidence = spread[1] / 1000.0 if spread != NULL else 0.0
+        raw[EFFECTIVE_PORTS], raw[PORT_SPREAD_EVIDENCE] = ports, evidence
+        s[PORT_SPREAD] = fmax(ramp(ports / c.ports_norm, c.th[PORT_SPREAD_FROM], c.th[PORT_SPREAD_TO]),
+                              ramp(evidence, c.th[PORT_EVIDENCE_FROM], c.th[PORT_EVIDENCE_TO]))
     if c.on[NEW_IMPORTER]:
         account = find(c.t[L_ACCT], importer)
         first = account[0] if account != NULL else -1

@@ -22,21 +22,64 @@ def _big_accounts(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]
 
 def effective_ports(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
     """Per account its effective number of ports (exp of the entropy of its lines by
-    port, x 1000), and the industry's norm: a quantile of it over big accounts."""
-    _, port_fields = tallies["acct_port"].items()
-    lines, owners = port_fields[:, 0], port_fields[:, 1].view(np.uint64)
-    order = np.argsort(owners, kind="stable")
-    owners, lines = owners[order], lines[order].astype(float)
-    accounts, start = np.unique(owners, return_index=True)
+    port) and the evidence of its spread (:func:`port_spread_evidence`), both x 1000,
+    and the industry's norm of effective ports: a quantile over big accounts."""
+    keys, port_fields = tallies["acct_port"].items()
+    owners = port_fields[:, 1].view(np.uint64)
+    order = np.lexsort((keys, -port_fields[:, 0], owners))  # per account, its busiest port first
+    owners, lines = owners[order], port_fields[order, 0].astype(float)
+    accounts, start, ports = np.unique(owners, return_index=True, return_counts=True)
     total = np.add.reduceat(lines, start) if len(lines) else np.zeros(0)
-    p = lines / np.repeat(total, np.diff(np.r_[start, len(lines)]))
+    p = lines / np.repeat(total, ports)
     entropy = -np.add.reduceat(p * np.log(p), start) if len(lines) else np.zeros(0)
-    ports = Tally("max")
-    ports.add(accounts, np.round(np.exp(entropy) * 1000).astype(np.int64))
-    acct, _, big = _big_accounts(tallies, thresholds)
-    eff = ports.get(acct) / 1000.0
-    norm = float(np.quantile(eff[big], thresholds["port_spread_quantile"])) if big.any() else 1.0
-    return {"effective_ports": ports, "ports_norm": norm}
+    big = total >= thresholds["account_min_lines"]
+    rank = np.arange(len(p)) - np.repeat(start, ports)
+    usual = np.bincount(rank[np.repeat(big, ports)], p[np.repeat(big, ports)], minlength=1) / max(int(big.sum()), 1)
+    evidence = port_spread_evidence(total, ports, usual) if big.any() else np.zeros(len(accounts))
+    kept = np.round(np.stack([np.exp(entropy), evidence], axis=1) * 1000).astype(np.int64)  # as scoring reads them
+    spread = Tally("max", "max")
+    spread.add(accounts, kept)
+    norm = float(np.quantile(kept[big, 0] / 1000.0, thresholds["port_spread_quantile"])) if big.any() else 1.0
+    return {"effective_ports": spread, "ports_norm": norm}
+
+
+def port_spread_evidence(lines: np.ndarray, ports: np.ndarray, usual: np.ndarray) -> np.ndarray:
+    """-log10 of the chance that an account of the industry's usual concentration, with
+    the account's number of lines, reaches as many ports as it did (at most 300).
+
+    ``usual[k]`` is the industry's usual share of an account's lines at its (k+1)-th
+    busiest port (the mean over big accounts). Its lines drawn at those shares (the
+    count Poisson, so the ports are reached independently), port k is reached with
+    chance ``1 - exp(-lines * usual[k])`` and the ports reached are a Poisson-binomial
+    count, whose upper tail is computed exactly, once per distinct number of lines. So
+    a small account is judged on the scale of a big one: the ports a big account reaches
+    by its volume alone are all but impossible for 40 lines. An account with more ports
+    than any big account has is beyond the usual concentration (chance 0: 300). Lines of
+    one entry go to one port: counted as lines, the chance is the larger (conservative).
+    """
+    ports = np.asarray(ports)
+    sizes, which = np.unique(np.asarray(lines, float), return_inverse=True)
+    within = ports <= len(usual)  # beyond: no big account reaches so many, chance 0
+    need = np.zeros(len(sizes), np.int64)  # per size, the most ports an account of it reached
+    np.maximum.at(need, which[within], ports[within])
+    chance = np.zeros(len(ports))
+    # Per size, only the chances of reaching up to its accounts' ports are kept (the last
+    # state holds "at least that many"): sizes grouped by that width, a power of 2.
+    width = np.minimum(2 ** np.ceil(np.log2(need + 1)).astype(np.int64), len(usual) + 1)
+    for w in np.unique(width):
+        rows = np.flatnonzero(width == w)
+        reached = np.zeros((len(rows), w))  # per size, P(ports reached = j), the last j: at least
+        reached[:, 0] = 1.0
+        for share in usual if w > 1 else ():  # (at least no port: chance 1)
+            hit = -np.expm1(-sizes[rows] * share)[:, None]
+            last = reached[:, -1:] + reached[:, -2:-1] * hit
+            reached[:, 1:] = reached[:, 1:] * (1 - hit) + reached[:, :-1] * hit
+            reached[:, :1] *= 1 - hit
+            reached[:, -1:] = last
+        tail = np.cumsum(reached[:, ::-1], axis=1)[:, ::-1]  # P(ports reached >= j)
+        mine = within & (width[which] == w)
+        chance[mine] = tail[np.searchsorted(rows, which[mine]), ports[mine]]
+    return -np.log10(np.clip(chance, 1e-300, 1.0))
 
 
 def rate_norm(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
@@ -61,11 +104,13 @@ def typical_months(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]
 
 PORT_SPREAD = Indicator(
     name="port_spread",
-    doc="the account spreads its goods over far more ports than the industry (effective ports vs the 95th "
-        "percentile)",
+    doc="the account spreads its goods over more ports than the industry's usual concentration allows an "
+        "account of its lines (too many to be chance), or over far more ports than big accounts (effective ports vs "
+        "the 95th percentile)",
     tallies=("acct_port",),
-    raw=("effective_ports",),
-    thresholds=("port_spread_quantile", "port_spread_from", "port_spread_to", "account_min_lines"),
+    raw=("effective_ports", "port_spread_evidence"),
+    thresholds=("port_spread_quantile", "port_spread_from", "port_spread_to", "port_spread_evidence_from",
+                "port_spread_evidence_to", "account_min_lines"),
     account_level=True,
     lookups=effective_ports,
 )
