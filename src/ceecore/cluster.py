@@ -1,0 +1,757 @@
+"""Scale-out on Dask: the batch jobs of :mod:`ceecore.pipeline` on a cluster, with the
+results of one process.
+
+The input is cut into partitions, file fragments (Parquet row groups or whole files,
+Arrow IPC and CSV files) or the partitions of a dask DataFrame, and every worker reads
+its own: no line travels through the scheduler or the client. Each partition's state
+(accounts, baselines, each Center's and account's best lines) comes back as Arrow IPC
+bytes and is merged in a tree of fixed shape, left before right, so the result is the
+one of a single process whatever the workers, the partitioning or the timing: the merges
+are exact, and the best-line collectors keep ties in input order. The model is
+broadcast to the workers once; they write the scored lines as the part files of one
+Parquet dataset directory, which appears atomically with the job's other outputs.
+
+A worker that dies has its tasks rerun by Dask (the same partition gives the same
+bytes); a cluster that goes away ends the job with :class:`ClusterError` and no output.
+The scored lines, the rejects and the input must be on a file system every worker and
+the client see under the same paths.
+
+Dask is imported only here, and this module only when a job is given a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import CancelledError
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+from distributed import Client, Future, LocalCluster, as_completed, get_worker
+from distributed.comm import CommClosedError
+from distributed.scheduler import KilledWorker
+
+from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
+from ceecore.baselines import Baselines
+from ceecore.centers import CenterMap, Override
+from ceecore.fields import SCORING_COLUMNS, line_fields
+from ceecore.io import BATCH_ROWS, Chunk, OutputSet, ParquetSink, check_outputs, open_sources, output_set
+from ceecore.pipeline import (
+    REJECT_SCHEMA, RUN_OUTPUTS, Consolidation, IntakeStats, Labels, Reading, RunSummary, ScoreRun, _check_outdir,
+    _listed, _parse_only, _score, model_meta, reject_rows,
+)
+from ceecore.privacy import Pseudonymiser, check_pseudonyms
+from ceecore.schema import ColumnMapping
+from ceecore.scoring import Model, ScoringConfig
+from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter
+
+__all__ = ["Cluster", "ClusterError", "Fragment", "connect", "consolidate", "fit", "fragments", "run",
+           "run_consolidation", "score"]
+
+FRAGMENT_ROWS = 1 << 20  # Parquet row groups are gathered into partitions of about this many rows
+
+
+class ClusterError(ValueError):
+    """The cluster went away (or cannot be reached) during a job: nothing was written."""
+
+
+@dataclass
+class WorkerTimes:
+    """What one worker did in a job: partitions read, their rows, and the seconds it spent."""
+
+    partitions: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Report:
+    """A cluster job's timings: per phase on the client, per worker on the workers."""
+
+    workers: dict[str, WorkerTimes] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def add(self, timings: list[tuple[str, int, float]]) -> None:
+        for worker, rows, seconds in timings:
+            times = self.workers.setdefault(worker, WorkerTimes())
+            times.partitions += 1
+            times.rows += rows
+            times.seconds += seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phases": {k: round(v, 3) for k, v in self.phases.items()},
+                "workers": {w: {"partitions": t.partitions, "rows": t.rows, "seconds": round(t.seconds, 3)}
+                            for w, t in sorted(self.workers.items())}}
+
+    def lines(self) -> list[str]:
+        """The report as text, for a summary on the console."""
+        out = ["cluster: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())]
+        for worker, t in sorted(self.workers.items()):
+            rate = t.rows / t.seconds if t.seconds else 0.0
+            out.append(f"  {worker:<28} {t.partitions:>4} partition tasks {t.rows:>14,} rows {t.seconds:>8.2f} s "
+                       f"({rate:,.0f} rows/s)")
+        return out
+
+
+class Cluster:
+    """A Dask client and the report of the last job run on it. Any job of this module
+    takes a :class:`Cluster` or a plain ``distributed.Client``."""
+
+    def __init__(self, client: Client, started: float = 0.0) -> None:
+        self.client = client
+        self.report = Report(phases={"start": started} if started else {})
+
+
+@contextmanager
+def connect(spec: str, workers_threads: int = 1) -> Iterator[Cluster]:
+    """A cluster by ``spec``: ``local:N`` starts a ``LocalCluster`` of N worker
+    processes (``workers_threads`` threads each) for the block; ``tcp://HOST:PORT``
+    (or ``tls://``) connects to a running scheduler."""
+    started = time.perf_counter()
+    if spec.startswith("local:"):
+        count = spec.removeprefix("local:")
+        if not count.isdigit() or not 1 <= int(count) <= 1024:
+            raise ValueError(f"--cluster {spec!r}: local:N takes a number of workers from 1 to 1024")
+        import logging
+        with LocalCluster(n_workers=int(count), threads_per_worker=workers_threads, processes=True,
+                          dashboard_address=None, silence_logs=logging.CRITICAL) as local, Client(local) as client:
+            yield Cluster(client, time.perf_counter() - started)
+        return
+    if "://" not in spec:
+        raise ValueError(f"--cluster {spec!r}: give local:N or a scheduler address such as tcp://HOST:8786")
+    try:
+        client = Client(spec, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {spec}: {exc}") from None
+    with client:
+        yield Cluster(client, time.perf_counter() - started)
+
+
+def _cluster(client: Cluster | Client) -> Cluster:
+    return client if isinstance(client, Cluster) else Cluster(client)
+
+
+# ---------------------------------------------------------------------------- partitions
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One partition of the input: a file (``row_groups`` None) or some row groups of a
+    Parquet file, whose first row is row ``first_row`` of the file; or (``path`` None)
+    partition ``first_row`` of a dask DataFrame. ``rows``: its row count, if known."""
+
+    name: str
+    path: str | None
+    row_groups: tuple[int, ...] | None = None
+    first_row: int = 0
+    rows: int | None = None
+
+
+def fragments(source: Any, rows: int = FRAGMENT_ROWS) -> list[Fragment]:
+    """The partitions of ``source`` (paths: files or directories, resolved as a single
+    process resolves them), in input order: Parquet files cut at row-group bounds into
+    parts of about ``rows`` rows, other files whole."""
+    found, _ = open_sources(source)
+    parts: list[Fragment] = []
+    for src in found:
+        if not isinstance(src.obj, Path):
+            raise TypeError(f"a cluster reads files (each worker its own): give paths, not {src.name}")
+        if src.rows is None:  # (Arrow IPC, CSV: a file is a partition)
+            parts.append(Fragment(src.name, str(src.obj)))
+            continue
+        meta = pq.read_metadata(src.obj)
+        groups: list[int] = []
+        first = taken = 0
+        for g in range(meta.num_row_groups):
+            groups.append(g)
+            taken += meta.row_group(g).num_rows
+            if taken >= rows or g == meta.num_row_groups - 1:
+                whole = len(groups) == meta.num_row_groups
+                parts.append(Fragment(src.name, str(src.obj), None if whole else tuple(groups), first, taken))
+                first, groups, taken = first + taken, [], 0
+        if meta.num_row_groups == 0:
+            parts.append(Fragment(src.name, str(src.obj), None, 0, 0))
+    return parts
+
+
+def _is_dask_frame(source: Any) -> bool:
+    return hasattr(source, "to_delayed") and hasattr(source, "npartitions")
+
+
+@dataclass(frozen=True)
+class _Input:
+    """A job's partitions, and for a dask DataFrame the futures of its partitions' data."""
+
+    parts: list[Fragment]
+    data: list[Future | None]
+
+    @classmethod
+    def of(cls, source: Any, client: Client, rows: int) -> _Input:
+        if _is_dask_frame(source):
+            data = client.compute(source.to_delayed())
+            return cls([Fragment(f"<dask partition {i}>", None, None, i) for i in range(len(data))], data)
+        parts = fragments(source, rows)
+        return cls(parts, [None] * len(parts))
+
+    @property
+    def rows(self) -> int | None:
+        counts = [p.rows for p in self.parts]
+        return None if None in counts else sum(counts)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every partition task needs to know (small; sent with each task)."""
+
+    mapping: ColumnMapping
+    centers: CenterMap
+    config: ScoringConfig | None = None
+    pseudonyms: Pseudonymiser | None = None
+    consolidate: bool = False
+    fit: bool = False
+    scratch: str = ""  # where the partitions' rejects go (a hidden directory beside the outputs)
+    lines: str = ""  # the scored lines' dataset directory
+
+
+class _Rejects:
+    """A partition's rejected rows to an Arrow IPC part file, each named and numbered as
+    in its source file (so the rejects read as in one process)."""
+
+    def __init__(self, index: int, part: Fragment, job: _Job) -> None:
+        self.path = Path(job.scratch, f"rejects-{index:06d}.arrow") if job.scratch else None
+        self.part, self._writer = part, None
+
+    def write(self, chunk: Chunk, codes: np.ndarray, mapping: ColumnMapping) -> None:
+        if self.path is not None and codes.any():
+            chunk = replace(chunk, source=self.part.name, first_row=chunk.first_row + self.part.first_row
+                            if self.part.path is not None else chunk.first_row)
+            if self._writer is None:
+                self._writer = ipc.new_file(self.path, REJECT_SCHEMA)
+            self._writer.write_batch(reject_rows(chunk, codes, mapping))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _reading(part: Fragment, data: Any, job: _Job, columns: tuple[str, ...]) -> Reading:
+    """How a worker reads its partition: a file as one process would, row groups through
+    a reader of their own, a dask partition as an Arrow table."""
+    if part.path is None:
+        source: Any = pa.Table.from_pandas(data, preserve_index=False)
+    elif part.row_groups is None:
+        source = part.path
+    else:
+        file = pq.ParquetFile(part.path, pre_buffer=False)
+        wanted = {job.mapping.source_of(c) for c in CONSOLIDATION_COLUMNS + columns}
+        names = [c for c in file.schema_arrow.names if c in wanted]
+        source = pa.RecordBatchReader.from_batches(
+            pa.schema([file.schema_arrow.field(c) for c in names]),
+            file.iter_batches(batch_size=BATCH_ROWS, row_groups=list(part.row_groups), columns=names))
+    return Reading(source, job.mapping, 1, pseudonyms=job.pseudonyms)
+
+
+def _where() -> str:
+    try:
+        return get_worker().address
+    except ValueError:
+        return "client"
+
+
+# ---------------------------------------------------------------------------- the tasks
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _table(data: bytes) -> pa.Table:
+    return ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+@dataclass
+class _Folded:
+    """A partition's (or a merged run of partitions') first-pass state as Arrow IPC bytes."""
+
+    accounts: bytes | None
+    baselines: bytes | None
+    stats: IntakeStats
+    timings: list[tuple[str, int, float]]
+
+
+def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
+    """The first pass over one partition, on a worker: its accounts and/or baselines."""
+    started = time.perf_counter()
+    book = AccountBook(job.centers, threads=1)
+    baselines = Baselines(job.config.tallies) if job.fit and job.config else None
+    stats = IntakeStats()
+
+    def fold(intake: Intake) -> None:
+        if baselines is not None:
+            baselines.update(line_fields(intake), 1)
+
+    ingest = partial_ingest(book) if job.consolidate else _parse_only(job.centers)
+    rejects = _Rejects(index, part, job)
+    try:
+        for _ in _reading(part, data, job, SCORING_COLUMNS if job.fit else ()).each(
+                SCORING_COLUMNS if job.fit else (), ingest, fold, stats, rejects):  # type: ignore[arg-type]
+            pass
+    finally:
+        rejects.close()
+    return _Folded(_ipc(book.to_arrow()) if job.consolidate else None,
+                   _ipc(baselines.to_arrow()) if baselines is not None else None, stats,
+                   [(_where(), stats.rows_read, time.perf_counter() - started)])
+
+
+def partial_ingest(book: AccountBook) -> Callable[..., Intake]:
+    """The book's ingest of an already checked batch (it folds the lines into the book)."""
+    return lambda batch, mapping, source, columns: book.ingest(batch, mapping, source, columns, checked=True)
+
+
+def _merge_folded(a: _Folded, b: _Folded, job: _Job) -> _Folded:
+    """Two adjacent runs of partitions as one (exact: the same state one process builds)."""
+    accounts = baselines = None
+    if a.accounts is not None and b.accounts is not None:
+        book = AccountBook.from_arrow(_table(a.accounts), job.centers, threads=1)
+        book.merge(AccountBook.from_arrow(_table(b.accounts), job.centers, threads=1))
+        accounts = _ipc(book.to_arrow())
+    if a.baselines is not None and b.baselines is not None:
+        state = Baselines.from_arrow(_table(a.baselines))
+        state.merge(Baselines.from_arrow(_table(b.baselines)))
+        baselines = _ipc(state.to_arrow())
+    return _Folded(accounts, baselines, _added(a.stats, b.stats), a.timings + b.timings)
+
+
+def _added(a: IntakeStats, b: IntakeStats) -> IntakeStats:
+    by_reason = dict(a.by_reason)
+    for reason, count in b.by_reason.items():
+        by_reason[reason] = by_reason.get(reason, 0) + count
+    return IntakeStats(a.rows_read + b.rows_read, a.accepted + b.accepted, a.rejected + b.rejected,
+                       dict(sorted(by_reason.items())))
+
+
+_MODEL: tuple[str, Model] | None = None  # the model a worker process holds (loaded once per job)
+
+
+def _model(key: str, data: bytes) -> Model:
+    """The broadcast model, loaded (and checked, as any model file) once per worker."""
+    global _MODEL
+    if _MODEL is None or _MODEL[0] != key:
+        _MODEL = None
+        with tempfile.TemporaryDirectory(prefix="ceecore-model-") as folder:
+            path = Path(folder, "model.arrow")
+            path.write_bytes(data)
+            _MODEL = (key, Model.load(path))
+    return _MODEL[1]
+
+
+@dataclass
+class _Scored:
+    """A partition's (or a merged run's) best lines: per Center by score and by draw, per
+    account (importer hash, score, strengths), as Arrow IPC bytes."""
+
+    by_score: bytes
+    by_draw: bytes
+    accounts: bytes
+    stats: IntakeStats
+    timings: list[tuple[str, int, float]]
+
+
+def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: bytes, key: str) -> _Scored:
+    """The scoring pass over one partition, on a worker: its lines to a part file of the
+    dataset, its best lines back."""
+    started = time.perf_counter()
+    model = _model(key, model_bytes)
+    stats = IntakeStats()
+    reading = _reading(part, data, job, model.input_columns)
+    rejects = _Rejects(index, part, job)
+
+    def each(work: Callable[[Intake], Any]) -> Iterator[Any]:
+        return reading.each(model.input_columns, _parse_only(job.centers), work, stats, rejects)  # type: ignore[arg-type]
+
+    try:
+        run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), False, stats)
+    finally:
+        rejects.close()
+    return _scored(run.top, run.accounts_top, stats, [(_where(), stats.rows_read, time.perf_counter() - started)])
+
+
+def _scored(top: BestLinesPerCenter, accounts: BestLinesPerAccount, stats: IntakeStats,
+            timings: list[tuple[str, int, float]]) -> _Scored:
+    empty = pa.table({c: pa.array([], pa.null()) for c in ("none",)})
+    hashes, scores, strengths = _best_accounts(accounts)
+    table = pa.table({"importer_hash": hashes, "score": scores,
+                      **{name: strengths[:, i] for i, name in enumerate(accounts.names)}})
+    return _Scored(_ipc(top.by_score) if top.by_score is not None else _ipc(empty),
+                   _ipc(top.by_draw) if top.by_draw is not None else _ipc(empty), _ipc(table), stats, timings)
+
+
+def _best_accounts(accounts: BestLinesPerAccount) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not accounts.parts:
+        return np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(accounts.names)))
+    accounts._reduce()  # (each account's best lines of all the parts added, in their order)
+    return accounts.parts[0]
+
+
+def _collectors(scored: _Scored, model: Model) -> tuple[BestLinesPerCenter, BestLinesPerAccount]:
+    """The best-line collectors holding ``scored``."""
+    top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
+    for attr in ("by_score", "by_draw"):
+        table = _table(getattr(scored, attr))
+        setattr(top, attr, table if "none" not in table.column_names else None)
+    accounts = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
+    table = _table(scored.accounts)
+    if table.num_rows:
+        strengths = np.stack([table.column(n).to_numpy() for n in accounts.names], axis=1) if accounts.names \
+            else np.zeros((table.num_rows, 0))
+        accounts.add((table.column("importer_hash").to_numpy(), table.column("score").to_numpy(), strengths))
+    return top, accounts
+
+
+def _merge_scored(a: _Scored, b: _Scored, model_bytes: bytes, key: str) -> _Scored:
+    """Two adjacent runs of partitions' best lines as one: ``b``'s after ``a``'s, so
+    ties keep input order as in one process."""
+    model = _model(key, model_bytes)
+    top, accounts = _collectors(a, model)
+    top_b, accounts_b = _collectors(b, model)
+    if top_b.by_score is not None and top_b.by_draw is not None:
+        top.add((top_b.by_score, top_b.by_draw))
+    for part in accounts_b.parts:
+        accounts.add(part)
+    return _scored(top, accounts, _added(a.stats, b.stats), a.timings + b.timings)
+
+
+# ---------------------------------------------------------------------------- on the client
+
+
+def _tree(client: Client, futures: list[Future], merge: Callable[..., Any], *args: Any) -> Any:
+    """The partitions' results merged pairwise, left before right, on the workers: a tree
+    of fixed shape (so a fixed order), whatever finished first. Returns the root's value."""
+    level = futures
+    while len(level) > 1:
+        level = [client.submit(merge, level[i], level[i + 1], *args, pure=False) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+    return level[0].result()
+
+
+def _each_done(futures: list[Future], progress: Callable[[int], None] | None) -> None:
+    """Waits for the partition tasks, reporting the rows of each as it finishes (the row
+    count alone crosses to the client); the first error is raised."""
+    rows = [f.client.submit(_rows_of, f, pure=False) for f in futures]
+    for done in as_completed(rows):
+        count = done.result()
+        if progress is not None:
+            progress(count)
+
+
+def _rows_of(result: _Folded | _Scored) -> int:
+    return result.stats.rows_read
+
+
+@contextmanager
+def _guarded() -> Iterator[None]:
+    """A cluster that goes away (or loses a partition's worker too often) is one clear error."""
+    try:
+        yield
+    except (CancelledError, CommClosedError, KilledWorker, TimeoutError) as exc:
+        raise ClusterError(f"the Dask cluster went away during the job ({type(exc).__name__}: {exc}); "
+                           "no output written") from None
+
+
+def _start(cluster: Cluster, source: Any, rows: int, on_start: Callable[[int | None], None] | None,
+           passes: int = 1) -> _Input:
+    """The job's partitions; ``on_start`` hears the rows to read (``passes`` times), if known."""
+    data = _Input.of(source, cluster.client, rows)
+    if on_start is not None:
+        on_start(None if data.rows is None else passes * data.rows)
+    return data
+
+
+def _fold_pass(cluster: Cluster, data: _Input, job: _Job, progress: Callable[[int], None] | None) -> _Folded:
+    """Reads every partition once on the workers and merges their states."""
+    client = cluster.client
+    started = time.perf_counter()
+    futures = [client.submit(_fold_part, i, part, d, job, pure=False)
+               for i, (part, d) in enumerate(zip(data.parts, data.data))]
+    _each_done(futures, progress)
+    read = time.perf_counter()
+    root = _tree(client, futures, _merge_folded, job)
+    cluster.report.phases["read"] = read - started
+    cluster.report.phases["merge"] = time.perf_counter() - read
+    cluster.report.add(root.timings)
+    return root
+
+
+def _rejects_out(job: _Job, parts: int, path: str | os.PathLike[str] | None, into: OutputSet | None) -> None:
+    """The partitions' rejects, in input order, into one Parquet file (part of ``into``)."""
+    if path is None:
+        return
+    with ParquetSink(path, REJECT_SCHEMA, into) as sink:
+        for i in range(parts):
+            part = Path(job.scratch, f"rejects-{i:06d}.arrow")
+            if part.exists():
+                with pa.memory_map(str(part)) as f:
+                    reader = ipc.open_file(f)
+                    for k in range(reader.num_record_batches):
+                        sink.write(reader.get_batch(k))
+
+
+@contextmanager
+def _scratch(beside: str | os.PathLike[str]) -> Iterator[str]:
+    """A hidden directory beside an output, for the workers' part files of rejects."""
+    folder = Path(beside).absolute().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=".ceecore-parts.", dir=folder)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _job(mapping: ColumnMapping | None, centers: CenterMap | None, scratch: str, **options: Any) -> _Job:
+    return _Job(mapping or ColumnMapping(), centers or CenterMap.default(), scratch=scratch, **options)
+
+
+def run_consolidation(
+    source: Any,
+    *,
+    client: Cluster | Client,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    overrides: Mapping[str, Override] | None = None,
+    assign_by: Literal["lines", "value"] = "lines",
+    rejects: str | os.PathLike[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
+    outputs: OutputSet | None = None,
+    pseudonyms: Pseudonymiser | None = None,
+    fragment_rows: int = FRAGMENT_ROWS,
+    **_: Any,
+) -> Consolidation:
+    """:func:`ceecore.pipeline.run_consolidation` on a cluster: the same accounts,
+    rejects and counts."""
+    cluster = _cluster(client)
+    check_outputs({"the rejects file": rejects}, _paths(source))
+    with _guarded(), _scratch(rejects or "accounts") as scratch, output_set(outputs) as into:
+        job = _job(mapping, centers, scratch, pseudonyms=pseudonyms, consolidate=True)
+        data = _start(cluster, source, fragment_rows, on_start)
+        root = _fold_pass(cluster, data, job, progress)
+        root.stats.check_share(max_reject_share)
+        _rejects_out(job, len(data.parts), rejects, into)
+    book = AccountBook.from_arrow(_table(root.accounts), job.centers)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    accounts = book.result(assign_by, overrides)
+    cluster.report.phases["accounts"] = time.perf_counter() - started
+    root.stats.seconds = sum(cluster.report.phases.values()) - cluster.report.phases.get("start", 0.0)
+    return Consolidation(accounts, root.stats, book)
+
+
+def consolidate(source: Any, **options: Any) -> pa.Table:
+    """The consolidated accounts of ``source`` on a cluster (options as for :func:`run_consolidation`)."""
+    return run_consolidation(source, **options).accounts
+
+
+def _paths(source: Any) -> list[Any]:
+    return [] if _is_dask_frame(source) else _listed(source)
+
+
+def fit(
+    source: Any,
+    *,
+    client: Cluster | Client,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    config: ScoringConfig | None = None,
+    labels: Labels | str | None = None,
+    rejects: str | os.PathLike[str] | None = None,
+    stats: IntakeStats | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
+    outputs: OutputSet | None = None,
+    pseudonyms: Pseudonymiser | None = None,
+    fragment_rows: int = FRAGMENT_ROWS,
+    **_: Any,
+) -> Model:
+    """:func:`ceecore.pipeline.fit` on a cluster: the same model, to the byte."""
+    _no_labels(labels)
+    cluster = _cluster(client)
+    check_outputs({"the rejects file": rejects}, _paths(source))
+    with _guarded(), _scratch(rejects or "model") as scratch, output_set(outputs) as into:
+        job = _job(mapping, centers, scratch, config=config or ScoringConfig.default(), pseudonyms=pseudonyms, fit=True)
+        data = _start(cluster, source, fragment_rows, on_start)
+        root = _fold_pass(cluster, data, job, progress)
+        root.stats.check_share(max_reject_share)
+        _rejects_out(job, len(data.parts), rejects, into)
+    if stats is not None:
+        total = _added(stats, root.stats)
+        stats.rows_read, stats.accepted, stats.rejected, stats.by_reason = (
+            total.rows_read, total.accepted, total.rejected, total.by_reason)
+    return _model_of(root, job)
+
+
+def _model_of(root: _Folded, job: _Job) -> Model:
+    """The model of the merged baselines, as :func:`ceecore.pipeline.fit` builds it."""
+    baselines = Baselines.from_arrow(_table(root.baselines))  # type: ignore[arg-type]
+    return Model(baselines, job.config, model_meta(baselines, job.pseudonyms))
+
+
+def _no_labels(labels: Labels | str | None) -> None:
+    if labels is not None:
+        raise ValueError("learning from labels on a cluster is not supported yet: fit with --labels in one "
+                         "process (then score on the cluster), or fit without labels")
+
+
+def score(
+    source: Any,
+    model: Model | str | os.PathLike[str],
+    *,
+    client: Cluster | Client,
+    output: str | os.PathLike[str] | None = None,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    rejects: str | os.PathLike[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    out_of_fold: bool = False,
+    max_reject_share: float | None = None,
+    outputs: OutputSet | None = None,
+    pseudonyms: Pseudonymiser | None = None,
+    fragment_rows: int = FRAGMENT_ROWS,
+    **_: Any,
+) -> ScoreRun:
+    """:func:`ceecore.pipeline.score` on a cluster. ``output`` is a directory: the
+    scored lines as a Parquet dataset, one part file per partition in input order."""
+    if output is None:
+        raise ValueError("scoring on a cluster writes the scored lines to a directory: give an output")
+    if out_of_fold:
+        raise ValueError("out-of-fold scoring (a learned model on its own history) is not supported on a cluster yet")
+    cluster = _cluster(client)
+    check_outputs({"the rejects file": rejects, "the output": output},
+                  _paths(source) + ([] if isinstance(model, Model) else [model]))
+    given = None if isinstance(model, Model) else model
+    if not isinstance(model, Model):
+        model = Model.load(model)
+    check_pseudonyms(model.meta, pseudonyms)
+    with _guarded(), _scratch(output) as scratch, output_set(outputs) as into:
+        job = _job(mapping, centers, scratch, pseudonyms=pseudonyms, lines=str(into.directory(output)))
+        data = _start(cluster, source, fragment_rows, on_start)
+        if given is None:  # (a model in memory: sent as the bytes of its file)
+            given = Path(scratch, "model.arrow")
+            model.save(given)
+        scored = _score_pass(cluster, data, job, Path(given).read_bytes(), progress)
+        scored.stats.check_share(max_reject_share)
+        _rejects_out(job, len(data.parts), rejects, into)
+    top, accounts = _collectors(scored, model)
+    return ScoreRun(None, scored.stats, top, accounts)
+
+
+def _score_pass(cluster: Cluster, data: _Input, job: _Job, model_bytes: bytes,
+                progress: Callable[[int], None] | None) -> _Scored:
+    """Scores every partition on the workers (the model, a model file's bytes, sent to
+    each once), their lines to part files of ``job.lines``; their best lines merged."""
+    client = cluster.client
+    started = time.perf_counter()
+    key = hashlib.sha256(model_bytes).hexdigest()
+    shared = client.scatter(model_bytes, broadcast=True, hash=False)
+    futures = [client.submit(_score_part, i, part, d, job, shared, key, pure=False)
+               for i, (part, d) in enumerate(zip(data.parts, data.data))]
+    _each_done(futures, progress)
+    scored = time.perf_counter()
+    root = _tree(client, futures, _merge_scored, shared, key)
+    for leftover in Path(job.lines).glob(".*"):  # (staging of a worker that died while writing)
+        leftover.unlink(missing_ok=True)
+    cluster.report.phases["score"] = scored - started
+    cluster.report.phases["score merge"] = time.perf_counter() - scored
+    cluster.report.add(root.timings)
+    return root
+
+
+def run(
+    source: Any,
+    outdir: str | os.PathLike[str],
+    *,
+    client: Cluster | Client,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    config: ScoringConfig | None = None,
+    labels: Labels | str | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
+    pseudonyms: Pseudonymiser | None = None,
+    fragment_rows: int = FRAGMENT_ROWS,
+    **_: Any,
+) -> RunSummary:
+    """:func:`ceecore.pipeline.run` on a cluster: the same model file, accounts, line
+    scores and worklist. ``lines.parquet`` is a directory here: a Parquet dataset of
+    one part file per partition, in input order."""
+    _no_labels(labels)
+    cluster = _cluster(client)
+    out = Path(outdir)
+    if not _is_dask_frame(source):
+        _check_outdir(out, source)
+    started = time.perf_counter()
+    with _guarded(), OutputSet() as outputs, _scratch(out) as scratch:
+        staging = outputs.directory(out)
+        paths = {name: staging / name for name in RUN_OUTPUTS}
+        paths["lines.parquet"].mkdir()
+        job = _job(mapping, centers, scratch, config=config or ScoringConfig.default(), pseudonyms=pseudonyms,
+                   consolidate=True, fit=True, lines=str(paths["lines.parquet"]))
+        data = _start(cluster, source, fragment_rows, on_start, passes=2)
+        root = _fold_pass(cluster, data, job, progress)
+        root.stats.check_share(max_reject_share)
+        model = _model_of(root, job)
+        model.save(paths["model.arrow"])
+        fitted = time.perf_counter()
+        # (the first pass wrote the rejects: the second writes none)
+        scored = _score_pass(cluster, data, replace(job, scratch=""), paths["model.arrow"].read_bytes(), progress)
+        _rejects_out(job, len(data.parts), paths["rejects.parquet"], None)
+        book = AccountBook.from_arrow(_table(root.accounts), job.centers)  # type: ignore[arg-type]
+        top, accounts_top = _collectors(scored, model)
+        summary = _write_set(model, book, top, accounts_top, root.stats, paths, out, cluster,
+                             {"fit": fitted - started, "score": time.perf_counter() - fitted})
+    summary.outputs = {name: str(out / name) for name in summary.outputs}
+    return summary
+
+
+def _write_set(model: Model, book: AccountBook, top: BestLinesPerCenter, accounts_top: BestLinesPerAccount,
+               stats: IntakeStats, paths: dict[str, Path], final: Path, cluster: Cluster,
+               seconds: dict[str, float]) -> RunSummary:
+    """THE ONE PLACE that assembles a run's set from pipeline pieces (as the tail of
+    ``pipeline._run`` does; to be replaced by the pipeline's own function for it):
+    the accounts with their scores, the worklist and summary.json."""
+    import json
+
+    from ceecore.io import atomic_path, write_table
+    from ceecore.worklist import account_scores, worklist
+
+    started = time.perf_counter()
+    accounts = account_scores(book.result(), accounts_top.summary(model), model)
+    write_table(accounts, paths["accounts.parquet"])
+    explore = round(model.config.worklist * model.config.exploration_share)
+    write_table(worklist(top.picks(explore), accounts, model.config.worklist, explore,
+                         model.config.exploration_seed), paths["worklist.parquet"])
+    cluster.report.phases["accounts"] = time.perf_counter() - started
+    seconds["score"] += cluster.report.phases["accounts"]
+    seconds["total"] = seconds["fit"] + seconds["score"]
+    summary = RunSummary({name: str(path) for name, path in paths.items()}, stats, seconds, accounts.num_rows, model)
+    named = {name: str(final / name) for name in paths}
+    with atomic_path(paths["summary.json"]) as tmp:
+        tmp.write_text(json.dumps({**summary.to_dict(), "outputs": named, "cluster": cluster.report.to_dict()},
+                                  indent=2) + "\n")
+    return summary
