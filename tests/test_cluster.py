@@ -1,0 +1,218 @@
+"""The jobs on a Dask cluster give the results of one process: the same model file to the
+byte, the same accounts, line scores, worklist, rejects and counts, whatever the
+partitioning; a worker killed mid-job changes nothing; a cluster that goes away is a
+clear error with no output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+distributed = pytest.importorskip("distributed")
+
+import ceecore  # noqa: E402
+from ceecore import cluster, synth  # noqa: E402
+from ceecore.pipeline import TooManyRejects  # noqa: E402
+from tests.processes import cli_env  # noqa: E402
+
+LINES = 24_000
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                  silence_logs=50) as local, distributed.Client(local) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same kind of lines laid out three ways: one Parquet file of many row groups,
+    a directory of Parquet files, a directory of CSV files; each with rejected rows."""
+    root = tmp_path_factory.mktemp("cluster")
+    config = synth.SynthConfig(lines=LINES, seed=11, dirty=60)
+    synth.write(root / "one.parquet", config, batch_rows=2_000, threads=1)
+    synth.write(root / "many", config, batch_rows=2_000, file_rows=6_000, threads=1)
+    (root / "csv").mkdir()
+    for seed in (1, 2):
+        synth.write(root / "csv" / f"part{seed}.csv", synth.SynthConfig(lines=LINES // 3, seed=seed, dirty=20),
+                    threads=1)
+    return {"one": root / "one.parquet", "many": root / "many", "csv": root / "csv"}
+
+
+LAYOUTS = [("one", 3_000), ("one", 10**9), ("many", 1), ("csv", 1)]
+
+
+def _lines(path: Path) -> pa.Table:
+    """A scored-lines output, a file or a dataset directory of part files (in name order)."""
+    if path.is_dir():
+        return pa.concat_tables(pq.read_table(p) for p in sorted(path.glob("part-*.parquet")))
+    return pq.read_table(path)
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    left, right = _lines(a), _lines(b)
+    assert left.schema.remove_metadata() == right.schema.remove_metadata()
+    assert left.num_rows == right.num_rows
+    assert left.equals(right.cast(left.schema)), a.name
+
+
+@pytest.mark.parametrize("layout,rows", LAYOUTS)
+def test_run_is_the_run_of_one_process(client: Any, inputs: dict[str, Path], tmp_path: Path, layout: str,
+                                       rows: int) -> None:
+    one = ceecore.run(inputs[layout], tmp_path / "one", threads=1)
+    on = cluster.Cluster(client)
+    spread = cluster.run(inputs[layout], tmp_path / "cluster", client=on, fragment_rows=rows)
+    assert (tmp_path / "one" / "model.arrow").read_bytes() == (tmp_path / "cluster" / "model.arrow").read_bytes()
+    for name in ("accounts.parquet", "worklist.parquet", "rejects.parquet", "lines.parquet"):
+        _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
+    assert (tmp_path / "cluster" / "lines.parquet").is_dir()
+    assert spread.stats == one.stats or (spread.stats.rows_read, spread.stats.by_reason) == \
+        (one.stats.rows_read, one.stats.by_reason)
+    assert spread.stats.accepted + spread.stats.rejected == spread.stats.rows_read
+    assert sorted(os.listdir(tmp_path)) == ["cluster", "one"]  # (no staging, no part files of rejects left)
+    assert sum(w.partitions for w in on.report.workers.values()) == 2 * len(cluster.fragments(inputs[layout], rows))
+
+
+def test_rejects_keep_their_source_rows(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+    """A row group's rejects are numbered as rows of their file, as one process numbers them."""
+    cluster.fit(inputs["one"], client=client, rejects=tmp_path / "r.parquet", fragment_rows=2_000)
+    ceecore.fit(inputs["one"], rejects=tmp_path / "r1.parquet", threads=1)
+    spread, one = pq.read_table(tmp_path / "r.parquet"), pq.read_table(tmp_path / "r1.parquet")
+    assert spread.equals(one) and spread.num_rows == 60
+    assert max(spread.column("row").to_pylist()) > 2_000
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1_000, 30_000))
+def test_fit_gives_the_same_model_file_whatever_the_partitions(client: Any, inputs: dict[str, Path],
+                                                                tmp_path: Path, rows: int) -> None:
+    one = ceecore.fit(inputs["one"], threads=1)
+    spread = cluster.fit(inputs["one"], client=client, fragment_rows=rows)
+    one.save(tmp_path / "a.arrow")
+    spread.save(tmp_path / "b.arrow")
+    assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
+
+
+@pytest.mark.parametrize("layout,rows", LAYOUTS)
+def test_consolidate_is_the_consolidation_of_one_process(client: Any, inputs: dict[str, Path], tmp_path: Path,
+                                                         layout: str, rows: int) -> None:
+    one = ceecore.run_consolidation(inputs[layout], threads=1, rejects=tmp_path / "r1.parquet")
+    spread = ceecore.run_consolidation(inputs[layout], client=client, rejects=tmp_path / "r2.parquet")
+    assert spread.accounts.equals(one.accounts)
+    assert spread.book.to_arrow().equals(one.book.to_arrow())
+    assert (spread.stats.rows_read, spread.stats.accepted, spread.stats.by_reason) == \
+        (one.stats.rows_read, one.stats.accepted, one.stats.by_reason)
+    _same_tables(tmp_path / "r1.parquet", tmp_path / "r2.parquet")
+
+
+def test_score_writes_a_dataset_of_the_same_lines(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+    model = ceecore.fit(inputs["many"], threads=1)
+    model.save(tmp_path / "model.arrow")
+    one = ceecore.score(inputs["one"], model, output=tmp_path / "one.parquet", rejects=tmp_path / "r1.parquet")
+    spread = cluster.score(inputs["one"], tmp_path / "model.arrow", client=client, output=tmp_path / "lines.parquet",
+                           rejects=tmp_path / "r2.parquet", fragment_rows=5_000)
+    _same_tables(tmp_path / "one.parquet", tmp_path / "lines.parquet")
+    _same_tables(tmp_path / "r1.parquet", tmp_path / "r2.parquet")
+    assert len(list((tmp_path / "lines.parquet").iterdir())) == len(cluster.fragments(inputs["one"], 5_000))
+    assert spread.top.picks(10).equals(one.top.picks(10))  # (the worklist's lines)
+    assert spread.accounts_top.summary(model)[1].tolist() == one.accounts_top.summary(model)[1].tolist()
+    assert spread.stats.rows_read == one.stats.rows_read == LINES + 60
+
+
+def test_a_dask_dataframe_is_an_input(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+    dd = pytest.importorskip("dask.dataframe")
+    table = pq.read_table(inputs["one"])
+    frame = dd.from_pandas(table.to_pandas(types_mapper=pd_arrow_types()), npartitions=5)
+    spread = ceecore.fit(frame, client=client)
+    one = ceecore.fit(table, threads=1)
+    spread.save(tmp_path / "a.arrow")
+    one.save(tmp_path / "b.arrow")
+    assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
+
+
+def pd_arrow_types() -> Any:
+    import pandas as pd
+    return pd.ArrowDtype
+
+
+def test_a_worker_killed_during_a_fit_changes_nothing(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+    killed: list[int] = []
+
+    def kill_one(rows: int) -> None:  # as the first partition is done, the others still running or waiting
+        if not killed:
+            pids = client.run(os.getpid)
+            victim = pids[sorted(pids)[0]]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    spread = cluster.fit(inputs["one"], client=client, fragment_rows=2_000, progress=kill_one,
+                         rejects=tmp_path / "r.parquet")
+    assert killed
+    client.wait_for_workers(2, timeout=60)
+    assert killed[0] not in client.run(os.getpid).values()
+    one = ceecore.fit(inputs["one"], threads=1, rejects=tmp_path / "r1.parquet")
+    spread.save(tmp_path / "a.arrow")
+    one.save(tmp_path / "b.arrow")
+    assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
+    _same_tables(tmp_path / "r1.parquet", tmp_path / "r.parquet")
+
+
+def test_a_cluster_that_goes_away_is_a_clear_error_and_no_output(inputs: dict[str, Path], tmp_path: Path) -> None:
+    with distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=1, dashboard_address=None,
+                                  silence_logs=50) as local, distributed.Client(local) as c:
+        def close(rows: int) -> None:
+            local.close()
+
+        with pytest.raises(cluster.ClusterError, match="went away.*no output written"):
+            cluster.run(inputs["one"], tmp_path / "out", client=c, fragment_rows=2_000, progress=close)
+    assert os.listdir(tmp_path) == []
+
+
+def test_too_many_rejects_write_nothing(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(TooManyRejects):
+        cluster.run(inputs["one"], tmp_path / "out", client=client, max_reject_share=0.0001)
+    assert os.listdir(tmp_path) == []
+
+
+def test_labels_are_not_yet_learned_on_a_cluster(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not supported yet"):
+        ceecore.run(inputs["one"], tmp_path / "out", labels="violation", client=client)
+
+
+def test_the_cli_runs_on_a_local_cluster_with_the_same_outputs(inputs: dict[str, Path], tmp_path: Path) -> None:
+    def ceecore_cli(*args: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ceecore", *map(str, args)], capture_output=True, text=True,
+                              env=cli_env(), timeout=300)
+
+    spread = ceecore_cli("run", inputs["many"], "--cluster", "local:2", "-o", tmp_path / "a")
+    assert spread.returncode == 0, spread.stderr
+    assert "partition tasks" in spread.stdout  # the per-worker summary
+    assert ceecore_cli("run", inputs["many"], "-q", "-o", tmp_path / "b").returncode == 0
+    assert (tmp_path / "a" / "model.arrow").read_bytes() == (tmp_path / "b" / "model.arrow").read_bytes()
+    _same_tables(tmp_path / "a" / "accounts.parquet", tmp_path / "b" / "accounts.parquet")
+    _same_tables(tmp_path / "a" / "lines.parquet", tmp_path / "b" / "lines.parquet")
+    bad = ceecore_cli("fit", inputs["many"], "--cluster", "local:x", "-o", tmp_path / "m.arrow")
+    assert bad.returncode == 2 and "local:N" in bad.stderr and "Traceback" not in bad.stderr
+    gone = ceecore_cli("fit", inputs["many"], "--cluster", "tcp://127.0.0.1:9", "-o", tmp_path / "m.arrow")
+    assert gone.returncode == 2 and "cannot reach" in gone.stderr and "Traceback" not in gone.stderr
+    assert not (tmp_path / "m.arrow").exists()
+
+
+def test_without_a_cluster_dask_is_not_imported(inputs: dict[str, Path], tmp_path: Path) -> None:
+    code = ("import sys, ceecore; from ceecore_cli import main; "
+            f"ceecore.run({str(inputs['many'])!r}, {str(tmp_path / 'out')!r}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
