@@ -30,7 +30,7 @@ LINES = 24_000
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None,
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0",
                                   silence_logs=50) as local, distributed.Client(local) as c:
         yield c
 
@@ -169,7 +169,7 @@ def test_a_worker_killed_during_a_fit_changes_nothing(client: Any, inputs: dict[
 
 
 def test_a_cluster_that_goes_away_is_a_clear_error_and_no_output(inputs: dict[str, Path], tmp_path: Path) -> None:
-    with distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=1, dashboard_address=None,
+    with distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=1, dashboard_address=":0",
                                   silence_logs=50) as local, distributed.Client(local) as c:
         def close(rows: int) -> None:
             local.close()

@@ -58,7 +58,8 @@ from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter
 __all__ = ["Cluster", "ClusterError", "Fragment", "connect", "consolidate", "fit", "fragments", "run",
            "run_consolidation", "score"]
 
-FRAGMENT_ROWS = 1 << 20  # Parquet row groups are gathered into partitions of about this many rows
+FRAGMENT_ROWS = 1 << 20  # at most, by default: Parquet row groups are gathered into partitions of about this many
+PARTITIONS_PER_WORKER = 4  # by default, so that a slow or lost worker holds up only a small part of the job
 
 
 class ClusterError(ValueError):
@@ -124,7 +125,7 @@ def connect(spec: str, workers_threads: int = 1) -> Iterator[Cluster]:
             raise ValueError(f"--cluster {spec!r}: local:N takes a number of workers from 1 to 1024")
         import logging
         with LocalCluster(n_workers=int(count), threads_per_worker=workers_threads, processes=True,
-                          dashboard_address=None, silence_logs=logging.CRITICAL) as local, Client(local) as client:
+                          dashboard_address=":0", silence_logs=logging.CRITICAL) as local, Client(local) as client:
             yield Cluster(client, time.perf_counter() - started)
         return
     if "://" not in spec:
@@ -157,11 +158,15 @@ class Fragment:
     rows: int | None = None
 
 
-def fragments(source: Any, rows: int = FRAGMENT_ROWS) -> list[Fragment]:
+def fragments(source: Any, rows: int | None = None, workers: int = 1) -> list[Fragment]:
     """The partitions of ``source`` (paths: files or directories, resolved as a single
     process resolves them), in input order: Parquet files cut at row-group bounds into
-    parts of about ``rows`` rows, other files whole."""
+    parts of about ``rows`` rows (default: enough parts for :data:`PARTITIONS_PER_WORKER`
+    per worker, each of 64k to :data:`FRAGMENT_ROWS` rows), other files whole."""
     found, _ = open_sources(source)
+    if rows is None:
+        total = sum(src.rows or 0 for src in found)
+        rows = min(FRAGMENT_ROWS, max(BATCH_ROWS, total // (PARTITIONS_PER_WORKER * max(workers, 1))))
     parts: list[Fragment] = []
     for src in found:
         if not isinstance(src.obj, Path):
@@ -196,11 +201,11 @@ class _Input:
     data: list[Future | None]
 
     @classmethod
-    def of(cls, source: Any, client: Client, rows: int) -> _Input:
+    def of(cls, source: Any, client: Client, rows: int | None) -> _Input:
         if _is_dask_frame(source):
             data = client.compute(source.to_delayed())
             return cls([Fragment(f"<dask partition {i}>", None, None, i) for i in range(len(data))], data)
-        parts = fragments(source, rows)
+        parts = fragments(source, rows, len(client.scheduler_info(n_workers=-1)["workers"]))
         return cls(parts, [None] * len(parts))
 
     @property
@@ -471,7 +476,7 @@ def _guarded() -> Iterator[None]:
                            "no output written") from None
 
 
-def _start(cluster: Cluster, source: Any, rows: int, on_start: Callable[[int | None], None] | None,
+def _start(cluster: Cluster, source: Any, rows: int | None, on_start: Callable[[int | None], None] | None,
            passes: int = 1) -> _Input:
     """The job's partitions; ``on_start`` hears the rows to read (``passes`` times), if known."""
     data = _Input.of(source, cluster.client, rows)
@@ -539,7 +544,7 @@ def run_consolidation(
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
     pseudonyms: Pseudonymiser | None = None,
-    fragment_rows: int = FRAGMENT_ROWS,
+    fragment_rows: int | None = None,
     **_: Any,
 ) -> Consolidation:
     """:func:`ceecore.pipeline.run_consolidation` on a cluster: the same accounts,
@@ -584,7 +589,7 @@ def fit(
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
     pseudonyms: Pseudonymiser | None = None,
-    fragment_rows: int = FRAGMENT_ROWS,
+    fragment_rows: int | None = None,
     **_: Any,
 ) -> Model:
     """:func:`ceecore.pipeline.fit` on a cluster: the same model, to the byte."""
@@ -631,7 +636,7 @@ def score(
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
     pseudonyms: Pseudonymiser | None = None,
-    fragment_rows: int = FRAGMENT_ROWS,
+    fragment_rows: int | None = None,
     **_: Any,
 ) -> ScoreRun:
     """:func:`ceecore.pipeline.score` on a cluster. ``output`` is a directory: the
@@ -694,7 +699,7 @@ def run(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
-    fragment_rows: int = FRAGMENT_ROWS,
+    fragment_rows: int | None = None,
     **_: Any,
 ) -> RunSummary:
     """:func:`ceecore.pipeline.run` on a cluster: the same model file, accounts, line
