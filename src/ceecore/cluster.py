@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,8 +59,11 @@ from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter
 __all__ = ["Cluster", "ClusterError", "Fragment", "connect", "consolidate", "fit", "fragments", "run",
            "run_consolidation", "score"]
 
-FRAGMENT_ROWS = 1 << 20  # at most, by default: Parquet row groups are gathered into partitions of about this many
-PARTITIONS_PER_WORKER = 4  # by default, so that a slow or lost worker holds up only a small part of the job
+FRAGMENT_ROWS = 1 << 23  # at most, by default: Parquet row groups are gathered into partitions of about this many
+# Partitions per worker, by default: each partition's state is nearly as large as the
+# whole (it grows with keys, not lines), so every extra one costs a merge; two let a
+# worker that finishes early take another's, and a lost worker lose half its share.
+PARTITIONS_PER_WORKER = 2
 
 
 class ClusterError(ValueError):
@@ -148,8 +152,8 @@ def _cluster(client: Cluster | Client) -> Cluster:
 @dataclass(frozen=True)
 class Fragment:
     """One partition of the input: a file (``row_groups`` None) or some row groups of a
-    Parquet file, whose first row is row ``first_row`` of the file; or (``path`` None)
-    partition ``first_row`` of a dask DataFrame. ``rows``: its row count, if known."""
+    Parquet file, whose first row is row ``first_row`` of the file; or (``path`` None) a
+    partition of a dask DataFrame. ``rows``: its row count, if known."""
 
     name: str
     path: str | None
@@ -204,7 +208,7 @@ class _Input:
     def of(cls, source: Any, client: Client, rows: int | None) -> _Input:
         if _is_dask_frame(source):
             data = client.compute(source.to_delayed())
-            return cls([Fragment(f"<dask partition {i}>", None, None, i) for i in range(len(data))], data)
+            return cls([Fragment(f"<dask partition {i}>", None) for i in range(len(data))], data)
         parts = fragments(source, rows, len(client.scheduler_info(n_workers=-1)["workers"]))
         return cls(parts, [None] * len(parts))
 
@@ -238,8 +242,7 @@ class _Rejects:
 
     def write(self, chunk: Chunk, codes: np.ndarray, mapping: ColumnMapping) -> None:
         if self.path is not None and codes.any():
-            chunk = replace(chunk, source=self.part.name, first_row=chunk.first_row + self.part.first_row
-                            if self.part.path is not None else chunk.first_row)
+            chunk = replace(chunk, source=self.part.name, first_row=chunk.first_row + self.part.first_row)
             if self._writer is None:
                 self._writer = ipc.new_file(self.path, REJECT_SCHEMA)
             self._writer.write_batch(reject_rows(chunk, codes, mapping))
@@ -308,22 +311,18 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
         if baselines is not None:
             baselines.update(line_fields(intake), 1)
 
-    ingest = partial_ingest(book) if job.consolidate else _parse_only(job.centers)
+    ingest = partial(book.ingest, checked=True) if job.consolidate else _parse_only(job.centers)
+    columns = SCORING_COLUMNS if job.fit else ()
     rejects = _Rejects(index, part, job)
     try:
-        for _ in _reading(part, data, job, SCORING_COLUMNS if job.fit else ()).each(
-                SCORING_COLUMNS if job.fit else (), ingest, fold, stats, rejects):  # type: ignore[arg-type]
+        reading = _reading(part, data, job, columns)
+        for _ in reading.each(columns, ingest, fold, stats, rejects):  # type: ignore[arg-type]  (a reject sink)
             pass
     finally:
         rejects.close()
     return _Folded(_ipc(book.to_arrow()) if job.consolidate else None,
                    _ipc(baselines.to_arrow()) if baselines is not None else None, stats,
                    [(_where(), stats.rows_read, time.perf_counter() - started)])
-
-
-def partial_ingest(book: AccountBook) -> Callable[..., Intake]:
-    """The book's ingest of an already checked batch (it folds the lines into the book)."""
-    return lambda batch, mapping, source, columns: book.ingest(batch, mapping, source, columns, checked=True)
 
 
 def _merge_folded(a: _Folded, b: _Folded, job: _Job) -> _Folded:
@@ -385,7 +384,8 @@ def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: b
     rejects = _Rejects(index, part, job)
 
     def each(work: Callable[[Intake], Any]) -> Iterator[Any]:
-        return reading.each(model.input_columns, _parse_only(job.centers), work, stats, rejects)  # type: ignore[arg-type]
+        parse = _parse_only(job.centers)
+        return reading.each(model.input_columns, parse, work, stats, rejects)  # type: ignore[arg-type]
 
     try:
         run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), False, stats)
