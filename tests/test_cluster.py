@@ -146,26 +146,52 @@ def pd_arrow_types() -> Any:
     return pd.ArrowDtype
 
 
-def test_a_worker_killed_during_a_fit_changes_nothing(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+def _killer(client: Any, at: int) -> tuple[Any, list[int]]:
+    """A progress callback that kills a worker process (SIGKILL) at its ``at``-th call:
+    as a partition is done, the others still running or waiting."""
+    calls: list[int] = []
     killed: list[int] = []
 
-    def kill_one(rows: int) -> None:  # as the first partition is done, the others still running or waiting
-        if not killed:
+    def progress(rows: int) -> None:
+        calls.append(rows)
+        if len(calls) == at:
             pids = client.run(os.getpid)
-            victim = pids[sorted(pids)[0]]
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
+            killed.append(pids[min(pids)])
+            os.kill(killed[0], signal.SIGKILL)
 
-    spread = cluster.fit(inputs["one"], client=client, fragment_rows=2_000, progress=kill_one,
-                         rejects=tmp_path / "r.parquet")
+    return progress, killed
+
+
+def _survived(client: Any, killed: list[int]) -> None:
     assert killed
     client.wait_for_workers(2, timeout=60)
     assert killed[0] not in client.run(os.getpid).values()
+
+
+def test_a_worker_killed_during_a_fit_changes_nothing(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
+    progress, killed = _killer(client, 1)
+    spread = cluster.fit(inputs["one"], client=client, fragment_rows=2_000, progress=progress,
+                         rejects=tmp_path / "r.parquet")
+    _survived(client, killed)
     one = ceecore.fit(inputs["one"], threads=1, rejects=tmp_path / "r1.parquet")
     spread.save(tmp_path / "a.arrow")
     one.save(tmp_path / "b.arrow")
     assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
     _same_tables(tmp_path / "r1.parquet", tmp_path / "r.parquet")
+
+
+def test_a_worker_killed_while_scoring_a_run_changes_nothing(client: Any, inputs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    partitions = len(cluster.fragments(inputs["one"], 2_000))
+    progress, killed = _killer(client, partitions + 1)  # (the first pass reports each partition, then the second)
+    cluster.run(inputs["one"], tmp_path / "cluster", client=client, fragment_rows=2_000, progress=progress)
+    _survived(client, killed)
+    ceecore.run(inputs["one"], tmp_path / "one", threads=1)
+    assert (tmp_path / "one" / "model.arrow").read_bytes() == (tmp_path / "cluster" / "model.arrow").read_bytes()
+    for name in ("accounts.parquet", "worklist.parquet", "rejects.parquet", "lines.parquet"):
+        _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
+    assert sorted(p.name for p in (tmp_path / "cluster" / "lines.parquet").iterdir()) == \
+        [f"part-{i:06d}.parquet" for i in range(partitions)]  # (no staging of the killed worker left)
 
 
 def test_a_cluster_that_goes_away_is_a_clear_error_and_no_output(inputs: dict[str, Path], tmp_path: Path) -> None:

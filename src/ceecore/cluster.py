@@ -64,6 +64,7 @@ FRAGMENT_ROWS = 1 << 23  # at most, by default: Parquet row groups are gathered 
 # whole (it grows with keys, not lines), so every extra one costs a merge; two let a
 # worker that finishes early take another's, and a lost worker lose half its share.
 PARTITIONS_PER_WORKER = 2
+FAN_IN = 4  # states merged by one task (each merge decodes its inputs and encodes one state)
 
 
 class ClusterError(ValueError):
@@ -325,26 +326,30 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
                    [(_where(), stats.rows_read, time.perf_counter() - started)])
 
 
-def _merge_folded(a: _Folded, b: _Folded, job: _Job) -> _Folded:
-    """Two adjacent runs of partitions as one (exact: the same state one process builds)."""
+def _merge_folded(runs: list[_Folded], job: _Job) -> _Folded:
+    """Adjacent runs of partitions as one (exact: the state one process builds)."""
     accounts = baselines = None
-    if a.accounts is not None and b.accounts is not None:
-        book = AccountBook.from_arrow(_table(a.accounts), job.centers, threads=1)
-        book.merge(AccountBook.from_arrow(_table(b.accounts), job.centers, threads=1))
-        accounts = _ipc(book.to_arrow())
-    if a.baselines is not None and b.baselines is not None:
-        state = Baselines.from_arrow(_table(a.baselines))
-        state.merge(Baselines.from_arrow(_table(b.baselines)))
+    if runs[0].accounts is not None:
+        # (from_arrow folds each row into the book as merge does: the rows of several
+        # states together are their merge, absorbed in one pass)
+        tables = [_table(run.accounts) for run in runs]  # type: ignore[arg-type]
+        accounts = _ipc(AccountBook.from_arrow(pa.concat_tables(tables), job.centers, threads=1).to_arrow())
+    if runs[0].baselines is not None:
+        state = Baselines.from_arrow(_table(runs[0].baselines))
+        for run in runs[1:]:
+            state.merge(Baselines.from_arrow(_table(run.baselines)))  # type: ignore[arg-type]
         baselines = _ipc(state.to_arrow())
-    return _Folded(accounts, baselines, _added(a.stats, b.stats), a.timings + b.timings)
+    return _Folded(accounts, baselines, _added(*(run.stats for run in runs)), [t for run in runs for t in run.timings])
 
 
-def _added(a: IntakeStats, b: IntakeStats) -> IntakeStats:
-    by_reason = dict(a.by_reason)
-    for reason, count in b.by_reason.items():
-        by_reason[reason] = by_reason.get(reason, 0) + count
-    return IntakeStats(a.rows_read + b.rows_read, a.accepted + b.accepted, a.rejected + b.rejected,
-                       dict(sorted(by_reason.items())))
+def _added(*stats: IntakeStats) -> IntakeStats:
+    """The counts of several reads as one."""
+    by_reason: dict[str, int] = {}
+    for s in stats:
+        for reason, count in s.by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    return IntakeStats(sum(s.rows_read for s in stats), sum(s.accepted for s in stats),
+                       sum(s.rejected for s in stats), dict(sorted(by_reason.items())))
 
 
 _MODEL: tuple[str, Model] | None = None  # the model a worker process holds (loaded once per job)
@@ -426,29 +431,31 @@ def _collectors(scored: _Scored, model: Model) -> tuple[BestLinesPerCenter, Best
     return top, accounts
 
 
-def _merge_scored(a: _Scored, b: _Scored, model_bytes: bytes, key: str) -> _Scored:
-    """Two adjacent runs of partitions' best lines as one: ``b``'s after ``a``'s, so
-    ties keep input order as in one process."""
+def _merge_scored(runs: list[_Scored], model_bytes: bytes, key: str) -> _Scored:
+    """Adjacent runs of partitions' best lines as one, each run's after the one before,
+    so that ties keep input order as in one process."""
     model = _model(key, model_bytes)
-    top, accounts = _collectors(a, model)
-    top_b, accounts_b = _collectors(b, model)
-    if top_b.by_score is not None and top_b.by_draw is not None:
-        top.add((top_b.by_score, top_b.by_draw))
-    for part in accounts_b.parts:
-        accounts.add(part)
-    return _scored(top, accounts, _added(a.stats, b.stats), a.timings + b.timings)
+    top, accounts = _collectors(runs[0], model)
+    for run in runs[1:]:
+        top_next, accounts_next = _collectors(run, model)
+        if top_next.by_score is not None and top_next.by_draw is not None:
+            top.add((top_next.by_score, top_next.by_draw))
+        for part in accounts_next.parts:
+            accounts.add(part)
+    return _scored(top, accounts, _added(*(run.stats for run in runs)), [t for run in runs for t in run.timings])
 
 
 # ---------------------------------------------------------------------------- on the client
 
 
 def _tree(client: Client, futures: list[Future], merge: Callable[..., Any], *args: Any) -> Any:
-    """The partitions' results merged pairwise, left before right, on the workers: a tree
-    of fixed shape (so a fixed order), whatever finished first. Returns the root's value."""
+    """The partitions' results merged on the workers, :data:`FAN_IN` adjacent ones at a
+    time, left before right: a tree of fixed shape (so a fixed order), whatever finished
+    first. Returns the root's value."""
     level = futures
     while len(level) > 1:
-        level = [client.submit(merge, level[i], level[i + 1], *args, pure=False) if i + 1 < len(level) else level[i]
-                 for i in range(0, len(level), 2)]
+        level = [client.submit(merge, level[i:i + FAN_IN], *args, pure=False) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), FAN_IN)]
     return level[0].result()
 
 
