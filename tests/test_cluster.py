@@ -205,6 +205,17 @@ def test_a_cluster_that_goes_away_is_a_clear_error_and_no_output(inputs: dict[st
     assert os.listdir(tmp_path) == []
 
 
+def test_bad_input_is_the_error_of_one_process_and_no_output(client: Any, inputs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    pq.write_table(pq.read_table(inputs["one"]).drop_columns(["importer_id"]), tmp_path / "bad.parquet")
+    with pytest.raises(ValueError) as one:
+        ceecore.run(tmp_path / "bad.parquet", tmp_path / "out", threads=1)
+    with pytest.raises(ValueError) as spread:
+        ceecore.run(tmp_path / "bad.parquet", tmp_path / "out", client=client)
+    assert type(spread.value) is type(one.value) and str(spread.value) == str(one.value)
+    assert sorted(os.listdir(tmp_path)) == ["bad.parquet"]
+
+
 def test_too_many_rejects_write_nothing(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(TooManyRejects):
         cluster.run(inputs["one"], tmp_path / "out", client=client, max_reject_share=0.0001)

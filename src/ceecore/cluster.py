@@ -211,6 +211,8 @@ class _Input:
             data = client.compute(source.to_delayed())
             return cls([Fragment(f"<dask partition {i}>", None) for i in range(len(data))], data)
         parts = fragments(source, rows, len(client.scheduler_info(n_workers=-1)["workers"]))
+        if not parts:
+            raise ValueError("no input: give files, directories of them, or a dask DataFrame")
         return cls(parts, [None] * len(parts))
 
     @property
@@ -392,6 +394,8 @@ def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: b
         parse = _parse_only(job.centers)
         return reading.each(model.input_columns, parse, work, stats, rejects)  # type: ignore[arg-type]
 
+    if not Path(job.lines).is_dir():  # (the job ended, by an error elsewhere: write nothing)
+        raise FileNotFoundError(f"{job.lines}: the job's output directory is gone")
     try:
         run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), False, stats)
     finally:
@@ -461,12 +465,20 @@ def _tree(client: Client, futures: list[Future], merge: Callable[..., Any], *arg
 
 def _each_done(futures: list[Future], progress: Callable[[int], None] | None) -> None:
     """Waits for the partition tasks, reporting the rows of each as it finishes (the row
-    count alone crosses to the client); the first error is raised."""
-    rows = [f.client.submit(_rows_of, f, pure=False) for f in futures]
-    for done in as_completed(rows):
-        count = done.result()
-        if progress is not None:
-            progress(count)
+    count alone crosses to the client); the first error is raised, and the tasks not yet
+    started are then cancelled (a running one cannot be stopped: it finds its output
+    directory gone, see :func:`_score_part`)."""
+    client = futures[0].client if futures else None
+    rows = [client.submit(_rows_of, f, pure=False) for f in futures] if client else []
+    try:
+        for done in as_completed(rows):
+            count = done.result()
+            if progress is not None:
+                progress(count)
+    except BaseException:
+        if client is not None and client.status == "running":
+            client.cancel(futures + rows)
+        raise
 
 
 def _rows_of(result: _Folded | _Scored) -> int:
