@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -214,6 +215,41 @@ def test_bad_input_is_the_error_of_one_process_and_no_output(client: Any, inputs
         ceecore.run(tmp_path / "bad.parquet", tmp_path / "out", client=client)
     assert type(spread.value) is type(one.value) and str(spread.value) == str(one.value)
     assert sorted(os.listdir(tmp_path)) == ["bad.parquet"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_running_scheduler_by_address_and_its_loss(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """``tcp://HOST:PORT``: a scheduler and workers started as a user starts them (``dask
+    scheduler``, ``dask worker``); the CLI's run there is one process's; a scheduler
+    killed mid-job ends the job with a clear error and no output."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    dask = [sys.executable, "-m", "distributed.cli"]
+    scheduler = subprocess.Popen([*dask[:2], "distributed.cli.dask_scheduler", "--port", address.rsplit(":", 1)[1],
+                                  "--no-dashboard"], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = subprocess.Popen([*dask[:2], "distributed.cli.dask_worker", address, "--nworkers", "2", "--nthreads", "1",
+                                "--no-dashboard"], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with distributed.Client(address, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "ceecore", "fit", str(inputs["many"]), "-q", "--cluster", address,
+                               "-o", str(tmp_path / "a.arrow")], capture_output=True, text=True, env=cli_env(),
+                              timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        ceecore.fit(inputs["many"], threads=1).save(tmp_path / "b.arrow")
+        assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
+        with distributed.Client(address, timeout="30s") as c, pytest.raises(cluster.ClusterError, match="went away"):
+            cluster.run(inputs["one"], tmp_path / "out", client=c, fragment_rows=2_000,
+                        progress=lambda rows: scheduler.kill())
+        assert sorted(os.listdir(tmp_path)) == ["a.arrow", "a.rejects.parquet", "b.arrow"]  # (no out, no staging)
+    finally:
+        for process in (workers, scheduler):
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def test_too_many_rejects_write_nothing(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:

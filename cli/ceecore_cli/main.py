@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 import signal
@@ -171,6 +172,7 @@ def _cluster(spec: str | None) -> Iterator[Any]:
         from ceecore import cluster
     except ImportError:
         raise ValueError("--cluster needs Dask: pip install 'ceecore[dask]'") from None
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # (its errors end the job with ceecore's message)
     with cluster.connect(spec) as on:
         yield on
 

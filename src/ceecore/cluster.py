@@ -137,7 +137,7 @@ def connect(spec: str, workers_threads: int = 1) -> Iterator[Cluster]:
         raise ValueError(f"--cluster {spec!r}: give local:N or a scheduler address such as tcp://HOST:8786")
     try:
         client = Client(spec, timeout="20s")
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:  # (unreachable, a bad address, TLS not set up)
         raise ClusterError(f"cannot reach the Dask scheduler at {spec}: {exc}") from None
     with client:
         yield Cluster(client, time.perf_counter() - started)
@@ -487,12 +487,19 @@ def _rows_of(result: _Folded | _Scored) -> int:
 
 @contextmanager
 def _guarded() -> Iterator[None]:
-    """A cluster that goes away (or loses a partition's worker too often) is one clear error."""
+    """A cluster that goes away (or loses a partition's worker too often), or whose
+    scheduler or workers cannot load ceecore's tasks, is one clear error."""
     try:
         yield
     except (CancelledError, CommClosedError, KilledWorker, TimeoutError) as exc:
         raise ClusterError(f"the Dask cluster went away during the job ({type(exc).__name__}: {exc}); "
                            "no output written") from None
+    except (ImportError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "deserializ" not in str(exc):
+            raise
+        raise ClusterError(f"the Dask scheduler or a worker cannot load ceecore's tasks ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0].split('. ')[0]}): install this same ceecore on every machine of the "
+                           "cluster; no output written") from None
 
 
 def _start(cluster: Cluster, source: Any, rows: int | None, on_start: Callable[[int | None], None] | None,
