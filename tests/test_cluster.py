@@ -105,6 +105,34 @@ def test_fit_gives_the_same_model_file_whatever_the_partitions(client: Any, inpu
     assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
 
 
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_partitions_merged_in_any_tree_are_one_pass(data: Any, lines: Any, splits: Any,
+                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The tasks themselves, in this process: lines (dirty ones among them) cut into any
+    partitions, each folded apart, merged in a tree of any fan-in, give the account
+    state, the model file and the counts of one pass over all of them."""
+    table = data.draw(lines(min_rows=0, max_rows=60, dirty=True, layouts=False), label="lines").table
+    folder = tmp_path_factory.mktemp("parts")
+    job = cluster._Job(ceecore.ColumnMapping(), ceecore.CenterMap.default(), ceecore.ScoringConfig.default(),
+                       consolidate=True, fit=True, scratch=str(folder))
+    runs = []
+    for i, (start, stop) in enumerate(data.draw(splits(table.num_rows, max_parts=6), label="parts")):
+        pq.write_table(table.slice(start, stop - start), folder / f"p{i}.parquet")
+        runs.append(cluster._fold_part(i, cluster.Fragment("p", str(folder / f"p{i}.parquet")), None, job))
+    fan_in = data.draw(st.integers(2, 4), label="fan-in")
+    while len(runs) > 1:
+        runs = [cluster._merge_folded(runs[i:i + fan_in], job) for i in range(0, len(runs), fan_in)]
+    one = ceecore.run_consolidation(table, threads=1)
+    assert cluster._table(runs[0].accounts).equals(one.book.to_arrow())
+    assert (runs[0].stats.rows_read, runs[0].stats.accepted, runs[0].stats.by_reason) == \
+        (one.stats.rows_read, one.stats.accepted, dict(sorted(one.stats.by_reason.items())))
+    cluster._model_of(runs[0], job).save(folder / "a.arrow")
+    ceecore.fit(table, threads=1).save(folder / "b.arrow")
+    assert (folder / "a.arrow").read_bytes() == (folder / "b.arrow").read_bytes()
+
+
 @pytest.mark.parametrize("layout,rows", LAYOUTS)
 def test_consolidate_is_the_consolidation_of_one_process(client: Any, inputs: dict[str, Path], tmp_path: Path,
                                                          layout: str, rows: int) -> None:

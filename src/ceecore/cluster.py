@@ -324,7 +324,7 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
     finally:
         rejects.close()
     return _Folded(_ipc(book.to_arrow()) if job.consolidate else None,
-                   _ipc(baselines.to_arrow()) if baselines is not None else None, stats,
+                   _baseline_bytes(baselines) if baselines is not None else None, stats,
                    [(_where(), stats.rows_read, time.perf_counter() - started)])
 
 
@@ -337,11 +337,18 @@ def _merge_folded(runs: list[_Folded], job: _Job) -> _Folded:
         tables = [_table(run.accounts) for run in runs]  # type: ignore[arg-type]
         accounts = _ipc(AccountBook.from_arrow(pa.concat_tables(tables), job.centers, threads=1).to_arrow())
     if runs[0].baselines is not None:
-        state = Baselines.from_arrow(_table(runs[0].baselines))
-        for run in runs[1:]:
-            state.merge(Baselines.from_arrow(_table(run.baselines)))  # type: ignore[arg-type]
-        baselines = _ipc(state.to_arrow())
+        state = Baselines(job.config.tallies if job.config else None)
+        for run in runs:
+            if run.baselines:
+                state.merge(Baselines.from_arrow(_table(run.baselines)))
+        baselines = _baseline_bytes(state)
     return _Folded(accounts, baselines, _added(*(run.stats for run in runs)), [t for run in runs for t in run.timings])
+
+
+def _baseline_bytes(state: Baselines) -> bytes:
+    """Baselines as Arrow IPC bytes; none at all for a state of no lines (a partition
+    whose rows were all rejected: an empty table names no tallies to read back)."""
+    return _ipc(state.to_arrow()) if state.lines else b""
 
 
 def _added(*stats: IntakeStats) -> IntakeStats:
@@ -637,7 +644,8 @@ def fit(
 
 def _model_of(root: _Folded, job: _Job) -> Model:
     """The model of the merged baselines, as :func:`ceecore.pipeline.fit` builds it."""
-    baselines = Baselines.from_arrow(_table(root.baselines))  # type: ignore[arg-type]
+    baselines = Baselines.from_arrow(_table(root.baselines)) if root.baselines else Baselines(job.config.tallies
+                                                                                             if job.config else None)
     return Model(baselines, job.config, model_meta(baselines, job.pseudonyms))
 
 
