@@ -378,8 +378,8 @@ def _model(key: str, data: bytes) -> Model:
 
 @dataclass
 class _Scored:
-    """A partition's (or a merged run's) best lines: per Center by score and by draw, per
-    account (importer hash, score, strengths), as Arrow IPC bytes."""
+    """A partition's (or a merged run's) best lines: per Center by score and by draw (none,
+    b"", before any line), per account (importer hash, score, strengths), as Arrow IPC bytes."""
 
     by_score: bytes
     by_draw: bytes
@@ -412,12 +412,11 @@ def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: b
 
 def _scored(top: BestLinesPerCenter, accounts: BestLinesPerAccount, stats: IntakeStats,
             timings: list[tuple[str, int, float]]) -> _Scored:
-    empty = pa.table({c: pa.array([], pa.null()) for c in ("none",)})
     hashes, scores, strengths = _best_accounts(accounts)
     table = pa.table({"importer_hash": hashes, "score": scores,
                       **{name: strengths[:, i] for i, name in enumerate(accounts.names)}})
-    return _Scored(_ipc(top.by_score) if top.by_score is not None else _ipc(empty),
-                   _ipc(top.by_draw) if top.by_draw is not None else _ipc(empty), _ipc(table), stats, timings)
+    return _Scored(*(_ipc(t) if t is not None else b"" for t in (top.by_score, top.by_draw)),  # (b"": no lines)
+                   _ipc(table), stats, timings)
 
 
 def _best_accounts(accounts: BestLinesPerAccount) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -430,9 +429,8 @@ def _best_accounts(accounts: BestLinesPerAccount) -> tuple[np.ndarray, np.ndarra
 def _collectors(scored: _Scored, model: Model) -> tuple[BestLinesPerCenter, BestLinesPerAccount]:
     """The best-line collectors holding ``scored``."""
     top = BestLinesPerCenter(model.config.worklist, model.config.exploration_seed)
-    for attr in ("by_score", "by_draw"):
-        table = _table(getattr(scored, attr))
-        setattr(top, attr, table if "none" not in table.column_names else None)
+    if scored.by_score and scored.by_draw:
+        top.by_score, top.by_draw = _table(scored.by_score), _table(scored.by_draw)
     accounts = BestLinesPerAccount(model.config.account_top_lines, model.config.enabled)
     table = _table(scored.accounts)
     if table.num_rows:
