@@ -286,9 +286,18 @@ def test_too_many_rejects_write_nothing(client: Any, inputs: dict[str, Path], tm
     assert os.listdir(tmp_path) == []
 
 
-def test_labels_are_not_yet_learned_on_a_cluster(client: Any, inputs: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not supported yet"):
-        ceecore.run(inputs["one"], tmp_path / "out", labels="violation", client=client)
+def test_learning_from_labels_is_the_learning_of_one_process(client: Any, inputs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    """Outcome histories merged, the training rows computed by the workers and joined in
+    input order, the trees trained on the client: the same model and out-of-fold scores."""
+    pytest.importorskip("lightgbm")
+    labels = ceecore.Labels("violation", "revenue_recovered")
+    one = ceecore.run(inputs["many"], tmp_path / "one", labels=labels, threads=1)
+    spread = ceecore.run(inputs["many"], tmp_path / "cluster", labels=labels, threads=1, client=client)
+    assert spread.model.learned is not None and spread.model.learned.training == one.model.learned.training
+    assert (tmp_path / "one" / "model.arrow").read_bytes() == (tmp_path / "cluster" / "model.arrow").read_bytes()
+    for name in ("accounts.parquet", "worklist.parquet", "lines.parquet"):
+        _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
 
 
 def test_the_cli_runs_on_a_local_cluster_with_the_same_outputs(inputs: dict[str, Path], tmp_path: Path) -> None:

@@ -42,14 +42,17 @@ from distributed import Client, Future, LocalCluster, as_completed, get_worker
 from distributed.comm import CommClosedError
 from distributed.scheduler import KilledWorker
 
+from ceecore._threads import resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
 from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
 from ceecore.fields import SCORING_COLUMNS, line_fields
+from ceecore.history import History, outcomes
 from ceecore.io import BATCH_ROWS, Chunk, OutputSet, ParquetSink, check_outputs, open_sources, output_set
+from ceecore.learn import TRAINING, Learned, train
 from ceecore.pipeline import (
     REJECT_SCHEMA, RUN_OUTPUTS, Consolidation, IntakeStats, Labels, Reading, RunSummary, ScoreRun, _check_outdir,
-    _listed, _parse_only, _score, model_meta, reject_rows,
+    _check_replayed, _listed, _parse_only, _score, model_meta, reject_rows,
 )
 from ceecore.privacy import Pseudonymiser, check_pseudonyms
 from ceecore.schema import ColumnMapping
@@ -233,6 +236,13 @@ class _Job:
     fit: bool = False
     scratch: str = ""  # where the partitions' rejects go (a hidden directory beside the outputs)
     lines: str = ""  # the scored lines' dataset directory
+    labels: Labels | None = None  # with fit: also the outcome history
+    out_of_fold: bool = False  # scoring the lines a learned model was fitted on
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns the first pass reads beyond consolidation's."""
+        return (SCORING_COLUMNS + (self.labels.columns if self.labels else ())) if self.fit else ()
 
 
 class _Rejects:
@@ -301,6 +311,7 @@ class _Folded:
     baselines: bytes | None
     stats: IntakeStats
     timings: list[tuple[str, int, float]]
+    history: bytes | None = None
 
 
 def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
@@ -308,14 +319,19 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
     started = time.perf_counter()
     book = AccountBook(job.centers, threads=1)
     baselines = Baselines(job.config.tallies) if job.fit and job.config else None
+    labels = job.labels
+    history = History(labels.history_keys) if labels is not None and baselines is not None else None
     stats = IntakeStats()
 
     def fold(intake: Intake) -> None:
         if baselines is not None:
-            baselines.update(line_fields(intake), 1)
+            f = line_fields(intake)
+            baselines.update(f, 1)
+            if history is not None:
+                history.update(history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
 
     ingest = partial(book.ingest, checked=True) if job.consolidate else _parse_only(job.centers)
-    columns = SCORING_COLUMNS if job.fit else ()
+    columns = job.columns
     rejects = _Rejects(index, part, job)
     try:
         reading = _reading(part, data, job, columns)
@@ -325,7 +341,8 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
         rejects.close()
     return _Folded(_ipc(book.to_arrow()) if job.consolidate else None,
                    _baseline_bytes(baselines) if baselines is not None else None, stats,
-                   [(_where(), stats.rows_read, time.perf_counter() - started)])
+                   [(_where(), stats.rows_read, time.perf_counter() - started)],
+                   _ipc(history.to_arrow()) if history is not None else None)
 
 
 def _merge_folded(runs: list[_Folded], job: _Job) -> _Folded:
@@ -342,7 +359,14 @@ def _merge_folded(runs: list[_Folded], job: _Job) -> _Folded:
             if run.baselines:
                 state.merge(Baselines.from_arrow(_table(run.baselines)))
         baselines = _baseline_bytes(state)
-    return _Folded(accounts, baselines, _added(*(run.stats for run in runs)), [t for run in runs for t in run.timings])
+    history = None
+    if runs[0].history is not None and job.labels is not None:
+        outcomes_seen = History(job.labels.history_keys)
+        for run in runs:
+            outcomes_seen.merge(History.from_arrow(_table(run.history)))  # type: ignore[arg-type]
+        history = _ipc(outcomes_seen.to_arrow())
+    return _Folded(accounts, baselines, _added(*(run.stats for run in runs)), [t for run in runs for t in run.timings],
+                   history)
 
 
 def _baseline_bytes(state: Baselines) -> bytes:
@@ -366,13 +390,20 @@ _MODEL: tuple[str, Model] | None = None  # the model a worker process holds (loa
 
 def _model(key: str, data: bytes) -> Model:
     """The broadcast model, loaded (and checked, as any model file) once per worker."""
-    global _MODEL
-    if _MODEL is None or _MODEL[0] != key:
-        _MODEL = None
+    def load() -> Model:
         with tempfile.TemporaryDirectory(prefix="ceecore-model-") as folder:
             path = Path(folder, "model.arrow")
             path.write_bytes(data)
-            _MODEL = (key, Model.load(path))
+            return Model.load(path)
+    return _held(key, load)
+
+
+def _held(key: str, build: Callable[[], Model]) -> Model:
+    """The model of ``key`` this worker process holds, else ``build()``'s (one at a time)."""
+    global _MODEL
+    if _MODEL is None or _MODEL[0] != key:
+        _MODEL = None
+        _MODEL = (key, build())
     return _MODEL[1]
 
 
@@ -404,7 +435,7 @@ def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: b
     if not Path(job.lines).is_dir():  # (the job ended, by an error elsewhere: write nothing)
         raise FileNotFoundError(f"{job.lines}: the job's output directory is gone")
     try:
-        run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), False, stats)
+        run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), job.out_of_fold, stats)
     finally:
         rejects.close()
     return _scored(run.top, run.accounts_top, stats, [(_where(), stats.rows_read, time.perf_counter() - started)])
@@ -454,6 +485,71 @@ def _merge_scored(runs: list[_Scored], model_bytes: bytes, key: str) -> _Scored:
     return _scored(top, accounts, _added(*(run.stats for run in runs)), [t for run in runs for t in run.timings])
 
 
+@dataclass
+class _Rows:
+    """A partition's training rows (outcome ``y``, features ``x0``, ``x1``, ...) as Arrow IPC bytes."""
+
+    table: bytes
+    stats: IntakeStats
+
+
+def _training_part(index: int, part: Fragment, data: Any, job: _Job, state: _Folded, key: str) -> _Rows:
+    """The inspected lines of one partition as training rows, on a worker: their features,
+    each line's history taken out of its own fold, and outcome (as ``pipeline._learn``
+    computes them: the same rows, in input order once the partitions are joined)."""
+    model = _held(key, lambda: _model_of(state, job))
+    labels = job.labels
+    assert labels is not None
+    stats = IntakeStats()
+
+    def rows(intake: Intake) -> tuple[np.ndarray, np.ndarray]:
+        f = line_fields(intake)
+        outcome = outcomes(intake, f, labels.label, labels.revenue)
+        X = model.features(intake, f, outcome.fold)[0]
+        return X[outcome.inspected], outcome.violation[outcome.inspected]
+
+    reading = _reading(part, data, job, job.columns)
+    parts = list(reading.each(job.columns, _parse_only(job.centers), rows, stats,
+                              _Rejects(index, part, replace(job, scratch=""))))  # type: ignore[arg-type]
+    X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(model.feature_names())))
+    y = np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64)
+    table = pa.table({"y": y, **{f"x{i}": X[:, i] for i in range(X.shape[1])}})
+    return _Rows(_ipc(table), stats)
+
+
+def _learned(cluster: Cluster, data: _Input, job: _Job, root: _Folded, model: Model, threads: int | None,
+             progress: Callable[[int], None] | None) -> Model:
+    """``model`` with trees trained on the inspected lines of every partition (a pass of
+    their own; the client trains, as one process does, on ``threads`` threads)."""
+    client = cluster.client
+    started = time.perf_counter()
+    state = client.scatter(replace(root, accounts=None, timings=[]), broadcast=True, hash=False)
+    key = f"unlabelled:{time.time_ns()}"
+    futures = [client.submit(_training_part, i, part, d, job, state, key, pure=False)
+               for i, (part, d) in enumerate(zip(data.parts, data.data))]
+    _each_done(futures, None)
+    done = client.gather(futures)
+    _check_replayed(model.baselines.lines, _added(*(r.stats for r in done)))
+    tables = [_table(r.table) for r in done]
+    cluster.report.phases["learn read"] = time.perf_counter() - started
+    names = model.feature_names()
+    X = np.concatenate([np.stack([t.column(f"x{i}").to_numpy() for i in range(len(names))], axis=1)
+                        if len(names) else np.zeros((t.num_rows, 0)) for t in tables])
+    y = np.concatenate([t.column("y").to_numpy() for t in tables]).astype(np.int64)
+    trained = time.perf_counter()
+    model = _with_trees(model, X, y, job.labels, resolve_threads(threads))  # type: ignore[arg-type]
+    cluster.report.phases["learn"] = time.perf_counter() - trained
+    return model
+
+
+def _with_trees(model: Model, X: np.ndarray, y: np.ndarray, labels: Labels, threads: int) -> Model:
+    """The model with trees trained on ``X``, ``y`` (as the end of ``pipeline._learn``)."""
+    trees = train(X, y, model.feature_names(), threads=threads)
+    training = {"lines": int(len(y)), "violations": int(y.sum()), "params": TRAINING, "prior": model.history.prior}
+    learned = Learned(labels.label, labels.revenue, trees, training)
+    return Model(model.baselines, model.config, model.meta, model.history, learned)
+
+
 # ---------------------------------------------------------------------------- on the client
 
 
@@ -486,7 +582,7 @@ def _each_done(futures: list[Future], progress: Callable[[int], None] | None) ->
         raise
 
 
-def _rows_of(result: _Folded | _Scored) -> int:
+def _rows_of(result: _Folded | _Scored | _Rows) -> int:
     return result.stats.rows_read
 
 
@@ -620,37 +716,48 @@ def fit(
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    threads: int | None = None,
     fragment_rows: int | None = None,
     **_: Any,
 ) -> Model:
-    """:func:`ceecore.pipeline.fit` on a cluster: the same model, to the byte."""
-    _no_labels(labels)
+    """:func:`ceecore.pipeline.fit` on a cluster: the same model, to the byte. With
+    ``labels``, the trees are trained on the client, on ``threads`` threads, from the
+    training rows the workers compute (as in one process: the same threads give the
+    same trees)."""
+    labels = _labels(labels, mapping)
     cluster = _cluster(client)
     check_outputs({"the rejects file": rejects}, _paths(source))
     with _guarded(), _scratch(rejects or "model") as scratch, output_set(outputs) as into:
-        job = _job(mapping, centers, scratch, config=config or ScoringConfig.default(), pseudonyms=pseudonyms, fit=True)
+        job = _job(mapping, centers, scratch, config=config or ScoringConfig.default(), pseudonyms=pseudonyms, fit=True,
+                   labels=labels)
         data = _start(cluster, source, fragment_rows, on_start)
         root = _fold_pass(cluster, data, job, progress)
         root.stats.check_share(max_reject_share)
+        model = _model_of(root, job)
+        if labels is not None:
+            model = _learned(cluster, data, job, root, model, threads, None)
         _rejects_out(job, len(data.parts), rejects, into)
     if stats is not None:
         total = _added(stats, root.stats)
         stats.rows_read, stats.accepted, stats.rejected, stats.by_reason = (
             total.rows_read, total.accepted, total.rejected, total.by_reason)
-    return _model_of(root, job)
+    return model
 
 
 def _model_of(root: _Folded, job: _Job) -> Model:
     """The model of the merged baselines, as :func:`ceecore.pipeline.fit` builds it."""
     baselines = Baselines.from_arrow(_table(root.baselines)) if root.baselines else Baselines(job.config.tallies
                                                                                              if job.config else None)
-    return Model(baselines, job.config, model_meta(baselines, job.pseudonyms))
+    history = History.from_arrow(_table(root.history)) if root.history is not None else None
+    return Model(baselines, job.config, model_meta(baselines, job.pseudonyms), history)
 
 
-def _no_labels(labels: Labels | str | None) -> None:
+def _labels(labels: Labels | str | None, mapping: ColumnMapping | None) -> Labels | None:
+    """The labels to learn from, checked against the mapping (as one process checks them)."""
+    labels = Labels(labels) if isinstance(labels, str) else labels
     if labels is not None:
-        raise ValueError("learning from labels on a cluster is not supported yet: fit with --labels in one "
-                         "process (then score on the cluster), or fit without labels")
+        labels.check(mapping or ColumnMapping())
+    return labels
 
 
 def score(
@@ -675,8 +782,6 @@ def score(
     scored lines as a Parquet dataset, one part file per partition in input order."""
     if output is None:
         raise ValueError("scoring on a cluster writes the scored lines to a directory: give an output")
-    if out_of_fold:
-        raise ValueError("out-of-fold scoring (a learned model on its own history) is not supported on a cluster yet")
     cluster = _cluster(client)
     check_outputs({"the rejects file": rejects, "the output": output},
                   _paths(source) + ([] if isinstance(model, Model) else [model]))
@@ -685,7 +790,8 @@ def score(
         model = Model.load(model)
     check_pseudonyms(model.meta, pseudonyms)
     with _guarded(), _scratch(output) as scratch, output_set(outputs) as into:
-        job = _job(mapping, centers, scratch, pseudonyms=pseudonyms, lines=str(into.directory(output)))
+        job = _job(mapping, centers, scratch, pseudonyms=pseudonyms, lines=str(into.directory(output)),
+                   out_of_fold=out_of_fold)
         data = _start(cluster, source, fragment_rows, on_start)
         if given is None:  # (a model in memory: sent as the bytes of its file)
             given = Path(scratch, "model.arrow")
@@ -731,13 +837,15 @@ def run(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    threads: int | None = None,
     fragment_rows: int | None = None,
     **_: Any,
 ) -> RunSummary:
     """:func:`ceecore.pipeline.run` on a cluster: the same model file, accounts, line
     scores and worklist. ``lines.parquet`` is a directory here: a Parquet dataset of
-    one part file per partition, in input order."""
-    _no_labels(labels)
+    one part file per partition, in input order. With ``labels``, as :func:`fit` (a third
+    pass over the input), each line then scored out of its own fold, as in one process."""
+    labels = _labels(labels, mapping)
     cluster = _cluster(client)
     out = Path(outdir)
     if not _is_dask_frame(source):
@@ -748,11 +856,14 @@ def run(
         paths = {name: staging / name for name in RUN_OUTPUTS}
         paths["lines.parquet"].mkdir()
         job = _job(mapping, centers, scratch, config=config or ScoringConfig.default(), pseudonyms=pseudonyms,
-                   consolidate=True, fit=True, lines=str(paths["lines.parquet"]))
+                   consolidate=True, fit=True, lines=str(paths["lines.parquet"]), labels=labels,
+                   out_of_fold=labels is not None)
         data = _start(cluster, source, fragment_rows, on_start, passes=2)
         root = _fold_pass(cluster, data, job, progress)
         root.stats.check_share(max_reject_share)
         model = _model_of(root, job)
+        if labels is not None:
+            model = _learned(cluster, data, job, root, model, threads, None)
         model.save(paths["model.arrow"])
         fitted = time.perf_counter()
         # (the first pass wrote the rejects: the second writes none)

@@ -282,7 +282,7 @@ def fit(
     if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
         from ceecore import cluster
         return cluster.fit(source, client=client, mapping=mapping, centers=centers, config=config, labels=labels,
-                           rejects=rejects, stats=stats, progress=progress, on_start=on_start,
+                           threads=threads, rejects=rejects, stats=stats, progress=progress, on_start=on_start,
                            max_reject_share=max_reject_share, outputs=outputs, pseudonyms=pseudonyms)
     check_outputs({"the rejects file": rejects}, _listed(source))
     book = AccountBook(centers, threads)
@@ -556,7 +556,7 @@ def run(
     if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
         from ceecore import cluster
         return cluster.run(source, outdir, client=client, mapping=mapping, centers=centers, config=config,
-                           labels=labels, progress=progress, on_start=on_start, max_reject_share=max_reject_share,
+                           labels=labels, threads=threads, progress=progress, on_start=on_start, max_reject_share=max_reject_share,
                            pseudonyms=pseudonyms)
     out = Path(outdir)
     _check_outdir(out, source)
