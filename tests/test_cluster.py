@@ -258,7 +258,8 @@ def test_a_running_scheduler_by_address_and_its_loss(inputs: dict[str, Path], tm
     address = f"tcp://127.0.0.1:{_free_port()}"
     dask = [sys.executable, "-m", "distributed.cli"]
     scheduler = subprocess.Popen([*dask[:2], "distributed.cli.dask_scheduler", "--port", address.rsplit(":", 1)[1],
-                                  "--no-dashboard"], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  "--no-dashboard"], env=cli_env(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
     workers = subprocess.Popen([*dask[:2], "distributed.cli.dask_worker", address, "--nworkers", "2", "--nthreads", "1",
                                 "--no-dashboard"], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

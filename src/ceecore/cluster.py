@@ -598,9 +598,10 @@ def _guarded() -> Iterator[None]:
     except (ImportError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and "deserializ" not in str(exc):
             raise
+        said = str(exc).splitlines()[0].split(". ")[0]
         raise ClusterError(f"the Dask scheduler or a worker cannot load ceecore's tasks ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0].split('. ')[0]}): install this same ceecore on every machine of the "
-                           "cluster; no output written") from None
+                           f"{said}): install this same ceecore on every machine of the cluster; no output written"
+                           ) from None
 
 
 def _start(cluster: Cluster, source: Any, rows: int | None, on_start: Callable[[int | None], None] | None,

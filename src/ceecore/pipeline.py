@@ -556,8 +556,8 @@ def run(
     if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
         from ceecore import cluster
         return cluster.run(source, outdir, client=client, mapping=mapping, centers=centers, config=config,
-                           labels=labels, threads=threads, progress=progress, on_start=on_start, max_reject_share=max_reject_share,
-                           pseudonyms=pseudonyms)
+                           labels=labels, threads=threads, progress=progress, on_start=on_start,
+                           max_reject_share=max_reject_share, pseudonyms=pseudonyms)
     out = Path(outdir)
     _check_outdir(out, source)
     with OutputSet() as outputs:
