@@ -168,6 +168,16 @@ def test_a_dask_dataframe_is_an_input(client: Any, inputs: dict[str, Path], tmp_
     spread.save(tmp_path / "a.arrow")
     one.save(tmp_path / "b.arrow")
     assert (tmp_path / "a.arrow").read_bytes() == (tmp_path / "b.arrow").read_bytes()
+    ceecore.run(frame, tmp_path / "cluster", client=client)  # (each partition read twice, from the cluster's memory)
+    ceecore.run(table, tmp_path / "one", threads=1)
+    for name in ("model.arrow", "accounts.parquet", "worklist.parquet", "lines.parquet"):
+        if name.endswith(".arrow"):
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "cluster" / name).read_bytes()
+        else:
+            _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
+    rejected = pq.read_table(tmp_path / "cluster" / "rejects.parquet")
+    assert rejected.num_rows == 60 and set(rejected.column("source").to_pylist()) <= {
+        f"<dask partition {i}>" for i in range(5)}
 
 
 def pd_arrow_types() -> Any:

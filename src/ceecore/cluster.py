@@ -678,7 +678,7 @@ def run_consolidation(
     """:func:`ceecore.pipeline.run_consolidation` on a cluster: the same accounts,
     rejects and counts."""
     cluster = _cluster(client)
-    check_outputs({"the rejects file": rejects}, _paths(source))
+    check_outputs({"the rejects file": rejects}, _listed(source))
     with _guarded(), _scratch(rejects or "accounts") as scratch, output_set(outputs) as into:
         job = _job(mapping, centers, scratch, pseudonyms=pseudonyms, consolidate=True)
         data = _start(cluster, source, fragment_rows, on_start)
@@ -696,10 +696,6 @@ def run_consolidation(
 def consolidate(source: Any, **options: Any) -> pa.Table:
     """The consolidated accounts of ``source`` on a cluster (options as for :func:`run_consolidation`)."""
     return run_consolidation(source, **options).accounts
-
-
-def _paths(source: Any) -> list[Any]:
-    return [] if _is_dask_frame(source) else _listed(source)
 
 
 def fit(
@@ -727,7 +723,7 @@ def fit(
     same trees)."""
     labels = _labels(labels, mapping)
     cluster = _cluster(client)
-    check_outputs({"the rejects file": rejects}, _paths(source))
+    check_outputs({"the rejects file": rejects}, _listed(source))
     with _guarded(), _scratch(rejects or "model") as scratch, output_set(outputs) as into:
         job = _job(mapping, centers, scratch, config=config or ScoringConfig.default(), pseudonyms=pseudonyms, fit=True,
                    labels=labels)
@@ -785,7 +781,7 @@ def score(
         raise ValueError("scoring on a cluster writes the scored lines to a directory: give an output")
     cluster = _cluster(client)
     check_outputs({"the rejects file": rejects, "the output": output},
-                  _paths(source) + ([] if isinstance(model, Model) else [model]))
+                  _listed(source) + ([] if isinstance(model, Model) else [model]))
     given = None if isinstance(model, Model) else model
     if not isinstance(model, Model):
         model = Model.load(model)
@@ -849,8 +845,7 @@ def run(
     labels = _labels(labels, mapping)
     cluster = _cluster(client)
     out = Path(outdir)
-    if not _is_dask_frame(source):
-        _check_outdir(out, source)
+    _check_outdir(out, source)
     started = time.perf_counter()
     with _guarded(), OutputSet() as outputs, _scratch(out) as scratch:
         staging = outputs.directory(out)
