@@ -42,7 +42,7 @@ from distributed import Client, Future, LocalCluster, as_completed, get_worker
 from distributed.comm import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from ceecore._threads import resolve_threads
+from ceecore._threads import in_order, resolve_threads
 from ceecore.accounts import CONSOLIDATION_COLUMNS, AccountBook, Intake
 from ceecore.baselines import Baselines
 from ceecore.centers import CenterMap, Override
@@ -56,7 +56,8 @@ from ceecore.pipeline import (
 )
 from ceecore.privacy import Pseudonymiser, check_pseudonyms
 from ceecore.schema import ColumnMapping
-from ceecore.scoring import Model, ScoringConfig
+from ceecore.scoring import Model, ScoringConfig, scoring_input_types
+from ceecore.spill import LineSpill
 from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter
 
 __all__ = ["Cluster", "ClusterError", "Fragment", "connect", "consolidate", "fit", "fragments", "run",
@@ -237,6 +238,7 @@ class _Job:
     scratch: str = ""  # where the partitions' rejects go (a hidden directory beside the outputs)
     lines: str = ""  # the scored lines' dataset directory
     labels: Labels | None = None  # with fit: also the outcome history
+    spill: str = ""  # run: where each partition's parsed lines wait for the second pass (as in one process)
     out_of_fold: bool = False  # scoring the lines a learned model was fitted on
 
     @property
@@ -322,23 +324,28 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
     labels = job.labels
     history = History(labels.history_keys) if labels is not None and baselines is not None else None
     stats = IntakeStats()
+    kept = _spill(index, job)
 
-    def fold(intake: Intake) -> None:
+    def fold(intake: Intake) -> pa.RecordBatch | None:
         if baselines is not None:
             f = line_fields(intake)
             baselines.update(f, 1)
             if history is not None:
                 history.update(history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
+        return kept.batch(intake) if kept is not None else None
 
     ingest = partial(book.ingest, checked=True) if job.consolidate else _parse_only(job.centers)
     columns = job.columns
     rejects = _Rejects(index, part, job)
     try:
         reading = _reading(part, data, job, columns)
-        for _ in reading.each(columns, ingest, fold, stats, rejects):  # type: ignore[arg-type]  (a reject sink)
-            pass
+        for lines in reading.each(columns, ingest, fold, stats, rejects):  # type: ignore[arg-type]  (a reject sink)
+            if kept is not None:
+                kept.write(lines)
     finally:
         rejects.close()
+    if kept is not None:
+        kept.close()
     return _Folded(_ipc(book.to_arrow()) if job.consolidate else None,
                    _baseline_bytes(baselines) if baselines is not None else None, stats,
                    [(_where(), stats.rows_read, time.perf_counter() - started)],
@@ -427,8 +434,11 @@ def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: b
     stats = IntakeStats()
     reading = _reading(part, data, job, model.input_columns)
     rejects = _Rejects(index, part, job)
+    kept = _spill(index, job)
 
     def each(work: Callable[[Intake], Any]) -> Iterator[Any]:
+        if kept is not None and kept.path.exists():  # (a run: the lines the first pass parsed, not the input again)
+            return in_order(_replayed(kept, stats), work, 1)
         parse = _parse_only(job.centers)
         return reading.each(model.input_columns, parse, work, stats, rejects)  # type: ignore[arg-type]
 
@@ -438,7 +448,25 @@ def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: b
         run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), job.out_of_fold, stats)
     finally:
         rejects.close()
+    if kept is not None:  # (a rerun of this task, should its result be lost, reads the input: the same lines)
+        kept.path.unlink(missing_ok=True)
     return _scored(run.top, run.accounts_top, stats, [(_where(), stats.rows_read, time.perf_counter() - started)])
+
+
+def _spill(index: int, job: _Job) -> LineSpill | None:
+    """Where a run keeps a partition's accepted lines, parsed, between its passes."""
+    if not job.spill:
+        return None
+    return LineSpill(Path(job.spill, f"lines-{index:06d}.arrow"),
+                     scoring_input_types(job.labels.history_keys if job.labels else None))
+
+
+def _replayed(kept: LineSpill, stats: IntakeStats) -> Iterator[Intake]:
+    """A partition's kept lines as intakes, counted (every one accepted)."""
+    for intake in kept.intakes():
+        stats.rows_read += len(intake.codes)
+        stats.accepted += len(intake.codes)
+        yield intake
 
 
 def _scored(top: BestLinesPerCenter, accounts: BestLinesPerAccount, stats: IntakeStats,
@@ -853,7 +881,7 @@ def run(
         paths["lines.parquet"].mkdir()
         job = _job(mapping, centers, scratch, config=config or ScoringConfig.default(), pseudonyms=pseudonyms,
                    consolidate=True, fit=True, lines=str(paths["lines.parquet"]), labels=labels,
-                   out_of_fold=labels is not None)
+                   out_of_fold=labels is not None, spill=scratch)
         data = _start(cluster, source, fragment_rows, on_start, passes=2)
         root = _fold_pass(cluster, data, job, progress)
         root.stats.check_share(max_reject_share)
