@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 import signal
@@ -156,6 +157,33 @@ _reject_share_option = click.option(
 _threads_option = click.option("--threads", type=click.IntRange(1, 256),
                                help="Threads [default: OMP_NUM_THREADS or all cores].")
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+_cluster_option = click.option(
+    "--cluster", "cluster_spec", metavar="SPEC",
+    help="Run on Dask (ceecore[dask]): local:N starts N worker processes here; tcp://HOST:PORT uses a running "
+         "scheduler (the workers must see the input and output paths). The same results as one process.")
+
+
+@contextmanager
+def _cluster(spec: str | None) -> Iterator[Any]:
+    """The Dask cluster of ``--cluster`` (:mod:`ceecore.cluster`; Dask is imported only
+    then), or None: run in this process."""
+    if spec is None:
+        yield None
+        return
+    try:
+        from ceecore import cluster
+    except ImportError:
+        raise ValueError("--cluster needs Dask: pip install 'ceecore[dask]'") from None
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # (its errors end the job with ceecore's message)
+    with cluster.connect(spec) as on:
+        yield on
+
+
+def _cluster_report(on: Any) -> None:
+    """Where a cluster job's time went: per phase, and per worker."""
+    if on is not None:
+        for line in on.report.lines():
+            click.echo(line)
 # The Center-map options of the commands that assign Centers.
 _center_options = _options(
     click.option("--centers-file", type=_ReadPath(exists=True, dir_okay=False), help="CSV of Centers."),
@@ -211,10 +239,12 @@ def centers(on: dt.datetime | None, rules: bool, centers_file: str | None, hts_m
 @click.option("--assign-by", type=click.Choice(["lines", "value"]), default="lines", show_default=True,
               help="What 'predominant' means when assigning an account to a Center.")
 @_mapping_options
+@_cluster_option
 def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state: str | None,
                 preset: str | None, mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None,
                 key_file: str | None, max_reject_share: float, centers_file: str | None, hts_map: str | None,
-                replace_map: bool, overrides: str | None, assign_by: str, threads: int | None, quiet: bool) -> None:
+                replace_map: bool, overrides: str | None, assign_by: str, threads: int | None, quiet: bool,
+                cluster_spec: str | None) -> None:
     """Consolidate entry lines per importer nationwide and assign each to its Center.
 
     INPUTS are Parquet, Arrow IPC or CSV files, or directories of them (``ceecore
@@ -231,16 +261,17 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
         cmap = _center_map(centers_file, hts_map, replace_map)
         mapping = _mapping(preset, mapping_file, pairs, date_format)
         override_map = load_overrides(overrides, cmap) if overrides else None
-        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+        with _committing() as outputs, _progress(quiet) as (on_start, advance), _cluster(cluster_spec) as on:
             run = ceecore.run_consolidation(
                 list(inputs), mapping=mapping, centers=cmap, overrides=override_map, assign_by=assign_by,
                 threads=threads, rejects=rejects_path, progress=advance, on_start=on_start,
-                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file))
+                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file), client=on)
             if state:
                 write_table(run.book.to_arrow(), state, format="ipc", into=outputs)
             write_table(run.accounts, output, into=outputs)
     if not quiet:
         _summary(run, f"{len(inputs)} input(s)", output, rejects_path, state)
+        _cluster_report(on)
 
 
 def _config(path: str | None) -> ceecore.ScoringConfig:
@@ -283,10 +314,11 @@ def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ..
 @_config_option
 @_rejects_option
 @_mapping_options
+@_cluster_option
 def fit_command(history: tuple[str, ...], output: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, rejects: str | None, preset: str | None,
                 mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
-                max_reject_share: float, threads: int | None, quiet: bool) -> None:
+                max_reject_share: float, threads: int | None, quiet: bool, cluster_spec: str | None) -> None:
     """Build industry baselines from HISTORY (files or directories) into a scoring model;
     with --labels, also learn from the inspection outcomes it records."""
     with _usage_errors():
@@ -298,10 +330,11 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
         started = time.perf_counter()
         mapping = _mapping(preset, mapping_file, pairs, date_format)
         learn = _labels(labels, revenue, history_keys, mapping)
-        with _committing() as outputs, _progress(quiet) as (on_start, advance):
+        with _committing() as outputs, _progress(quiet) as (on_start, advance), _cluster(cluster_spec) as on:
             model = ceecore.fit(list(history), mapping=mapping, config=_config(config_file), labels=learn,
                                 threads=threads, rejects=rejects_path, stats=stats, progress=advance, on_start=on_start,
-                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file))
+                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=_pseudonyms(key_file),
+                                client=on)
             model.save(outputs.file(output))
         stats.seconds = time.perf_counter() - started
     if not quiet:
@@ -314,6 +347,7 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
                        f"{len(model.learned.trees.roots)} trees")
         click.echo(f"model   -> {output}")
         click.echo(f"rejects -> {rejects_path}")
+        _cluster_report(on)
 
 
 @cli.command("evaluate")
@@ -389,43 +423,50 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
 @_mapping_options
 @click.option("--show-ids", is_flag=True,
               help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
+@_cluster_option
 def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects: str | None, preset: str | None,
                   mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
-                  max_reject_share: float, threads: int | None, show_ids: bool, quiet: bool) -> None:
+                  max_reject_share: float, threads: int | None, show_ids: bool, quiet: bool,
+                  cluster_spec: str | None) -> None:
     """Score INPUTS (a new period) against a model fitted on the history: into a directory,
     lines, accounts, worklist, rejects and summary, swapped in as one set (the accounts
-    consolidated over INPUTS, judged with the history); into FILE.parquet, the lines alone."""
+    consolidated over INPUTS, judged with the history); into FILE.parquet, the lines alone
+    (with --cluster, FILE.parquet is a directory of part files: one Parquet dataset)."""
     with _usage_errors():
         mapping = _mapping(preset, mapping_file, pairs, date_format)
         pseudonyms = _pseudonyms(key_file)
         if not Path(output).name:  # ("", ".", "/": no name to write to)
             raise ValueError(f"-o {output!r} is not a file name")
-        if Path(output).is_dir() or not Path(output).suffix:
+        if Path(output).suffix.lower() != ".parquet" and (Path(output).is_dir() or not Path(output).suffix):
             if rejects is not None:
                 raise ValueError("--rejects names the rejects file of -o FILE.parquet; a set writes its "
                                  "rejects.parquet in the directory")
-            with _progress(quiet) as (on_start, advance):
+            with _progress(quiet) as (on_start, advance), _cluster(cluster_spec) as on:
                 summary = ceecore.score_period(list(inputs), model_path, output, mapping=mapping, threads=threads,
                                                progress=advance, on_start=on_start,
-                                               max_reject_share=max_reject_share, pseudonyms=pseudonyms)
+                                               max_reject_share=max_reject_share, pseudonyms=pseudonyms, client=on)
             if not quiet:
                 _run_report(summary, show_ids=show_ids or pseudonyms is not None)
+                _cluster_report(on)
             return
         rejects_path = _rejects_path(output, rejects)
         output_format(output, "parquet")
         output_format(rejects_path, "parquet")
         check_outputs({"--rejects": rejects_path, "-o": output}, (*inputs, model_path))
+        if cluster_spec is None and os.path.isdir(output):
+            raise ValueError(f"-o {output} is a directory (scored lines go to one Parquet file without --cluster)")
         model = ceecore.Model.load(model_path)
         started = time.perf_counter()
-        with _committing() as outputs, _progress(quiet) as (on_start, advance):
-            run = ceecore.score(list(inputs), model, output=output, mapping=mapping, threads=threads,
-                                rejects=rejects_path, progress=advance, on_start=on_start,
-                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=pseudonyms)
+        with _committing() as outputs, _progress(quiet) as (on_start, advance), _cluster(cluster_spec) as on:
+            run = ceecore.score(list(inputs), model_path if on else model, output=output, mapping=mapping,
+                                threads=threads, rejects=rejects_path, progress=advance, on_start=on_start,
+                                max_reject_share=max_reject_share, outputs=outputs, pseudonyms=pseudonyms, client=on)
         run.stats.seconds = time.perf_counter() - started
     if not quiet:
         _counts(run.stats, f"{len(inputs)} input(s)")
         click.echo(f"lines   -> {output}")
         click.echo(f"rejects -> {rejects_path}")
+        _cluster_report(on)
 
 
 @cli.command("run")
@@ -436,10 +477,12 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 @_mapping_options
 @click.option("--show-ids", is_flag=True,
               help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
+@_cluster_option
 def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, preset: str | None,
                 mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
-                max_reject_share: float, threads: int | None, show_ids: bool, quiet: bool) -> None:
+                max_reject_share: float, threads: int | None, show_ids: bool, quiet: bool,
+                cluster_spec: str | None) -> None:
     """Fit baselines on INPUTS (with --labels, also learn from their outcomes), then score
     them: lines, accounts, worklist, rejects, summary, swapped into OUTDIR as one set
     (OUTDIR holds nothing else)."""
@@ -447,12 +490,13 @@ def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenu
         mapping = _mapping(preset, mapping_file, pairs, date_format)
         learn = _labels(labels, revenue, history_keys, mapping)
         pseudonyms = _pseudonyms(key_file)
-        with _progress(quiet) as (on_start, advance):
+        with _progress(quiet) as (on_start, advance), _cluster(cluster_spec) as on:
             summary = ceecore.run(list(inputs), outdir, mapping=mapping, config=_config(config_file), labels=learn,
                                   threads=threads, progress=advance, on_start=on_start,
-                                  max_reject_share=max_reject_share, pseudonyms=pseudonyms)
+                                  max_reject_share=max_reject_share, pseudonyms=pseudonyms, client=on)
     if not quiet:
         _run_report(summary, show_ids=show_ids or pseudonyms is not None)
+        _cluster_report(on)
 
 
 @cli.command("report")

@@ -62,3 +62,11 @@ __all__ = [
     "trends",
     "uniformity",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``ceecore.cluster`` (the jobs on Dask) is imported, with Dask, only when asked for."""
+    if name == "cluster":
+        import importlib
+        return importlib.import_module("ceecore.cluster")
+    raise AttributeError(f"module 'ceecore' has no attribute {name!r}")

@@ -102,6 +102,7 @@ def run_consolidation(
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    client: Any = None,
 ) -> Consolidation:
     """Consolidates every entry line of ``source`` per importer, nationwide.
 
@@ -112,6 +113,11 @@ def run_consolidation(
     raised and nothing written. ``progress`` is called with the rows of each batch done,
     and ``on_start`` once with the total row count when it is known up front.
     """
+    if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
+        from ceecore import cluster
+        return cluster.run_consolidation(source, client=client, mapping=mapping, centers=centers, overrides=overrides,
+                                         assign_by=assign_by, rejects=rejects, progress=progress, on_start=on_start,
+                                         max_reject_share=max_reject_share, outputs=outputs, pseudonyms=pseudonyms)
     check_outputs({"the rejects file": rejects}, _listed(source))
     book = AccountBook(centers, threads)
     stats = IntakeStats()
@@ -285,6 +291,7 @@ def fit(
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    client: Any = None,
 ) -> Model:
     """Industry baselines from the history in ``source``, as a scoring model.
 
@@ -295,6 +302,11 @@ def fit(
     counts are added to ``stats``; past ``max_reject_share`` of the rows rejected,
     :class:`TooManyRejects` is raised.
     """
+    if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
+        from ceecore import cluster
+        return cluster.fit(source, client=client, mapping=mapping, centers=centers, config=config, labels=labels,
+                           threads=threads, rejects=rejects, stats=stats, progress=progress, on_start=on_start,
+                           max_reject_share=max_reject_share, outputs=outputs, pseudonyms=pseudonyms)
     check_outputs({"the rejects file": rejects}, _listed(source))
     book = AccountBook(centers, threads)
     reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share,
@@ -489,6 +501,7 @@ def score(
     max_reject_share: float | None = None,
     outputs: OutputSet | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    client: Any = None,
 ) -> ScoreRun:
     """Scores every line of ``source``: to ``output`` (Parquet, streamed) or in memory.
 
@@ -498,6 +511,11 @@ def score(
     ``source`` is what a learned model was fitted on; each line's history then leaves
     out its entry's fold, as in training (see :func:`run`).
     """
+    if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
+        from ceecore import cluster
+        return cluster.score(source, model, client=client, output=output, mapping=mapping, centers=centers,
+                             rejects=rejects, progress=progress, on_start=on_start, out_of_fold=out_of_fold,
+                             max_reject_share=max_reject_share, outputs=outputs, pseudonyms=pseudonyms)
     check_outputs({"the rejects file": rejects, "the output": output},
                   _listed(source) + ([] if isinstance(model, Model) else [model]))
     if not isinstance(model, Model):
@@ -602,6 +620,7 @@ def run(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    client: Any = None,
 ) -> RunSummary:
     """Fits baselines on ``source`` (and, with ``labels``, learns from its outcomes as
     :func:`fit` does), then scores it: the whole job, into ``outdir``.
@@ -619,6 +638,11 @@ def run(
     than ``max_reject_share`` of its rows) leaves the previous set as it was. ``outdir``
     may hold nothing but these files.
     """
+    if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
+        from ceecore import cluster
+        return cluster.run(source, outdir, client=client, mapping=mapping, centers=centers, config=config,
+                           labels=labels, threads=threads, progress=progress, on_start=on_start,
+                           max_reject_share=max_reject_share, pseudonyms=pseudonyms)
     out = Path(outdir)
     _check_outdir(out, _listed(source), RUN_OUTPUTS)
     with OutputSet() as outputs:
