@@ -61,6 +61,9 @@ def _lines(path: Path) -> pa.Table:
     return pq.read_table(path)
 
 
+# The period views a run writes beside its scores (pipeline.PeriodViews): merged from the workers.
+VIEWS = ("trends.parquet", "shifts.parquet", "uniformity.parquet")
+
 def _same_tables(a: Path, b: Path) -> None:
     left, right = _lines(a), _lines(b)
     assert left.schema.remove_metadata() == right.schema.remove_metadata()
@@ -75,7 +78,7 @@ def test_run_is_the_run_of_one_process(client: Any, inputs: dict[str, Path], tmp
     on = cluster.Cluster(client)
     spread = cluster.run(inputs[layout], tmp_path / "cluster", client=on, fragment_rows=rows)
     assert (tmp_path / "one" / "model.arrow").read_bytes() == (tmp_path / "cluster" / "model.arrow").read_bytes()
-    for name in ("accounts.parquet", "worklist.parquet", "rejects.parquet", "lines.parquet"):
+    for name in ("accounts.parquet", "worklist.parquet", *VIEWS, "rejects.parquet", "lines.parquet"):
         _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
     assert (tmp_path / "cluster" / "lines.parquet").is_dir()
     assert spread.stats == one.stats or (spread.stats.rows_read, spread.stats.by_reason) == \
@@ -227,7 +230,7 @@ def test_a_worker_killed_while_scoring_a_run_changes_nothing(client: Any, inputs
     _survived(client, killed)
     ceecore.run(inputs["one"], tmp_path / "one", threads=1)
     assert (tmp_path / "one" / "model.arrow").read_bytes() == (tmp_path / "cluster" / "model.arrow").read_bytes()
-    for name in ("accounts.parquet", "worklist.parquet", "rejects.parquet", "lines.parquet"):
+    for name in ("accounts.parquet", "worklist.parquet", *VIEWS, "rejects.parquet", "lines.parquet"):
         _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
     assert sorted(p.name for p in (tmp_path / "cluster" / "lines.parquet").iterdir()) == \
         [f"part-{i:06d}.parquet" for i in range(partitions)]  # (no staging of the killed worker left)
@@ -307,7 +310,7 @@ def test_learning_from_labels_is_the_learning_of_one_process(client: Any, inputs
     spread = ceecore.run(inputs["many"], tmp_path / "cluster", labels=labels, threads=1, client=client)
     assert spread.model.learned is not None and spread.model.learned.training == one.model.learned.training
     assert (tmp_path / "one" / "model.arrow").read_bytes() == (tmp_path / "cluster" / "model.arrow").read_bytes()
-    for name in ("accounts.parquet", "worklist.parquet", "lines.parquet"):
+    for name in ("accounts.parquet", "worklist.parquet", *VIEWS, "lines.parquet"):
         _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
 
 

@@ -51,14 +51,14 @@ from ceecore.history import History, outcomes
 from ceecore.io import BATCH_ROWS, Chunk, OutputSet, ParquetSink, check_outputs, open_sources, output_set
 from ceecore.learn import TRAINING, Learned, train
 from ceecore.pipeline import (
-    REJECT_SCHEMA, RUN_OUTPUTS, Consolidation, IntakeStats, Labels, Reading, RunSummary, ScoreRun, _check_outdir,
-    _check_replayed, _listed, _parse_only, _score, model_meta, reject_rows,
+    REJECT_SCHEMA, RUN_OUTPUTS, Consolidation, IntakeStats, Labels, PeriodViews, Reading, RunSummary, ScoreRun,
+    _check_outdir, _check_replayed, _listed, _parse_only, _score, model_meta, reject_rows, write_set,
 )
 from ceecore.privacy import Pseudonymiser, check_pseudonyms
 from ceecore.schema import ColumnMapping
 from ceecore.scoring import Model, ScoringConfig, scoring_input_types
 from ceecore.spill import LineSpill
-from ceecore.worklist import BestLinesPerAccount, BestLinesPerCenter
+from ceecore.worklist import AccountEvidence, BestLinesPerAccount, BestLinesPerCenter
 
 __all__ = ["Cluster", "ClusterError", "Fragment", "connect", "consolidate", "fit", "fragments", "run",
            "run_consolidation", "score"]
@@ -240,6 +240,8 @@ class _Job:
     labels: Labels | None = None  # with fit: also the outcome history
     spill: str = ""  # run: where each partition's parsed lines wait for the second pass (as in one process)
     out_of_fold: bool = False  # scoring the lines a learned model was fitted on
+    views: bool = False  # scoring a set: the period's views folded too (pipeline.PeriodViews)
+    learned_until: int | None = None  # inspections up to this day are in a learned model's history
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -417,11 +419,15 @@ def _held(key: str, build: Callable[[], Model]) -> Model:
 @dataclass
 class _Scored:
     """A partition's (or a merged run's) best lines: per Center by score and by draw (none,
-    b"", before any line), per account (importer hash, score, strengths), as Arrow IPC bytes."""
+    b"", before any line), per account (importer hash, score, strengths), and its accounts'
+    evidence and the period's views (b"": none kept), as Arrow IPC bytes."""
 
     by_score: bytes
     by_draw: bytes
     accounts: bytes
+    evidence: bytes
+    trends: bytes
+    uniformity: bytes
     stats: IntakeStats
     timings: list[tuple[str, int, float]]
 
@@ -445,12 +451,13 @@ def _score_part(index: int, part: Fragment, data: Any, job: _Job, model_bytes: b
     if not Path(job.lines).is_dir():  # (the job ended, by an error elsewhere: write nothing)
         raise FileNotFoundError(f"{job.lines}: the job's output directory is gone")
     try:
-        run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), job.out_of_fold, stats)
+        run = _score(each, model, job.centers, Path(job.lines, f"part-{index:06d}.parquet"), job.out_of_fold, stats,
+                     learned_until=job.learned_until, views=PeriodViews.of(job.centers) if job.views else None)
     finally:
         rejects.close()
     if kept is not None:  # (a rerun of this task, should its result be lost, reads the input: the same lines)
         kept.path.unlink(missing_ok=True)
-    return _scored(run.top, run.accounts_top, stats, [(_where(), stats.rows_read, time.perf_counter() - started)])
+    return _scored(run, [(_where(), stats.rows_read, time.perf_counter() - started)])
 
 
 def _spill(index: int, job: _Job) -> LineSpill | None:
@@ -469,13 +476,15 @@ def _replayed(kept: LineSpill, stats: IntakeStats) -> Iterator[Intake]:
         yield intake
 
 
-def _scored(top: BestLinesPerCenter, accounts: BestLinesPerAccount, stats: IntakeStats,
-            timings: list[tuple[str, int, float]]) -> _Scored:
-    hashes, scores, strengths = _best_accounts(accounts)
+def _scored(run: ScoreRun, timings: list[tuple[str, int, float]]) -> _Scored:
+    """What a scoring pass collected, as bytes to cross processes."""
+    hashes, scores, strengths = _best_accounts(run.accounts_top)
     table = pa.table({"importer_hash": hashes, "score": scores,
-                      **{name: strengths[:, i] for i, name in enumerate(accounts.names)}})
-    return _Scored(*(_ipc(t) if t is not None else b"" for t in (top.by_score, top.by_draw)),  # (b"": no lines)
-                   _ipc(table), stats, timings)
+                      **{name: strengths[:, i] for i, name in enumerate(run.accounts_top.names)}})
+    views = run.views.to_arrow() if run.views is not None else (None, None)
+    return _Scored(*(_ipc(t) if t is not None else b"" for t in (run.top.by_score, run.top.by_draw)),  # (b"": no lines)
+                   _ipc(table), _ipc(run.evidence.to_arrow()), *(_ipc(t) if t is not None else b"" for t in views),
+                   run.stats, timings)
 
 
 def _best_accounts(accounts: BestLinesPerAccount) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -483,6 +492,16 @@ def _best_accounts(accounts: BestLinesPerAccount) -> tuple[np.ndarray, np.ndarra
         return np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, len(accounts.names)))
     accounts._reduce()  # (each account's best lines of all the parts added, in their order)
     return accounts.parts[0]
+
+
+def _collected(scored: _Scored, model: Model, centers: CenterMap, history: Model | None = None) -> ScoreRun:
+    """What ``scored`` holds, as the collectors one process's scoring pass fills (the
+    views' new accounts are those ``history`` never saw)."""
+    top, accounts = _collectors(scored, model)
+    evidence = AccountEvidence.from_arrow(_table(scored.evidence), model.config.enabled)
+    views = PeriodViews.from_arrow((_table(scored.trends), _table(scored.uniformity)), centers, history) \
+        if scored.trends else None
+    return ScoreRun(None, scored.stats, top, accounts, evidence, views)
 
 
 def _collectors(scored: _Scored, model: Model) -> tuple[BestLinesPerCenter, BestLinesPerAccount]:
@@ -499,18 +518,22 @@ def _collectors(scored: _Scored, model: Model) -> tuple[BestLinesPerCenter, Best
     return top, accounts
 
 
-def _merge_scored(runs: list[_Scored], model_bytes: bytes, key: str) -> _Scored:
+def _merge_scored(runs: list[_Scored], model_bytes: bytes, key: str, centers: CenterMap) -> _Scored:
     """Adjacent runs of partitions' best lines as one, each run's after the one before,
-    so that ties keep input order as in one process."""
+    so that ties keep input order as in one process; their evidence and views merged."""
     model = _model(key, model_bytes)
-    top, accounts = _collectors(runs[0], model)
+    merged = _collected(runs[0], model, centers)
     for run in runs[1:]:
-        top_next, accounts_next = _collectors(run, model)
-        if top_next.by_score is not None and top_next.by_draw is not None:
-            top.add((top_next.by_score, top_next.by_draw))
-        for part in accounts_next.parts:
-            accounts.add(part)
-    return _scored(top, accounts, _added(*(run.stats for run in runs)), [t for run in runs for t in run.timings])
+        other = _collected(run, model, centers)
+        if other.top.by_score is not None and other.top.by_draw is not None:
+            merged.top.add((other.top.by_score, other.top.by_draw))
+        for part in other.accounts_top.parts:
+            merged.accounts_top.add(part)
+        merged.evidence.merge(other.evidence)
+        if merged.views is not None and other.views is not None:
+            merged.views.merge(other.views)
+    merged.stats = _added(*(run.stats for run in runs))
+    return _scored(merged, [t for run in runs for t in run.timings])
 
 
 @dataclass
@@ -824,8 +847,7 @@ def score(
         scored = _score_pass(cluster, data, job, Path(given).read_bytes(), progress)
         scored.stats.check_share(max_reject_share)
         _rejects_out(job, len(data.parts), rejects, into)
-    top, accounts = _collectors(scored, model)
-    return ScoreRun(None, scored.stats, top, accounts)
+    return _collected(scored, model, job.centers)
 
 
 def _score_pass(cluster: Cluster, data: _Input, job: _Job, model_bytes: bytes,
@@ -840,7 +862,7 @@ def _score_pass(cluster: Cluster, data: _Input, job: _Job, model_bytes: bytes,
                for i, (part, d) in enumerate(zip(data.parts, data.data))]
     _each_done(futures, progress)
     scored = time.perf_counter()
-    root = _tree(client, futures, _merge_scored, shared, key)
+    root = _tree(client, futures, _merge_scored, shared, key, job.centers)
     for leftover in Path(job.lines).glob(".*"):  # (staging of a worker that died while writing)
         leftover.unlink(missing_ok=True)
     cluster.report.phases["score"] = scored - started
@@ -873,7 +895,7 @@ def run(
     labels = _labels(labels, mapping)
     cluster = _cluster(client)
     out = Path(outdir)
-    _check_outdir(out, source)
+    _check_outdir(out, _listed(source), RUN_OUTPUTS)
     started = time.perf_counter()
     with _guarded(), OutputSet() as outputs, _scratch(out) as scratch:
         staging = outputs.directory(out)
@@ -891,39 +913,12 @@ def run(
         model.save(paths["model.arrow"])
         fitted = time.perf_counter()
         # (the first pass wrote the rejects: the second writes none)
-        scored = _score_pass(cluster, data, replace(job, scratch=""), paths["model.arrow"].read_bytes(), progress)
+        span = model.baselines.day_range()
+        scoring = replace(job, scratch="", views=True, learned_until=span[1] if span and labels is not None else None)
+        scored = _score_pass(cluster, data, scoring, paths["model.arrow"].read_bytes(), progress)
         _rejects_out(job, len(data.parts), paths["rejects.parquet"], None)
         book = AccountBook.from_arrow(_table(root.accounts), job.centers)  # type: ignore[arg-type]
-        top, accounts_top = _collectors(scored, model)
-        summary = _write_set(model, book, top, accounts_top, root.stats, paths, out, cluster,
-                             {"fit": fitted - started, "score": time.perf_counter() - fitted})
+        summary = write_set(staging, model, book.result(), _collected(scored, model, job.centers), root.stats,
+                            (started, fitted), final=out, extra={"cluster": cluster.report.to_dict()})
     summary.outputs = {name: str(out / name) for name in summary.outputs}
-    return summary
-
-
-def _write_set(model: Model, book: AccountBook, top: BestLinesPerCenter, accounts_top: BestLinesPerAccount,
-               stats: IntakeStats, paths: dict[str, Path], final: Path, cluster: Cluster,
-               seconds: dict[str, float]) -> RunSummary:
-    """THE ONE PLACE that assembles a run's set from pipeline pieces (as the tail of
-    ``pipeline._run`` does; to be replaced by the pipeline's own function for it):
-    the accounts with their scores, the worklist and summary.json."""
-    import json
-
-    from ceecore.io import atomic_path, write_table
-    from ceecore.worklist import account_scores, worklist
-
-    started = time.perf_counter()
-    accounts = account_scores(book.result(), accounts_top.summary(model), model)
-    write_table(accounts, paths["accounts.parquet"])
-    explore = round(model.config.worklist * model.config.exploration_share)
-    write_table(worklist(top.picks(explore), accounts, model.config.worklist, explore,
-                         model.config.exploration_seed), paths["worklist.parquet"])
-    cluster.report.phases["accounts"] = time.perf_counter() - started
-    seconds["score"] += cluster.report.phases["accounts"]
-    seconds["total"] = seconds["fit"] + seconds["score"]
-    summary = RunSummary({name: str(path) for name, path in paths.items()}, stats, seconds, accounts.num_rows, model)
-    named = {name: str(final / name) for name in paths}
-    with atomic_path(paths["summary.json"]) as tmp:
-        tmp.write_text(json.dumps({**summary.to_dict(), "outputs": named, "cluster": cluster.report.to_dict()},
-                                  indent=2) + "\n")
     return summary

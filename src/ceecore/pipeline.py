@@ -480,6 +480,22 @@ class PeriodViews:
         self.trends.update(intake)
         self.uniformity.update(intake)
 
+    def merge(self, other: PeriodViews) -> None:
+        """Adds the views of other lines (another process's, say): exact, in any order."""
+        self.trends.merge(other.trends)
+        self.uniformity.merge(other.uniformity)
+
+    def to_arrow(self) -> tuple[pa.Table, pa.Table]:
+        """The two states as tables, to cross processes (see :meth:`from_arrow`)."""
+        return self.trends.to_arrow(), self.uniformity.to_arrow()
+
+    @classmethod
+    def from_arrow(cls, tables: tuple[pa.Table, pa.Table], centers: CenterMap,
+                   history: Model | None = None) -> PeriodViews:
+        """The views :meth:`to_arrow` wrote (each state checked as it loads)."""
+        known = Trends.for_model(history, centers).known if history is not None else None
+        return cls(Trends.from_arrow(tables[0], centers, known), Uniformity.from_arrow(tables[1], centers))
+
     def write(self, out: Path) -> None:
         """``trends.parquet``, ``shifts.parquet`` and ``uniformity.parquet`` into ``out``."""
         self.trends.write(out / "trends.parquet", out / "shifts.parquet")
@@ -756,7 +772,7 @@ def _score_spill(spill: LineSpill, model: Model, book: AccountBook, output: Path
 
 def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, stats: IntakeStats,
               clock: tuple[float, float], *, final: Path | None = None, given: Model | None = None,
-              model_path: str | None = None) -> RunSummary:
+              model_path: str | None = None, extra: dict[str, Any] | None = None) -> RunSummary:
     """Completes a scored set in the directory ``out``, where the scoring pass streamed
     ``lines.parquet`` and the read its ``rejects.parquet``: ``accounts.parquet`` (the
     consolidated ``accounts`` with scores, reasons, ranks and facilitation tiers, see
@@ -767,8 +783,9 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
     ``model`` judged the lines (``scored``: what :func:`_score` collected from them);
     ``stats`` counted the read; ``clock`` is (start, end of fitting), ``perf_counter``
     times. summary.json names the files as in ``final`` (default ``out``) and reports
-    ``given`` (the model as given, if ``model`` extends it) and ``model_path``; it lists
-    the other files the caller put in ``out`` too (a run's model).
+    ``given`` (the model as given, if ``model`` extends it), ``model_path`` and ``extra``
+    (what else the caller reports: a cluster's timings, say); it lists the other files the
+    caller put in ``out`` too (a run's model).
     """
     paths = {name: out / name for name in SET_OUTPUTS}
     scored_accounts = account_scores(accounts, scored.accounts_top.summary(model), model, scored.evidence)
@@ -790,7 +807,7 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
     summary.outputs = {name: str(out / name) for name in names}
     named = {name: str((final or out) / name) for name in names}
     with atomic_path(paths["summary.json"]) as tmp:
-        tmp.write_text(json.dumps({**summary.to_dict(), "outputs": named}, indent=2) + "\n")
+        tmp.write_text(json.dumps({**summary.to_dict(), **(extra or {}), "outputs": named}, indent=2) + "\n")
     return summary
 
 

@@ -114,6 +114,25 @@ class AccountEvidence:
         self.tally.merge(other.tally)
         self.inspected += other.inspected
 
+    def to_arrow(self) -> pa.Table:
+        """The evidence as a table (importer hash, then one column per field), to cross processes."""
+        keys, rows = self.tally.items()
+        rows = rows.reshape(len(keys), 2 + len(self.names))
+        return pa.table({"importer_hash": keys, "inspected": rows[:, 0], "violations": rows[:, 1],
+                         **{name: rows[:, 2 + i] for i, name in enumerate(self.names)}})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table, names: tuple[str, ...]) -> AccountEvidence:
+        """The evidence :meth:`to_arrow` wrote (checked: its columns are those of ``names``)."""
+        columns = ["importer_hash", "inspected", "violations", *names]
+        if table.column_names != columns:
+            raise ValueError(f"account evidence with columns {table.column_names}, expected {columns}")
+        evidence = cls(names)
+        keys = table.column(0).to_numpy().astype(np.uint64)
+        rows = np.stack([table.column(i).to_numpy().astype(np.int64) for i in range(1, len(columns))], axis=1)
+        evidence.add((keys, rows.reshape(len(keys), len(columns) - 1)))
+        return evidence
+
     def get(self, importers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per importer hash: inspected lines, violations, and each indicator's highest strength."""
         rows = self.tally.get(np.ascontiguousarray(importers, np.uint64)).reshape(len(importers), 2 + len(self.names))
