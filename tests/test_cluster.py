@@ -340,3 +340,28 @@ def test_without_a_cluster_dask_is_not_imported(inputs: dict[str, Path], tmp_pat
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("learned", [False, True], ids=["plain", "learned"])
+def test_a_period_scored_into_a_set_is_the_set_of_one_process(client: Any, tmp_path: Path, learned: bool) -> None:
+    """``score -o DIR`` on a cluster: a period judged against a history's model (its
+    baselines run on with the period's lines, an account the history never saw is new)
+    gives the set one process writes, views included."""
+    import datetime as dt
+
+    import pyarrow.compute as pc
+
+    table = synth.Synthesizer(synth.SynthConfig(lines=LINES, seed=12)).table()
+    later = pc.greater_equal(table.column("entry_date"), pa.scalar(dt.date(2025, 10, 1)))
+    history, period = table.filter(pc.invert(later)), table.filter(later)
+    pq.write_table(period, tmp_path / "period.parquet", row_group_size=2_000)
+    model = ceecore.fit(history, labels="violation" if learned else None, threads=1)
+    model.save(tmp_path / "model.arrow")
+    one = ceecore.score_period(tmp_path / "period.parquet", tmp_path / "model.arrow", tmp_path / "one", threads=1)
+    spread = cluster.score_period(tmp_path / "period.parquet", tmp_path / "model.arrow", tmp_path / "cluster",
+                                  client=cluster.Cluster(client), fragment_rows=5_000)
+    assert (tmp_path / "cluster" / "lines.parquet").is_dir()
+    for name in ("accounts.parquet", "worklist.parquet", *VIEWS, "rejects.parquet", "lines.parquet"):
+        _same_tables(tmp_path / "one" / name, tmp_path / "cluster" / name)
+    assert spread.stats.rows_read == one.stats.rows_read == period.num_rows
+    assert spread.accounts == one.accounts

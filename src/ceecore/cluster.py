@@ -52,7 +52,8 @@ from ceecore.io import BATCH_ROWS, Chunk, OutputSet, ParquetSink, check_outputs,
 from ceecore.learn import TRAINING, Learned, train
 from ceecore.pipeline import (
     REJECT_SCHEMA, RUN_OUTPUTS, Consolidation, IntakeStats, Labels, PeriodViews, Reading, RunSummary, ScoreRun,
-    _check_outdir, _check_replayed, _listed, _parse_only, _score, model_meta, reject_rows, write_set,
+    SET_OUTPUTS, _check_outdir, _check_replayed, _dated_after, _extended, _listed, _parse_only, _score, model_meta,
+    reject_rows, write_set,
 )
 from ceecore.privacy import Pseudonymiser, check_pseudonyms
 from ceecore.schema import ColumnMapping
@@ -241,12 +242,17 @@ class _Job:
     spill: str = ""  # run: where each partition's parsed lines wait for the second pass (as in one process)
     out_of_fold: bool = False  # scoring the lines a learned model was fitted on
     views: bool = False  # scoring a set: the period's views folded too (pipeline.PeriodViews)
+    after: int | None = None  # with fit: only lines dated after this day go into the baselines (a new period)
+    history_keys: tuple[str, ...] | None = None  # a learned model's history keys, read for scoring with it
     learned_until: int | None = None  # inspections up to this day are in a learned model's history
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The columns the first pass reads beyond consolidation's."""
-        return (SCORING_COLUMNS + (self.labels.columns if self.labels else ())) if self.fit else ()
+        if not self.fit:
+            return ()
+        scored = ("filer_code", *self.history_keys) if self.history_keys is not None else ()
+        return SCORING_COLUMNS + (self.labels.columns if self.labels else scored)
 
 
 class _Rejects:
@@ -331,7 +337,7 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
     def fold(intake: Intake) -> pa.RecordBatch | None:
         if baselines is not None:
             f = line_fields(intake)
-            baselines.update(f, 1)
+            baselines.update(f if job.after is None else _dated_after(f, job.after), 1)
             if history is not None:
                 history.update(history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
         return kept.batch(intake) if kept is not None else None
@@ -465,7 +471,7 @@ def _spill(index: int, job: _Job) -> LineSpill | None:
     if not job.spill:
         return None
     return LineSpill(Path(job.spill, f"lines-{index:06d}.arrow"),
-                     scoring_input_types(job.labels.history_keys if job.labels else None))
+                     scoring_input_types(job.labels.history_keys if job.labels else job.history_keys))
 
 
 def _replayed(kept: LineSpill, stats: IntakeStats) -> Iterator[Intake]:
@@ -920,5 +926,57 @@ def run(
         book = AccountBook.from_arrow(_table(root.accounts), job.centers)  # type: ignore[arg-type]
         summary = write_set(staging, model, book.result(), _collected(scored, model, job.centers), root.stats,
                             (started, fitted), final=out, extra={"cluster": cluster.report.to_dict()})
+    summary.outputs = {name: str(out / name) for name in summary.outputs}
+    return summary
+
+
+def score_period(
+    source: Any,
+    model: Model | str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    client: Cluster | Client,
+    mapping: ColumnMapping | None = None,
+    centers: CenterMap | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    max_reject_share: float | None = None,
+    pseudonyms: Pseudonymiser | None = None,
+    fragment_rows: int | None = None,
+    **_: Any,
+) -> RunSummary:
+    """:func:`ceecore.pipeline.score_period` on a cluster: the same set (``lines.parquet``
+    a dataset directory, as for :func:`run`). The first pass consolidates the period and
+    folds its lines dated after the model's last day into baselines merged with the
+    model's; the second scores the kept lines against that, with the period's views."""
+    cluster = _cluster(client)
+    out = Path(outdir)
+    path = None if isinstance(model, Model) else Path(model)
+    _check_outdir(out, _listed(source) + ([path] if path is not None else []), SET_OUTPUTS)
+    given = Model.load(path) if path is not None else model
+    check_pseudonyms(given.meta, pseudonyms)
+    span = given.baselines.day_range()
+    started = time.perf_counter()
+    with _guarded(), OutputSet() as outputs, _scratch(out) as scratch:
+        staging = outputs.directory(out)
+        (staging / "lines.parquet").mkdir()
+        job = _job(mapping, centers, scratch, config=given.config, pseudonyms=pseudonyms, consolidate=True, fit=True,
+                   lines=str(staging / "lines.parquet"), spill=scratch, after=span[1] if span else None,
+                   history_keys=given.history.extra if given.learned is not None else None)
+        data = _start(cluster, source, fragment_rows, on_start, passes=2)
+        root = _fold_pass(cluster, data, job, progress)
+        root.stats.check_share(max_reject_share)
+        judged = _extended(given, _model_of(root, job).baselines)
+        judged_file = Path(scratch, "model.arrow")
+        judged.save(judged_file)
+        fitted = time.perf_counter()
+        scoring = replace(job, scratch="", views=True,
+                          learned_until=span[1] if span and given.learned is not None else None)
+        scored = _score_pass(cluster, data, scoring, judged_file.read_bytes(), progress)
+        _rejects_out(job, len(data.parts), staging / "rejects.parquet", None)
+        book = AccountBook.from_arrow(_table(root.accounts), job.centers)  # type: ignore[arg-type]
+        summary = write_set(staging, judged, book.result(), _collected(scored, judged, job.centers, given), root.stats,
+                            (started, fitted), final=out, given=given, model_path=None if path is None else str(path),
+                            extra={"cluster": cluster.report.to_dict()})
     summary.outputs = {name: str(out / name) for name in summary.outputs}
     return summary

@@ -683,6 +683,7 @@ def score_period(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    client: Any = None,
 ) -> RunSummary:
     """Scores a new period against a model fitted on the history: the set :func:`run`
     writes, into ``outdir``, without the model (the model file is not rewritten).
@@ -696,8 +697,14 @@ def score_period(
     they were. Lines dated up to the model's last day are taken as known to it already,
     so scoring the history itself gives :func:`run`'s scores. With ``pseudonyms`` (the
     model's key) the ids are tokens from the start, as in the model. Output rules as for
-    :func:`run`; ``outdir`` may hold nothing but the set's files.
+    :func:`run`; ``outdir`` may hold nothing but the set's files. ``client``: the same job
+    on a Dask cluster (:func:`ceecore.cluster.score_period`).
     """
+    if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
+        from ceecore import cluster
+        return cluster.score_period(source, model, outdir, client=client, mapping=mapping, centers=centers,
+                                    progress=progress, on_start=on_start, max_reject_share=max_reject_share,
+                                    pseudonyms=pseudonyms, threads=threads)
     out = Path(outdir)
     path = None if isinstance(model, Model) else Path(model)
     _check_outdir(out, _listed(source) + ([path] if path is not None else []), SET_OUTPUTS)
