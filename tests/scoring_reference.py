@@ -263,7 +263,6 @@ class Reference:
         else:
             mean = own_s / own_n / 1e6 if own_n else x
             centre, spread, used = self._norm(p, own_n, 1, 0.1)
-            others = self.norms[_groups(p)[used]][0] - own_n if used >= 0 else 0
             if centre != centre:
                 for level, group in enumerate(_groups(p)[:2]):
                     n, total, squares = self.moments.get(group, (0, 0, 0))
@@ -281,8 +280,7 @@ class Reference:
                 centre += self.origin_price.get((p["country"], p["basis"]), 0.0)
             size = (mean - centre) / spread if centre == centre else math.nan
             n = max(own_n, 1)
-            # in standard errors of the difference: the norm, from the others' lines, is an estimate too
-            evidence = -size / math.sqrt(1 / n + 1 / max(others, 1)) if size == size else None
+            evidence = -size * math.sqrt(n) if size == size else None
             s["unit_value_low"] = min(
                 _ramp(evidence, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
                 _ramp(-size if size == size else None, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))

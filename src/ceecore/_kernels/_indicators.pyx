@@ -184,11 +184,10 @@ cdef inline void level_code(const Line* L, int level, int64_t* hts, int64_t* ori
 
 
 cdef inline int64_t norm_lookup(const Context* c, const Line* L, int64_t own, int64_t max_level, double max_own_share,
-                                double* median, double* spread, int64_t* lines_out=NULL) noexcept nogil:
+                                double* median, double* spread) noexcept nogil:
     """The finest level (up to ``max_level``) whose norm has at least ``min_group_lines``
     lines besides the ``own`` lines of the line's account, and where those are at most
-    ``max_own_share`` of the group: its level, median, spread (and lines, to
-    ``lines_out``); -1 (NaN) if none."""
+    ``max_own_share`` of the group: its level, median and spread; -1 (NaN) if none."""
     cdef int64_t level, hts, origin, row, lines
     for level in range(max_level + 1):
         level_code(L, <int>level, &hts, &origin)
@@ -198,8 +197,6 @@ cdef inline int64_t norm_lookup(const Context* c, const Line* L, int64_t own, in
         lines = c.norm_lines[row]
         if lines - own >= c.min_group_lines and own <= max_own_share * lines:
             median[0], spread[0] = c.norm_median[row], c.norm_spread[row]
-            if lines_out != NULL:
-                lines_out[0] = lines
             return level
     median[0], spread[0] = NAN, NAN
     return -1
@@ -212,7 +209,7 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     """unit_value_outlier: the line's unit value against the robust norm of its product;
     unit_value_low: the account's mean for the product against the other accounts'."""
     cdef double median, spread, z, mean, centre, spread2, m, var, robust, size, evidence, strength, scatter
-    cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others, norm_lines = 0
+    cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others
     cdef const int64_t* own
     cdef const int64_t* group
     cdef int64_t g0, g1, g2
@@ -232,8 +229,7 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     if own != NULL:
         count, own_sum, own_sq = own[0], own[1], own[2]
     mean = own_sum / <double>(count if count > 1 else 1) / 1e6 if count > 0 else L.log_uv
-    used = norm_lookup(c, L, count, 1, 0.1, &centre, &spread2, &norm_lines)
-    others = norm_lines - count
+    used = norm_lookup(c, L, count, 1, 0.1, &centre, &spread2)
     for lv in range(2):
         if not isnan(centre):
             break
@@ -254,9 +250,7 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     if used == 1 and c.origin_price != NULL:
         centre = centre + c.origin_price[L.country * 2 + L.basis]
     size = (mean - centre) / spread2
-    # In standard errors of the difference: the norm is an estimate too, from the other
-    # accounts' lines (an account that is most of its product is judged against few).
-    evidence = -size / sqrt(1.0 / (count if count > 1 else 1) + 1.0 / (others if others > 1 else 1))
+    evidence = -size * sqrt(<double>(count if count > 1 else 1))
     raw[ACCOUNT_UNIT_VALUE_Z] = size
     strength = min(ramp(evidence, c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
                    ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
