@@ -325,6 +325,9 @@ class Reference:
             late = -mine[2] * math.log10(1 - gone_by)
             strength = min(strength, _ramp(late, th["switch_evidence_from"], th["switch_evidence_to"]))
             self.branches["switch_old_origin_going_on"] += strength > 0
+        value_cents, duty_cents = self.duty.get((False, p["hts10"], first_origin), (0, 0))
+        if value_cents > 0 and p["rate_bp"] / 1e4 >= duty_cents / value_cents:  # no duty saved: no transshipment
+            strength = 0.0
         s["origin_switch"] = strength
 
         strength = 0.0

@@ -50,7 +50,7 @@ def test_tables_derive_from_the_registry():
         "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate")
     config = ceecore.ScoringConfig.from_doc({"weights": {"origin_rare": 0.0, "volume_surge": 0.0}})
     assert "origin_lines" not in config.tallies and "acct_month" not in config.tallies
-    assert indicators.by_name("origin_switch").tallies == ("ap_days", "ap_earliest")
+    assert indicators.by_name("origin_switch").tallies == ("ap_days", "ap_earliest", "duty")
 
 
 def test_a_config_must_match_the_registry():
@@ -136,17 +136,20 @@ def test_evidence_beyond_the_end_of_a_ramp_still_ranks_and_the_dearer_line_first
 
 
 def test_a_new_origin_beside_the_old_one_is_a_switch_only_when_too_late_to_be_chance():
-    """T files a product from CN every 10 days (days 0-200) and, from day 100 on, from VN
-    every 5 days: were VN's 21 lines spread over the 201 days, none would fall in the first
-    100 with chance (101/201)^21 ~ 5e-7, far past 1 in 10,000: a switch, the old origin
-    going on. U's VN lines are two (days 100, 150): chance 0.25, no evidence, however late."""
-    def row(entry: str, importer: str, day: int, country: str) -> dict:
-        return {**_row(entry, importer, "8501100000", "2704", 5.0), "country_of_origin": country,
+    """T files a product from CN (25% duty) every 10 days (days 0-200) and, from day 100
+    on, from VN (5%) every 5 days: were VN's 21 lines spread over the 201 days, none would
+    fall in the first 100 with chance (101/201)^21 ~ 5e-7, far past 1 in 10,000: a switch,
+    the old origin going on. U's VN lines are two (days 100, 150): chance 0.25, no
+    evidence, however late. W switches as T does, to a new supplier whose goods pay the
+    old origin's 25%: no duty saved, so no transshipment's switch (diversification)."""
+    def row(entry: str, importer: str, day: int, country: str, rate: float) -> dict:
+        return {**_row(entry, importer, "8501100000", "2704", rate), "country_of_origin": country,
                 "entry_date": dt.date(2025, 1, 1) + dt.timedelta(days=day)}
     rows = []
-    for importer, new_days in (("T", range(100, 201, 5)), ("U", (100, 150))):
-        rows += [row(f"{importer}O{d}", importer, d, "CN") for d in range(0, 201, 10)]
-        rows += [row(f"{importer}N{d}", importer, d, "VN") for d in new_days]
+    for importer, new_days, new_rate in (("T", range(100, 201, 5), 5.0), ("U", (100, 150), 5.0),
+                                         ("W", range(100, 201, 5), 25.0)):
+        rows += [row(f"{importer}O{d}", importer, d, "CN", 25.0) for d in range(0, 201, 10)]
+        rows += [row(f"{importer}N{d}", importer, d, "VN" if importer != "W" else "MX", new_rate) for d in new_days]
     table = pa.Table.from_pylist(rows)
     config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "origin_switch" else 0.0
                                                          for n in indicators.INDICATORS}})
@@ -155,7 +158,8 @@ def test_a_new_origin_beside_the_old_one_is_a_switch_only_when_too_late_to_be_ch
     # min(gap: 100 days on the ramp 30 -> 90, evidence: -log10 of the chance, on 2 -> 4); the gap is the smaller.
     assert strength["TN100"] == pytest.approx(1 - 0.01 / ((100 - 30) / 60 - 0.8), rel=1e-6)
     assert strength["UN100"] == 0 and strength["UN150"] == 0
-    assert all(strength[f"{importer}O{d}"] == 0 for importer in "TU" for d in range(0, 201, 10))
+    assert all(strength[f"WN{d}"] == 0 for d in range(100, 201, 5))
+    assert all(strength[f"{importer}O{d}"] == 0 for importer in "TUW" for d in range(0, 201, 10))
 
 
 def test_a_cheaper_number_beside_the_dearer_one_at_one_port_only_is_a_disparity():

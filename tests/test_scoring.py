@@ -325,7 +325,8 @@ def test_hand_computed_unit_value_and_preference_cases():
 
 
 def test_hand_computed_origin_switch_and_classification_disparity():
-    rows = [_line(f"O{i}", "T", i * 5, "8501100000", "CN", 100.0) for i in range(4)]          # days 0..15
+    rows = [_line(f"O{i}", "T", i * 5, "8501100000", "CN", 100.0, rate=25.0) for i in range(4)]  # days 0..15
+    # ... then from VN, paying less duty than the Chinese goods (a switch that saves none is no transshipment)
     rows += [_line(f"N{i}", "T", 100 + i, "8501100000", "VN", 100.0, mfr="VNNEWCO12HAN") for i in range(3)]
     # One importer + manufacturer + heading: 7318.15 at 5% in Los Angeles, 7318.16 at 2% in Newark.
     rows += [_line(f"R{i}", "K", i, "7318150000", "CN", 50.0, port="2704", rate=5.0) for i in range(4)]

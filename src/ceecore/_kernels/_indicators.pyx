@@ -324,7 +324,8 @@ cdef inline void origin_rare(const Context* c, const Line* L, double* s, double*
 
 cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexcept nogil:
     """A new origin for an established account-product: the old origin stopped (a clean
-    switch), or went on while the new one took a share too late to be chance (below)."""
+    switch), or went on while the new one took a share too late to be chance (below),
+    where the line pays less duty than the old origin's goods."""
     cdef int64_t earliest = get1(c.t[L_AP_EARLIEST], earliest_key(L.importer, L.hts10), -1)
     cdef int64_t product_first = floor_div(earliest, 1024)
     cdef int64_t first_origin = earliest - product_first * 1024
@@ -335,6 +336,7 @@ cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexc
     cdef int64_t old_last = old[1] if old != NULL else -1
     cdef int64_t old_lines = old[2] if old != NULL else -1
     cdef int64_t last = old_last if mine == NULL or old_last > mine[1] else mine[1]
+    cdef const int64_t* peers
     cdef double late, strength
     if (earliest < 0 or origin_first < 0 or L.country == first_origin or old_lines < c.th[SWITCH_MIN_LINES]
             or mine_lines < c.th[SWITCH_MIN_LINES]):
@@ -346,6 +348,12 @@ cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexc
         # chance (1 - f) ^ lines, f the share of those days gone by; -log10 of it.
         late = -mine_lines * log10(1.0 - (origin_first - product_first) / <double>(last - product_first + 1))
         strength = min(strength, ramp(late, c.th[SWITCH_EVIDENCE_FROM], c.th[SWITCH_EVIDENCE_TO]))
+    # A switch is transshipment's shape only where it saves duty: the line pays a lower
+    # effective rate than the old origin's goods do (its peers without a claim). A new
+    # supplier whose goods pay as much is diversification, or growth.
+    peers = find(c.t[L_DUTY], duty_key(False, L.hts10, first_origin))
+    if peers != NULL and peers[0] > 0 and L.rate_bp / 1e4 >= peers[1] / <double>peers[0]:
+        strength = 0.0
     s[ORIGIN_SWITCH] = strength
 
 

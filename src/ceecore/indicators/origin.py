@@ -15,8 +15,8 @@ ORIGIN_RARE = Indicator(
 ORIGIN_SWITCH = Indicator(
     name="origin_switch",
     doc="the account's origin for a product switched to a new country: the old one stopping, or going on while "
-        "the new one takes a share too late to be chance",
-    tallies=("ap_days", "ap_earliest"),
+        "the new one takes a share too late to be chance; where the line pays less duty than the old origin's goods",
+    tallies=("ap_days", "ap_earliest", "duty"),
     thresholds=("switch_gap_days", "switch_overlap_days", "switch_min_lines", "switch_evidence_from",
                 "switch_evidence_to"),
 )
