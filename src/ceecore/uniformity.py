@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from ceecore._checks import json_metadata
 from ceecore._fdr import benjamini_hochberg
+from ceecore._kernels._tally import Tally, combine
 from ceecore.accounts import Intake
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, line_fields
@@ -101,39 +102,30 @@ class Uniformity:
     def __init__(self, centers: CenterMap | None = None) -> None:
         self.centers = centers or CenterMap.default()
         self._codes = np.array([int(code) for code in self.centers.codes], np.int64)
-        self._done = _Tallies.empty()
-        self._pending: list[_Tallies] = []
+        self._fold = _Fold()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ updating
 
     def update(self, intake: Intake) -> None:
         """Folds in the accepted lines of one ingested batch (thread-safe)."""
-        part = self._tallies(intake)
+        rows = self._rows(intake)
         with self._lock:
-            self._pending.append(part)
-            if sum(len(t.hist_key) for t in self._pending) > max(1 << 20, len(self._done.hist_key)):
-                self._compact()
+            self._fold.add(*rows)
 
     def merge(self, other: Uniformity) -> None:
         """Adds another state's lines (exact: any order gives the same state)."""
         tallies = other.tallies()
         with self._lock:
-            self._pending.append(tallies)
+            self._fold.add_tallies(tallies)
 
     def tallies(self) -> _Tallies:
         """The state in its canonical form."""
         with self._lock:
-            self._compact()
-            return self._done
+            return self._fold.tallies()
 
-    def _compact(self) -> None:
-        if self._pending:
-            self._done = _Tallies.combine([self._done, *self._pending])
-            self._pending = []
-
-    def _tallies(self, intake: Intake) -> _Tallies:
-        """A batch's lines, summed per key."""
+    def _rows(self, intake: Intake) -> tuple[Any, ...]:
+        """A batch's lines as rows for :meth:`_Fold.add` (a row per line)."""
         f = line_fields(intake)
         keep = f.center >= 0  # lines of no Center (chapters 98, 99) are judged by none
         k1 = (f.hts10[keep] << 10) | f.country[keep]
@@ -157,8 +149,10 @@ class Uniformity:
         rows = [np.flatnonzero(~claimed), np.flatnonzero(has_uv), np.flatnonzero(assessed)]
         field = [np.zeros(len(rows[0])), 1 + basis[rows[1]], np.full(len(rows[2]), 3)]
         bins = [rate_bin[rows[0]], uv_bin[rows[1]], rev_bin[rows[2]]]
-        return _Tallies.of_lines(k1, k2, columns, np.concatenate(rows), np.concatenate(field).astype(np.int64),
-                                 np.concatenate(bins).astype(np.int64), f.importer[keep].view(np.int64))
+        hist_line = np.concatenate(rows)
+        return (k1, k2, columns, hist_line, np.concatenate(field).astype(np.int64),
+                np.concatenate(bins).astype(np.int64), np.ones(len(hist_line), np.int64),
+                np.arange(len(k1)), f.importer[keep].view(np.int64))
 
     # ------------------------------------------------------------ state
 
@@ -196,7 +190,7 @@ class Uniformity:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ValueError(f"uniformity state columns of the wrong type: {exc}") from exc
         state = cls(centers)
-        state._done = _Tallies.of_rows(table)
+        state._fold.add_tallies(_Tallies.of_rows(table))
         return state
 
     # ------------------------------------------------------------ comparisons
@@ -271,30 +265,6 @@ class _Tallies(NamedTuple):
         return cls(a[starts], b[starts], np.add.reduceat(counts[order], starts, axis=0), (p >> 24)[kept],
                    ((p >> 22) & 3)[kept], ((p & ((1 << 22) - 1)) - _MAX_BIN)[kept], h_count[kept],
                    *_distinct(key_of[imp_key], imp_hash))
-
-    @classmethod
-    def of_lines(cls, k1: np.ndarray, k2: np.ndarray, columns: list[np.ndarray | None], hist_line: np.ndarray,
-                 hist_field: np.ndarray, hist_bin: np.ndarray, importer: np.ndarray) -> _Tallies:
-        """The tallies of one batch's lines: ``columns`` holds each line's value of each of
-        :data:`COUNTS` (None: 1), histogram rows count one line each; ``importer`` is each
-        line's importer hash. Summed in float64,
-        which is exact here: a batch's sums stay far below 2^53 (cents are split in
-        24-bit halves), then held as int64."""
-        if len(k1) == 0:
-            return cls.empty()
-        order = np.lexsort((k2, k1))
-        a, b = k1[order], k2[order]
-        first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
-        key_of = np.empty(len(k1), np.int64)
-        key_of[order] = np.cumsum(first) - 1
-        m = int(first.sum())
-        counts = np.empty((m, len(COUNTS)), np.int64)
-        for i, column in enumerate(columns):
-            counts[:, i] = np.bincount(key_of, None if column is None else column, minlength=m)
-        packed, h_count = np.unique((key_of[hist_line] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN),
-                                    return_counts=True)
-        return cls(a[first], b[first], counts, packed >> 24, (packed >> 22) & 3,
-                   (packed & ((1 << 22) - 1)) - _MAX_BIN, h_count.astype(np.int64), *_distinct(key_of, importer))
 
     @classmethod
     def combine(cls, parts: list[_Tallies]) -> _Tallies:
@@ -396,6 +366,86 @@ class _Tallies(NamedTuple):
         mine = self.hist_field == HISTOGRAMS.index(name)
         return np.bincount(self.hist_key[mine], self.hist_count[mine].astype(np.float64), minlength=len(self.k1)) \
             .astype(np.int64)
+
+
+class _Fold:
+    """The state while lines are folded in, growing with its distinct keys, bins and
+    importers, never with the lines, and updated in place (no per-batch sort, no
+    re-sorting merges): each key (k1, k2) gets a dense id from a hash table of its
+    64-bit hash (every line checked against the key its id stands for, so a hash
+    collision stops the fold instead of mixing two keys), and its counts a column
+    position in a growing array; histogram rows are counted in a hash table keyed
+    exactly by (id, histogram, bin), importers kept in one keyed by the hash of
+    (id, importer) that holds both (checked alike). Integer sums throughout: exact in any
+    order. :meth:`tallies` lays the state out in canonical order."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.ids = Tally("max")                # hash of (k1, k2) -> id
+        self.k1 = np.zeros(0, np.int64)         # per id, its key
+        self.k2 = np.zeros(0, np.int64)
+        self.counts = np.zeros((len(COUNTS), 0), np.int64)  # per count, per id
+        self.hist = Tally("sum")               # id << 24 | histogram << 22 | bin + _MAX_BIN -> lines
+        self.importers = Tally("max", "max")   # hash of (id, importer) -> (id, importer)
+
+    def add(self, k1: np.ndarray, k2: np.ndarray, columns: Any, hist_row: np.ndarray, hist_field: np.ndarray,
+            hist_bin: np.ndarray, hist_count: np.ndarray, imp_row: np.ndarray, imp_hash: np.ndarray) -> None:
+        """Adds rows (keys may repeat): per row its key (``k1``, ``k2``) and its value of
+        each of :data:`COUNTS` (``columns[i]``; None: 1); histogram rows (``hist_row``
+        indexes the rows) and importer rows (the same)."""
+        if len(k1) == 0:
+            return
+        hashes = combine(1, k1, k2)
+        ids = self.ids.get(hashes, -1)
+        miss = np.flatnonzero(ids < 0)
+        if len(miss):
+            new, first, which = np.unique(hashes[miss], return_index=True, return_inverse=True)
+            at = np.arange(self.n, self.n + len(new))
+            self._grow(self.n + len(new))
+            self.k1[at], self.k2[at] = k1[miss[first]], k2[miss[first]]
+            self.ids.add(new, at.reshape(-1, 1))
+            self.n += len(new)
+            ids[miss] = at[which.ravel()]
+        if not (np.array_equal(self.k1[ids], k1) and np.array_equal(self.k2[ids], k2)):
+            raise RuntimeError("uniformity: two keys share a 64-bit hash (astronomically rare); nothing was mixed")
+        for i, column in enumerate(columns):  # (int64 values: numpy's fast path of add.at)
+            np.add.at(self.counts[i], ids, 1 if column is None else np.asarray(column, np.int64))
+        packed = (ids[hist_row] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN)
+        self.hist.add(packed.view(np.uint64), hist_count.reshape(-1, 1))
+        pairs = np.column_stack([ids[imp_row], imp_hash])
+        hashes = combine(2, pairs[:, 0], pairs[:, 1])
+        self.importers.add(hashes, pairs)
+        if not np.array_equal(self.importers.get(hashes, -1), pairs):
+            raise RuntimeError("uniformity: two importers of a key share a 64-bit hash (astronomically rare)")
+
+    def add_tallies(self, t: _Tallies) -> None:
+        """Adds a state in canonical form (another fold's, or one read back)."""
+        self.add(t.k1, t.k2, t.counts.T, t.hist_key, t.hist_field, t.hist_bin, t.hist_count, t.imp_key, t.imp_hash)
+
+    def _grow(self, n: int) -> None:
+        if n > len(self.k1):
+            size = max(1024, n, 2 * len(self.k1))
+            self.k1, self.k2 = np.resize(self.k1, size), np.resize(self.k2, size)
+            counts = np.zeros((len(COUNTS), size), np.int64)
+            counts[:, :self.n] = self.counts[:, :self.n]
+            self.counts = counts
+
+    def tallies(self) -> _Tallies:
+        """The state in canonical order (as :meth:`_Tallies.summed` lays it out)."""
+        if self.n == 0:
+            return _Tallies.empty()
+        order = np.lexsort((self.k2[:self.n], self.k1[:self.n]))
+        rank = np.empty(self.n, np.int64)
+        rank[order] = np.arange(self.n)
+        keys, h_count = self.hist.items()
+        packed = keys.view(np.int64)
+        hist = (rank[packed >> 24] << 24) | (packed & ((1 << 24) - 1))
+        h_order = np.argsort(hist)
+        hist, h_count = hist[h_order], h_count[h_order]
+        pairs = self.importers.items()[1].reshape(-1, 2)
+        return _Tallies(self.k1[order], self.k2[order], np.ascontiguousarray(self.counts[:, order].T), hist >> 24,
+                        (hist >> 22) & 3, (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count,
+                        *_distinct(rank[pairs[:, 0]], pairs[:, 1]))
 
 
 def _distinct(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
