@@ -527,20 +527,18 @@ def _prefix(hts: np.ndarray, digits: int) -> np.ndarray:
     return (number // 10 ** np.maximum(length - digits, 0)) * 16 + digits
 
 
-def _add_rows(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Exact integer sums of ``values``' rows per ``index``."""
-    out = np.zeros((n, values.shape[1]), np.int64)
-    if len(index):
-        order = np.argsort(index, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(index[order]) != 0])
-        out[index[order][starts]] = np.add.reduceat(values[order], starts, axis=0)
+def _sums(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact integer sums of ``values`` per ``index`` (n of them)."""
+    out = np.zeros(n, np.int64)
+    np.add.at(out, index, np.ascontiguousarray(values, np.int64))
     return out
 
 
 class _Cells:
     """The keys of the state grouped at a level: ``cell`` (a port of a group) per key,
     each cell's ``group``, and the counts of each cell (``mine``) and of the same group
-    at the other ports (``other``)."""
+    at the other ports (``other``), summed a count at a time as the tests ask for them
+    (a table of every count per cell would hold as much as the state again)."""
 
     def __init__(self, state: _Tallies, level: str) -> None:
         self.state, self.level = state, level
@@ -549,14 +547,22 @@ class _Cells:
         cells, self.cell = np.unique(self.g * 10000 + state.port, return_inverse=True)
         self.n = len(cells)
         self.group = cells // 10000
-        self.mine = _add_rows(self.cell, state.counts, self.n)
-        self.other = self.in_group(self.mine) - self.mine
+        self._mine: dict[str, np.ndarray] = {}
+
+    def mine(self, name: str) -> np.ndarray:
+        """Per cell, its lines' sum of the count ``name`` (of :data:`COUNTS`)."""
+        if name not in self._mine:
+            self._mine[name] = _sums(self.cell, self.state.counts[:, _F[name]], self.n)
+        return self._mine[name]
+
+    def other(self, name: str) -> np.ndarray:
+        """Per cell, the sum of the count ``name`` over its group's other cells."""
+        mine = self.mine(name)
+        return _sums(self.group, mine, self.n_groups)[self.group] - mine
 
     def in_group(self, per_cell: np.ndarray) -> np.ndarray:
         """Per cell, the sum over its group's cells."""
-        if per_cell.ndim == 1:
-            return np.bincount(self.group, per_cell, minlength=self.n_groups)[self.group]
-        return _add_rows(self.group, per_cell, self.n_groups)[self.group]
+        return np.bincount(self.group, per_cell, minlength=self.n_groups)[self.group]
 
     def numbers(self) -> np.ndarray:
         """Per cell, how many HTS numbers its group's lines were declared under."""
@@ -646,7 +652,7 @@ def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarra
         hist_cell = c.cell[state.hist_key]
 
         def rate(measure: str, hits: str, lines: str) -> None:
-            rows.rate(measure, c.mine[:, _F[hits]], c.mine[:, _F[lines]], c.other[:, _F[hits]], c.other[:, _F[lines]])
+            rows.rate(measure, c.mine(hits), c.mine(lines), c.other(hits), c.other(lines))
 
         def ranked(measure: str, which: np.ndarray, port_value: np.ndarray, other_value: np.ndarray) -> None:
             log_p, effect, n1, n2 = rank_test(hist_cell[which], c.group, state.hist_bin[which],
@@ -664,18 +670,18 @@ def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarra
         rate("inspection_rate", "inspected", "flagged")
         rate("violation_rate", "violations", "judged")
         revenue = state.hist_field == HISTOGRAMS.index("revenue")
-        ranked("revenue_per_inspected", revenue, money["revenue"] / 100 / c.mine[:, _F["assessed"]],
-               others["revenue"] / 100 / c.other[:, _F["assessed"]])
+        ranked("revenue_per_inspected", revenue, money["revenue"] / 100 / c.mine("assessed"),
+               others["revenue"] / 100 / c.other("assessed"))
     return c.rows(rows.table())
 
 
 def _unit_values(c: _Cells, hist_cell: np.ndarray, ranked: Callable[..., None]) -> None:
     """Unit values of identical goods (HTS10 x origin), in the basis most of the group's
     lines have (per unit of quantity, else per kg): geometric means, by rank test."""
-    basis = np.where(c.in_group(c.mine[:, _F["uv_lines0"]]) >= c.in_group(c.mine[:, _F["uv_lines1"]]), 0, 1)
+    basis = np.where(c.in_group(c.mine("uv_lines0")) >= c.in_group(c.mine("uv_lines1")), 0, 1)
 
-    def pick(counts: np.ndarray, name: str) -> np.ndarray:
-        return np.where(basis == 0, counts[:, _F[f"{name}0"]], counts[:, _F[f"{name}1"]]).astype(np.float64)
+    def pick(counts: Callable[[str], np.ndarray], name: str) -> np.ndarray:
+        return np.where(basis == 0, counts(f"{name}0"), counts(f"{name}1")).astype(np.float64)
 
     port_value = np.exp(pick(c.mine, "uv_log") / pick(c.mine, "uv_lines") / _LOG_SCALE)
     other_value = np.exp(pick(c.other, "uv_log") / pick(c.other, "uv_lines") / _LOG_SCALE)
@@ -694,7 +700,7 @@ def _mix(c: _Cells, rows: _Rows) -> None:
     p_group = c.group[p_cell]
     numbers, number = np.unique(np.c_[p_group, p_number], axis=0, return_inverse=True)  # (group, number)
     k = np.bincount(number.ravel(), a, minlength=len(numbers)).astype(np.int64)[number.ravel()]
-    lines = c.mine[:, _F["lines"]]
+    lines = c.mine("lines")
     n1, n = lines[p_cell], c.in_group(lines).astype(np.int64)[p_cell]
     k_group = np.bincount(numbers[:, 0], minlength=c.n_groups)[p_group]
     over = (a * n > n1 * k) & (k < n)
