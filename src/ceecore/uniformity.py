@@ -102,7 +102,8 @@ class Uniformity:
     def __init__(self, centers: CenterMap | None = None) -> None:
         self.centers = centers or CenterMap.default()
         self._codes = np.array([int(code) for code in self.centers.codes], np.int64)
-        self._fold = _Fold()
+        self._done = _Tallies.empty()  # the state in canonical form, as of the last :meth:`tallies`
+        self._fold = _Fold()           # the lines and states added since
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ updating
@@ -117,12 +118,16 @@ class Uniformity:
         """Adds another state's lines (exact: any order gives the same state)."""
         tallies = other.tallies()
         with self._lock:
-            self._fold.add_tallies(tallies)
+            self._done = _Tallies.combine([self._done, tallies])
 
     def tallies(self) -> _Tallies:
-        """The state in its canonical form."""
+        """The state in its canonical form (the fold is laid out and let go: a state read
+        once the lines are in holds one copy of itself)."""
         with self._lock:
-            return self._fold.tallies()
+            if self._fold.n:
+                self._done = _Tallies.combine([self._done, self._fold.tallies()])
+                self._fold = _Fold()
+            return self._done
 
     def _rows(self, intake: Intake) -> tuple[Any, ...]:
         """A batch's lines as rows for :meth:`_Fold.add` (a row per line)."""
@@ -190,7 +195,7 @@ class Uniformity:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ValueError(f"uniformity state columns of the wrong type: {exc}") from exc
         state = cls(centers)
-        state._fold.add_tallies(_Tallies.of_rows(table))
+        state._done = _Tallies.of_rows(table)
         return state
 
     # ------------------------------------------------------------ comparisons
@@ -269,6 +274,9 @@ class _Tallies(NamedTuple):
     @classmethod
     def combine(cls, parts: list[_Tallies]) -> _Tallies:
         """The sum of several tallies."""
+        parts = [t for t in parts if len(t.k1)]
+        if len(parts) <= 1:
+            return parts[0] if parts else cls.empty()
         offsets = np.cumsum([0] + [len(t.k1) for t in parts])
         return cls.summed(np.concatenate([t.k1 for t in parts]), np.concatenate([t.k2 for t in parts]),
                           np.concatenate([t.counts for t in parts]),
@@ -418,13 +426,9 @@ class _Fold:
         if not np.array_equal(self.importers.get(hashes, -1), pairs):
             raise RuntimeError("uniformity: two importers of a key share a 64-bit hash (astronomically rare)")
 
-    def add_tallies(self, t: _Tallies) -> None:
-        """Adds a state in canonical form (another fold's, or one read back)."""
-        self.add(t.k1, t.k2, t.counts.T, t.hist_key, t.hist_field, t.hist_bin, t.hist_count, t.imp_key, t.imp_hash)
-
     def _grow(self, n: int) -> None:
         if n > len(self.k1):
-            size = max(1024, n, 2 * len(self.k1))
+            size = max(1024, n, len(self.k1) * 3 // 2)
             self.k1, self.k2 = np.resize(self.k1, size), np.resize(self.k2, size)
             counts = np.zeros((len(COUNTS), size), np.int64)
             counts[:, :self.n] = self.counts[:, :self.n]
