@@ -666,6 +666,7 @@ def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarra
         if level != "center":
             duty = state.hist_field == HISTOGRAMS.index("duty_rate")
             ranked("duty_rate", duty, 100 * money["duty"] / money["value"], 100 * others["duty"] / others["value"])
+            del duty
             rate("preference_share", "claimed", "lines")
         if level == "hts10":
             _unit_values(c, hist_cell, ranked)
@@ -689,8 +690,9 @@ def _unit_values(c: _Cells, hist_cell: np.ndarray, ranked: Callable[..., None]) 
 
     port_value = np.exp(pick(c.mine, "uv_log") / pick(c.mine, "uv_lines") / _LOG_SCALE)
     other_value = np.exp(pick(c.other, "uv_log") / pick(c.other, "uv_lines") / _LOG_SCALE)
-    field = np.where(basis[hist_cell] == 0, HISTOGRAMS.index("unit_value0"), HISTOGRAMS.index("unit_value1"))
-    ranked("unit_value", c.state.hist_field == field, port_value, other_value)
+    unit_value0, unit_value1 = HISTOGRAMS.index("unit_value0"), HISTOGRAMS.index("unit_value1")
+    ranked("unit_value", c.state.hist_field == np.where(basis[hist_cell] == 0, unit_value0, unit_value1),
+           port_value, other_value)
 
 
 def _mix(c: _Cells, rows: _Rows) -> None:
@@ -737,17 +739,28 @@ def rank_test(cell: np.ndarray, group: np.ndarray, bins: np.ndarray, counts: np.
     if len(cell) == 0:
         nan = np.full(n_cells, np.nan)
         return nan, nan, n1.astype(np.int64), n1.astype(np.int64)
-    b = bins.astype(np.int64) - int(bins.min())
-    width = int(b.max()) + 1
-    cb, at = np.unique(cell.astype(np.int64) * width + b, return_inverse=True)  # (cell, bin), sorted
+    # (Arrays as long as the rows are let go as soon as they are used: a state's
+    # histograms hold about a row per line.)
+    key = bins.astype(np.int64) - int(bins.min())
+    width = int(key.max()) + 1
+    key += cell.astype(np.int64) * width
+    cb, at = np.unique(key, return_inverse=True)  # (cell, bin), sorted
+    del key
     c_count = np.bincount(at, counts.astype(np.float64))
-    c_cell, c_bin = cb // width, cb % width
-    gb, gat = np.unique(group[c_cell] * width + c_bin, return_inverse=True)    # (group, bin), sorted
+    del at
+    c_cell = cb // width
+    cb -= c_cell * width                          # (the bin)
+    cb += group[c_cell] * width
+    gb, gat = np.unique(cb, return_inverse=True)  # (group, bin), sorted
+    del cb
     total = np.bincount(gat, c_count)
     g_group = gb // width
-    below_total = _below(g_group, total)[gat]
-    below_mine = _below(c_cell, c_count)
-    others_below, others_at = below_total - below_mine, total[gat] - c_count
+    del gb
+    others_below = _below(g_group, total)[gat]
+    others_below -= _below(c_cell, c_count)
+    others_at = total[gat]
+    del gat
+    others_at -= c_count
     n_groups = int(group.max()) + 1
     u = np.bincount(c_cell, c_count * (others_below + 0.5 * others_at), minlength=n_cells)
     n1 = np.bincount(c_cell, c_count, minlength=n_cells)
