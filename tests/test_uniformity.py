@@ -36,6 +36,7 @@ from ceecore.uniformity import (
     fisher_greater,
     fisher_two_sided,
     _Fold,
+    _pairs,
     _Tallies,
     rank_test,
 )
@@ -315,6 +316,18 @@ def test_the_fold_against_sorted_sums(data):
     got = _Tallies.combine([*done, fold.tallies()])
     for name, value in want._asdict().items():
         assert np.array_equal(getattr(got, name), value), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.lists(st.integers(0, 40), max_size=80), b=st.lists(st.integers(-2**62, 2**62), min_size=1, max_size=5),
+       picks=st.lists(st.integers(0, 4), min_size=80, max_size=80))
+def test_pairs_as_numpys_unique_rows(a, b, picks):
+    """The distinct (cell, number) rows the comparisons group by, against numpy's sort of rows."""
+    left = np.array(a, np.int64)
+    right = np.array([b[i % len(b)] for i in picks[:len(a)]], np.int64)
+    want, at = np.unique(np.c_[left, right].reshape(-1, 2), axis=0, return_inverse=True)
+    got, got_at = _pairs(left, right)
+    assert np.array_equal(got, want) and np.array_equal(got_at, at.ravel())
 
 
 def test_a_hash_collision_stops_the_fold(small, monkeypatch):

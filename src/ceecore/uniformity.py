@@ -460,6 +460,16 @@ def _distinct(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return k[keep], v[keep]
 
 
+def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows (a, b) sorted (as ``np.unique(np.c_[a, b], axis=0,
+    return_inverse=True)`` gives them, ``a`` non-negative) and each row's index among
+    them, by one sort of ``a`` times the distinct ``b`` plus ``b``'s rank (not numpy's
+    slow sort of rows)."""
+    values, rank = np.unique(b, return_inverse=True)
+    pairs, inverse = np.unique(a.astype(np.int64) * len(values) + rank.ravel(), return_inverse=True)
+    return np.column_stack([pairs // len(values), values[pairs % len(values)]]), inverse.ravel()
+
+
 def _find(k1: np.ndarray, k2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The index of each key (a, b) among the keys (k1, k2), sorted by k1 then k2; -1 where absent."""
     u1, u2 = np.unique(k1), np.unique(k2)
@@ -570,7 +580,7 @@ class _Cells:
 
     def numbers(self) -> np.ndarray:
         """Per cell, how many HTS numbers its group's lines were declared under."""
-        pairs = np.unique(np.c_[self.g, self.state.hts], axis=0)[:, 0]
+        pairs = _pairs(self.g, self.state.hts)[0][:, 0]
         return np.bincount(pairs, minlength=self.n_groups)[self.group]
 
     def importers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -700,11 +710,11 @@ def _mix(c: _Cells, rows: _Rows) -> None:
     over-represented number by a one-sided Fisher test, Bonferroni over the subheading's
     numbers (the finding names the number)."""
     s = c.state
-    pairs, pair = np.unique(np.c_[c.cell, s.hts], axis=0, return_inverse=True)  # (cell, number)
+    pairs, pair = _pairs(c.cell, s.hts)  # (cell, number)
     a = np.bincount(pair.ravel(), s.counts[:, _F["lines"]], minlength=len(pairs)).astype(np.int64)
     p_cell, p_number = pairs[:, 0], pairs[:, 1]
     p_group = c.group[p_cell]
-    numbers, number = np.unique(np.c_[p_group, p_number], axis=0, return_inverse=True)  # (group, number)
+    numbers, number = _pairs(p_group, p_number)  # (group, number)
     k = np.bincount(number.ravel(), a, minlength=len(numbers)).astype(np.int64)[number.ravel()]
     lines = c.mine("lines")
     n1, n = lines[p_cell], c.in_group(lines).astype(np.int64)[p_cell]
