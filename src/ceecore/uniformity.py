@@ -381,8 +381,8 @@ class _Fold:
     importers, never with the lines, and updated in place (no per-batch sort, no
     re-sorting merges): each key (k1, k2) gets a dense id from a hash table of its
     64-bit hash (every line checked against the key its id stands for, so a hash
-    collision stops the fold instead of mixing two keys), and its counts a column
-    position in a growing array; histogram rows are counted in a hash table keyed
+    collision stops the fold instead of mixing two keys) and its counts a column of a
+    growing array (a row per count); histogram rows are counted in a hash table keyed
     exactly by (id, histogram, bin), importers kept in one keyed by the hash of
     (id, importer) that holds both (checked alike). Integer sums throughout: exact in any
     order. :meth:`tallies` lays the state out in canonical order."""
@@ -415,7 +415,7 @@ class _Fold:
             self.n += len(new)
             ids[miss] = at[which.ravel()]
         if not (np.array_equal(self.k1[ids], k1) and np.array_equal(self.k2[ids], k2)):
-            raise RuntimeError("uniformity: two keys share a 64-bit hash (astronomically rare); nothing was mixed")
+            raise RuntimeError("uniformity: two keys share a 64-bit hash (astronomically rare): stopped before mixing them")
         for i, column in enumerate(columns):  # (int64 values: numpy's fast path of add.at)
             np.add.at(self.counts[i], ids, 1 if column is None else np.asarray(column, np.int64))
         packed = (ids[hist_row] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN)
@@ -447,7 +447,7 @@ class _Fold:
         h_order = np.argsort(hist)
         hist, h_count = hist[h_order], h_count[h_order]
         pairs = self.importers.items()[1].reshape(-1, 2)
-        return _Tallies(self.k1[order], self.k2[order], np.ascontiguousarray(self.counts[:, order].T), hist >> 24,
+        return _Tallies(self.k1[order], self.k2[order], np.ascontiguousarray(self.counts[:, :self.n].T[order]), hist >> 24,
                         (hist >> 22) & 3, (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count,
                         *_distinct(rank[pairs[:, 0]], pairs[:, 1]))
 
