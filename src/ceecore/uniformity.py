@@ -396,8 +396,9 @@ class _Fold:
         self.hist = Tally("sum")               # id << 24 | histogram << 22 | bin + _MAX_BIN -> lines
         self.importers = Tally("max", "max")   # hash of (id, importer) -> (id, importer)
 
-    def add(self, k1: np.ndarray, k2: np.ndarray, columns: Any, hist_row: np.ndarray, hist_field: np.ndarray,
-            hist_bin: np.ndarray, hist_count: np.ndarray, imp_row: np.ndarray, imp_hash: np.ndarray) -> None:
+    def add(self, k1: np.ndarray, k2: np.ndarray, columns: list[np.ndarray | None], hist_row: np.ndarray,
+            hist_field: np.ndarray, hist_bin: np.ndarray, hist_count: np.ndarray, imp_row: np.ndarray,
+            imp_hash: np.ndarray) -> None:
         """Adds rows (keys may repeat): per row its key (``k1``, ``k2``) and its value of
         each of :data:`COUNTS` (``columns[i]``; None: 1); histogram rows (``hist_row``
         indexes the rows) and importer rows (the same)."""
@@ -417,7 +418,10 @@ class _Fold:
         if not (np.array_equal(self.k1[ids], k1) and np.array_equal(self.k2[ids], k2)):
             raise RuntimeError("uniformity: two keys share a 64-bit hash (astronomically rare): stopped before mixing them")
         for i, column in enumerate(columns):  # (int64 values: numpy's fast path of add.at)
-            np.add.at(self.counts[i], ids, 1 if column is None else np.asarray(column, np.int64))
+            if column is None:
+                np.add.at(self.counts[i], ids, 1)
+            elif column.any():  # (outcomes, claims, a unit basis: often none in a batch)
+                np.add.at(self.counts[i], ids, np.asarray(column, np.int64))
         packed = (ids[hist_row] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN)
         self.hist.add(packed.view(np.uint64), hist_count.reshape(-1, 1))
         pairs = np.column_stack([ids[imp_row], imp_hash])
