@@ -125,8 +125,7 @@ class Uniformity:
         once the lines are in holds one copy of itself)."""
         with self._lock:
             if self._fold.n:
-                self._done = _Tallies.combine([self._done, self._fold.tallies()])
-                self._fold = _Fold()
+                self._done = _Tallies.combine([self._done, self._fold.take()])
             return self._done
 
     def _rows(self, intake: Intake) -> tuple[Any, ...]:
@@ -385,7 +384,7 @@ class _Fold:
     growing array (a row per count); histogram rows are counted in a hash table keyed
     exactly by (id, histogram, bin), importers kept in one keyed by the hash of
     (id, importer) that holds both (checked alike). Integer sums throughout: exact in any
-    order. :meth:`tallies` lays the state out in canonical order."""
+    order. :meth:`take` lays the state out in canonical order."""
 
     def __init__(self) -> None:
         self.n = 0
@@ -438,22 +437,33 @@ class _Fold:
             counts[:, :self.n] = self.counts[:, :self.n]
             self.counts = counts
 
-    def tallies(self) -> _Tallies:
-        """The state in canonical order (as :meth:`_Tallies.summed` lays it out)."""
-        if self.n == 0:
+    def take(self) -> _Tallies:
+        """The state in canonical order (as :meth:`_Tallies.summed` lays it out), the fold
+        emptied as it goes: each part let go once laid out, so the two forms of the state
+        are never both held whole."""
+        n = self.n
+        if n == 0:
             return _Tallies.empty()
-        order = np.lexsort((self.k2[:self.n], self.k1[:self.n]))
-        rank = np.empty(self.n, np.int64)
-        rank[order] = np.arange(self.n)
+        order = np.lexsort((self.k2[:n], self.k1[:n]))
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
         keys, h_count = self.hist.items()
+        self.hist = Tally("sum")
         packed = keys.view(np.int64)
         hist = (rank[packed >> 24] << 24) | (packed & ((1 << 24) - 1))
+        del keys, packed
         h_order = np.argsort(hist)
         hist, h_count = hist[h_order], h_count[h_order]
+        del h_order
         pairs = self.importers.items()[1].reshape(-1, 2)
-        return _Tallies(self.k1[order], self.k2[order], np.ascontiguousarray(self.counts[:, :self.n].T[order]), hist >> 24,
-                        (hist >> 22) & 3, (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count,
-                        *_distinct(rank[pairs[:, 0]], pairs[:, 1]))
+        self.importers = Tally("max", "max")
+        importers = _distinct(rank[pairs[:, 0]], pairs[:, 1])
+        del pairs
+        counts = np.ascontiguousarray(self.counts[:, :n].T[order])
+        k1, k2 = self.k1[order], self.k2[order]
+        self.__init__()
+        return _Tallies(k1, k2, counts, hist >> 24, (hist >> 22) & 3, (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count,
+                        *importers)
 
 
 def _distinct(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
