@@ -26,12 +26,18 @@ from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS
 from ceecore._fdr import benjamini_hochberg
 from ceecore.uniformity import (
+    _MAX_BIN,
+    COUNTS,
+    HISTOGRAMS,
     MIN_LINES,
     RESULT_SCHEMA,
     STATE_SCHEMA,
     Uniformity,
     fisher_greater,
     fisher_two_sided,
+    _Fold,
+    _pairs,
+    _Tallies,
     rank_test,
 )
 from tests.kcs import KCS_TRAIN, needs_kcs
@@ -279,6 +285,56 @@ def test_the_state_fed_from_a_runs_spill(small, tmp_path):
     for intake in spill.intakes():
         state.update(intake)
     assert state.result(5).equals(_state(small).result(5))
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_the_fold_against_sorted_sums(data):
+    """The fold (keys given dense ids by hash, counts added in place, bins and importers in
+    hash tables) against the plain reference: every row's counts, histogram rows and
+    importers summed per key by sorting (:meth:`_Tallies.summed`), whatever the batches,
+    including lines added after the state was read."""
+    n = data.draw(st.integers(1, 200), label="rows")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    k1 = rng.integers(0, 4, n) << 10 | rng.integers(0, 3, n)
+    k2 = rng.integers(0, 3, n)
+    counts = rng.integers(0, 1 << 40, (n, len(COUNTS)))
+    h_row = rng.integers(0, n, 2 * n)
+    h_field, h_bin = rng.integers(0, len(HISTOGRAMS), 2 * n), rng.integers(-_MAX_BIN, _MAX_BIN + 1, 2 * n)
+    h_bin[::2] = h_bin[0]  # (bins that repeat)
+    importer = rng.integers(-5, 5, n) * (1 << 60)  # (a few importers, hashes of any sign)
+    want = _Tallies.summed(k1, k2, counts, h_row, h_field, h_bin, np.ones(2 * n, np.int64), np.arange(n), importer)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, n), max_size=5), label="cuts")))
+    fold, done = _Fold(), []
+    for a, b in pairwise([0, *cuts, n]):
+        hist = (h_row >= a) & (h_row < b)
+        fold.add(k1[a:b], k2[a:b], list(counts[a:b].T), h_row[hist] - a, h_field[hist], h_bin[hist],
+                 np.ones(int(hist.sum()), np.int64), np.arange(b - a), importer[a:b])
+        if data.draw(st.booleans(), label="read here"):
+            done.append(fold.take())  # (the fold, emptied, takes the next lines)
+    got = _Tallies.combine([*done, fold.take()])
+    for name, value in want._asdict().items():
+        assert np.array_equal(getattr(got, name), value), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.lists(st.integers(0, 40), max_size=80), b=st.lists(st.integers(-2**62, 2**62), min_size=1, max_size=5),
+       picks=st.lists(st.integers(0, 4), min_size=80, max_size=80))
+def test_pairs_as_numpys_unique_rows(a, b, picks):
+    """The distinct (cell, number) rows the comparisons group by, against numpy's sort of rows."""
+    left = np.array(a, np.int64)
+    right = np.array([b[i % len(b)] for i in picks[:len(a)]], np.int64)
+    want, at = np.unique(np.c_[left, right].reshape(-1, 2), axis=0, return_inverse=True)
+    got, got_at = _pairs(left, right)
+    assert np.array_equal(got, want) and np.array_equal(got_at, at.ravel())
+
+
+def test_a_hash_collision_stops_the_fold(small, monkeypatch):
+    """Keys (or a key's importers) that share a hash would be summed as one: the fold
+    checks every id against its key and refuses instead."""
+    monkeypatch.setattr(sys.modules["ceecore.uniformity"], "combine", lambda tag, *columns: np.full(len(columns[0]), 7, np.uint64))
+    with pytest.raises(RuntimeError, match="share a 64-bit hash"):
+        _state(small.slice(0, 500))
 
 
 # ---------------------------------------------------------------- state files are untrusted

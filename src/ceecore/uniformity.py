@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from ceecore._checks import json_metadata
 from ceecore._fdr import benjamini_hochberg
+from ceecore._kernels._tally import Tally, combine
 from ceecore.accounts import Intake
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, line_fields
@@ -101,39 +102,34 @@ class Uniformity:
     def __init__(self, centers: CenterMap | None = None) -> None:
         self.centers = centers or CenterMap.default()
         self._codes = np.array([int(code) for code in self.centers.codes], np.int64)
-        self._done = _Tallies.empty()
-        self._pending: list[_Tallies] = []
+        self._done = _Tallies.empty()  # the state in canonical form, as of the last :meth:`tallies`
+        self._fold = _Fold()           # the lines and states added since
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ updating
 
     def update(self, intake: Intake) -> None:
         """Folds in the accepted lines of one ingested batch (thread-safe)."""
-        part = self._tallies(intake)
+        rows = self._rows(intake)
         with self._lock:
-            self._pending.append(part)
-            if sum(len(t.hist_key) for t in self._pending) > max(1 << 20, len(self._done.hist_key)):
-                self._compact()
+            self._fold.add(*rows)
 
     def merge(self, other: Uniformity) -> None:
         """Adds another state's lines (exact: any order gives the same state)."""
         tallies = other.tallies()
         with self._lock:
-            self._pending.append(tallies)
+            self._done = _Tallies.combine([self._done, tallies])
 
     def tallies(self) -> _Tallies:
-        """The state in its canonical form."""
+        """The state in its canonical form (the fold is laid out and let go: a state read
+        once the lines are in holds one copy of itself)."""
         with self._lock:
-            self._compact()
+            if self._fold.n:
+                self._done = _Tallies.combine([self._done, self._fold.take()])
             return self._done
 
-    def _compact(self) -> None:
-        if self._pending:
-            self._done = _Tallies.combine([self._done, *self._pending])
-            self._pending = []
-
-    def _tallies(self, intake: Intake) -> _Tallies:
-        """A batch's lines, summed per key."""
+    def _rows(self, intake: Intake) -> tuple[Any, ...]:
+        """A batch's lines as rows for :meth:`_Fold.add` (a row per line)."""
         f = line_fields(intake)
         keep = f.center >= 0  # lines of no Center (chapters 98, 99) are judged by none
         k1 = (f.hts10[keep] << 10) | f.country[keep]
@@ -157,8 +153,10 @@ class Uniformity:
         rows = [np.flatnonzero(~claimed), np.flatnonzero(has_uv), np.flatnonzero(assessed)]
         field = [np.zeros(len(rows[0])), 1 + basis[rows[1]], np.full(len(rows[2]), 3)]
         bins = [rate_bin[rows[0]], uv_bin[rows[1]], rev_bin[rows[2]]]
-        return _Tallies.of_lines(k1, k2, columns, np.concatenate(rows), np.concatenate(field).astype(np.int64),
-                                 np.concatenate(bins).astype(np.int64), f.importer[keep].view(np.int64))
+        hist_line = np.concatenate(rows)
+        return (k1, k2, columns, hist_line, np.concatenate(field).astype(np.int64),
+                np.concatenate(bins).astype(np.int64), np.ones(len(hist_line), np.int64),
+                np.arange(len(k1)), f.importer[keep].view(np.int64))
 
     # ------------------------------------------------------------ state
 
@@ -273,32 +271,11 @@ class _Tallies(NamedTuple):
                    *_distinct(key_of[imp_key], imp_hash))
 
     @classmethod
-    def of_lines(cls, k1: np.ndarray, k2: np.ndarray, columns: list[np.ndarray | None], hist_line: np.ndarray,
-                 hist_field: np.ndarray, hist_bin: np.ndarray, importer: np.ndarray) -> _Tallies:
-        """The tallies of one batch's lines: ``columns`` holds each line's value of each of
-        :data:`COUNTS` (None: 1), histogram rows count one line each; ``importer`` is each
-        line's importer hash. Summed in float64,
-        which is exact here: a batch's sums stay far below 2^53 (cents are split in
-        24-bit halves), then held as int64."""
-        if len(k1) == 0:
-            return cls.empty()
-        order = np.lexsort((k2, k1))
-        a, b = k1[order], k2[order]
-        first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
-        key_of = np.empty(len(k1), np.int64)
-        key_of[order] = np.cumsum(first) - 1
-        m = int(first.sum())
-        counts = np.empty((m, len(COUNTS)), np.int64)
-        for i, column in enumerate(columns):
-            counts[:, i] = np.bincount(key_of, None if column is None else column, minlength=m)
-        packed, h_count = np.unique((key_of[hist_line] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN),
-                                    return_counts=True)
-        return cls(a[first], b[first], counts, packed >> 24, (packed >> 22) & 3,
-                   (packed & ((1 << 22) - 1)) - _MAX_BIN, h_count.astype(np.int64), *_distinct(key_of, importer))
-
-    @classmethod
     def combine(cls, parts: list[_Tallies]) -> _Tallies:
         """The sum of several tallies."""
+        parts = [t for t in parts if len(t.k1)]
+        if len(parts) <= 1:
+            return parts[0] if parts else cls.empty()
         offsets = np.cumsum([0] + [len(t.k1) for t in parts])
         return cls.summed(np.concatenate([t.k1 for t in parts]), np.concatenate([t.k2 for t in parts]),
                           np.concatenate([t.counts for t in parts]),
@@ -398,12 +375,113 @@ class _Tallies(NamedTuple):
             .astype(np.int64)
 
 
+class _Fold:
+    """The state while lines are folded in, growing with its distinct keys, bins and
+    importers, never with the lines, and updated in place (no per-batch sort, no
+    re-sorting merges): each key (k1, k2) gets a dense id from a hash table of its
+    64-bit hash (every line checked against the key its id stands for, so a hash
+    collision stops the fold instead of mixing two keys) and its counts a column of a
+    growing array (a row per count); histogram rows are counted in a hash table keyed
+    exactly by (id, histogram, bin), importers kept in one keyed by the hash of
+    (id, importer) that holds both (checked alike). Integer sums throughout: exact in any
+    order. :meth:`take` lays the state out in canonical order."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.ids = Tally("max")                # hash of (k1, k2) -> id
+        self.k1 = np.zeros(0, np.int64)         # per id, its key
+        self.k2 = np.zeros(0, np.int64)
+        self.counts = np.zeros((len(COUNTS), 0), np.int64)  # per count, per id
+        self.hist = Tally("sum")               # id << 24 | histogram << 22 | bin + _MAX_BIN -> lines
+        self.importers = Tally("max", "max")   # hash of (id, importer) -> (id, importer)
+
+    def add(self, k1: np.ndarray, k2: np.ndarray, columns: list[np.ndarray | None], hist_row: np.ndarray,
+            hist_field: np.ndarray, hist_bin: np.ndarray, hist_count: np.ndarray, imp_row: np.ndarray,
+            imp_hash: np.ndarray) -> None:
+        """Adds rows (keys may repeat): per row its key (``k1``, ``k2``) and its value of
+        each of :data:`COUNTS` (``columns[i]``; None: 1); histogram rows (``hist_row``
+        indexes the rows) and importer rows (the same)."""
+        if len(k1) == 0:
+            return
+        hashes = combine(1, k1, k2)
+        ids = self.ids.get(hashes, -1)
+        miss = np.flatnonzero(ids < 0)
+        if len(miss):
+            new, first, which = np.unique(hashes[miss], return_index=True, return_inverse=True)
+            at = np.arange(self.n, self.n + len(new))
+            self._grow(self.n + len(new))
+            self.k1[at], self.k2[at] = k1[miss[first]], k2[miss[first]]
+            self.ids.add(new, at.reshape(-1, 1))
+            self.n += len(new)
+            ids[miss] = at[which.ravel()]
+        if not (np.array_equal(self.k1[ids], k1) and np.array_equal(self.k2[ids], k2)):
+            raise RuntimeError("uniformity: two keys share a 64-bit hash (astronomically rare): stopped before mixing them")
+        for i, column in enumerate(columns):  # (int64 values: numpy's fast path of add.at)
+            if column is None:
+                np.add.at(self.counts[i], ids, 1)
+            elif column.any():  # (outcomes, claims, a unit basis: often none in a batch)
+                np.add.at(self.counts[i], ids, np.asarray(column, np.int64))
+        packed = (ids[hist_row] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN)
+        self.hist.add(packed.view(np.uint64), hist_count.reshape(-1, 1))
+        pairs = np.column_stack([ids[imp_row], imp_hash])
+        hashes = combine(2, pairs[:, 0], pairs[:, 1])
+        self.importers.add(hashes, pairs)
+        if not np.array_equal(self.importers.get(hashes, -1), pairs):
+            raise RuntimeError("uniformity: two importers of a key share a 64-bit hash (astronomically rare)")
+
+    def _grow(self, n: int) -> None:
+        if n > len(self.k1):
+            size = max(1024, n, len(self.k1) * 3 // 2)
+            self.k1, self.k2 = np.resize(self.k1, size), np.resize(self.k2, size)
+            counts = np.zeros((len(COUNTS), size), np.int64)
+            counts[:, :self.n] = self.counts[:, :self.n]
+            self.counts = counts
+
+    def take(self) -> _Tallies:
+        """The state in canonical order (as :meth:`_Tallies.summed` lays it out), the fold
+        emptied as it goes: each part let go once laid out, so the two forms of the state
+        are never both held whole."""
+        n = self.n
+        if n == 0:
+            return _Tallies.empty()
+        order = np.lexsort((self.k2[:n], self.k1[:n]))
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+        keys, h_count = self.hist.items()
+        self.hist = Tally("sum")
+        packed = keys.view(np.int64)
+        hist = (rank[packed >> 24] << 24) | (packed & ((1 << 24) - 1))
+        del keys, packed
+        h_order = np.argsort(hist)
+        hist, h_count = hist[h_order], h_count[h_order]
+        del h_order
+        pairs = self.importers.items()[1].reshape(-1, 2)
+        self.importers = Tally("max", "max")
+        importers = _distinct(rank[pairs[:, 0]], pairs[:, 1])
+        del pairs
+        counts = np.ascontiguousarray(self.counts[:, :n].T[order])
+        k1, k2 = self.k1[order], self.k2[order]
+        self.__init__()
+        return _Tallies(k1, k2, counts, hist >> 24, (hist >> 22) & 3, (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count,
+                        *importers)
+
+
 def _distinct(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (key, value) pairs, sorted."""
     order = np.lexsort((value, key))
     k, v = key[order], value[order]
     keep = np.r_[True, (k[1:] != k[:-1]) | (v[1:] != v[:-1])] if len(k) else np.zeros(0, bool)
     return k[keep], v[keep]
+
+
+def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows (a, b) sorted (as ``np.unique(np.c_[a, b], axis=0,
+    return_inverse=True)`` gives them, ``a`` non-negative) and each row's index among
+    them, by one sort of ``a`` times the distinct ``b`` plus ``b``'s rank (not numpy's
+    slow sort of rows)."""
+    values, rank = np.unique(b, return_inverse=True)
+    pairs, inverse = np.unique(a.astype(np.int64) * len(values) + rank.ravel(), return_inverse=True)
+    return np.column_stack([pairs // len(values), values[pairs % len(values)]]), inverse.ravel()
 
 
 def _find(k1: np.ndarray, k2: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -477,20 +555,18 @@ def _prefix(hts: np.ndarray, digits: int) -> np.ndarray:
     return (number // 10 ** np.maximum(length - digits, 0)) * 16 + digits
 
 
-def _add_rows(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Exact integer sums of ``values``' rows per ``index``."""
-    out = np.zeros((n, values.shape[1]), np.int64)
-    if len(index):
-        order = np.argsort(index, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(index[order]) != 0])
-        out[index[order][starts]] = np.add.reduceat(values[order], starts, axis=0)
+def _sums(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact integer sums of ``values`` per ``index`` (n of them)."""
+    out = np.zeros(n, np.int64)
+    np.add.at(out, index, np.ascontiguousarray(values, np.int64))
     return out
 
 
 class _Cells:
     """The keys of the state grouped at a level: ``cell`` (a port of a group) per key,
     each cell's ``group``, and the counts of each cell (``mine``) and of the same group
-    at the other ports (``other``)."""
+    at the other ports (``other``), summed a count at a time as the tests ask for them
+    (a table of every count per cell would hold as much as the state again)."""
 
     def __init__(self, state: _Tallies, level: str) -> None:
         self.state, self.level = state, level
@@ -499,18 +575,26 @@ class _Cells:
         cells, self.cell = np.unique(self.g * 10000 + state.port, return_inverse=True)
         self.n = len(cells)
         self.group = cells // 10000
-        self.mine = _add_rows(self.cell, state.counts, self.n)
-        self.other = self.in_group(self.mine) - self.mine
+        self._mine: dict[str, np.ndarray] = {}
+
+    def mine(self, name: str) -> np.ndarray:
+        """Per cell, its lines' sum of the count ``name`` (of :data:`COUNTS`)."""
+        if name not in self._mine:
+            self._mine[name] = _sums(self.cell, self.state.counts[:, _F[name]], self.n)
+        return self._mine[name]
+
+    def other(self, name: str) -> np.ndarray:
+        """Per cell, the sum of the count ``name`` over its group's other cells."""
+        mine = self.mine(name)
+        return _sums(self.group, mine, self.n_groups)[self.group] - mine
 
     def in_group(self, per_cell: np.ndarray) -> np.ndarray:
         """Per cell, the sum over its group's cells."""
-        if per_cell.ndim == 1:
-            return np.bincount(self.group, per_cell, minlength=self.n_groups)[self.group]
-        return _add_rows(self.group, per_cell, self.n_groups)[self.group]
+        return np.bincount(self.group, per_cell, minlength=self.n_groups)[self.group]
 
     def numbers(self) -> np.ndarray:
         """Per cell, how many HTS numbers its group's lines were declared under."""
-        pairs = np.unique(np.c_[self.g, self.state.hts], axis=0)[:, 0]
+        pairs = _pairs(self.g, self.state.hts)[0][:, 0]
         return np.bincount(pairs, minlength=self.n_groups)[self.group]
 
     def importers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -596,7 +680,7 @@ def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarra
         hist_cell = c.cell[state.hist_key]
 
         def rate(measure: str, hits: str, lines: str) -> None:
-            rows.rate(measure, c.mine[:, _F[hits]], c.mine[:, _F[lines]], c.other[:, _F[hits]], c.other[:, _F[lines]])
+            rows.rate(measure, c.mine(hits), c.mine(lines), c.other(hits), c.other(lines))
 
         def ranked(measure: str, which: np.ndarray, port_value: np.ndarray, other_value: np.ndarray) -> None:
             log_p, effect, n1, n2 = rank_test(hist_cell[which], c.group, state.hist_bin[which],
@@ -606,6 +690,7 @@ def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarra
         if level != "center":
             duty = state.hist_field == HISTOGRAMS.index("duty_rate")
             ranked("duty_rate", duty, 100 * money["duty"] / money["value"], 100 * others["duty"] / others["value"])
+            del duty
             rate("preference_share", "claimed", "lines")
         if level == "hts10":
             _unit_values(c, hist_cell, ranked)
@@ -614,23 +699,24 @@ def _compare(state: _Tallies, level: str, min_lines: int) -> dict[str, np.ndarra
         rate("inspection_rate", "inspected", "flagged")
         rate("violation_rate", "violations", "judged")
         revenue = state.hist_field == HISTOGRAMS.index("revenue")
-        ranked("revenue_per_inspected", revenue, money["revenue"] / 100 / c.mine[:, _F["assessed"]],
-               others["revenue"] / 100 / c.other[:, _F["assessed"]])
+        ranked("revenue_per_inspected", revenue, money["revenue"] / 100 / c.mine("assessed"),
+               others["revenue"] / 100 / c.other("assessed"))
     return c.rows(rows.table())
 
 
 def _unit_values(c: _Cells, hist_cell: np.ndarray, ranked: Callable[..., None]) -> None:
     """Unit values of identical goods (HTS10 x origin), in the basis most of the group's
     lines have (per unit of quantity, else per kg): geometric means, by rank test."""
-    basis = np.where(c.in_group(c.mine[:, _F["uv_lines0"]]) >= c.in_group(c.mine[:, _F["uv_lines1"]]), 0, 1)
+    basis = np.where(c.in_group(c.mine("uv_lines0")) >= c.in_group(c.mine("uv_lines1")), 0, 1)
 
-    def pick(counts: np.ndarray, name: str) -> np.ndarray:
-        return np.where(basis == 0, counts[:, _F[f"{name}0"]], counts[:, _F[f"{name}1"]]).astype(np.float64)
+    def pick(counts: Callable[[str], np.ndarray], name: str) -> np.ndarray:
+        return np.where(basis == 0, counts(f"{name}0"), counts(f"{name}1")).astype(np.float64)
 
     port_value = np.exp(pick(c.mine, "uv_log") / pick(c.mine, "uv_lines") / _LOG_SCALE)
     other_value = np.exp(pick(c.other, "uv_log") / pick(c.other, "uv_lines") / _LOG_SCALE)
-    field = np.where(basis[hist_cell] == 0, HISTOGRAMS.index("unit_value0"), HISTOGRAMS.index("unit_value1"))
-    ranked("unit_value", c.state.hist_field == field, port_value, other_value)
+    unit_value0, unit_value1 = HISTOGRAMS.index("unit_value0"), HISTOGRAMS.index("unit_value1")
+    ranked("unit_value", c.state.hist_field == np.where(basis[hist_cell] == 0, unit_value0, unit_value1),
+           port_value, other_value)
 
 
 def _mix(c: _Cells, rows: _Rows) -> None:
@@ -638,13 +724,13 @@ def _mix(c: _Cells, rows: _Rows) -> None:
     over-represented number by a one-sided Fisher test, Bonferroni over the subheading's
     numbers (the finding names the number)."""
     s = c.state
-    pairs, pair = np.unique(np.c_[c.cell, s.hts], axis=0, return_inverse=True)  # (cell, number)
+    pairs, pair = _pairs(c.cell, s.hts)  # (cell, number)
     a = np.bincount(pair.ravel(), s.counts[:, _F["lines"]], minlength=len(pairs)).astype(np.int64)
     p_cell, p_number = pairs[:, 0], pairs[:, 1]
     p_group = c.group[p_cell]
-    numbers, number = np.unique(np.c_[p_group, p_number], axis=0, return_inverse=True)  # (group, number)
+    numbers, number = _pairs(p_group, p_number)  # (group, number)
     k = np.bincount(number.ravel(), a, minlength=len(numbers)).astype(np.int64)[number.ravel()]
-    lines = c.mine[:, _F["lines"]]
+    lines = c.mine("lines")
     n1, n = lines[p_cell], c.in_group(lines).astype(np.int64)[p_cell]
     k_group = np.bincount(numbers[:, 0], minlength=c.n_groups)[p_group]
     over = (a * n > n1 * k) & (k < n)
@@ -677,17 +763,28 @@ def rank_test(cell: np.ndarray, group: np.ndarray, bins: np.ndarray, counts: np.
     if len(cell) == 0:
         nan = np.full(n_cells, np.nan)
         return nan, nan, n1.astype(np.int64), n1.astype(np.int64)
-    b = bins.astype(np.int64) - int(bins.min())
-    width = int(b.max()) + 1
-    cb, at = np.unique(cell.astype(np.int64) * width + b, return_inverse=True)  # (cell, bin), sorted
+    # (Arrays as long as the rows are let go as soon as they are used: a state's
+    # histograms hold about a row per line.)
+    key = bins.astype(np.int64) - int(bins.min())
+    width = int(key.max()) + 1
+    key += cell.astype(np.int64) * width
+    cb, at = np.unique(key, return_inverse=True)  # (cell, bin), sorted
+    del key
     c_count = np.bincount(at, counts.astype(np.float64))
-    c_cell, c_bin = cb // width, cb % width
-    gb, gat = np.unique(group[c_cell] * width + c_bin, return_inverse=True)    # (group, bin), sorted
+    del at
+    c_cell = cb // width
+    cb -= c_cell * width                          # (the bin)
+    cb += group[c_cell] * width
+    gb, gat = np.unique(cb, return_inverse=True)  # (group, bin), sorted
+    del cb
     total = np.bincount(gat, c_count)
     g_group = gb // width
-    below_total = _below(g_group, total)[gat]
-    below_mine = _below(c_cell, c_count)
-    others_below, others_at = below_total - below_mine, total[gat] - c_count
+    del gb
+    others_below = _below(g_group, total)[gat]
+    others_below -= _below(c_cell, c_count)
+    others_at = total[gat]
+    del gat
+    others_at -= c_count
     n_groups = int(group.max()) + 1
     u = np.bincount(c_cell, c_count * (others_below + 0.5 * others_at), minlength=n_cells)
     n1 = np.bincount(c_cell, c_count, minlength=n_cells)
