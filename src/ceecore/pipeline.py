@@ -489,7 +489,9 @@ def _score(each: Callable[[Callable[[Intake], Any]], Iterator[Any]], model: Mode
                 evidence.of(lines, importers, fresh, seen.violation))
 
     try:
-        for lines, top_lines, account_lines, inspected in each(work):
+        for done, (lines, top_lines, account_lines, inspected) in enumerate(each(work), 1):
+            if done % 16 == 0:  # freed batch memory goes back as it piles up in the allocators' pools
+                _release_memory()
             top.add(top_lines)
             accounts_top.add(account_lines)
             evidence.add(inspected)
@@ -763,12 +765,13 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     stats = IntakeStats()
     model, spill = _fit(_twice(reading), book, config, labels, stats, out / "rejects.parquet", None,
                         spill=out / ".lines.arrow")
-    model.save(out / "model.arrow")
     _release_memory()  # what the first pass's batches held goes back to the system before the second
+    model.save(out / "model.arrow")
     fitted = time.perf_counter()
     span = model.baselines.day_range()
     scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
                           span[1] if span and labels is not None else None)
+    _release_memory()  # and what the scoring pass's batches held, before the accounts are scored
     return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final)
 
 
