@@ -10,7 +10,7 @@ Everything in the state is exact (integer cents, min/max dates, sets of distinct
 keys), so the same lines give the same book whatever the batching, merge order or
 thread count. State grows with accounts and their distinct keys, never with lines.
 Distinct entry numbers and manufacturers are kept as 64-bit hashes of each (importer,
-key) pair (see ``_kernels/_accounts.pyx``), 16 bytes a key: the state never holds their
+key) pair (see ``_kernels/_accounts.pyx``), 12 bytes a key: the state never holds their
 text, and two of one account's keys count as one only if their hashes collide.
 """
 

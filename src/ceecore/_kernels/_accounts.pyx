@@ -13,7 +13,7 @@
 The state is exact and order-free: counters are integer sums, min/max, bit sets and
 sets of distinct keys, so any batching and any merge order give the same accounts.
 Distinct entry numbers and manufacturers are kept per account as the 64-bit hashes of
-their (importer, key) pairs, 16 bytes a key instead of its text: two keys of one account
+their (importer, key) pairs, 12 bytes a key instead of its text: two keys of one account
 count as one only if their 64-bit hashes collide (about n^2 / 2^65 for an account of n).
 """
 from cython.parallel cimport prange

@@ -252,14 +252,13 @@ cdef inline int intset_add(IntSet* s, uint64_t key, uint64_t h) noexcept nogil:
 
 
 # PairSet holds distinct (group, hash) pairs: a key kept per owner (an entry number per
-# account, say) as its 64-bit pair hash, which already mixes the owner in. Slots are 16
-# bytes (StrTable's are 24, plus the key bytes and their offsets), and the hash places
-# the slot. Within one group, equal hashes are equal keys exactly when the hash is a
-# bijection of the key's own hash for a fixed owner (``pair_hash`` is: ``mix64`` is).
-ctypedef struct PairSlot:
+# account, say) as its 64-bit pair hash, which already mixes the owner in. Slots are 12
+# bytes, packed (StrTable's are 24, plus the key bytes and their offsets), and the hash
+# places the slot. Within one group, equal hashes are equal keys exactly when the hash is
+# a bijection of the key's own hash for a fixed owner (``pair_hash`` is: ``mix64`` is).
+cdef packed struct PairSlot:
     uint64_t hash
     uint32_t group_plus_1  # 0 = empty
-    uint32_t unused
 
 
 ctypedef struct PairSet:
