@@ -316,9 +316,41 @@ def state(rows: Iterable[Mapping[str, Any]], centers: CenterMap | None = None,
             "hts_chapters": sorted(int(c) for c in acc["hts_chapters"]),
             "countries": sorted(acc["countries"]),
             "ports": sorted(acc["ports"]),
-            "entries": sorted(acc["entries"], key=lambda s: s.encode("utf-8")),
-            "manufacturers": sorted(acc["manufacturers"], key=lambda s: s.encode("utf-8")),
+            "entry_hashes": sorted(pair_hash(hash_bytes(e), hash_bytes(importer)) for e in acc["entries"]),
+            "manufacturer_hashes": sorted(pair_hash(hash_bytes(m), hash_bytes(importer)) | 1
+                                          for m in acc["manufacturers"]),
         })
     return out
+
+
+_M64 = 2**64 - 1
+_GOLDEN, _ODD = 0x9E3779B97F4A7C15, 0x632BE59BD9B4E019
+
+
+def mix64(x: int) -> int:
+    """The kernels' 64-bit finaliser (``_kernels/_hashtable.pxd``), on Python ints."""
+    x ^= x >> 33
+    x = x * 0xFF51AFD7ED558CCD & _M64
+    x ^= x >> 33
+    x = x * 0xC4CEB9FE1A85EC53 & _M64
+    return x ^ (x >> 33)
+
+
+def hash_bytes(text: str) -> int:
+    """The kernels' hash of a key's UTF-8 bytes: 8-byte little-endian words, then the tail."""
+    data = text.encode("utf-8")
+    h = mix64(len(data) * _GOLDEN & _M64)
+    full = len(data) - len(data) % 8
+    for k in range(0, full, 8):
+        h = (mix64(h ^ int.from_bytes(data[k:k + 8], "little")) + _GOLDEN) & _M64
+    tail = data[full:]
+    if tail:
+        h = mix64(h ^ int.from_bytes(tail, "little") ^ (len(tail) << 59 & _M64))
+    return h
+
+
+def pair_hash(key: int, owner: int) -> int:
+    """The hash of a key held per owner (an account's entry number, say)."""
+    return mix64(key ^ ((owner * _GOLDEN + _ODD) & _M64))
 
 

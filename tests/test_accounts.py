@@ -447,9 +447,25 @@ def test_from_arrow_rejects_other_centers(state, centers):
         AccountBook(small).merge(AccountBook.from_arrow(state))
 
 
+def test_from_arrow_refuses_an_older_state(state):
+    """A state of format 1 (entry numbers as text) is named as such, not read as hashes."""
+    meta = {**state.schema.metadata, b"ceecore.state": b"ceecore.accounts/1"}
+    with pytest.raises(ValueError, match="older ceecore"):
+        AccountBook.from_arrow(state.replace_schema_metadata(meta))
+
+
+def test_state_keeps_no_entry_or_manufacturer_text(state):
+    """The state holds (importer, key) pair hashes, as many as the accounts' distinct keys."""
+    book = AccountBook.from_arrow(state)
+    counts = book.result().select(["entries", "manufacturers"]).to_pydict()
+    assert [len(v) for v in state.column("entry_hashes").to_pylist()] == counts["entries"]
+    assert [len(v) for v in state.column("manufacturer_hashes").to_pylist()] == counts["manufacturers"]
+    assert all(h % 2 for v in state.column("manufacturer_hashes").to_pylist() for h in v)
+
+
 @pytest.mark.parametrize("column", ["importer_id", "lines", "entered_value", "duty", "first_date",
                                     "last_date", "center_lines", "center_value", "hts_chapters",
-                                    "countries", "ports", "entries", "manufacturers"])
+                                    "countries", "ports", "entry_hashes", "manufacturer_hashes"])
 def test_from_arrow_rejects_missing_column(state, column):
     with pytest.raises(ValueError, match="expected columns"):
         AccountBook.from_arrow(state.drop_columns([column]))
@@ -460,7 +476,7 @@ def test_from_arrow_rejects_missing_column(state, column):
     ("ports", ["12345"]), ("ports", ["27a"]),  # not four digits
     ("countries", ["cn"]), ("countries", ["CHN"]),
     ("hts_chapters", [100]), ("hts_chapters", [-1]),
-    ("entries", [""]), ("manufacturers", ["\x01"]),
+    ("manufacturer_hashes", [2]),             # even: a manufacturer's pair hash is odd
     ("first_date", "yesterday"),             # text that is no date
 ])
 def test_from_arrow_rejects_bad_values(state, column, value):
@@ -478,7 +494,7 @@ def test_from_arrow_rejects_bad_values(state, column, value):
 
 @pytest.mark.parametrize("column, value", [
     ("lines", None), ("entered_value", None), ("duty", None), ("first_date", None), ("last_date", None),
-    ("ports", ["0101", None]), ("ports", None), ("entries", None), ("center_lines", [None] * 10),
+    ("ports", ["0101", None]), ("ports", None), ("entry_hashes", None), ("center_lines", [None] * 10),
 ])
 def test_from_arrow_rejects_nulls(state, column, value):
     """Nulls are refused (unchecked, they became lines == -2**63 and a phantom port 0000)."""

@@ -317,7 +317,7 @@ def test_state_round_trip(tmp_path, data, state_name):
     result = invoke("consolidate", data.parquet, "-o", out, "--state", state)
     assert f"state    -> {state}" in result.stdout
     table = ipc.open_file(state).read_all()  # an Arrow IPC file
-    assert table.schema.metadata[b"ceecore.state"] == b"ceecore.accounts/1"
+    assert table.schema.metadata[b"ceecore.state"] == b"ceecore.accounts/2"
     book = AccountBook.from_arrow(table)
     assert len(book) == data.accounts.num_rows
     assert_same(book.result(), pq.read_table(out))

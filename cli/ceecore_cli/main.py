@@ -30,6 +30,7 @@ from ceecore import synth
 from ceecore.centers import CenterMap, load_overrides
 from ceecore.evaluate import evaluate
 from ceecore.io import OutputSet, atomic_path, check_outputs, output_format, write_table
+from ceecore.pipeline import bound_heap
 from ceecore.privacy import KEY_ENV, Pseudonymiser
 from ceecore.report import write_report
 from ceecore.schema import ColumnMapping
@@ -831,6 +832,7 @@ _terminated = False
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    bound_heap()  # freed batch memory goes back to the system (see its docstring)
     try:
         cli(prog_name="ceecore")
     except SystemExit:

@@ -9,6 +9,9 @@ its Center, with :meth:`~AccountBook.result`.
 Everything in the state is exact (integer cents, min/max dates, sets of distinct
 keys), so the same lines give the same book whatever the batching, merge order or
 thread count. State grows with accounts and their distinct keys, never with lines.
+Distinct entry numbers and manufacturers are kept as 64-bit hashes of each (importer,
+key) pair (see ``_kernels/_accounts.pyx``), 12 bytes a key: the state never holds their
+text, and two of one account's keys count as one only if their hashes collide.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ CONSOLIDATION_COLUMNS: tuple[str, ...] = (
     "country_of_origin", "entered_value", "duty_paid", "duty_rate", "quantity",
     "gross_weight_kg", "manufacturer_id",
 )
-STATE_KIND = b"ceecore.accounts/1"
+# 2: distinct entries and manufacturers as their (importer, key) pair hashes, not their text.
+STATE_KIND = b"ceecore.accounts/2"
 
 _COUNTRY_NAMES = np.array([chr(65 + k // 26) + chr(65 + k % 26) for k in range(676)], dtype=object)
 _PORT_NAMES = np.array([f"{k:04d}" for k in range(10000)], dtype=object)
@@ -64,8 +68,8 @@ def _state_schema(centers: CenterMap) -> pa.Schema:
         ("hts_chapters", pa.list_(pa.int8())),
         ("countries", pa.list_(pa.string())),
         ("ports", pa.list_(pa.string())),
-        ("entries", pa.large_list(pa.large_string())),
-        ("manufacturers", pa.large_list(pa.large_string())),
+        ("entry_hashes", pa.large_list(pa.uint64())),
+        ("manufacturer_hashes", pa.large_list(pa.uint64())),
     ], metadata={b"ceecore.state": STATE_KIND, b"ceecore.centers": ",".join(codes).encode(),
                  b"ceecore.center_map": _map_digest(centers).encode()})
 
@@ -169,7 +173,11 @@ class AccountBook:
         """Rebuilds a book from :meth:`to_arrow` output, checking its metadata, types and values."""
         book = cls(centers, threads)
         meta = table.schema.metadata or {}
-        if meta.get(b"ceecore.state") != STATE_KIND:
+        kind = meta.get(b"ceecore.state")
+        if kind == b"ceecore.accounts/1":
+            raise ValueError("an account state of an older ceecore (ceecore.accounts/1, which kept entry numbers as "
+                             "text): consolidate its lines again with this version")
+        if kind != STATE_KIND:
             raise ValueError("not a ceecore account state (missing or unknown 'ceecore.state' metadata)")
         codes = tuple(meta.get(b"ceecore.centers", b"").decode().split(","))
         if codes != book.centers.codes:
@@ -229,14 +237,12 @@ class AccountBook:
         n = len(g.accounts)
 
         def keyed_lists(prefix: str) -> pa.Array:
+            """Each account's pair hashes: sorted, when canonical."""
             rows = np.concatenate([s[f"{prefix}_account"].astype(np.int64) + b for s, b in zip(g.keys, g.bases)])
-            values = pa.concat_arrays([_strings(s[f"{prefix}_offsets"], s[f"{prefix}_data"]) for s in g.keys])
+            values = np.concatenate([s[f"{prefix}_hash"] for s in g.keys])
             r = g.rank[rows]
-            if canonical:
-                perm = pc.sort_indices(pa.table({"r": r, "v": values}), [("r", "ascending"), ("v", "ascending")])
-            else:
-                perm = np.argsort(r, kind="stable")
-            return pa.LargeListArray.from_arrays(_offsets(r, n), values.take(perm))
+            perm = np.lexsort((values, r)) if canonical else np.argsort(r, kind="stable")
+            return pa.LargeListArray.from_arrays(_offsets(r, n), pa.array(values[perm], pa.uint64()))
 
         port_rows = g.rank[np.concatenate([s["port_account"] + b for s, b in zip(g.keys, g.bases)])]
         port_codes = np.concatenate([s["port_code"] for s in g.keys])
@@ -274,18 +280,18 @@ class AccountBook:
         accounts["countries"] = _bits_of(table["countries"], 676, _country_codes)
         nc = len(self.centers.codes)
 
-        def keys(name: str) -> tuple[np.ndarray, pa.RecordBatch]:
+        def keys(name: str) -> tuple[np.ndarray, np.ndarray]:
             col = table[name].combine_chunks()
             return (np.asarray(pc.list_parent_indices(col), dtype=np.int64),
-                    pa.record_batch([pc.list_flatten(col)], names=["key"]))
+                    pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.uint64, copy=False))
 
         importer_batch = pa.record_batch([table["importer_id"].combine_chunks()], names=["key"])
         port_col = table["ports"].combine_chunks()
         port_codes = pc.list_flatten(port_col)
         if pc.any(pc.invert(pc.match_substring_regex(port_codes, r"^\d{4}$"))).as_py():
             raise ValueError("account state holds a port code that is not four digits")
-        entry_rows, entries = keys("entries")
-        mfr_rows, mfrs = keys("manufacturers")
+        entry_rows, entries = keys("entry_hashes")
+        mfr_rows, mfrs = keys("manufacturer_hashes")
         with self._lock:
             self._kernel.absorb(
                 importer_batch, accounts,

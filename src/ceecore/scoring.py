@@ -15,6 +15,7 @@ Every line gets a strength in [0, 1] per indicator (:data:`INDICATORS`), its sco
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -240,7 +241,7 @@ class Model:
         with atomic_path(path) as tmp, ipc.new_file(tmp, TABLE_SCHEMA.with_metadata(metadata),
                                                     options=options) as writer:
             history = self.history.to_arrow(names).cast(TABLE_SCHEMA).to_batches() if self.history is not None else []
-            for batch in (*self.baselines.batches(names), *history):
+            for batch in itertools.chain(self.baselines.batches(names), history):  # one at a time
                 writer.write_batch(batch)
                 _checksum(None, [batch], checksum)
             # Empty, with the same tally dictionary (an IPC file has one per column).

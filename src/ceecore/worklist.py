@@ -32,7 +32,7 @@ class BestLinesPerAccount:
 
     Each batch is cut down to its own best ``k`` lines per account (:meth:`of`, on the
     worker that scored it); those are buffered and cut down again whenever the buffer
-    doubles, so the memory stays about ``k`` lines per account.
+    grows by half, so the memory stays about ``k`` lines per account.
     """
 
     def __init__(self, k: int, names: tuple[str, ...]) -> None:
@@ -58,11 +58,13 @@ class BestLinesPerAccount:
     def add(self, part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         self.parts.append(part)
         self.buffered += len(part[0])
-        if self.buffered > max(1 << 18, 2 * self.kept):
+        if self.buffered > max(1 << 18, self.kept + self.kept // 2):
             self._reduce()
 
     def _reduce(self) -> None:
-        best = self._best(*(np.concatenate([p[i] for p in self.parts]) for i in range(3)))
+        joined = [np.concatenate([p[i] for p in self.parts]) for i in range(3)]
+        self.parts = []  # freed before the cut, not held beside it
+        best = self._best(*joined)
         self.parts = [best]
         self.kept = self.buffered = len(best[0])
 

@@ -21,6 +21,6 @@ class AccountKernel:
     def export_keys(self, k: int) -> dict[str, np.ndarray]: ...
     def absorb(
         self, importers: Any, accounts: np.ndarray, center_lines: np.ndarray, center_cents: np.ndarray,
-        entry_row: np.ndarray, entries: Any, manufacturer_row: np.ndarray, manufacturers: Any,
+        entry_row: np.ndarray, entries: np.ndarray, manufacturer_row: np.ndarray, manufacturers: np.ndarray,
         port_row: np.ndarray, port_code: np.ndarray,
     ) -> None: ...

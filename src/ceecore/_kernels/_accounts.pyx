@@ -12,6 +12,9 @@
 
 The state is exact and order-free: counters are integer sums, min/max, bit sets and
 sets of distinct keys, so any batching and any merge order give the same accounts.
+Distinct entry numbers and manufacturers are kept per account as the 64-bit hashes of
+their (importer, key) pairs, 12 bytes a key instead of its text: two keys of one account
+count as one only if their 64-bit hashes collide (about n^2 / 2^65 for an account of n).
 """
 from cython.parallel cimport prange
 from libc.math cimport NAN, isfinite, llround, log, rint
@@ -26,8 +29,9 @@ from ceecore._kernels._columns cimport (
     get_date32, get_f64, get_i64, get_str,
 )
 from ceecore._kernels._hashtable cimport (
-    IntSet, StrTable, bytes_equal, hash_bytes, intset_add, intset_free, intset_init, pair_hash, prefetch,
-    strtable_add, strtable_free, strtable_init, strtable_prefetch_key,
+    IntSet, PairSet, StrTable, bytes_equal, hash_bytes, intset_add, intset_free, intset_init, pair_hash,
+    pairset_add, pairset_free, pairset_init, prefetch, strtable_add, strtable_free, strtable_init,
+    strtable_prefetch_key,
 )
 
 # Reject reasons, in the order rows are checked; the position is the code.
@@ -115,8 +119,8 @@ ctypedef struct Account:
 
 ctypedef struct Shard:
     StrTable importers      # importer id -> account index
-    StrTable entries        # (account, entry number), distinct
-    StrTable manufacturers  # (account, manufacturer id), distinct
+    PairSet entries         # (account, pair hash of its importer and entry number), distinct
+    PairSet manufacturers   # (account, pair hash of its importer and manufacturer id), distinct
     IntSet ports            # account * PORT_RADIX + port, distinct
     Account* accounts
     int64_t* center_lines   # [account * n_centers + center]
@@ -346,16 +350,16 @@ cdef inline uint8_t check_line(
 
 cdef int shard_init(Shard* s) noexcept nogil:
     memset(s, 0, sizeof(Shard))
-    if (strtable_init(&s.importers, 1024) or strtable_init(&s.entries, 4096)
-            or strtable_init(&s.manufacturers, 1024) or intset_init(&s.ports, 1024)):
+    if (strtable_init(&s.importers, 1024) or pairset_init(&s.entries, 4096)
+            or pairset_init(&s.manufacturers, 1024) or intset_init(&s.ports, 1024)):
         return -1
     return 0
 
 
 cdef void shard_free(Shard* s) noexcept nogil:
     strtable_free(&s.importers)
-    strtable_free(&s.entries)
-    strtable_free(&s.manufacturers)
+    pairset_free(&s.entries)
+    pairset_free(&s.manufacturers)
     intset_free(&s.ports)
     free(s.accounts); free(s.center_lines); free(s.center_cents)
     s.accounts = NULL; s.center_lines = NULL; s.center_cents = NULL
@@ -411,7 +415,7 @@ cdef int fold_shard(
     """
     cdef int64_t i, j, a = -1, a_next, k, n, prev = -1
     cdef const char* p
-    cdef bint is_new, same_account
+    cdef bint same_account
     cdef int added
     cdef Account* acc
     for j in range(n_rows):
@@ -429,7 +433,6 @@ cdef int fold_shard(
                 prefetch(&s.accounts[a_next])
                 prefetch(&s.center_lines[a_next * n_centers])
                 prefetch(&s.center_cents[a_next * n_centers])
-            strtable_prefetch_key(&s.manufacturers, mfr_hash[k])
         i = rows[j]
         get_str(&c.importer_id, i, &p, &n)
         same_account = prev >= 0 and importer_hash[i] == importer_hash[prev] and _same_str(&c.importer_id, prev, p, n)
@@ -450,24 +453,21 @@ cdef int fold_shard(
         if center[i] >= 0:
             s.center_lines[a * n_centers + center[i]] += 1
             s.center_cents[a * n_centers + center[i]] += value_cents[i]
-        get_str(&c.entry_number, i, &p, &n)
-        if not (same_account and entry_hash[i] == entry_hash[prev] and _same_str(&c.entry_number, prev, p, n)):
-            k = strtable_add(&s.entries, <uint32_t>a, p, n, entry_hash[i], &is_new)
-            if k < 0:
+        if not (same_account and entry_hash[i] == entry_hash[prev]):
+            added = pairset_add(&s.entries, <uint32_t>a, entry_hash[i])
+            if added < 0:
                 return -1
-            acc.entries += is_new
+            acc.entries += added
         if not (same_account and port[i] == port[prev]):
             added = intset_add(&s.ports, <uint64_t>a * PORT_RADIX + <uint64_t>port[i], port_hash[i])
             if added < 0:
                 return -1
             acc.ports += added
-        if mfr_hash[i] != 0 and get_str(&c.manufacturer_id, i, &p, &n):
-            if not (same_account and mfr_hash[i] == mfr_hash[prev]
-                    and _same_str(&c.manufacturer_id, prev, p, n)):
-                k = strtable_add(&s.manufacturers, <uint32_t>a, p, n, mfr_hash[i], &is_new)
-                if k < 0:
-                    return -1
-                acc.manufacturers += is_new
+        if mfr_hash[i] != 0 and not (same_account and mfr_hash[i] == mfr_hash[prev]):
+            added = pairset_add(&s.manufacturers, <uint32_t>a, mfr_hash[i])
+            if added < 0:
+                return -1
+            acc.manufacturers += added
         prev = i
     return 0
 
@@ -488,9 +488,21 @@ cdef object _view(void* src, Py_ssize_t nbytes):
     return out
 
 
-cdef object _copy_out(void* src, Py_ssize_t count, dtype):
-    """A numpy copy of ``count`` items of ``dtype`` from kernel memory."""
-    return _view(src, count * np.dtype(dtype).itemsize).view(dtype).copy()
+cdef tuple _pairs_out(const PairSet* s):
+    """A pair set's (group, hash) pairs, in slot order, as two numpy arrays."""
+    groups_arr = np.empty(s.n, np.uint32)
+    hashes_arr = np.empty(s.n, np.uint64)
+    cdef uint32_t[::1] groups = groups_arr
+    cdef uint64_t[::1] hashes = hashes_arr
+    cdef uint64_t slot
+    cdef int64_t used = 0
+    with nogil:
+        for slot in range(s.mask + 1):
+            if s.slots[slot].group_plus_1 != 0:
+                groups[used] = s.slots[slot].group_plus_1 - 1
+                hashes[used] = s.slots[slot].hash
+                used += 1
+    return groups_arr, hashes_arr
 
 
 cdef class AccountKernel:
@@ -701,8 +713,11 @@ cdef class AccountKernel:
         }
 
     def export_keys(self, int k):
-        """Shard k's distinct (account, key) pairs: entries, manufacturers and ports."""
+        """Shard k's distinct (account, key) pairs: entries and manufacturers (as the pair
+        hashes the kernel keeps, in slot order) and ports."""
         cdef Shard* s = self._shard(k)
+        entry_account, entry_hash = _pairs_out(&s.entries)
+        manufacturer_account, manufacturer_hash = _pairs_out(&s.manufacturers)
         ports_arr = np.empty(s.ports.n, np.uint64)
         cdef uint64_t[::1] ports_out = ports_arr
         cdef uint64_t slot, used = 0
@@ -712,12 +727,8 @@ cdef class AccountKernel:
                 used += 1
         ports = np.sort(ports_arr)
         return {
-            "entry_account": _copy_out(s.entries.groups, s.entries.n, np.uint32),
-            "entry_offsets": _copy_out(s.entries.starts, s.entries.n + 1, np.int64),
-            "entry_data": _copy_out(s.entries.arena, s.entries.arena_len, np.uint8),
-            "manufacturer_account": _copy_out(s.manufacturers.groups, s.manufacturers.n, np.uint32),
-            "manufacturer_offsets": _copy_out(s.manufacturers.starts, s.manufacturers.n + 1, np.int64),
-            "manufacturer_data": _copy_out(s.manufacturers.arena, s.manufacturers.arena_len, np.uint8),
+            "entry_account": entry_account, "entry_hash": entry_hash,
+            "manufacturer_account": manufacturer_account, "manufacturer_hash": manufacturer_hash,
             "port_account": (ports // PORT_RADIX).astype(np.int64),
             "port_code": (ports % PORT_RADIX).astype(np.int16),
         }
@@ -735,23 +746,20 @@ cdef class AccountKernel:
         return 0
 
     def absorb(self, importers, accounts, const int64_t[:, ::1] center_lines,
-               const int64_t[:, :, ::1] center_cents, const int64_t[::1] entry_row, entries,
-               const int64_t[::1] manufacturer_row, manufacturers,
+               const int64_t[:, :, ::1] center_cents, const int64_t[::1] entry_row, const uint64_t[::1] entries,
+               const int64_t[::1] manufacturer_row, const uint64_t[::1] manufacturers,
                const int64_t[::1] port_row, const int16_t[::1] port_code):
         """Adds exported state: accounts (one row per importer) and their distinct keys.
 
-        ``importers``, ``entries`` and ``manufacturers`` are record batches with one
-        string column ``key``; ``*_row`` give each key's account row in ``importers``.
-        An error part-way (bad input, out of memory) leaves the kernel unusable.
+        ``importers`` is a record batch with one string column ``key``; ``entries`` and
+        ``manufacturers`` hold pair hashes (see :meth:`export_keys`), ``*_row`` each key's
+        account row in ``importers``. An error part-way (bad input, out of memory) leaves
+        the kernel unusable.
         """
         self._check_usable()
         cdef BatchView imp_view = BatchView(importers)
-        cdef BatchView ent_view = BatchView(entries)
-        cdef BatchView mfr_view = BatchView(manufacturers)
-        cdef StrCol imp, ent, mfr
+        cdef StrCol imp
         imp_view.bind_str("key", &imp)
-        ent_view.bind_str("key", &ent)
-        mfr_view.bind_str("key", &mfr)
         if accounts.dtype != ACCOUNT_DTYPE:
             raise TypeError("absorb: accounts must have ACCOUNT_DTYPE")
         cdef const char[::1] raw = np.ascontiguousarray(accounts).view(np.int8).reshape(-1)
@@ -761,7 +769,7 @@ cdef class AccountKernel:
         if (accounts.shape[0] != n or center_lines.shape[0] != n or center_cents.shape[0] != n
                 or center_lines.shape[1] != nc or center_cents.shape[1] != nc or center_cents.shape[2] != 2):
             raise ValueError("absorb: account arrays disagree in length or Center count")
-        if (entry_row.shape[0] != ent_view.length or manufacturer_row.shape[0] != mfr_view.length
+        if (entry_row.shape[0] != entries.shape[0] or manufacturer_row.shape[0] != manufacturers.shape[0]
                 or port_row.shape[0] != port_code.shape[0]):
             raise ValueError("absorb: key arrays disagree in length")
         hash_arr = np.empty(n, np.uint64)
@@ -773,7 +781,6 @@ cdef class AccountKernel:
         cdef int64_t[::1] local = local_arr
         cdef const char* p
         cdef uint64_t h
-        cdef bint is_new
         cdef Shard* s
         cdef Account* acc
         cdef const Account* src
@@ -803,26 +810,24 @@ cdef class AccountKernel:
                 s.center_lines[a * nc + k] += center_lines[i, k]
                 s.center_cents[a * nc + k] += <int128>(
                     ((<uint128>(<uint64_t>center_cents[i, k, 1])) << 64) | <uint128>(<uint64_t>center_cents[i, k, 0]))
-        for j in range(ent_view.length):
+        for j in range(entries.shape[0]):
             i = entry_row[j]
-            if i < 0 or i >= n or not get_str(&ent, j, &p, &slen) or slen == 0 or not key_ok(p, slen):
-                raise ValueError(f"absorb: bad entry number at row {j}")
+            if i < 0 or i >= n:
+                raise ValueError(f"absorb: bad entry row at {j}")
             s = &self.shards[shard[i]]
-            a = local[i]
-            h = pair_hash(hash_bytes(p, slen), importer_hash[i])
-            if strtable_add(&s.entries, <uint32_t>a, p, slen, h, &is_new) < 0:
+            k = pairset_add(&s.entries, <uint32_t>local[i], entries[j])
+            if k < 0:
                 raise MemoryError()
-            s.accounts[a].entries += is_new
-        for j in range(mfr_view.length):
+            s.accounts[local[i]].entries += k
+        for j in range(manufacturers.shape[0]):
             i = manufacturer_row[j]
-            if i < 0 or i >= n or not get_str(&mfr, j, &p, &slen) or slen == 0 or not key_ok(p, slen):
-                raise ValueError(f"absorb: bad manufacturer id at row {j}")
+            if i < 0 or i >= n or manufacturers[j] & 1 == 0:  # (the kernel's are odd: 0 marks none)
+                raise ValueError(f"absorb: bad manufacturer hash at row {j}")
             s = &self.shards[shard[i]]
-            a = local[i]
-            if strtable_add(&s.manufacturers, <uint32_t>a, p, slen,
-                            pair_hash(hash_bytes(p, slen), importer_hash[i]) | 1, &is_new) < 0:
+            k = pairset_add(&s.manufacturers, <uint32_t>local[i], manufacturers[j])
+            if k < 0:
                 raise MemoryError()
-            s.accounts[a].manufacturers += is_new
+            s.accounts[local[i]].manufacturers += k
         for j in range(port_row.shape[0]):
             i = port_row[j]
             if i < 0 or i >= n or port_code[j] < 0 or port_code[j] >= PORT_RADIX:

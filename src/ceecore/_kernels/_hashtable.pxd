@@ -249,3 +249,64 @@ cdef inline int intset_add(IntSet* s, uint64_t key, uint64_t h) noexcept nogil:
     s.slots[pos].id_plus_1 = 1
     s.n += 1
     return 1
+
+
+# PairSet holds distinct (group, hash) pairs: a key kept per owner (an entry number per
+# account, say) as its 64-bit pair hash, which already mixes the owner in. Slots are 12
+# bytes, packed (StrTable's are 24, plus the key bytes and their offsets), and the hash
+# places the slot. Within one group, equal hashes are equal keys exactly when the hash is
+# a bijection of the key's own hash for a fixed owner (``pair_hash`` is: ``mix64`` is).
+cdef packed struct PairSlot:
+    uint64_t hash
+    uint32_t group_plus_1  # 0 = empty
+
+
+ctypedef struct PairSet:
+    PairSlot* slots
+    uint64_t mask
+    int64_t n
+
+
+cdef inline int pairset_init(PairSet* s, int64_t cap) noexcept nogil:
+    cdef int64_t slots = 16
+    while slots < 2 * cap:
+        slots <<= 1
+    s.slots = <PairSlot*>calloc(slots, sizeof(PairSlot))
+    s.mask = slots - 1
+    s.n = 0
+    return 0 if s.slots != NULL else -1
+
+
+cdef inline void pairset_free(PairSet* s) noexcept nogil:
+    free(s.slots)
+    s.slots = NULL
+    s.n = 0
+
+
+cdef inline int pairset_add(PairSet* s, uint32_t group, uint64_t h) noexcept nogil:
+    """1 if (group, h) was new, 0 if present, -1 if out of memory (the set unchanged).
+    Groups are below 2**32 - 1 (account ids are: StrTable's ids)."""
+    cdef uint64_t pos, i, new_mask
+    cdef PairSlot* grown
+    if <uint64_t>(10 * (s.n + 1)) > 7 * s.mask:
+        new_mask = (s.mask << 1) | 1
+        grown = <PairSlot*>calloc(new_mask + 1, sizeof(PairSlot))
+        if grown == NULL:
+            return -1
+        for i in range(s.mask + 1):
+            if s.slots[i].group_plus_1 != 0:
+                pos = s.slots[i].hash & new_mask
+                while grown[pos].group_plus_1 != 0:
+                    pos = (pos + 1) & new_mask
+                grown[pos] = s.slots[i]
+        free(s.slots)
+        s.slots, s.mask = grown, new_mask
+    pos = h & s.mask
+    while s.slots[pos].group_plus_1 != 0:
+        if s.slots[pos].hash == h and s.slots[pos].group_plus_1 == group + 1:
+            return 0
+        pos = (pos + 1) & s.mask
+    s.slots[pos].hash = h
+    s.slots[pos].group_plus_1 = group + 1
+    s.n += 1
+    return 1
