@@ -530,6 +530,17 @@ def test_every_injected_scheme_is_recovered_in_the_top_5_percent(tmp_path):
     assert all(v >= 0.7 for v in recall.values()), recall
 
 
+def test_a_run_without_its_views_writes_the_same_scores_and_no_views(tmp_path):
+    table = lines(20_000, seed=4)
+    ceecore.run(table, tmp_path / "with")
+    summary = ceecore.run(table, tmp_path / "without", views=False)
+    assert sorted(p.name for p in (tmp_path / "without").iterdir()) == sorted(
+        ["lines.parquet", "accounts.parquet", "worklist.parquet", "rejects.parquet", "model.arrow", "summary.json"])
+    assert sorted(summary.outputs) == sorted(p.name for p in (tmp_path / "without").iterdir())
+    for name in ("lines.parquet", "accounts.parquet", "worklist.parquet"):
+        assert pq.read_table(tmp_path / "with" / name).equals(pq.read_table(tmp_path / "without" / name)), name
+
+
 def test_run_writes_every_output(tmp_path):
     table = lines(30_000, seed=2, dirty=5)
     summary = ceecore.run(table, tmp_path)

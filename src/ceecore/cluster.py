@@ -891,6 +891,7 @@ def run(
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
     threads: int | None = None,
+    views: bool = True,
     fragment_rows: int | None = None,
     **_: Any,
 ) -> RunSummary:
@@ -920,7 +921,8 @@ def run(
         fitted = time.perf_counter()
         # (the first pass wrote the rejects: the second writes none)
         span = model.baselines.day_range()
-        scoring = replace(job, scratch="", views=True, learned_until=span[1] if span and labels is not None else None)
+        scoring = replace(job, scratch="", views=views,
+                          learned_until=span[1] if span and labels is not None else None)
         scored = _score_pass(cluster, data, scoring, paths["model.arrow"].read_bytes(), progress)
         _rejects_out(job, len(data.parts), paths["rejects.parquet"], None)
         book = AccountBook.from_arrow(_table(root.accounts), job.centers)  # type: ignore[arg-type]
@@ -942,6 +944,7 @@ def score_period(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    views: bool = True,
     fragment_rows: int | None = None,
     **_: Any,
 ) -> RunSummary:
@@ -970,7 +973,7 @@ def score_period(
         judged_file = Path(scratch, "model.arrow")
         judged.save(judged_file)
         fitted = time.perf_counter()
-        scoring = replace(job, scratch="", views=True,
+        scoring = replace(job, scratch="", views=views,
                           learned_until=span[1] if span and given.learned is not None else None)
         scored = _score_pass(cluster, data, scoring, judged_file.read_bytes(), progress)
         _rejects_out(job, len(data.parts), staging / "rejects.parquet", None)

@@ -637,6 +637,7 @@ def run(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    views: bool = True,
     client: Any = None,
 ) -> RunSummary:
     """Fits baselines on ``source`` (and, with ``labels``, learns from its outcomes as
@@ -648,7 +649,9 @@ def run(
     later period, with :func:`score_period`).
 
     Writes the set of :func:`write_set` (``lines.parquet``, ``accounts.parquet``,
-    ``worklist.parquet``, ``rejects.parquet``, ``summary.json``) and ``model.arrow``.
+    ``worklist.parquet``, the period's views unless ``views`` is false (``trends.parquet``,
+    ``shifts.parquet``, ``uniformity.parquet``: they take memory, about 0.85 GB at 5M
+    lines), ``rejects.parquet``, ``summary.json``) and ``model.arrow``.
     They are built in a hidden directory beside ``outdir`` and swapped in whole once the
     job is done (see :func:`ceecore.io.swap_directory`): a reader of ``outdir`` sees the
     whole previous set or the whole new one, and a failed run (or one that rejected more
@@ -659,7 +662,7 @@ def run(
         from ceecore import cluster
         return cluster.run(source, outdir, client=client, mapping=mapping, centers=centers, config=config,
                            labels=labels, threads=threads, progress=progress, on_start=on_start,
-                           max_reject_share=max_reject_share, pseudonyms=pseudonyms)
+                           max_reject_share=max_reject_share, pseudonyms=pseudonyms, views=views)
     out = Path(outdir)
     _check_outdir(out, _listed(source), RUN_OUTPUTS)
     with OutputSet() as outputs:
@@ -667,7 +670,8 @@ def run(
         book = AccountBook(centers, threads)
         reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share,
                           pseudonyms)
-        summary = _run(reading, book, staging, out, config, Labels(labels) if isinstance(labels, str) else labels)
+        summary = _run(reading, book, staging, out, config, Labels(labels) if isinstance(labels, str) else labels,
+                       views)
     summary.outputs = {name: str(out / name) for name in summary.outputs}
     return summary
 
@@ -684,6 +688,7 @@ def score_period(
     on_start: Callable[[int | None], None] | None = None,
     max_reject_share: float | None = None,
     pseudonyms: Pseudonymiser | None = None,
+    views: bool = True,
     client: Any = None,
 ) -> RunSummary:
     """Scores a new period against a model fitted on the history: the set :func:`run`
@@ -698,14 +703,15 @@ def score_period(
     they were. Lines dated up to the model's last day are taken as known to it already,
     so scoring the history itself gives :func:`run`'s scores. With ``pseudonyms`` (the
     model's key) the ids are tokens from the start, as in the model. Output rules as for
-    :func:`run`; ``outdir`` may hold nothing but the set's files. ``client``: the same job
-    on a Dask cluster (:func:`ceecore.cluster.score_period`).
+    :func:`run`; ``outdir`` may hold nothing but the set's files; ``views`` as for
+    :func:`run`. ``client``: the same job on a Dask cluster
+    (:func:`ceecore.cluster.score_period`).
     """
     if client is not None:  # the same job on a Dask cluster (ceecore.cluster; Dask is imported only then)
         from ceecore import cluster
         return cluster.score_period(source, model, outdir, client=client, mapping=mapping, centers=centers,
                                     progress=progress, on_start=on_start, max_reject_share=max_reject_share,
-                                    pseudonyms=pseudonyms, threads=threads)
+                                    pseudonyms=pseudonyms, threads=threads, views=views)
     out = Path(outdir)
     path = None if isinstance(model, Model) else Path(model)
     _check_outdir(out, _listed(source) + ([path] if path is not None else []), SET_OUTPUTS)
@@ -716,13 +722,13 @@ def score_period(
         book = AccountBook(centers, threads)
         reading = Reading(source, mapping or ColumnMapping(), book.threads, progress, on_start, max_reject_share,
                           pseudonyms)
-        summary = _score_period(reading, book, model, path, staging, out)
+        summary = _score_period(reading, book, model, path, staging, out, views)
     summary.outputs = {name: str(out / name) for name in summary.outputs}
     return summary
 
 
 def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path | None, out: Path,
-                  final: Path) -> RunSummary:
+                  final: Path, views: bool = True) -> RunSummary:
     """The job of :func:`score_period`, writing into ``out`` (the set's files named as in ``final``)."""
     paths = {name: out / name for name in SET_OUTPUTS}
     started = time.perf_counter()
@@ -737,7 +743,7 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
     fitted = time.perf_counter()
     scored = _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
                           span[1] if span and model.learned is not None else None,
-                          PeriodViews.of(book.centers, model))
+                          PeriodViews.of(book.centers, model) if views else None)
     return write_set(out, judged, book.result(), scored, stats, (started, fitted), final=final, given=model,
                      model_path=None if path is None else str(path))
 
@@ -811,7 +817,8 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
                          scored_accounts.num_rows, given or model, model_path,
                          {"first_date": None if dates[0] is None else str(dates[0]),
                           "last_date": None if dates[1] is None else str(dates[1])})
-    names = [*paths, *sorted(p.name for p in out.iterdir() if p.name not in paths and not p.name.startswith("."))]
+    names = [*(name for name, path in paths.items() if name == "summary.json" or path.exists()),
+             *sorted(p.name for p in out.iterdir() if p.name not in paths and not p.name.startswith("."))]
     summary.outputs = {name: str(out / name) for name in names}
     named = {name: str((final or out) / name) for name in names}
     with atomic_path(paths["summary.json"]) as tmp:
@@ -883,7 +890,7 @@ def _listed(source: Any) -> list[Any]:
 
 
 def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: ScoringConfig | None,
-         labels: Labels | None) -> RunSummary:
+         labels: Labels | None, views: bool = True) -> RunSummary:
     """The job of :func:`run`, writing into ``out``: the fit, then the set of its own
     lines scored (as :func:`score_period` would score them, replayed from the fit's pass)."""
     started = time.perf_counter()
@@ -895,7 +902,8 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     fitted = time.perf_counter()
     span = model.baselines.day_range()
     scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
-                          span[1] if span and labels is not None else None, PeriodViews.of(book.centers))
+                          span[1] if span and labels is not None else None,
+                          PeriodViews.of(book.centers) if views else None)
     _release_memory()  # and what the scoring pass's batches held, before the accounts are scored
     return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final)
 
