@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.conftest import ROUNDS
+from tests.processes import cli_env
 
 pytest.importorskip("distributed")
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
     "ceecore run, 1 process": [],
     "ceecore run, 1 process, 1 thread": ["--threads", "1"],
@@ -50,8 +50,7 @@ def input_file(lines_table: pa.Table, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.mark.benchmark(group="run on a cluster (fresh process)")
 @pytest.mark.parametrize("name", list(RUNS))
 def test_run(benchmark, input_file, tmp_path, name):  # noqa: ANN001
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT / "cli"),
-                                                                      os.environ.get("PYTHONPATH", "")]))}
+    env = cli_env()  # (the ceecore the tests import: in CI the installed one, whose kernels are built)
     summaries: list[dict] = []
     walls: list[float] = []
 
