@@ -59,7 +59,7 @@ def small(tmp_path_factory) -> tuple[Path, pa.Table, pa.Table]:
 
 
 @pytest.mark.parametrize("variants", [False, pytest.param(True, marks=pytest.mark.xfail(
-    reason="detection of the variant shapes is issue 12's open part: this period finds undervaluation at 0.42, "
+    reason="detection of the variant shapes is issue 12's open part: this period finds undervaluation at 0.44, "
            "misclassification at 0.66 and port shopping at 0.56 (the bar is 0.60 for each)",
     strict=False))],
     ids=["default", "variants"])
