@@ -810,10 +810,9 @@ def _below(segment: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _scipy_special() -> Any:
-    try:
-        import scipy.special
-    except ImportError as exc:  # pragma: no cover (the extra installs it)
-        raise ImportError("uniformity needs scipy: pip install 'ceecore[stats]'") from exc
+    """scipy.special, imported when a p-value is first computed (not with ceecore)."""
+    import scipy.special
+
     return scipy.special
 
 
