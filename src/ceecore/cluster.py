@@ -62,7 +62,7 @@ from ceecore.spill import LineSpill
 from ceecore.worklist import AccountEvidence, BestLinesPerAccount, BestLinesPerCenter
 
 __all__ = ["Cluster", "ClusterError", "Fragment", "connect", "consolidate", "fit", "fragments", "run",
-           "run_consolidation", "score"]
+           "run_consolidation", "score", "score_period"]
 
 FRAGMENT_ROWS = 1 << 23  # at most, by default: Parquet row groups are gathered into partitions of about this many
 # Partitions per worker, by default: each partition's state is nearly as large as the
