@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,23 @@ def _rejects_path(output: str, rejects: str | None) -> str:
     if not Path(output).name:  # ("", ".", "/": no file to name the rejects after)
         raise ValueError(f"-o {output!r} is not a file name")
     return rejects or str(Path(output).with_suffix("")) + ".rejects.parquet"
+
+
+def _checked_outputs(inputs: Iterable[str], output: str, rejects: str | None, fixed: str | None = None,
+                     **others: tuple[str | None, str | None]) -> str:
+    """The rejects path of a job writing ``output`` (of format ``fixed``, else the one
+    its name says), its rejects and the ``others`` (option name without dashes ->
+    (path or None, format or None)), once every name says its format and no output
+    collides with another or with an input."""
+    rejects_path = _rejects_path(output, rejects)
+    output_format(output, fixed)
+    output_format(rejects_path, "parquet")
+    for path, kind in others.values():
+        if path:
+            output_format(path, kind)
+    check_outputs({"--rejects": rejects_path, **{f"--{name}": path for name, (path, _) in others.items()},
+                   "-o": output}, inputs)
+    return rejects_path
 
 
 @contextmanager
@@ -253,12 +270,7 @@ def consolidate(inputs: tuple[str, ...], output: str, rejects: str | None, state
     once the job is done.
     """
     with _usage_errors():
-        rejects_path = _rejects_path(output, rejects)
-        output_format(output)
-        output_format(rejects_path, "parquet")
-        if state:
-            output_format(state, "ipc")
-        check_outputs({"--rejects": rejects_path, "--state": state, "-o": output}, inputs)
+        rejects_path = _checked_outputs(inputs, output, rejects, state=(state, "ipc"))
         cmap = _center_map(centers_file, hts_map, replace_map)
         mapping = _mapping(preset, mapping_file, pairs, date_format)
         override_map = load_overrides(overrides, cmap) if overrides else None
@@ -323,10 +335,7 @@ def fit_command(history: tuple[str, ...], output: str, labels: str | None, reven
     """Build industry baselines from HISTORY (files or directories) into a scoring model;
     with --labels, also learn from the inspection outcomes it records."""
     with _usage_errors():
-        rejects_path = _rejects_path(output, rejects)
-        output_format(output, "ipc")
-        output_format(rejects_path, "parquet")
-        check_outputs({"--rejects": rejects_path, "-o": output}, history)
+        rejects_path = _checked_outputs(history, output, rejects, "ipc")
         stats = ceecore.IntakeStats()
         started = time.perf_counter()
         mapping = _mapping(preset, mapping_file, pairs, date_format)
@@ -454,10 +463,7 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
                 _run_report(summary, show_ids=show_ids or pseudonyms is not None)
                 _cluster_report(on)
             return
-        rejects_path = _rejects_path(output, rejects)
-        output_format(output, "parquet")
-        output_format(rejects_path, "parquet")
-        check_outputs({"--rejects": rejects_path, "-o": output}, (*inputs, model_path))
+        rejects_path = _checked_outputs((*inputs, model_path), output, rejects, "parquet")
         if cluster_spec is None and os.path.isdir(output):
             raise ValueError(f"-o {output} is a directory (scored lines go to one Parquet file without --cluster)")
         model = ceecore.Model.load(model_path)
@@ -541,12 +547,7 @@ def uniformity_command(inputs: tuple[str, ...], output: str, rejects: str | None
     origin, HTS6 x origin and the Center's goods): duty, preferences, unit values, HTS
     numbers; inspections, findings and revenue where outcome columns exist."""
     with _usage_errors():
-        rejects_path = _rejects_path(output, rejects)
-        output_format(output)
-        output_format(rejects_path, "parquet")
-        if state:
-            output_format(state, "ipc")
-        check_outputs({"--rejects": rejects_path, "--state": state, "-o": output}, inputs)
+        rejects_path = _checked_outputs(inputs, output, rejects, state=(state, "ipc"))
         stats = ceecore.IntakeStats()
         started = time.perf_counter()
         with _committing() as outputs, _progress(quiet) as (on_start, advance):
@@ -754,13 +755,9 @@ def trends_command(inputs: tuple[str, ...], output: str, shifts: str | None, mod
     and new accounts, origin shares per HTS6, inspection and violation rates) and the
     shifts that matter (trade diversion, volume steps, a falling duty rate), FDR < 10%."""
     with _usage_errors():
-        rejects_path = _rejects_path(output, rejects)
         shifts_path = shifts or str(Path(output).with_name("shifts.parquet"))
-        output_format(output)
-        output_format(shifts_path)
-        output_format(rejects_path, "parquet")
-        check_outputs({"--rejects": rejects_path, "--shifts": shifts_path, "-o": output},
-                      (*inputs, *([model_path] if model_path else [])))
+        rejects_path = _checked_outputs((*inputs, *([model_path] if model_path else [])), output, rejects,
+                                        shifts=(shifts_path, None))
         started = time.perf_counter()
         with _committing() as outputs, _progress(quiet) as (on_start, advance):
             report = ceecore.trends(list(inputs), mapping=_mapping(preset, mapping_file, pairs, date_format),
