@@ -31,7 +31,7 @@ from ceecore.privacy import PRIVATE_COLUMNS, PSEUDONYM_KEY, Pseudonymiser, check
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
-from ceecore.trends import Trends
+from ceecore.trends import Trends, history_accounts
 from ceecore.uniformity import Uniformity
 from ceecore.worklist import AccountEvidence, BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
@@ -494,7 +494,7 @@ class PeriodViews:
     def from_arrow(cls, tables: tuple[pa.Table, pa.Table], centers: CenterMap,
                    history: Model | None = None) -> PeriodViews:
         """The views :meth:`to_arrow` wrote (each state checked as it loads)."""
-        known = Trends.for_model(history, centers).known if history is not None else None
+        known = history_accounts(history) if history is not None else None
         return cls(Trends.from_arrow(tables[0], centers, known), Uniformity.from_arrow(tables[1], centers))
 
     def write(self, out: Path) -> None:

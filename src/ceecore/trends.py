@@ -44,7 +44,7 @@ from ceecore.scoring import Model
 if TYPE_CHECKING:
     from ceecore.pipeline import IntakeStats
 
-__all__ = ["SERIES_SCHEMA", "SHIFTS_SCHEMA", "TrendReport", "Trends", "trends"]
+__all__ = ["SERIES_SCHEMA", "SHIFTS_SCHEMA", "TrendReport", "Trends", "history_accounts", "trends"]
 
 SERIES_SCHEMA = pa.schema([("center", pa.string()), ("measure", pa.string()), ("key", pa.string()),
                            ("month", pa.date32()), ("value", pa.float64()), ("lines", pa.int64())])
@@ -95,6 +95,11 @@ def _country(code: np.ndarray) -> np.ndarray:
     return np.array([chr(65 + int(k) // 26) + chr(65 + int(k) % 26) for k in code], dtype=object)
 
 
+def history_accounts(model: Model) -> np.ndarray:
+    """The importer hashes a model's history saw (its accounts are not new in a later period)."""
+    return model.baselines.tallies["acct"].items()[0]
+
+
 class Trends:
     """Monthly activity per Center, exact and mergeable (see the module docstring).
 
@@ -116,7 +121,7 @@ class Trends:
     @classmethod
     def for_model(cls, model: Model, centers: CenterMap | None = None) -> Trends:
         """A state whose new accounts are those the ``model``'s history never saw."""
-        return cls(centers, model.baselines.tallies["acct"].items()[0])
+        return cls(centers, history_accounts(model))
 
     # ------------------------------------------------------------ folding
 
