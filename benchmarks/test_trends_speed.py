@@ -28,13 +28,10 @@ def polars_trends(lines: pa.Table, centers: CenterMap) -> tuple[pl.DataFrame, pl
           .with_columns(heading=pl.col("hts_code").str.slice(0, 4).cast(pl.Int32),
                         hts6=pl.col("hts_code").str.slice(0, 6),
                         day=pl.col("entry_date").cast(pl.Int32),
-                        month=pl.col("entry_date").dt.truncate("1mo"))
-          .with_row_index("row"))
-    centered = (df.select("row", "heading", "day").join(lookup, on="heading")
-                .filter((pl.col("day") >= pl.col("start_day")) & (pl.col("day") < pl.col("end_day")))
-                .select("row", "center"))
-    df = df.join(centered, on="row").with_columns(
-        first=pl.col("month").min().over("importer_id"))
+                        month=pl.col("entry_date").dt.truncate("1mo")))
+    df = (df.join(lookup, on="heading")  # (a heading's Center periods do not overlap: one match per line)
+          .filter((pl.col("day") >= pl.col("start_day")) & (pl.col("day") < pl.col("end_day")))
+          .with_columns(first=pl.col("month").min().over("importer_id")))
     series = df.group_by("center", "month").agg(
         lines=pl.len(),
         entries=pl.col("entry_number").n_unique(),
