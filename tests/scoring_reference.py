@@ -184,6 +184,13 @@ class Reference:
             sums[(country, basis)][0] += w * gap
             sums[(country, basis)][1] += w
         self.origin_price = {k: v[0] / max(v[1], 1) for k, v in sums.items()}
+        # Per HTS10 (and basis): the mean price index of its lines' origins.
+        mix: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for (level, basis, hts, country), (n, _, _) in self.moments.items():
+            if level == 0:
+                mix[(basis, hts)][0] += n * self.origin_price.get((country, basis), 0.0)
+                mix[(basis, hts)][1] += n
+        self.origin_mix = {k: round(v[0] / max(v[1], 1) * 1e6) / 1e6 for k, v in mix.items()}
 
     def _account_norms(self) -> None:
         th = self.config.thresholds
@@ -245,9 +252,10 @@ class Reference:
                 self.port_price[(importer, port)] = (round(side * pooled / math.sqrt(weight) * 1e6) / 1e6,
                                                      round(side * pooled / weight * 1e6) / 1e6)
 
-    def _norm(self, p: dict[str, Any], own: int, max_level: int, max_own_share: float) -> tuple[float, float, int]:
+    def _norm(self, p: dict[str, Any], own: int, max_level: int, max_own_share: float, min_level: int = 0
+              ) -> tuple[float, float, int]:
         for level, group in enumerate(_groups(p)[:max_level + 1]):
-            if group in self.norms:
+            if level >= min_level and group in self.norms:
                 n, median, spread = self.norms[group]
                 if n - own >= self.config.min_group_lines and own <= max_own_share * n:
                     return median, spread, level
@@ -262,22 +270,26 @@ class Reference:
             s["unit_value_low"] = s["unit_value_outlier"] = 0.0
         else:
             mean = own_s / own_n / 1e6 if own_n else x
-            centre, spread, used = self._norm(p, own_n, 1, 0.1)
-            if centre != centre:
-                for level, group in enumerate(_groups(p)[:2]):
-                    n, total, squares = self.moments.get(group, (0, 0, 0))
-                    others = n - own_n
-                    if others >= th["others_min_lines"]:
-                        centre = (total - own_s) / others / 1e6
-                        var = (squares - own_q) / others / 1e6 - centre**2
-                        spread = math.sqrt(max(var, BIN_WIDTH**2))
-                        robust = self._norm(p, 0, level, 0.25)[1]
-                        if robust == robust:
-                            spread = max(spread, robust)
-                        used = level
-                        break
+            centre = spread = math.nan
+            used = -1
+            for level, group in enumerate(_groups(p)[:2]):  # per level: the robust median, else the others' mean
+                if self._norm(p, own_n, level, 0.1, min_level=level)[2] == level:
+                    centre, spread, used = self._norm(p, own_n, level, 0.1, min_level=level)
+                    break
+                n, total, squares = self.moments.get(group, (0, 0, 0))
+                others = n - own_n
+                if others >= th["others_min_lines"]:
+                    centre = (total - own_s) / others / 1e6
+                    var = (squares - own_q) / others / 1e6 - centre**2
+                    spread = math.sqrt(max(var, BIN_WIDTH**2))
+                    robust = self._norm(p, 0, level, 0.25)[1]
+                    if robust == robust:
+                        spread = max(spread, robust)
+                    used = level
+                    break
             if used == 1:
-                centre += self.origin_price.get((p["country"], p["basis"]), 0.0)
+                centre += self.origin_price.get((p["country"], p["basis"]), 0.0) \
+                    - self.origin_mix.get((p["basis"], p["hts10"]), 0.0)
             size = (mean - centre) / spread if centre == centre else math.nan
             n = max(own_n, 1)
             evidence = -size * math.sqrt(n) if size == size else None

@@ -12,7 +12,7 @@ Arithmetic follows the plain reference (``tests/scoring_reference.py``) step by 
 in double precision; missing values are NaN, and a strength is 0 where its input is.
 """
 
-from libc.math cimport NAN, cbrt, erfc, exp, fabs, fmax, fmin, isnan, log10, log1p, sqrt
+from libc.math cimport INFINITY, NAN, cbrt, erfc, exp, fabs, fmax, fmin, isnan, log10, log1p, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 import numpy as np
@@ -52,7 +52,7 @@ THRESHOLDS = (
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
            "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month",
-           "cls_hts_lines", "cls_hts", "port_price")
+           "cls_hts_lines", "cls_hts", "port_price", "origin_mix")
 
 # Where a strength's linear rise bends towards 1 (see ramp).
 cdef double BEND_AT = 0.9
@@ -83,7 +83,7 @@ cdef enum:
 cdef enum:
     L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
-    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE
+    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE, L_ORIGIN_MIX
     N_LOOKUPS
     MAX_REASONS = 16
     AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
@@ -184,12 +184,14 @@ cdef inline void level_code(const Line* L, int level, int64_t* hts, int64_t* ori
 
 
 cdef inline int64_t norm_lookup(const Context* c, const Line* L, int64_t own, int64_t max_level, double max_own_share,
-                                double* median, double* spread) noexcept nogil:
-    """The finest level (up to ``max_level``) whose norm has at least ``min_group_lines``
-    lines besides the ``own`` lines of the line's account, and where those are at most
-    ``max_own_share`` of the group: its level, median and spread; -1 (NaN) if none."""
+                                double* median, double* spread, int64_t* group_lines=NULL,
+                                int64_t min_level=0) noexcept nogil:
+    """The finest level (from ``min_level`` up to ``max_level``) whose norm has at least
+    ``min_group_lines`` lines besides the ``own`` lines of the line's account, and where
+    those are at most ``max_own_share`` of the group: its level, median and spread (and
+    its lines in ``group_lines``); -1 (NaN) if none."""
     cdef int64_t level, hts, origin, row, lines
-    for level in range(max_level + 1):
+    for level in range(min_level, max_level + 1):
         level_code(L, <int>level, &hts, &origin)
         row = get1(c.t[L_NORM_INDEX], uv_group(level, L.basis, hts, origin), -1)
         if row < 0 or row >= c.n_norms:
@@ -197,6 +199,8 @@ cdef inline int64_t norm_lookup(const Context* c, const Line* L, int64_t own, in
         lines = c.norm_lines[row]
         if lines - own >= c.min_group_lines and own <= max_own_share * lines:
             median[0], spread[0] = c.norm_median[row], c.norm_spread[row]
+            if group_lines != NULL:
+                group_lines[0] = lines
             return level
     median[0], spread[0] = NAN, NAN
     return -1
@@ -209,7 +213,8 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     """unit_value_outlier: the line's unit value against the robust norm of its product;
     unit_value_low: the account's mean for the product against the other accounts'."""
     cdef double median, spread, z, mean, centre, spread2, m, var, robust, size, evidence, strength, scatter
-    cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others
+    cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others, norm_n = 0
+    cdef double others_n = INFINITY
     cdef const int64_t* own
     cdef const int64_t* group
     cdef int64_t g0, g1, g2
@@ -229,9 +234,11 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     if own != NULL:
         count, own_sum, own_sq = own[0], own[1], own[2]
     mean = own_sum / <double>(count if count > 1 else 1) / 1e6 if count > 0 else L.log_uv
-    used = norm_lookup(c, L, count, 1, 0.1, &centre, &spread2)
+    used = -1
+    centre, spread2 = NAN, NAN
     for lv in range(2):
-        if not isnan(centre):
+        if norm_lookup(c, L, count, lv, 0.1, &centre, &spread2, &norm_n, lv) == lv:
+            used, others_n = lv, <double>(norm_n - count)
             break
         level_code(L, <int>lv, &hts, &origin)
         group = find(c.t[L_UV_MOMENTS], uv_group(lv, L.basis, hts, origin))
@@ -245,10 +252,13 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
             robust = spread if level <= lv else NAN  # the histogram's spread, at this level or finer
             centre = m
             spread2 = fmax(sqrt(fmax(var, c.bin_width * c.bin_width)), robust)
-            used = lv
-    # Across origins (level 1), the norm is moved by the origin's national price index.
+            used, others_n = lv, <double>others
+            break
+    # Across origins (level 1), the norm is moved by the origin's national price index
+    # relative to the mean index of the HTS number's lines (their mix of origins).
     if used == 1 and c.origin_price != NULL:
-        centre = centre + c.origin_price[L.country * 2 + L.basis]
+        centre = centre + c.origin_price[L.country * 2 + L.basis] \
+            - get1(c.t[L_ORIGIN_MIX], uv_group(1, L.basis, L.hts10, ANY_ORIGIN), 0) / 1e6
     size = (mean - centre) / spread2
     evidence = -size * sqrt(<double>(count if count > 1 else 1))
     raw[ACCOUNT_UNIT_VALUE_Z] = size

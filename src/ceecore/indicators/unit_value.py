@@ -34,6 +34,25 @@ def origin_prices(uv_moments: Tally) -> np.ndarray:
     return np.bincount(slot, weight * gap, minlength=2048) / np.maximum(np.bincount(slot, weight, minlength=2048), 1)
 
 
+def origin_mix(uv_moments: Tally, price: np.ndarray) -> Tally:
+    """Per HTS10 (and basis; keyed as its level-1 unit-value group): the mean price
+    index of its lines' origins (x 1e6). A norm across origins sits at that mix, so an
+    origin's norm is the group's plus its own index less the mix, not plus its index
+    alone (which would hold only where the group's origins average out to 0)."""
+    keys, moments = uv_moments.items()
+    level0 = (keys >> np.uint64(50)) == 0
+    keys, lines = keys[level0], moments[level0, 0].astype(float)
+    basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
+    hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
+    origin = (keys & np.uint64(1023)).astype(np.int64)
+    groups, at = np.unique(uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN)), return_inverse=True)
+    mix = np.bincount(at, lines * price[origin * 2 + basis], minlength=len(groups)) \
+        / np.maximum(np.bincount(at, lines, minlength=len(groups)), 1)
+    out = Tally("max")
+    out.add(groups, np.round(mix * 1e6).astype(np.int64)[:, None])
+    return out
+
+
 def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
     """Per (account, port): how far below its prices at its main port (where it files
     the most lines with a unit value; of equal ones the lowest port number) the account
@@ -106,7 +125,8 @@ def unit_value_lookups(tallies: Mapping[str, Tally], thresholds: Mapping[str, fl
     if "uv_moments" in tallies:
         moments = Tally(*TALLIES["uv_moments"])
         moments.add(*roll_up(*tallies["uv_moments"].items(), levels=MOMENT_LEVELS))
-        out.update(uv_moments=moments, origin_price=origin_prices(moments))
+        price = origin_prices(moments)
+        out.update(uv_moments=moments, origin_price=price, origin_mix=origin_mix(moments, price))
     if "port_uv" in tallies:
         out["port_price"] = port_prices(tallies["port_uv"], norms, thresholds["others_min_lines"])
     return out
