@@ -122,6 +122,7 @@ class Reference:
         self.ap_days: dict[tuple, list[int]] = {}
         self.earliest: dict[tuple, tuple[int, str]] = {}
         self.group_max: dict[tuple, int] = {}
+        self.dearest: dict[tuple, tuple[int, int, str]] = {}  # (maker, hts4) -> its dearest line's (rate, code, hts10)
         self.port_max: dict[tuple, int] = {}
         self.numbers: dict[tuple, set[str]] = defaultdict(set)
         self.cls_lines: dict[tuple, int] = defaultdict(int)
@@ -159,6 +160,8 @@ class Reference:
                 self.group_max[group] = max(self.group_max.get(group, -1), p["rate_bp"])
                 self.port_max[group + (p["port"],)] = max(self.port_max.get(group + (p["port"],), -1), p["rate_bp"])
                 self.numbers[group].add(p["hts10"])
+                dearest = (min(max(p["rate_bp"], 0), 2**24 - 1), int(p["hts10"]) * 16 + len(p["hts10"]), p["hts10"])
+                self.dearest[group] = max(self.dearest.get(group, dearest), dearest)
                 for key in (("hts", p["maker"], p["hts10"]), ("hts", p["maker"], p["hts10"], p["port"]),
                             ("heading", group), ("heading", group, p["port"])):
                     self.cls_lines[key] += 1
@@ -261,6 +264,35 @@ class Reference:
                     return median, spread, level
         return math.nan, math.nan, -1
 
+    def _account_price(self, p: dict[str, Any], own_n: int, own_s: int, own_q: int
+                       ) -> tuple[float, float, float, float, int]:
+        """The account's mean for the line's product, and the norm it is judged against:
+        (mean, centre, spread, the lines the norm rests on besides the account's, level)."""
+        th = self.config.thresholds
+        mean = own_s / own_n / 1e6 if own_n else p["log_uv"]
+        for level, group in enumerate(_groups(p)[:2]):  # per level: the robust median, else the others' mean
+            centre, spread, used = self._norm(p, own_n, level, 0.1, min_level=level)
+            if used == level:
+                others = self.norms[group][0] - own_n
+                break
+            n, total, squares = self.moments.get(group, (0, 0, 0))
+            others = n - own_n
+            if others >= th["others_min_lines"]:
+                centre = (total - own_s) / others / 1e6
+                var = (squares - own_q) / others / 1e6 - centre**2
+                spread = math.sqrt(max(var, BIN_WIDTH**2))
+                robust = self._norm(p, 0, level, 0.25)[1]
+                if robust == robust:
+                    spread = max(spread, robust)
+                used = level
+                break
+        else:
+            return mean, math.nan, math.nan, math.nan, -1
+        if used == 1:
+            centre += self.origin_price.get((p["country"], p["basis"]), 0.0) \
+                - self.origin_mix.get((p["basis"], p["hts10"]), 0.0)
+        return mean, centre, spread, others, used
+
     def strengths(self, p: dict[str, Any]) -> dict[str, float]:
         th = self.config.thresholds
         s: dict[str, float] = {}
@@ -269,27 +301,7 @@ class Reference:
         if x is None:
             s["unit_value_low"] = s["unit_value_outlier"] = 0.0
         else:
-            mean = own_s / own_n / 1e6 if own_n else x
-            centre = spread = math.nan
-            used = -1
-            for level, group in enumerate(_groups(p)[:2]):  # per level: the robust median, else the others' mean
-                if self._norm(p, own_n, level, 0.1, min_level=level)[2] == level:
-                    centre, spread, used = self._norm(p, own_n, level, 0.1, min_level=level)
-                    break
-                n, total, squares = self.moments.get(group, (0, 0, 0))
-                others = n - own_n
-                if others >= th["others_min_lines"]:
-                    centre = (total - own_s) / others / 1e6
-                    var = (squares - own_q) / others / 1e6 - centre**2
-                    spread = math.sqrt(max(var, BIN_WIDTH**2))
-                    robust = self._norm(p, 0, level, 0.25)[1]
-                    if robust == robust:
-                        spread = max(spread, robust)
-                    used = level
-                    break
-            if used == 1:
-                centre += self.origin_price.get((p["country"], p["basis"]), 0.0) \
-                    - self.origin_mix.get((p["basis"], p["hts10"]), 0.0)
+            mean, centre, spread, others, used = self._account_price(p, own_n, own_s, own_q)
             size = (mean - centre) / spread if centre == centre else math.nan
             n = max(own_n, 1)
             evidence = -size * math.sqrt(n) if size == size else None
@@ -358,6 +370,21 @@ class Reference:
                     self.branches["disparity_number_here_only"] += chance > strength
                     strength = max(strength, chance)
         s["classification_disparity"] = strength
+
+        # Priced like the dearest number of the importer + manufacturer's heading.
+        strength = 0.0
+        if p["maker"] is not None:
+            rate, _, number = self.dearest[(p["maker"], p["hts4"])]
+            own_n, own_s, own_q = self.ap.get((p["importer"], p["hts10"], p["country"], p["basis"]), (0, 0, 0))
+            theirs = self.ap.get((p["importer"], number, p["country"], p["basis"]), (0, 0, 0))
+            if number != p["hts10"] and rate > p["rate_bp"] and own_n and theirs[0]:
+                mean, centre, spread, others, used = self._account_price(p, own_n, own_s, own_q)
+                if used >= 0:
+                    own = (mean - centre) ** 2 / (spread**2 * (1 / own_n + 1 / max(others, 1)))
+                    dearer = (mean - theirs[1] / theirs[0] / 1e6) ** 2 / (spread**2 * (1 / own_n + 1 / theirs[0]))
+                    strength = _ramp((own - dearer) / (2 * math.log(10)), th["classification_price_from"],
+                                     th["classification_price_to"])
+        s["classification_price"] = strength
 
         s.update(self.account_strengths(p["importer"]))
         if self.is_new(p["importer"]):  # its lines by their value against their product's mean line

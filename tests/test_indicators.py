@@ -185,6 +185,41 @@ def test_a_cheaper_number_beside_the_dearer_one_at_one_port_only_is_a_disparity(
     assert all(v == 0 for entry, v in strength.items() if "R" in entry)  # the dearer number is no disparity
 
 
+def test_goods_priced_like_the_dearer_number_of_their_maker_are_misclassified():
+    """Twenty importers file 7318.15 (5%) at $10 a unit and 7318.16 (2%) at $2.5 (log-
+    normal quantiles, sigma 0.3), 10 lines each, each from a maker of its own. M files
+    one maker's heading at one port only: 7318.15 on 12 lines at $10, 7318.16 on 8 lines
+    at $10 too: its cheaper number priced like its dearer one, some 4.6 spreads above
+    the cheaper number's norm: misclassified, whatever the port. H files the same two
+    numbers from one maker at their own prices: two products, nothing. The dearer
+    number's lines are never flagged, nor lines without a dearer number in their heading."""
+    quantiles = np.array([-1.64, -1.04, -0.67, -0.39, -0.13, 0.13, 0.39, 0.67, 1.04, 1.64])
+
+    def row(entry: str, importer: str, hts: str, i: int, price: float, rate: float) -> dict:
+        return {**_row(entry, importer, hts, "2704", rate), "manufacturer_id": f"CNMAKER{importer}1SHE",
+                "entered_value": round(10 * price * np.exp(0.3 * quantiles[i % 10]), 2)}
+    rows = [row(f"E{k}{h}-{i}", f"I{k}", hts, i, price, rate)
+            for k in range(20) for h, (hts, price, rate) in enumerate((("7318150000", 10.0, 5.0),
+                                                                       ("7318160000", 2.5, 2.0)))
+            for i in range(10)]
+    rows += [row(f"MR{i}", "M", "7318150000", i, 10.0, 5.0) for i in range(12)]
+    rows += [row(f"MW{i}", "M", "7318160000", i, 10.0, 2.0) for i in range(8)]
+    rows += [row(f"HR{i}", "H", "7318150000", i, 10.0, 5.0) for i in range(12)]
+    rows += [row(f"HW{i}", "H", "7318160000", i, 2.5, 2.0) for i in range(8)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "classification_price" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = {r["entry_number"]: r for r in ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()}
+    assert all(scored[f"MW{i}"]["classification_price"] > 0.95 for i in range(8))
+    assert scored["MW0"]["dearer_price_evidence"] > 4
+    assert all(scored[f"HW{i}"]["classification_price"] == 0 for i in range(8))
+    assert scored["HW0"]["dearer_price_evidence"] < 0
+    assert all(r["classification_price"] == 0 for entry, r in scored.items() if not entry.startswith("MW"))
+    reference = Reference(rows, config)
+    want = [reference.strengths(line)["classification_price"] for line in reference.lines]
+    assert [scored[r["entry_number"]]["classification_price"] for r in rows] == pytest.approx(want, abs=1e-6)
+
+
 def test_a_shallow_shortfall_counts_when_sustained_over_many_lines():
     """Twenty importers file a product from CN at $10 a unit, spread as log-normal
     quantiles (sigma 0.3), 10 lines each. S files 60 lines 20% lower (about 0.7 of a

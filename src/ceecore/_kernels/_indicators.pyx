@@ -12,7 +12,7 @@ Arithmetic follows the plain reference (``tests/scoring_reference.py``) step by 
 in double precision; missing values are NaN, and a strength is 0 where its input is.
 """
 
-from libc.math cimport INFINITY, NAN, cbrt, erfc, exp, fabs, fmax, fmin, isnan, log10, log1p, sqrt
+from libc.math cimport NAN, cbrt, erfc, exp, fabs, fmax, fmin, isnan, log10, log1p, sqrt
 from libc.stdint cimport int64_t, uint64_t
 
 import numpy as np
@@ -21,8 +21,8 @@ cimport numpy as cnp
 
 from ceecore._kernels._combine cimport combine_row
 from ceecore._kernels._keys cimport (
-    ANY_ORIGIN, acct_port_key, ap_day_key, ap_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key, duty_key,
-    earliest_key, floor_div, month_key, origin_key, uv_group,
+    ANY_ORIGIN, acct_port_key, ap_day_key, ap_key, claim_key, cls_group_key, cls_hts_key, cls_hts_port_key, cls_port_key,
+    dearest_hts, dearest_rate, duty_key, earliest_key, floor_div, month_key, origin_key, uv_group,
 )
 from ceecore._kernels._tally cimport Tally, TallyTable, tally_find, tally_prefetch
 
@@ -32,11 +32,12 @@ cnp.import_array()
 # ceecore.indicators names which of these each indicator is and reads).
 INDICATOR_IDS = {name: i for i, name in enumerate((
     "unit_value_low", "unit_value_outlier", "duty_below_peers", "preference_rare", "origin_rare", "origin_switch",
-    "classification_disparity", "port_spread", "new_importer", "volume_surge", "port_unit_value_low"))}
+    "classification_disparity", "port_spread", "new_importer", "volume_surge", "port_unit_value_low",
+    "classification_price"))}
 RAW_IDS = {name: i for i, name in enumerate((
     "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share", "origin_share",
     "effective_ports", "lines_per_day", "month_volume_ratio", "line_value_ratio", "port_unit_value_z",
-    "port_spread_evidence"))}
+    "port_spread_evidence", "dearer_price_evidence"))}
 THRESHOLDS = (
     "unit_value_low_z_from", "unit_value_low_z_to", "unit_value_low_size_from", "unit_value_low_size_to",
     "others_min_lines", "unit_value_outlier_from", "unit_value_outlier_to", "duty_gap_from", "duty_gap_to",
@@ -47,13 +48,14 @@ THRESHOLDS = (
     "disparity_evidence_to", "unit_value_low_sustained_from", "unit_value_low_sustained_to", "unit_value_low_shortfall",
     "unit_value_low_scatter_from", "unit_value_low_scatter_to", "unit_value_low_depth_from", "unit_value_low_depth_to",
     "new_importer_value_from", "new_importer_value_to", "port_unit_value_from", "port_unit_value_to",
-    "port_spread_evidence_from", "port_spread_evidence_to",
+    "port_spread_evidence_from", "port_spread_evidence_to", "classification_price_from", "classification_price_to",
 )
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
            "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month",
-           "cls_hts_lines", "cls_hts", "port_price", "origin_mix")
+           "cls_hts_lines", "cls_hts", "port_price", "origin_mix", "cls_dearest")
 
+cdef double LN10 = 2.302585092994046
 # Where a strength's linear rise bends towards 1 (see ramp).
 cdef double BEND_AT = 0.9
 # The share of a line's score that its value at stake may take away (see stake): small
@@ -62,12 +64,12 @@ cdef double STAKE_SHARE = 0.01
 
 cdef enum:
     UNIT_VALUE_LOW, UNIT_VALUE_OUTLIER, DUTY_BELOW_PEERS, PREFERENCE_RARE, ORIGIN_RARE, ORIGIN_SWITCH
-    CLASSIFICATION_DISPARITY, PORT_SPREAD, NEW_IMPORTER, VOLUME_SURGE, PORT_UNIT_VALUE_LOW
+    CLASSIFICATION_DISPARITY, PORT_SPREAD, NEW_IMPORTER, VOLUME_SURGE, PORT_UNIT_VALUE_LOW, CLASSIFICATION_PRICE
     N_INDICATORS
 
 cdef enum:
     UNIT_VALUE_Z, ACCOUNT_UNIT_VALUE_Z, NORM_LEVEL, PEER_DUTY_RATE, CLAIM_SHARE, ORIGIN_SHARE, EFFECTIVE_PORTS
-    LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO, PORT_UNIT_VALUE_Z, PORT_SPREAD_EVIDENCE
+    LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO, PORT_UNIT_VALUE_Z, PORT_SPREAD_EVIDENCE, DEARER_PRICE_EVIDENCE
     N_RAW
 
 cdef enum:
@@ -78,12 +80,13 @@ cdef enum:
     SWITCH_EVIDENCE_FROM, SWITCH_EVIDENCE_TO, DISPARITY_EVIDENCE_FROM, DISPARITY_EVIDENCE_TO
     UV_SUSTAINED_FROM, UV_SUSTAINED_TO, UV_SHORTFALL, UV_SCATTER_FROM, UV_SCATTER_TO, UV_DEPTH_FROM, UV_DEPTH_TO
     NEW_VALUE_FROM, NEW_VALUE_TO, PORT_UV_FROM, PORT_UV_TO, PORT_EVIDENCE_FROM, PORT_EVIDENCE_TO
+    CLS_PRICE_FROM, CLS_PRICE_TO
     N_THRESHOLDS
 
 cdef enum:
     L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
-    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE, L_ORIGIN_MIX
+    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE, L_ORIGIN_MIX, L_CLS_DEAREST
     N_LOOKUPS
     MAX_REASONS = 16
     AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
@@ -209,58 +212,74 @@ cdef inline int64_t norm_lookup(const Context* c, const Line* L, int64_t own, in
 # ------------------------------------------------------------------ the indicators
 
 
-cdef inline void unit_value(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
-    """unit_value_outlier: the line's unit value against the robust norm of its product;
-    unit_value_low: the account's mean for the product against the other accounts'."""
-    cdef double median, spread, z, mean, centre, spread2, m, var, robust, size, evidence, strength, scatter
-    cdef int64_t level, used, lv, hts, origin, count = 0, own_sum = 0, own_sq = 0, others, norm_n = 0
-    cdef double others_n = INFINITY
-    cdef const int64_t* own
+ctypedef struct PriceNorm:
+    double mean         # the account's mean log unit value for the line's product (the line's own if none)
+    double variance     # the variance of its lines' log unit values about that mean
+    int64_t count       # the account's lines of it
+    int64_t level       # the norm's level (0: HTS10 x origin, 1: HTS10 across origins), -1 if none
+    double centre       # the norm ...
+    double spread       # ... its spread ...
+    double others       # ... and the lines it rests on besides the account's
+
+
+cdef inline void account_price(const Context* c, const Line* L, int64_t line_level, double line_spread,
+                               PriceNorm* n) noexcept nogil:
+    """The account's mean for the line's product (from history) and the norm it is judged
+    against: per level (the same HTS number and origin, else the HTS number across
+    origins), the robust median while the account's own lines are at most a tenth of the
+    group (more would pull the median towards its own price and hide a shallow
+    shortfall), else the other accounts' mean and spread (at least the histogram's,
+    ``line_spread`` at ``line_level``, where that level is as fine). HTS6 and HTS4 mix
+    products too different in price to judge an account by."""
+    cdef const int64_t* own = find(c.t[L_AP_UV], ap_key(L.importer, L.hts10, L.country, L.basis))
     cdef const int64_t* group
-    cdef int64_t g0, g1, g2
+    cdef int64_t own_sum = 0, own_sq = 0, lv, hts, origin, lines = 0, others
+    cdef double m, var
+    n.count = 0
+    if own != NULL:
+        n.count, own_sum, own_sq = own[0], own[1], own[2]
+    n.mean = own_sum / <double>(n.count if n.count > 1 else 1) / 1e6 if n.count > 0 else L.log_uv
+    n.variance = fmax(own_sq / <double>n.count / 1e6 - n.mean * n.mean, 0.0) if n.count > 0 else 0.0
+    n.level, n.centre, n.spread, n.others = -1, NAN, NAN, NAN
+    for lv in range(2):
+        if norm_lookup(c, L, n.count, lv, 0.1, &n.centre, &n.spread, &lines, lv) == lv:
+            n.level, n.others = lv, <double>(lines - n.count)
+            break
+        level_code(L, <int>lv, &hts, &origin)
+        group = find(c.t[L_UV_MOMENTS], uv_group(lv, L.basis, hts, origin))
+        others = (group[0] if group != NULL else 0) - n.count
+        if others >= c.th[OTHERS_MIN_LINES]:
+            m = (group[1] - own_sum) / <double>(others if others > 1 else 1) / 1e6
+            var = (group[2] - own_sq) / <double>(others if others > 1 else 1) / 1e6 - m * m
+            n.centre = m
+            n.spread = fmax(sqrt(fmax(var, c.bin_width * c.bin_width)), line_spread if line_level <= lv else NAN)
+            n.level, n.others = lv, <double>others
+            break
+    # Across origins (level 1), the norm is moved by the origin's national price index
+    # relative to the mean index of the HTS number's lines (their mix of origins).
+    if n.level == 1 and c.origin_price != NULL:
+        n.centre = n.centre + c.origin_price[L.country * 2 + L.basis] \
+            - get1(c.t[L_ORIGIN_MIX], uv_group(1, L.basis, L.hts10, ANY_ORIGIN), 0) / 1e6
+
+
+cdef inline void unit_value(const Context* c, const Line* L, double* s, double* raw, PriceNorm* n) noexcept nogil:
+    """unit_value_outlier: the line's unit value against the robust norm of its product;
+    unit_value_low: the account's mean for the product against the other accounts' (the
+    account's price, ``n``, is kept for classification_price)."""
+    cdef double median, spread, z, size, evidence, strength, scatter
+    cdef int64_t level
     level = norm_lookup(c, L, 0, 3, 1.0, &median, &spread)  # no own lines: no share to bound
     z = (L.log_uv - median) / spread
     raw[UNIT_VALUE_Z], raw[NORM_LEVEL] = z, <double>level
     if c.on[UNIT_VALUE_OUTLIER]:
         s[UNIT_VALUE_OUTLIER] = ramp(fabs(z), c.th[UV_OUTLIER_FROM], c.th[UV_OUTLIER_TO])
+    if not (c.on[UNIT_VALUE_LOW] or c.on[CLASSIFICATION_PRICE]):
+        return
+    account_price(c, L, level, spread, n)
     if not c.on[UNIT_VALUE_LOW]:
         return
-    # The account's mean for the product (from history) against the norm of the same
-    # HTS number (and origin, if its lines are enough): the robust median while the
-    # account's own lines are at most a tenth of the group (more would pull the median
-    # towards its own price and hide a shallow shortfall), else the other accounts' mean
-    # and spread. HTS6 and HTS4 mix products too different in price to judge an account by.
-    own = find(c.t[L_AP_UV], ap_key(L.importer, L.hts10, L.country, L.basis))
-    if own != NULL:
-        count, own_sum, own_sq = own[0], own[1], own[2]
-    mean = own_sum / <double>(count if count > 1 else 1) / 1e6 if count > 0 else L.log_uv
-    used = -1
-    centre, spread2 = NAN, NAN
-    for lv in range(2):
-        if norm_lookup(c, L, count, lv, 0.1, &centre, &spread2, &norm_n, lv) == lv:
-            used, others_n = lv, <double>(norm_n - count)
-            break
-        level_code(L, <int>lv, &hts, &origin)
-        group = find(c.t[L_UV_MOMENTS], uv_group(lv, L.basis, hts, origin))
-        g0, g1, g2 = 0, 0, 0
-        if group != NULL:
-            g0, g1, g2 = group[0], group[1], group[2]
-        others = g0 - count
-        if others >= c.th[OTHERS_MIN_LINES]:
-            m = (g1 - own_sum) / <double>(others if others > 1 else 1) / 1e6
-            var = (g2 - own_sq) / <double>(others if others > 1 else 1) / 1e6 - m * m
-            robust = spread if level <= lv else NAN  # the histogram's spread, at this level or finer
-            centre = m
-            spread2 = fmax(sqrt(fmax(var, c.bin_width * c.bin_width)), robust)
-            used, others_n = lv, <double>others
-            break
-    # Across origins (level 1), the norm is moved by the origin's national price index
-    # relative to the mean index of the HTS number's lines (their mix of origins).
-    if used == 1 and c.origin_price != NULL:
-        centre = centre + c.origin_price[L.country * 2 + L.basis] \
-            - get1(c.t[L_ORIGIN_MIX], uv_group(1, L.basis, L.hts10, ANY_ORIGIN), 0) / 1e6
-    size = (mean - centre) / spread2
-    evidence = -size * sqrt(<double>(count if count > 1 else 1))
+    size = (n.mean - n.centre) / n.spread
+    evidence = -size * sqrt(<double>(n.count if n.count > 1 else 1))
     raw[ACCOUNT_UNIT_VALUE_Z] = size
     strength = min(ramp(evidence, c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
                    ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
@@ -269,15 +288,14 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     # against the norm of the same number and origin (its robust median, or the other
     # accounts' mean where the account is too large a part of it): across origins the
     # price index is an average, not this origin's price.
-    if used == 0 and 1.0 - exp(mean - centre) >= c.th[UV_SHORTFALL]:
+    if n.level == 0 and 1.0 - exp(n.mean - n.centre) >= c.th[UV_SHORTFALL]:
         strength = fmax(strength, ramp(evidence, c.th[UV_SUSTAINED_FROM], c.th[UV_SUSTAINED_TO]))
     # A few deep lines among an account's usual ones: an account-product whose lines
     # scatter around their own mean more widely than the product's spread makes likely
     # (chi-square of the account's variance in that spread, count - 1 degrees of
     # freedom), on its lines below their norm.
-    if count > 2 and z < 0:
-        var = fmax(own_sq / <double>count / 1e6 - mean * mean, 0.0)
-        scatter = chi2_evidence(count * var / (spread * spread), count - 1)
+    if n.count > 2 and z < 0:
+        scatter = chi2_evidence(n.count * n.variance / (spread * spread), n.count - 1)
         strength = fmax(strength, fmin(ramp(-z, c.th[UV_DEPTH_FROM], c.th[UV_DEPTH_TO]),
                                        ramp(scatter, c.th[UV_SCATTER_FROM], c.th[UV_SCATTER_TO])))
     s[UNIT_VALUE_LOW] = strength
@@ -402,6 +420,36 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     s[CLASSIFICATION_DISPARITY] = strength
 
 
+cdef inline void classification_price(const Context* c, const Line* L, const PriceNorm* n, double* s,
+                                      double* raw) noexcept nogil:
+    """The account's goods under the line's HTS number are priced like those it declares
+    under the dearest number the same importer + manufacturer declares in the heading,
+    not like the line's number's norm: misclassified goods keep their own price. The
+    evidence is -log10 of the likelihood ratio of the account's mean price under the two
+    (each a normal in the product's spread, with the standard error of the account's
+    lines and of what it is compared with), where the dearest number pays more duty than
+    the line does."""
+    cdef const int64_t* dearest = find(c.t[L_CLS_DEAREST], cls_group_key(L.maker, L.hts4))
+    cdef const int64_t* theirs
+    cdef int64_t number, lines
+    cdef double variance, own, dearer, evidence
+    if dearest == NULL or L.maker == 0 or n.level < 0 or n.count < 1:
+        return
+    number = dearest_hts(dearest[0])
+    if number == L.hts10 or dearest_rate(dearest[0]) <= L.rate_bp:
+        return
+    theirs = find(c.t[L_AP_UV], ap_key(L.importer, number, L.country, L.basis))
+    if theirs == NULL or theirs[0] < 1:
+        return
+    lines = theirs[0]
+    variance = n.spread * n.spread
+    own = (n.mean - n.centre) ** 2 / (variance * (1.0 / n.count + 1.0 / fmax(n.others, 1.0)))
+    dearer = (n.mean - theirs[1] / <double>lines / 1e6) ** 2 / (variance * (1.0 / n.count + 1.0 / lines))
+    evidence = (own - dearer) / (2.0 * LN10)
+    raw[DEARER_PRICE_EVIDENCE] = evidence
+    s[CLASSIFICATION_PRICE] = ramp(evidence, c.th[CLS_PRICE_FROM], c.th[CLS_PRICE_TO])
+
+
 cdef inline bint account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
     """port_spread: more ports than the industry's usual concentration allows an account
     of its lines (the evidence, see ``port_spread_evidence`` in ``indicators/account.py``),
@@ -472,9 +520,9 @@ cdef inline void ahead(const TallyTable* t, uint64_t key) noexcept nogil:
 cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
     """Prefetches the slots a line's first lookups will probe (those that do not depend
     on another lookup), so that the lookups of several lines overlap."""
-    if c.on[UNIT_VALUE_LOW] or c.on[UNIT_VALUE_OUTLIER]:
+    if c.on[UNIT_VALUE_LOW] or c.on[UNIT_VALUE_OUTLIER] or c.on[CLASSIFICATION_PRICE]:
         ahead(c.t[L_NORM_INDEX], uv_group(0, L.basis, L.hts10, L.country))
-    if c.on[UNIT_VALUE_LOW]:
+    if c.on[UNIT_VALUE_LOW] or c.on[CLASSIFICATION_PRICE]:
         ahead(c.t[L_AP_UV], ap_key(L.importer, L.hts10, L.country, L.basis))
         ahead(c.t[L_UV_MOMENTS], uv_group(0, L.basis, L.hts10, L.country))
     if c.on[DUTY_BELOW_PEERS]:
@@ -494,6 +542,8 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
         ahead(c.t[L_EFFECTIVE_PORTS], L.importer)
     if c.on[PORT_UNIT_VALUE_LOW]:
         ahead(c.t[L_PORT_PRICE], acct_port_key(L.importer, L.port))
+    if c.on[CLASSIFICATION_PRICE] and L.maker != 0:
+        ahead(c.t[L_CLS_DEAREST], cls_group_key(L.maker, L.hts4))
     if c.on[NEW_IMPORTER]:
         ahead(c.t[L_ACCT], L.importer)
     if c.on[VOLUME_SURGE]:
@@ -513,12 +563,14 @@ cdef inline void load_line(Line* L, int64_t i, const uint64_t* importer, const u
 cdef inline void score_line(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
     """Every enabled indicator's strength (``s``, by indicator id) and raw values (by raw id)."""
     cdef int j
+    cdef PriceNorm price
     for j in range(N_INDICATORS):
         s[j] = 0.0
     for j in range(N_RAW):
         raw[j] = NAN
-    if c.on[UNIT_VALUE_LOW] or c.on[UNIT_VALUE_OUTLIER]:
-        unit_value(c, L, s, raw)
+    price.level = -1
+    if c.on[UNIT_VALUE_LOW] or c.on[UNIT_VALUE_OUTLIER] or c.on[CLASSIFICATION_PRICE]:
+        unit_value(c, L, s, raw, &price)
     if c.on[PORT_UNIT_VALUE_LOW]:
         port_unit_value_low(c, L, s, raw)
     if c.on[DUTY_BELOW_PEERS]:
@@ -531,6 +583,8 @@ cdef inline void score_line(const Context* c, const Line* L, double* s, double* 
         origin_switch(c, L, s)
     if c.on[CLASSIFICATION_DISPARITY]:
         classification_disparity(c, L, s)
+    if c.on[CLASSIFICATION_PRICE]:
+        classification_price(c, L, &price, s, raw)
     if account_level(c, L.importer, s, raw) and c.on[NEW_IMPORTER]:
         new_importer(c, L, s, raw)
     if c.on[VOLUME_SURGE]:

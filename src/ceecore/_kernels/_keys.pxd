@@ -104,3 +104,21 @@ cdef inline int64_t month_of(int64_t day) noexcept nogil:
 cdef inline uint64_t month_key(uint64_t importer, int64_t day) noexcept nogil:
     """(importer, calendar month of the entry date)."""
     return key2(TAG_ACCT_MONTH, importer, <uint64_t>month_of(day))
+
+
+# cls_dearest packs a line's rate (basis points, capped) above its HTS number (the
+# ``hts10`` code, digits * 16 + digit count), so that the tally's max keeps the pair.
+cdef inline int64_t dearest_pack(int64_t rate_bp, int64_t hts10) noexcept nogil:
+    """The packed (rate, HTS number); -1 for a code too large to pack."""
+    cdef int64_t hts_limit = (<int64_t>1) << 38, rate_limit = (<int64_t>1) << 24
+    if hts10 < 0 or hts10 >= hts_limit:
+        return -1
+    return min(max(rate_bp, 0), rate_limit - 1) * hts_limit + hts10
+
+
+cdef inline int64_t dearest_hts(int64_t packed) noexcept nogil:
+    return packed & (((<int64_t>1) << 38) - 1)
+
+
+cdef inline int64_t dearest_rate(int64_t packed) noexcept nogil:
+    return packed >> 38

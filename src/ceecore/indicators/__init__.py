@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from ceecore._kernels._indicators import INDICATOR_IDS, RAW_IDS, THRESHOLDS
 from ceecore.indicators.account import NEW_IMPORTER, PORT_SPREAD, VOLUME_SURGE
 from ceecore.indicators.base import Indicator, Lookup, LookupBuilder
-from ceecore.indicators.classification import CLASSIFICATION_DISPARITY
+from ceecore.indicators.classification import CLASSIFICATION_DISPARITY, CLASSIFICATION_PRICE
 from ceecore.indicators.duty import DUTY_BELOW_PEERS
 from ceecore.indicators.origin import ORIGIN_RARE, ORIGIN_SWITCH
 from ceecore.indicators.preference import PREFERENCE_RARE
@@ -41,6 +41,7 @@ REGISTRY: tuple[Indicator, ...] = (
     NEW_IMPORTER,
     VOLUME_SURGE,
     PORT_UNIT_VALUE_LOW,
+    CLASSIFICATION_PRICE,
 )
 
 INDICATORS: tuple[str, ...] = tuple(indicator.name for indicator in REGISTRY)
