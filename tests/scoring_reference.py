@@ -227,7 +227,22 @@ class Reference:
         by_port: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         for (importer, _, port), (n, _) in self.ap_port.items():
             by_port[importer][port] += n
-        main = {importer: min(ports, key=lambda port: (-ports[port], port)) for importer, ports in by_port.items()}
+        # Per (importer, port): its price level against the norms (sum of n / s^2 (mean - median), sum of n / s^2).
+        levels: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for (importer, (_, basis, hts, country), port), (n, total) in self.ap_port.items():
+            for group in ((0, basis, hts, country), (1, basis, hts, None)):
+                if group in self.norms and self.norms[group][0] >= min_lines:
+                    _, median, spread = self.norms[group]
+                    levels[(importer, port)][0] += n / spread**2 * (total / n / 1e6 - median)
+                    levels[(importer, port)][1] += n / spread**2
+                    break
+
+        def rank(importer: str, port: int) -> tuple:  # the main port sorts first
+            ports = by_port[importer]
+            weighted, weight = levels.get((importer, port), (0.0, 0.0))
+            major = ports[port] >= 0.2 * sum(ports.values()) and weight > 0
+            return (not major, -weighted / weight if major else 0.0, -ports[port], port)
+        main = {importer: min(ports, key=lambda port: rank(importer, port)) for importer, ports in by_port.items()}
         sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # importer -> sum(w), sum(w d)
         products: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # n and sum at the main port, in all
         for (importer, group, port), (n, total) in self.ap_port.items():

@@ -13,6 +13,7 @@ from ceecore.indicators.base import Indicator, Lookup
 __all__ = ["PORT_UNIT_VALUE_LOW", "UNIT_VALUE_LOW", "UNIT_VALUE_OUTLIER"]
 
 ACCT_PORT_TAG = 7  # TAG_ACCT_PORT of _kernels/_keys.pxd: port_price is keyed as acct_port is
+MAJOR_PORT_SHARE = 0.2  # a port with this share of an account's priced lines may be its main port
 
 
 def origin_prices(uv_moments: Tally) -> np.ndarray:
@@ -54,10 +55,15 @@ def origin_mix(uv_moments: Tally, price: np.ndarray) -> Tally:
 
 
 def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
-    """Per (account, port): how far below its prices at its main port (where it files
-    the most lines with a unit value; of equal ones the lowest port number) the account
+    """Per (account, port): how far below its prices at its main port the account
     declares the same goods at its other ports, as ``(z * 1e6, gap * 1e6)``; at the
     main port itself the other way round, so that the low side reads negative.
+
+    The main port is where the account declares its goods dearest against their norms,
+    of its major ports (each with at least ``MAJOR_PORT_SHARE`` of its lines with a
+    unit value; ties: the busier, then the lower port number), else its busiest port:
+    a shopper may send most of its entries to the ports where it declares less, so its
+    busiest port need not be where it declares its goods as they are.
 
     Each of the account's products (HTS10 x origin x basis) filed at the main port and
     elsewhere counts: ``d`` the gap of its mean log unit value away from the main port
@@ -74,10 +80,28 @@ def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
     group = packed & np.uint64((1 << 50) - 1)
     port = (packed >> np.uint64(50)).astype(np.int64)
     accounts, owner = np.unique(importer, return_inverse=True)
-    # The main port: the most lines (then the lowest port), per account.
+    # Each product's norm: at HTS10 x origin, else HTS10, where the group has the lines.
+    median, spread = np.full(len(lines), np.nan), np.full(len(lines), np.nan)
+    for level in (1, 0):  # the finer level where it has the lines
+        row = norms.index.get(coarser_group(level, group), -1)
+        found = (row >= 0) & (norms.lines[np.maximum(row, 0)] >= min_lines)
+        median = np.where(found, norms.median[np.maximum(row, 0)], median)
+        spread = np.where(found, norms.spread[np.maximum(row, 0)], spread)
+    # Per (account, port): its lines, and its price level against the norms (the mean
+    # gap of its products' mean log unit values to their medians, weighed n / s^2).
     places, place = np.unique(owner * 16384 + port, return_inverse=True)
     place_lines = np.bincount(place, lines, minlength=len(places))
-    order = np.lexsort((places % 16384, -place_lines, places // 16384))
+    normed = np.isfinite(median)
+    w = np.where(normed, lines / np.where(normed, spread, 1.0) ** 2, 0.0)
+    gap = np.where(normed, sums / np.maximum(lines, 1) / 1e6 - np.where(normed, median, 0.0), 0.0)
+    place_weight = np.bincount(place, w, minlength=len(places))
+    place_level = np.bincount(place, w * gap, minlength=len(places)) / np.maximum(place_weight, 1e-300)
+    account_lines = np.bincount(places // 16384, place_lines, minlength=len(accounts))
+    major = (place_lines >= MAJOR_PORT_SHARE * account_lines[places // 16384]) & (place_weight > 0)
+    # The main port: of the major ports, the highest priced (then the lowest port); an
+    # account without a priced major port: its busiest (then the lowest port).
+    order = np.lexsort((places % 16384, -place_lines, -np.where(major, place_level, -np.inf), ~major,
+                        places // 16384))
     first = np.r_[True, np.diff(places[order] // 16384) != 0] if len(order) else np.zeros(0, bool)
     main_port = np.full(len(accounts), -1)
     main_port[places[order][first] // 16384] = places[order][first] % 16384
@@ -88,20 +112,17 @@ def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
         if len(order) else np.zeros(0, bool)
     product = np.empty(len(order), np.int64)
     product[order] = np.cumsum(new) - 1
-    product_owner, product_group = owner[order][new], group[order][new]
+    product_owner = owner[order][new]
     n_main = np.bincount(product, lines * at_main, minlength=len(product_owner))
     s_main = np.bincount(product, sums * at_main, minlength=len(product_owner))
     n_all = np.bincount(product, lines, minlength=len(product_owner))
     s_all = np.bincount(product, sums, minlength=len(product_owner))
-    spread = np.full(len(product_owner), np.nan)
-    for level in (1, 0):  # the finer level where it has the lines
-        row = norms.index.get(coarser_group(level, product_group), -1)
-        found = (row >= 0) & (norms.lines[np.maximum(row, 0)] >= min_lines)
-        spread = np.where(found, norms.spread[np.maximum(row, 0)], spread)
-    use = (n_main > 0) & (n_all > n_main) & np.isfinite(spread)
+    product_spread = np.full(len(product_owner), np.nan)
+    product_spread[product] = spread
+    use = (n_main > 0) & (n_all > n_main) & np.isfinite(product_spread)
     n, m = n_main[use], n_all[use] - n_main[use]
     d = ((s_all[use] - s_main[use]) / m - s_main[use] / n) / 1e6
-    w = n * m / (n + m) / spread[use] ** 2
+    w = n * m / (n + m) / product_spread[use] ** 2
     weight = np.bincount(product_owner[use], w, minlength=len(accounts))
     pooled = np.bincount(product_owner[use], w * d, minlength=len(accounts))
     judged = weight[owner] > 0
