@@ -129,6 +129,7 @@ class Reference:
         self.branches: dict[str, int] = defaultdict(int)  # lines a strength came from each evidence branch
         self.port_lines: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.account: dict[str, list[int]] = {}
+        self.account_values: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         self.months: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
         for p in self.lines:
             x = p["log_uv"]
@@ -169,6 +170,10 @@ class Reference:
             self.months[p["importer"]][p["month"]] += 1
             first, last, n = self.account.get(p["importer"], (p["day"], p["day"], 0))
             self.account[p["importer"]] = [min(first, p["day"]), max(last, p["day"]), n + 1]
+            if p["value_cents"] > 0:  # its lines' log values (as the model keeps them: millionths)
+                log_value = math.log(p["value_cents"] / 100)
+                v = self.account_values[p["importer"]]
+                v[0] += 1; v[1] += round(log_value * 1e6); v[2] += round(log_value * log_value * 1e6)  # noqa: E702
         self.norms = {g: (sum(b.values()), _quantile(b, 0.5),
                           max((_quantile(b, 0.75) - _quantile(b, 0.25)) / 1.349, BIN_WIDTH)) for g, b in hist.items()}
         self._origin_index()
@@ -217,6 +222,15 @@ class Reference:
         per_day = {i: n / (last - first + 1) for i, (first, last, n) in self.account.items()}
         self.per_day = per_day
         self.rate_norm = float(np.quantile([per_day[i] for i in big], th["new_importer_quantile"])) if big else 1.0
+        # The value of a line: big accounts' mean log values, their spread between accounts, and within one.
+        valued = [self.account_values[i] for i in big if self.account_values[i][0] > 1]
+        self.value_centre, self.value_between, self.value_within = 0.0, 1.0, 0.0
+        if valued:
+            means = [s / k / 1e6 for k, s, _ in valued]
+            q1, median, q3 = np.quantile(means, [0.25, 0.5, 0.75])
+            self.value_centre, self.value_between = float(median), float(max(((q3 - q1) / 1.349) ** 2, 1e-6))
+            self.value_within = float(np.median([max(q / k / 1e6 - (s / k / 1e6) ** 2, 0.0) * k / (k - 1)
+                                                 for k, s, q in valued]))
         self.first_day = min(first for first, _, _ in self.account.values())
 
     def _port_prices(self) -> None:
@@ -407,8 +421,7 @@ class Reference:
             lines = sum(self.moments.get((0, basis, p["hts10"], p["country"]), (0, 0, 0))[0] for basis in (0, 1))
             if lines >= th["others_min_lines"] and value > 0 and p["value_cents"] >= 0:
                 v = p["value_cents"] / 100 / (value / 100 / lines)
-                s["new_importer"] = max(s["new_importer"] * v / (1 + v),
-                                        _ramp(v, th["new_importer_value_from"], th["new_importer_value_to"]))
+                s["new_importer"] = s["new_importer"] * v / (1 + v)
             else:
                 s["new_importer"] = 0.0
         months = self.months[p["importer"]]
@@ -429,9 +442,18 @@ class Reference:
             "port_spread": max(_ramp(ports / self.ports_norm, th["port_spread_from"], th["port_spread_to"]),
                                _ramp(self.port_evidence[importer], th["port_spread_evidence_from"],
                                      th["port_spread_evidence_to"])),
-            "new_importer": _ramp(self.per_day[importer] / self.rate_norm, th["new_importer_from"],
-                                  th["new_importer_to"]) if new else 0.0,
+            "new_importer": max(_ramp(self.per_day[importer] / self.rate_norm, th["new_importer_from"],
+                                      th["new_importer_to"]),
+                                _ramp(self.value_z(importer), th["new_importer_value_from"],
+                                      th["new_importer_value_to"])) if new else 0.0,
         }
+
+    def value_z(self, importer: str) -> float | None:
+        """The account's mean log value per line against big accounts', in its standard error."""
+        k, total, _ = self.account_values[importer]
+        if not k:
+            return None
+        return (total / k / 1e6 - self.value_centre) / math.sqrt(self.value_between + self.value_within / k)
 
     def score(self, strengths: dict[str, float], p: dict[str, Any]) -> float:
         """The combined strengths, less 1% / (1 + log(1 + value)): the dearer of two lines

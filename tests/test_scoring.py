@@ -363,12 +363,15 @@ def test_hand_computed_account_indicators():
     ordinary, bulky = q.filter(pl.col("entry_number") != "Q0"), q.filter(pl.col("entry_number") == "Q0")
     v = 100 / mean_line  # the volume counts on an ordinary line in proportion v / (1 + v)
     assert ordinary["line_value_ratio"].to_numpy() == pytest.approx(v, rel=1e-6)
-    volume = ordinary["new_importer"].to_numpy() / (v / (1 + v))  # the account's volume, far above the industry's
-    assert 0.99 < volume.min() and volume.max() < 1 and volume.max() - volume.min() < 1e-6
-    # Q0 is worth 18.7 mean lines: r = (18.7 - 4) / (16 - 4), past the bend, above its volume's share.
-    r = (2000 / mean_line - 4) / 12
-    assert bulky["new_importer"][0] == pytest.approx(1 - 0.01 / (r - 0.8), rel=1e-6)
-    assert bulky["new_importer"][0] > volume[0] * (2000 / mean_line) / (1 + 2000 / mean_line)
+    account = ordinary["new_importer"].to_numpy() / (v / (1 + v))  # the account's strength, far above the industry
+    assert 0.99 < account.min() and account.max() < 1 and account.max() - account.min() < 1e-6
+    # Its lines' values against the steady accounts' (all $100: no spread but the floor, a variance of 1e-6):
+    # its mean log value is log(20) / 30 higher (the within-account variance, 0 but for the millionths the
+    # sums of squares are kept in, adds a few percent to the standard error).
+    assert q["account_value_z"].to_numpy() == pytest.approx(np.log(20) / 30 / 1e-3, rel=0.05)
+    # Q0 is worth 18.7 mean lines: the account's evidence counts on it in proportion v / (1 + v).
+    v0 = 2000 / mean_line
+    assert bulky["new_importer"][0] == pytest.approx(account[0] * v0 / (1 + v0), rel=1e-6)
     assert (scored.filter(pl.col("importer_id") != "Q")["new_importer"] == 0).all()
 
 

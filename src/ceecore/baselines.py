@@ -55,7 +55,9 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "cls_port_max": ("max", "sum"),        # (importer x manufacturer, hts4, port) -> the same at the port
     "cls_hts": ("min", "sum"),             # (importer x manufacturer, hts10) -> its (.., hts4) group key, lines
     "acct_port": ("sum", "min"),           # (importer, port) -> lines, importer hash
-    "acct": ("min", "max", "sum"),         # importer -> first day, last day, lines
+    "acct": ("min", "max", "sum", "sum", "sum", "sum"),  # importer -> first day, last day, lines, and of
+                                           #   its lines with a value: lines, sum and sum of squares of
+                                           #   round(log dollars * 1e6)
     "acct_month": ("sum", "min"),          # (importer, calendar month) -> lines, importer hash
     "cls_hts_lines": ("sum",),             # (importer x manufacturer, hts10, port) -> lines
     "port_uv": ("sum", "sum", "min", "min"),  # (importer, hts10, origin, basis, port) -> lines, sum of
@@ -71,7 +73,7 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "uv_hist": ("count",), "uv_moments": ("count", "any", "count"), "ap_uv": ("count", "any", "count"),
     "duty": ("count", "count"), "origin_lines": ("count",), "claims": ("count",), "ap_days": ("day", "day", "count"),
     "ap_earliest": ("any",), "cls_group_max": ("count", "count"), "cls_port_max": ("count", "count"), "cls_hts": ("any", "count"),
-    "acct_port": ("count", "any"), "acct": ("day", "day", "count"), "acct_month": ("count", "any"),
+    "acct_port": ("count", "any"), "acct": ("day", "day", "count", "count", "any", "count"), "acct_month": ("count", "any"),
     "cls_hts_lines": ("count",), "port_uv": ("count", "any", "any", "any"), "cls_dearest": ("count",),
 }
 # The unit-value tallies hold level-0 groups (``uv_group``) only, coarser levels being

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ceecore._kernels._tally import Tally, combine, hash_strings
+from ceecore.baselines import TALLIES
 from ceecore.scoring import ACCOUNT_INDICATORS, Model, reason_lists, top_contributors
 
 __all__ = ["AccountEvidence", "BestLinesPerAccount", "BestLinesPerCenter", "account_scores", "group_ranks", "worklist"]
@@ -259,7 +260,7 @@ def account_scores(accounts: pa.Table, top_lines: tuple[np.ndarray, np.ndarray, 
         if name in model.enabled:
             table = table.append_column(name, pa.array(strengths[:, i].astype(np.float32)))
     if evidence is not None:
-        record = model.baselines.tallies["acct"].get(hashes).reshape(len(hashes), 3)
+        record = model.baselines.tallies["acct"].get(hashes).reshape(len(hashes), len(TALLIES["acct"]))
         inspected, violations, highest = evidence.get(hashes)
         known = evidence.inspected > 0
         if model.learned is not None:  # (the outcomes the model learned from: the lines before the scored ones)

@@ -9,7 +9,7 @@ line a few ahead prefetched (one table at a time keeps the prefetches few enough
 Tallies are passed in :data:`FIT_TALLIES` order, ``None`` for those not built.
 """
 
-from libc.math cimport floor, isfinite, rint
+from libc.math cimport floor, isfinite, log, rint
 from libc.stdint cimport int64_t, uint64_t
 from cython.parallel cimport prange
 
@@ -96,9 +96,9 @@ cdef inline void line_keys(const Lines* f, int64_t i, int which, uint64_t* k) no
 cdef inline int fold_line(TallyTable* t, int which, const Lines* f, int64_t i, const uint64_t* k, double log_low,
                           double bin_width, int64_t n_bins) noexcept nogil:
     """Folds line ``i`` into tally ``which`` under its keys ``k``: 0, or the tally's error."""
-    cdef int64_t v[4]
+    cdef int64_t v[6]
     cdef int64_t one = 1, day = f.day[i]
-    cdef double x = f.log_uv[i], b
+    cdef double x = f.log_uv[i], b, log_value
     cdef int rc
     if which == T_PORT_UV:  # lines with a unit value: lines, sum, the importer, (unit-value group, port) packed
         if not isfinite(x):
@@ -126,6 +126,10 @@ cdef inline int fold_line(TallyTable* t, int which, const Lines* f, int64_t i, c
         return rc if rc != 0 else tally_add(t, k[1], &one)
     if which == T_AP_DAYS or which == T_ACCT:
         v[0], v[1], v[2] = day, day, 1
+        if which == T_ACCT:  # and its lines' values: lines with a value, sum and sum of squares of log dollars
+            log_value = log(f.value_cents[i] / 100.0) if f.value_cents[i] > 0 else 0.0
+            v[3] = 1 if f.value_cents[i] > 0 else 0
+            v[4], v[5] = <int64_t>rint(log_value * 1e6), <int64_t>rint(log_value * log_value * 1e6)
         return tally_add(t, k[0], v)
     if which == T_AP_EARLIEST:
         v[0] = day * 1024 + f.country[i]

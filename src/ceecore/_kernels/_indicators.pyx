@@ -37,7 +37,7 @@ INDICATOR_IDS = {name: i for i, name in enumerate((
 RAW_IDS = {name: i for i, name in enumerate((
     "unit_value_z", "account_unit_value_z", "norm_level", "peer_duty_rate", "claim_share", "origin_share",
     "effective_ports", "lines_per_day", "month_volume_ratio", "line_value_ratio", "port_unit_value_z",
-    "port_spread_evidence", "dearer_price_evidence"))}
+    "port_spread_evidence", "dearer_price_evidence", "account_value_z"))}
 THRESHOLDS = (
     "unit_value_low_z_from", "unit_value_low_z_to", "unit_value_low_size_from", "unit_value_low_size_to",
     "others_min_lines", "unit_value_outlier_from", "unit_value_outlier_to", "duty_gap_from", "duty_gap_to",
@@ -70,6 +70,7 @@ cdef enum:
 cdef enum:
     UNIT_VALUE_Z, ACCOUNT_UNIT_VALUE_Z, NORM_LEVEL, PEER_DUTY_RATE, CLAIM_SHARE, ORIGIN_SHARE, EFFECTIVE_PORTS
     LINES_PER_DAY, MONTH_VOLUME_RATIO, LINE_VALUE_RATIO, PORT_UNIT_VALUE_Z, PORT_SPREAD_EVIDENCE, DEARER_PRICE_EVIDENCE
+    ACCOUNT_VALUE_Z
     N_RAW
 
 cdef enum:
@@ -122,6 +123,9 @@ ctypedef struct Context:
     double bin_width
     double ports_norm
     double rate_norm
+    double value_centre      # new_importer: big accounts' median mean log value per line ...
+    double value_between     # ... the variance of those means between accounts ...
+    double value_within      # ... and of an account's lines about its mean
     int64_t first_day
     double th[N_THRESHOLDS]
     bint on[N_INDICATORS]
@@ -453,13 +457,16 @@ cdef inline void classification_price(const Context* c, const Line* L, const Pri
 cdef inline bint account_level(const Context* c, uint64_t importer, double* s, double* raw) noexcept nogil:
     """port_spread: more ports than the industry's usual concentration allows an account
     of its lines (the evidence, see ``port_spread_evidence`` in ``indicators/account.py``),
-    or effective ports far above the industry's; new_importer: an account
-    new in the data filing far more lines per active day than the industry (whether
-    the account is new is returned: its lines are judged further by :func:`new_importer`)."""
+    or effective ports far above the industry's; new_importer: an account new in the
+    data filing far more lines per active day than the industry, or lines of far
+    greater value than the industry's accounts (its mean log value per line against
+    their median, in the standard error of an account of its lines: one test per
+    account, however few its lines); whether the account is new is returned: its lines
+    are judged further by :func:`new_importer`."""
     cdef const int64_t* account
     cdef const int64_t* spread
-    cdef int64_t first, days
-    cdef double ports, evidence, per_day
+    cdef int64_t first, days, valued
+    cdef double ports, evidence, per_day, value_z = NAN
     if c.on[PORT_SPREAD]:
         spread = find(c.t[L_EFFECTIVE_PORTS], importer)
         ports = spread[0] / 1000.0 if spread != NULL else 0.0
@@ -472,20 +479,25 @@ cdef inline bint account_level(const Context* c, uint64_t importer, double* s, d
         first = account[0] if account != NULL else -1
         days = (account[1] if account != NULL else -1) - first + 1
         per_day = (account[2] if account != NULL and account[2] > 0 else 0) / <double>(days if days > 1 else 1)
-        raw[LINES_PER_DAY] = per_day
+        valued = account[3] if account != NULL else 0
+        if valued > 0:
+            value_z = (account[4] / <double>valued / 1e6 - c.value_centre) \
+                / sqrt(c.value_between + c.value_within / valued)
+        raw[LINES_PER_DAY], raw[ACCOUNT_VALUE_Z] = per_day, value_z
         if first >= 0 and first >= c.first_day + c.th[NEW_AFTER_DAYS]:
-            s[NEW_IMPORTER] = ramp(per_day / c.rate_norm, c.th[NEW_FROM], c.th[NEW_TO])
+            s[NEW_IMPORTER] = fmax(ramp(per_day / c.rate_norm, c.th[NEW_FROM], c.th[NEW_TO]),
+                                   ramp(value_z, c.th[NEW_VALUE_FROM], c.th[NEW_VALUE_TO]))
             return True
     return False
 
 
 cdef inline void new_importer(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
     """A new account's line, by its value against its product's mean line (HTS10 x
-    origin: declared value over the lines with a unit value). The account's volume
+    origin: declared value over the lines with a unit value). The account's evidence
     counts on each line in proportion ``v / (1 + v)`` of the line's value ratio ``v``
-    (half on a usual line), so that a busy new account's ordinary lines neither tie nor
-    fill the top; a line of far greater value than its product's lines is evidence of
-    its own."""
+    (half on a usual line), so that its ordinary lines neither tie nor fill the top. One
+    line of great value is no evidence of its own: line values spread widely, and an
+    account's are judged together (:func:`account_level`)."""
     cdef const int64_t* unclaimed = find(c.t[L_DUTY], duty_key(False, L.hts10, L.country))
     cdef const int64_t* claimed = find(c.t[L_DUTY], duty_key(True, L.hts10, L.country))
     cdef int64_t lines = (get1(c.t[L_UV_MOMENTS], uv_group(0, 0, L.hts10, L.country), 0)
@@ -497,7 +509,7 @@ cdef inline void new_importer(const Context* c, const Line* L, double* s, double
         return
     v = L.value_cents / 100.0 / (value / lines)
     raw[LINE_VALUE_RATIO] = v
-    s[NEW_IMPORTER] = max(s[NEW_IMPORTER] * v / (1.0 + v), ramp(v, c.th[NEW_VALUE_FROM], c.th[NEW_VALUE_TO]))
+    s[NEW_IMPORTER] = s[NEW_IMPORTER] * v / (1.0 + v)
 
 
 cdef inline void volume_surge(const Context* c, const Line* L, double* s, double* raw) noexcept nogil:
@@ -636,6 +648,9 @@ cdef class ScoringContext:
         self.c.bin_width = bin_width
         self.c.ports_norm = float(lookups.get("ports_norm", 1.0))
         self.c.rate_norm = float(lookups.get("rate_norm", 1.0))
+        self.c.value_centre = float(lookups.get("value_centre", 0.0))
+        self.c.value_between = float(lookups.get("value_between", 1.0))
+        self.c.value_within = float(lookups.get("value_within", 0.0))
         self.c.first_day = first_day
 
     def _array(self, values, dtype):

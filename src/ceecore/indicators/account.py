@@ -82,11 +82,27 @@ def port_spread_evidence(lines: np.ndarray, ports: np.ndarray, usual: np.ndarray
     return -np.log10(np.clip(chance, 1e-300, 1.0))
 
 
-def rate_norm(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
-    """The industry's norm of lines per active day: a quantile over big accounts."""
+def new_account_norms(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
+    """The industry's norms an account new in the data is judged by, over big accounts:
+    lines per active day (a quantile), and the value of a line: the median of accounts'
+    mean log value per line (``value_centre``), how those means spread between accounts
+    (``value_between``, a variance: the interquartile range's) and how an account's own
+    lines spread about its mean (``value_within``, the median variance), so that an
+    account of ``k`` lines is judged in the standard error ``sqrt(between + within / k)``."""
     _, fields, big = _big_accounts(tallies, thresholds)
     per_day = fields[:, 2] / (fields[:, 1] - fields[:, 0] + 1)
-    return {"rate_norm": float(np.quantile(per_day[big], thresholds["new_importer_quantile"])) if big.any() else 1.0}
+    out: dict[str, Lookup] = {
+        "rate_norm": float(np.quantile(per_day[big], thresholds["new_importer_quantile"])) if big.any() else 1.0,
+        "value_centre": 0.0, "value_between": 1.0, "value_within": 0.0}
+    valued = big & (fields[:, 3] > 1)
+    if valued.any():
+        k = fields[valued, 3].astype(float)
+        mean = fields[valued, 4] / k / 1e6
+        within = np.maximum(fields[valued, 5] / k / 1e6 - mean**2, 0.0) * k / (k - 1)
+        q1, median, q3 = np.quantile(mean, [0.25, 0.5, 0.75])
+        out.update(value_centre=float(median), value_between=float(max(((q3 - q1) / 1.349) ** 2, 1e-6)),
+                   value_within=float(np.median(within)))
+    return out
 
 
 def typical_months(tallies: Mapping[str, Tally], thresholds: Mapping[str, float]) -> dict[str, Lookup]:
@@ -117,15 +133,15 @@ PORT_SPREAD = Indicator(
 
 NEW_IMPORTER = Indicator(
     name="new_importer",
-    doc="an account new in the data files far more lines per day than the industry (counting on each line in "
-        "proportion to its value against its product's mean line), or files a line of far greater value than its "
-        "product's lines",
+    doc="an account new in the data files far more lines per day than the industry, or lines of far greater value "
+        "than the industry's accounts do, too many to be chance (counting on each line in proportion to its value "
+        "against its product's mean line)",
     tallies=("acct", "duty", "uv_moments"),
-    raw=("lines_per_day", "line_value_ratio"),
+    raw=("lines_per_day", "account_value_z", "line_value_ratio"),
     thresholds=("new_importer_after_days", "new_importer_quantile", "new_importer_from", "new_importer_to",
                 "new_importer_value_from", "new_importer_value_to", "others_min_lines", "account_min_lines"),
     account_level=True,
-    lookups=rate_norm,
+    lookups=new_account_norms,
 )
 
 VOLUME_SURGE = Indicator(
