@@ -28,10 +28,10 @@ import ceecore
 from ceecore import learn
 from ceecore.pipeline import Labels
 from ceecore.schema import ColumnMapping
+from tests.kcs import KCS_TRAIN
 
 __all__ = ["SPLITS", "main", "measure"]
 
-TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "kcs" / "df_syn_train_eng.csv"
 # (fitted on dates before, scored on dates from .. before)
 SPLITS: tuple[tuple[str, str, str], ...] = (("2020-07-01", "2020-07-01", "2020-10-01"),
                                             ("2020-10-01", "2020-10-01", "2021-01-01"))
@@ -64,7 +64,7 @@ def measure(train: Path, folder: Path, threads: int = 1) -> list[dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=Path, default=TRAIN, help="df_syn_train_eng.csv")
+    parser.add_argument("--train", type=Path, default=KCS_TRAIN, help="df_syn_train_eng.csv (default: $CEECORE_KCS_DIR's)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a LightGBM setting of ceecore.learn.TRAINING (a JSON value)")
     parser.add_argument("--threads", type=int, default=1)
