@@ -48,14 +48,13 @@ def measure(train: Path, folder: Path, threads: int = 1) -> list[dict[str, float
     labels = Labels("violation", None, mapping.history_keys, mapping.history_combined)
     results = []
     for until, start, end in SPLITS:
-        paths = []
-        for name, keep in (("fit", lambda d: d < until), ("score", lambda d: start <= d < end)):
-            path = folder / f"{name}-{until}.csv"
+        fitted, scoring = folder / f"fit-{until}.csv", folder / f"score-{until}.csv"
+        for path, chosen in ((fitted, [r for r in rows if r[date] < until]),
+                             (scoring, [r for r in rows if start <= r[date] < end])):
             with open(path, "w", newline="") as handle:
-                csv.writer(handle).writerows([header, *(row for row in rows if keep(row[date]))])
-            paths.append(path)
-        model = ceecore.fit(str(paths[0]), mapping=mapping, labels=labels, threads=threads)
-        scored = ceecore.score(str(paths[1]), model, mapping=mapping, threads=threads).lines
+                csv.writer(handle).writerows([header, *chosen])
+        model = ceecore.fit(str(fitted), mapping=mapping, labels=labels, threads=threads)
+        scored = ceecore.score(str(scoring), model, mapping=mapping, threads=threads).lines
         overall = ceecore.evaluate(scored, label="violation", by=None)["overall"]
         results.append({**{f"P@{n}": overall[n]["precision"] for n in ("1%", "2%", "5%", "10%")},
                         "AUC": overall["auc"]})

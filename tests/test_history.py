@@ -3,6 +3,7 @@ partition invariance, the saved state's checks."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 
@@ -183,7 +184,7 @@ def test_any_batching_and_merge_order_gives_the_same_state(cuts, rows, order):
     """Parts cut anywhere, read in batches of any size, merged in any order: the state of
     one read of all the lines (combined keys included), to the last count."""
     bounds = [0, *sorted(cuts), TABLE.num_rows]
-    parts = [_state(TABLE.slice(a, b - a), rows) for a, b in zip(bounds, bounds[1:])]
+    parts = [_state(TABLE.slice(a, b - a), rows) for a, b in itertools.pairwise(bounds)]
     order.shuffle(parts)
     merged = History(EXTRA, combined=COMBINED)
     for part in parts:

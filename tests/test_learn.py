@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 import ceecore
+from benchmarks.kcs_split import measure
 from ceecore import synth
 from ceecore.accounts import AccountBook
 from ceecore.fields import line_fields
 from ceecore.history import outcomes
 from ceecore.learn import MAX_DEPTH, TRAINING, Trees, export, train
 from ceecore_cli.main import cli
-from benchmarks.kcs_split import measure
 from tests.kcs import KCS_TRAIN, needs_kcs
 
 # Learning needs the optional learner (ceecore[learn], also in ceecore[test]); scoring does not.
