@@ -305,7 +305,7 @@ def test_learning_from_labels_is_the_learning_of_one_process(client: Any, inputs
     """Outcome histories merged, the training rows computed by the workers and joined in
     input order, the trees trained on the client: the same model and out-of-fold scores."""
     pytest.importorskip("lightgbm")
-    labels = ceecore.Labels("violation", "revenue_recovered")
+    labels = ceecore.Labels("violation", "revenue_recovered", ("entry_type",), (("hts6", "entry_type"),))
     one = ceecore.run(inputs["many"], tmp_path / "one", labels=labels, threads=1)
     spread = ceecore.run(inputs["many"], tmp_path / "cluster", labels=labels, threads=1, client=client)
     assert spread.model.learned is not None and spread.model.learned.training == one.model.learned.training

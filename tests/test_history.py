@@ -1,7 +1,10 @@
-"""Outcome history: rates against a plain reference, no leakage, merge and partition invariance."""
+"""Outcome history: rates against a plain reference, combined keys, no leakage, merge and
+partition invariance, the saved state's checks."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections import defaultdict
 
 import numpy as np
@@ -16,6 +19,7 @@ from ceecore.fields import SCORING_COLUMNS, line_fields
 from ceecore.history import FOLDS, KINDS, PRIOR, History, outcomes
 
 EXTRA = ("entry_type",)
+COMBINED = (("hts6", "entry_type"), ("importer", "origin", "port"))
 COLUMNS = SCORING_COLUMNS + ("filer_code", "manufacturer_id") + EXTRA
 TABLE = synth.generate_table(lines=12_000, seed=21, inspect_share=0.3)
 
@@ -28,7 +32,7 @@ def _batches(table: pa.Table, rows: int):  # noqa: ANN202
 
 
 def _state(table: pa.Table, rows: int) -> History:
-    history = History(EXTRA)
+    history = History(EXTRA, combined=COMBINED)
     for intake, f in _batches(table, rows):
         history.update(history.keys(intake, f), outcomes(intake, f))
     return history
@@ -37,7 +41,7 @@ def _state(table: pa.Table, rows: int) -> History:
 def _reference(table: pa.Table, out_of_fold: bool) -> np.ndarray:
     """The features, from the rows as Python dicts: plain counting and smoothing."""
     intake, f = next(_batches(table, table.num_rows))
-    keys = History(EXTRA).keys(intake, f)
+    keys = History(EXTRA, combined=COMBINED).keys(intake, f)
     o = outcomes(intake, f)
     sums: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     overall: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
@@ -72,9 +76,48 @@ def test_features_match_the_plain_reference(out_of_fold):
     intake, f = next(_batches(small, small.num_rows))
     keys = history.keys(intake, f)
     got = history.features(keys, outcomes(intake, f).fold if out_of_fold else None)
-    assert got.shape == (3_000, 3 * (len(KINDS) + len(EXTRA)))
+    assert got.shape == (3_000, 3 * (len(KINDS) + len(EXTRA) + len(COMBINED)))
     np.testing.assert_allclose(got, _reference(small, out_of_fold), rtol=1e-12, atol=1e-12)
     assert history.feature_names()[:3] == ["rate:importer", "inspected:importer", "revenue:importer"]
+    assert history.feature_names()[-3:] == ["rate:importer+origin+port", "inspected:importer+origin+port",
+                                            "revenue:importer+origin+port"]
+
+
+def _groups(*columns: np.ndarray) -> np.ndarray:
+    """Each row's group, numbered by first appearance of its values across ``columns``."""
+    _, first, group = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[group.reshape(-1)]
+
+
+def test_a_combined_key_groups_lines_as_its_parts_do():
+    """Two lines share a combination's key exactly when they share every part's key (the
+    parts read from the input here, not from the history's own hashing)."""
+    history = History(EXTRA, combined=COMBINED)
+    intake, f = next(_batches(SMALL, SMALL.num_rows))
+    keys = history.keys(intake, f)
+    rows = SMALL.take(pa.array(f.rows))
+    entry_type = np.array(rows.column("entry_type").to_pylist(), dtype=object)
+    hts6 = np.array([code[:6] for code in rows.column("hts_code").to_pylist()], dtype=object)
+    importer, origin, port = (np.array(rows.column(c).to_pylist(), dtype=object)
+                              for c in ("importer_id", "country_of_origin", "port_code"))
+    kind = history.kinds.index
+    assert (_groups(keys[:, kind("hts6+entry_type")]) == _groups(hts6.astype(str), entry_type.astype(str))).all()
+    assert (_groups(keys[:, kind("importer+origin+port")])
+            == _groups(importer.astype(str), origin.astype(str), port.astype(str))).all()
+    assert len(np.unique(keys[:, kind("hts6+entry_type")])) > len(np.unique(keys[:, kind("hts6")]))
+    # A combination's keys are its own: no key of one kind is a key of another.
+    columns = [set(keys[:, j].tolist()) for j in range(keys.shape[1])]
+    assert sum(len(c) for c in columns) == len(set().union(*columns))
+
+
+@pytest.mark.parametrize("combined, message", [
+    ([("hts6",)], "2 to 4 distinct keys"), ([("hts6", "hts6")], "2 to 4 distinct keys"),
+    ([("hts6", "Tax Type")], "not \\['hts6', 'Tax Type'\\]"), ([("hts6", "importer_hts6")], "2 to 4"),
+    ([("hts6", "origin", "port", "importer", "filer")], "2 to 4"), ([("hts6", "origin")] * 2, "distinct"),
+])
+def test_combinations_of_unknown_or_too_few_keys_are_refused(combined, message):
+    with pytest.raises(ValueError, match=message):
+        History(EXTRA, combined=combined)
 
 
 def _fit_features(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +158,7 @@ def test_state_is_partition_invariant_and_round_trips():
     assert _state(TABLE, 1_234).to_arrow().equals(whole)
     parts = [_state(TABLE.slice(a, b - a), 999) for a, b in ((0, 4_000), (4_000, 9_000), (9_000, 12_000))]
     for order in ((0, 1, 2), (2, 1, 0)):
-        merged = History(EXTRA)
+        merged = History(EXTRA, combined=COMBINED)
         for i in order:
             merged.merge(parts[i])
         assert merged.to_arrow().equals(whole)
@@ -124,6 +167,45 @@ def test_state_is_partition_invariant_and_round_trips():
         History.from_arrow(whole.replace_schema_metadata({}))
     with pytest.raises(ValueError, match="cannot merge"):
         History().merge(parts[0])
+    with pytest.raises(ValueError, match="cannot merge"):
+        History(EXTRA).merge(parts[0])
     doubled = pa.concat_tables([whole.slice(0, 1), whole.slice(0, 1), whole.slice(1)])
     with pytest.raises(ValueError, match="twice"):
         History.from_arrow(doubled)
+
+
+WHOLE = _state(TABLE, 1 << 20).to_arrow()
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.integers(1, TABLE.num_rows - 1), max_size=4, unique=True), rows=st.integers(50, 5_000),
+       order=st.randoms(use_true_random=False))
+def test_any_batching_and_merge_order_gives_the_same_state(cuts, rows, order):
+    """Parts cut anywhere, read in batches of any size, merged in any order: the state of
+    one read of all the lines (combined keys included), to the last count."""
+    bounds = [0, *sorted(cuts), TABLE.num_rows]
+    parts = [_state(TABLE.slice(a, b - a), rows) for a, b in itertools.pairwise(bounds)]
+    order.shuffle(parts)
+    merged = History(EXTRA, combined=COMBINED)
+    for part in parts:
+        merged.merge(part)
+    assert merged.to_arrow().equals(WHOLE)
+
+
+def _with_meta(table: pa.Table, **changes: object) -> pa.Table:
+    meta = json.loads(table.schema.metadata[b"ceecore.history"])
+    meta.update(changes)
+    return table.replace_schema_metadata({b"ceecore.history": json.dumps(
+        {k: v for k, v in meta.items() if v is not None}).encode()})
+
+
+def test_saved_combinations_are_checked_and_older_states_load():
+    assert History.from_arrow(WHOLE).combined == COMBINED
+    for bad in ("hts6", [["hts6"]], [["hts6", 3]], [["hts6", "Tax Type"]], [["hts6", "origin"]] * 2,
+                [[]], [["hts6", "origin", "port", "importer", "filer"]]):
+        with pytest.raises(ValueError, match="history metadata"):
+            History.from_arrow(_with_meta(WHOLE, combined=bad))
+    # A state saved before combinations existed has no 'combined': it has none.
+    older = _with_meta(History(EXTRA).to_arrow(), combined=None)
+    assert b"combined" not in older.schema.metadata[b"ceecore.history"]
+    assert History.from_arrow(older).kinds == History(EXTRA).kinds

@@ -317,7 +317,8 @@ def _labels(labels: str | None, revenue: str | None, history_keys: tuple[str, ..
         if revenue or history_keys:
             raise click.UsageError("--revenue and --history-key need --labels")
         return None
-    return ceecore.Labels(labels, revenue, tuple(dict.fromkeys(mapping.history_keys + history_keys)))
+    return ceecore.Labels(labels, revenue, tuple(dict.fromkeys(mapping.history_keys + history_keys)),
+                          mapping.history_combined)
 
 
 @cli.command("fit")

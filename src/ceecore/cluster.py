@@ -330,7 +330,7 @@ def _fold_part(index: int, part: Fragment, data: Any, job: _Job) -> _Folded:
     book = AccountBook(job.centers, threads=1)
     baselines = Baselines(job.config.tallies) if job.fit and job.config else None
     labels = job.labels
-    history = History(labels.history_keys) if labels is not None and baselines is not None else None
+    history = labels.history() if labels is not None and baselines is not None else None
     stats = IntakeStats()
     kept = _spill(index, job)
 
@@ -376,7 +376,7 @@ def _merge_folded(runs: list[_Folded], job: _Job) -> _Folded:
         baselines = _baseline_bytes(state)
     history = None
     if runs[0].history is not None and job.labels is not None:
-        outcomes_seen = History(job.labels.history_keys)
+        outcomes_seen = job.labels.history()
         for run in runs:
             outcomes_seen.merge(History.from_arrow(_table(run.history)))  # type: ignore[arg-type]
         history = _ipc(outcomes_seen.to_arrow())

@@ -3,8 +3,10 @@
 Research on customs selection (the DATE model, KDD 2020; the KCS dataset paper) finds
 the strongest signal in the history of each importer, declarant, product and their
 pairs. :class:`History` keeps, per key, the inspected lines, the violations found and
-the revenue recovered, for the keys of :data:`KINDS` and any extra categorical columns
-a user declares. It is state like the baselines: exact integer sums in one compiled
+the revenue recovered, for the keys of :data:`KINDS`, any extra categorical columns
+a user declares, and any combinations of those a user declares (the product with the
+country of departure, say: a pair's history can hold a signal that neither key's
+does). It is state like the baselines: exact integer sums in one compiled
 tally, updated batch by batch, merged in any order, saved as Arrow.
 
 Rates are smoothed towards the overall rate (empirical Bayes, a beta prior worth
@@ -37,16 +39,19 @@ from ceecore._kernels._tally import Tally, combine, hash_strings
 from ceecore.accounts import Intake
 from ceecore.fields import LineFields
 
-__all__ = ["FOLDS", "KINDS", "PRIOR", "History", "Outcomes", "outcomes"]
+__all__ = ["FOLDS", "KINDS", "PRIOR", "SINGLE_KINDS", "History", "Outcomes", "outcomes"]
 
 KINDS: tuple[str, ...] = (
     "importer", "manufacturer", "filer", "port", "hts10", "hts6", "hts4", "origin",
     "importer_hts6", "filer_importer", "hts6_origin", "port_hts6",
 )
+# The keys that may be combined with each other and with extra columns (see History).
+SINGLE_KINDS: tuple[str, ...] = KINDS[:8]
 FOLDS = 5
 PRIOR = 10.0   # the prior is worth this many inspected lines
 FORMAT = "ceecore.history/1"
-MAX_EXTRA = 64  # extra key columns a history may keep
+MAX_EXTRA = 64  # extra key columns (and combinations) a history may keep
+MAX_PARTS = 4  # the most keys a combination may join
 _OVERALL = np.uint64(0)  # the key of every line's sums
 
 
@@ -90,12 +95,24 @@ class History:
     """Inspected lines, violations and revenue per key and fold (see the module docstring).
 
     ``extra`` names categorical input columns (as the input calls them) to keep
-    histories of too, beside :data:`KINDS`.
+    histories of too, beside :data:`KINDS`; ``combined`` lists combinations to keep
+    histories of, each of 2 to :data:`MAX_PARTS` keys, each key one of
+    :data:`SINGLE_KINDS` or of ``extra`` (a combination's kind is its keys joined by
+    "+": ``hts6+Country of Departure``).
     """
 
-    def __init__(self, extra: Sequence[str] = (), prior: float = PRIOR) -> None:
+    def __init__(self, extra: Sequence[str] = (), prior: float = PRIOR,
+                 combined: Sequence[Sequence[str]] = ()) -> None:
         self.extra = tuple(extra)
-        self.kinds = KINDS + tuple(f"extra:{name}" for name in self.extra)
+        self.combined = tuple(tuple(parts) for parts in combined)
+        for parts in self.combined:
+            unknown = [p for p in parts if p not in SINGLE_KINDS and p not in self.extra]
+            if unknown or not 2 <= len(parts) <= MAX_PARTS or len(set(parts)) != len(parts):
+                raise ValueError(f"a combined history key joins 2 to {MAX_PARTS} distinct keys, each one of "
+                                 f"{', '.join(SINGLE_KINDS)} or an extra history key; not {list(parts)}")
+        if len(set(self.combined)) != len(self.combined) or len(self.extra) + len(self.combined) > MAX_EXTRA:
+            raise ValueError(f"combined history keys must be distinct, with the extra keys at most {MAX_EXTRA}")
+        self.kinds = KINDS + tuple(f"extra:{name}" for name in self.extra) + tuple("+".join(p) for p in self.combined)
         self.prior = float(prior)
         self.tally = Tally(*["sum"] * (3 * FOLDS))
 
@@ -119,6 +136,8 @@ class History:
         }
         for name in self.extra:
             parts[f"extra:{name}"] = (text(name),)
+        for keys in self.combined:  # (a built-in kind before an extra column of its name)
+            parts["+".join(keys)] = tuple(parts[key if key in SINGLE_KINDS else f"extra:{key}"][0] for key in keys)
         return np.stack([combine(_tag(kind), *parts[kind]) for kind in self.kinds], axis=1)
 
     # ------------------------------------------------------------ state
@@ -165,8 +184,8 @@ class History:
         return table.replace_schema_metadata(self.metadata())
 
     def metadata(self) -> dict[bytes, bytes]:
-        return {b"ceecore.history": json.dumps({"format": FORMAT, "extra": list(self.extra),
-                                                "prior": self.prior}).encode()}
+        return {b"ceecore.history": json.dumps({"format": FORMAT, "extra": list(self.extra), "prior": self.prior,
+                                                "combined": [list(p) for p in self.combined]}).encode()}
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> History:
@@ -181,7 +200,14 @@ class History:
         if not all(isinstance(name, str) and name for name in extra) or len(set(extra)) != len(extra) \
                 or len(extra) > MAX_EXTRA:
             raise ValueError(f"history metadata: 'extra' must be at most {MAX_EXTRA} distinct column names")
-        state = cls(extra, get(meta, "prior", "number", "history metadata", default=PRIOR, low=1e-9, high=1e9))
+        combined = get(meta, "combined", "list", "history metadata", default=[])
+        if not all(isinstance(parts, list) and all(isinstance(p, str) for p in parts) for parts in combined):
+            raise ValueError("history metadata: 'combined' must be a list of lists of key names")
+        try:
+            state = cls(extra, get(meta, "prior", "number", "history metadata", default=PRIOR, low=1e-9, high=1e9),
+                        combined)
+        except ValueError as exc:
+            raise ValueError(f"history metadata: {exc}") from exc
         columns = ["tally", "field", "key", "value"]
         if table.column_names != columns or any(table.column(c).null_count for c in columns):
             raise ValueError(f"history table must have non-null columns {', '.join(columns)}")

@@ -241,13 +241,15 @@ def fold_lines(source: Any, update: Callable[[Intake], Any], columns: tuple[str,
 @dataclass(frozen=True)
 class Labels:
     """What to learn from: the outcome column (true = a violation; null = not inspected),
-    optionally the revenue recovered, and extra categorical input columns to keep
-    outcome histories of (beside importer, manufacturer, filer, port, HTS, origin and
-    their pairs)."""
+    optionally the revenue recovered, extra categorical input columns to keep outcome
+    histories of (beside importer, manufacturer, filer, port, HTS, origin and their
+    pairs), and combinations of keys to keep histories of (``history_combined``; see
+    :class:`History`)."""
 
     label: str = "violation"
     revenue: str | None = None
     history_keys: tuple[str, ...] = ()
+    history_combined: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         # The outcomes are contract columns (parsed and checked like the others); a file
@@ -269,6 +271,11 @@ class Labels:
         if clash:
             raise ValueError(f"history keys are extra categorical columns (the importer, manufacturer, filer, "
                              f"port, HTS and origin histories are kept already; outcomes cannot be keys): not {clash}")
+        self.history()  # the combinations checked
+
+    def history(self) -> History:
+        """An empty outcome history of these keys."""
+        return History(self.history_keys, combined=self.history_combined)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -329,7 +336,7 @@ def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labe
     kept = LineSpill(spill, scoring_input_types(labels.history_keys if labels else None)) if spill else None
     histories = _read(reading, book, baselines, columns, stats, rejects, into, kept, labels)
     _release_memory()  # the read's batches, before the model's lookups are built
-    history = History(labels.history_keys) if labels else None
+    history = labels.history() if labels else None
     for part in histories:
         history.merge(part)
     model = Model(baselines, config, model_meta(baselines, reading.pseudonyms), history)
@@ -357,7 +364,7 @@ def _read(reading: Reading, book: AccountBook, baselines: Baselines, columns: tu
             baselines.update(f if after is None else _dated_after(f, after), book.threads)
         if labels is not None:
             if not hasattr(local, "history"):
-                local.history = History(labels.history_keys)
+                local.history = labels.history()
                 histories.append(local.history)
             local.history.update(local.history.keys(intake, f), outcomes(intake, f, labels.label, labels.revenue))
         return kept.batch(intake) if kept is not None else None

@@ -124,13 +124,16 @@ class ColumnMapping:
     value for a canonical column the source lacks; ``date_format`` is the strptime
     format for dates stored as text (None: ISO, ``%Y-%m-%d``). Canonical names need
     no entry. ``history_keys`` names source columns outside the contract worth keeping
-    an outcome history of, when learning from labels (``[history] keys``).
+    an outcome history of, when learning from labels (``[history] keys``), and
+    ``history_combined`` combinations of keys to keep one of (``[history] combined``: see
+    :class:`ceecore.history.History`).
     """
 
     columns: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, Any] = field(default_factory=dict)
     date_format: str | None = None
     history_keys: tuple[str, ...] = ()
+    history_combined: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         for name in list(self.columns.values()) + list(self.constants):
@@ -190,11 +193,15 @@ class ColumnMapping:
         if date_format is not None and not (isinstance(date_format, str) and date_format):
             raise ValueError(f"{where}: [options] date_format must be a strptime format such as \"%m/%d/%Y\"")
         history = doc.get("history", {})
-        keys = history.get("keys", [])
-        if set(history) - {"keys"} or not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        keys, combined = history.get("keys", []), history.get("combined", [])
+        if set(history) - {"keys", "combined"} or not isinstance(keys, list) \
+                or not all(isinstance(k, str) and k for k in keys):
             raise ValueError(f"{where}: [history] keys must be a list of column names")
+        if not isinstance(combined, list) or not all(isinstance(c, list) and all(isinstance(k, str) and k for k in c)
+                                                     for c in combined):
+            raise ValueError(f"{where}: [history] combined must be a list of lists of key names")
         try:
-            return cls(dict(columns), dict(constants), date_format, tuple(keys))
+            return cls(dict(columns), dict(constants), date_format, tuple(keys), tuple(tuple(c) for c in combined))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
 
@@ -204,7 +211,8 @@ class ColumnMapping:
         columns.update(other.columns)
         date_format = other.date_format if other.date_format is not None else self.date_format
         return ColumnMapping(columns, {**self.constants, **other.constants}, date_format,
-                             tuple(dict.fromkeys(self.history_keys + other.history_keys)))
+                             tuple(dict.fromkeys(self.history_keys + other.history_keys)),
+                             tuple(dict.fromkeys(self.history_combined + other.history_combined)))
 
     def source_of(self, canonical: str) -> str:
         """The source column that feeds ``canonical`` (its own name if not renamed)."""
