@@ -332,8 +332,8 @@ class Reference:
         else:
             mean, centre, spread, others, used = self._account_price(p, own_n, own_s, own_q)
             size = (mean - centre) / spread if centre == centre else math.nan
-            n = max(own_n, 1)
-            evidence = -size * math.sqrt(n) if size == size else None
+            n = max(own_n, 1)  # the shortfall in the standard error of the account's mean and of the norm's
+            evidence = -size / math.sqrt(1 / n + 1 / max(others, 1)) if size == size else None
             s["unit_value_low"] = min(
                 _ramp(evidence, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
                 _ramp(-size if size == size else None, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))

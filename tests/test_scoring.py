@@ -307,11 +307,11 @@ def test_hand_computed_unit_value_and_preference_cases():
     # Every ramp far past its end: the strength bends towards 1 (1 - 0.01 / (r - 0.8) at
     # r times the way). The size (~24 spreads on the ramp 0.5 -> 1.5) bounds the deep
     # test, but a 70% shortfall against the robust median of the number and origin is
-    # material, so the sustained test (z = size * sqrt(5 lines) on 3.09 -> 4.75) counts
-    # too, and it is the larger.
+    # material, so the sustained test (z = size / sqrt(1 / 5 lines + 1 / 60 others) on
+    # 2.0 -> 3.09) counts too, and it is the larger.
     size = -a["account_unit_value_z"][0]
     deep = 1 - 0.01 / ((size - 0.5) / 1.0 - 0.8)
-    sustained = 1 - 0.01 / ((size * np.sqrt(5) - 3.09) / (4.75 - 3.09) - 0.8)
+    sustained = 1 - 0.01 / ((size / np.sqrt(1 / 5 + 1 / 60) - 2.0) / (3.09 - 2.0) - 0.8)
     assert sustained > deep
     assert a["unit_value_low"].to_numpy() == pytest.approx(sustained, rel=1e-6)
     assert 0.999 < a["unit_value_low"][0] < 1.0

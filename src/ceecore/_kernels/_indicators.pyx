@@ -283,7 +283,7 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     if not c.on[UNIT_VALUE_LOW]:
         return
     size = (n.mean - n.centre) / n.spread
-    evidence = -size * sqrt(<double>(n.count if n.count > 1 else 1))
+    evidence = -size / sqrt(1.0 / (n.count if n.count > 1 else 1) + 1.0 / fmax(n.others, 1.0))
     raw[ACCOUNT_UNIT_VALUE_Z] = size
     strength = min(ramp(evidence, c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
                    ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
