@@ -343,12 +343,16 @@ class Reference:
             median, spread, _ = self._norm(p, 0, 3, 0.25)
             z = abs(x - median) / spread if median == median else None
             s["unit_value_outlier"] = _ramp(z, th["unit_value_outlier_from"], th["unit_value_outlier_to"])
-            if own_n > 2 and median == median and x < median:  # a few deep lines: the account's scatter
+            if own_n > 2 and median == median:  # a few deep lines: the account's scatter
                 var = max(own_q / own_n / 1e6 - mean * mean, 0.0)
                 scatter = _chi2_evidence(own_n * var / spread**2, own_n - 1)
-                s["unit_value_low"] = max(s["unit_value_low"], min(
-                    _ramp(z, th["unit_value_low_depth_from"], th["unit_value_low_depth_to"]),
-                    _ramp(scatter, th["unit_value_low_scatter_from"], th["unit_value_low_scatter_to"])))
+                if scatter >= th["unit_value_low_scatter_from"]:  # the shortfall is its low lines', not all
+                    below = max(0.0, (median - x) / spread)
+                    s["unit_value_low"] *= min(1.0, below / th["unit_value_low_depth_from"])
+                if x < median:
+                    s["unit_value_low"] = max(s["unit_value_low"], min(
+                        _ramp(z, th["unit_value_low_depth_from"], th["unit_value_low_depth_to"]),
+                        _ramp(scatter, th["unit_value_low_scatter_from"], th["unit_value_low_scatter_to"])))
 
         z, gap = self.port_price.get((p["importer"], p["port"]), (math.nan, math.nan))
         s["port_unit_value_low"] = _ramp(-z, th["port_unit_value_from"], th["port_unit_value_to"]) \

@@ -298,10 +298,13 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     # scatter around their own mean more widely than the product's spread makes likely
     # (chi-square of the account's variance in that spread, count - 1 degrees of
     # freedom), on its lines below their norm.
-    if n.count > 2 and z < 0:
+    if n.count > 2:
         scatter = chi2_evidence(n.count * n.variance / (spread * spread), n.count - 1)
-        strength = fmax(strength, fmin(ramp(-z, c.th[UV_DEPTH_FROM], c.th[UV_DEPTH_TO]),
-                                       ramp(scatter, c.th[UV_SCATTER_FROM], c.th[UV_SCATTER_TO])))
+        if scatter >= c.th[UV_SCATTER_FROM]:
+            strength = strength * fmin(1.0, fmax(0.0, -z) / c.th[UV_DEPTH_FROM])
+        if z < 0:
+            strength = fmax(strength, fmin(ramp(-z, c.th[UV_DEPTH_FROM], c.th[UV_DEPTH_TO]),
+                                           ramp(scatter, c.th[UV_SCATTER_FROM], c.th[UV_SCATTER_TO])))
     s[UNIT_VALUE_LOW] = strength
 
 
