@@ -158,11 +158,11 @@ class Reference:
             self.earliest[product] = min(self.earliest.get(product, (p["day"], p["country"])), (p["day"], p["country"]))
             if p["maker"] is not None:
                 group = (p["maker"], p["hts4"])
-                self.group_max[group] = max(self.group_max.get(group, -1), p["rate_bp"])
                 self.port_max[group + (p["port"],)] = max(self.port_max.get(group + (p["port"],), -1), p["rate_bp"])
                 self.numbers[group].add(p["hts10"])
                 dearest = (min(max(p["rate_bp"], 0), 2**24 - 1), int(p["hts10"]) * 16 + len(p["hts10"]), p["hts10"])
                 self.dearest[group] = max(self.dearest.get(group, dearest), dearest)
+                self.group_max[group] = self.dearest[group][0]  # the rate as the model keeps it (capped)
                 for key in (("hts", p["maker"], p["hts10"]), ("hts", p["maker"], p["hts10"], p["port"]),
                             ("heading", group), ("heading", group, p["port"])):
                     self.cls_lines[key] += 1

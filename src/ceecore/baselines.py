@@ -51,7 +51,9 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "claims": ("sum",),                    # (origin, program) -> lines; (origin, 0) -> all its lines
     "ap_days": ("min", "max", "sum"),      # (importer, hts10, origin) -> first day, last day, lines
     "ap_earliest": ("min",),               # (importer, hts10) -> first day * 1024 + origin
-    "cls_group_max": ("max", "sum"),       # (importer x manufacturer, hts4) -> highest duty rate (bp), lines
+    "cls_group_max": ("max", "sum"),       # (importer x manufacturer, hts4) -> its dearest line's duty rate (bp,
+                                           #   capped at 2^24 - 1) << 38 | that line's HTS number (hts10
+                                           #   code): the max keeps the pair; lines
     "cls_port_max": ("max", "sum"),        # (importer x manufacturer, hts4, port) -> the same at the port
     "cls_hts": ("min", "sum"),             # (importer x manufacturer, hts10) -> its (.., hts4) group key, lines
     "acct_port": ("sum", "min"),           # (importer, port) -> lines, importer hash
@@ -63,8 +65,6 @@ TALLIES: dict[str, tuple[str, ...]] = {
     "port_uv": ("sum", "sum", "min", "min"),  # (importer, hts10, origin, basis, port) -> lines, sum of
                                            #   round(log uv * 1e6), the importer, and its level-0 unit-value
                                            #   group | port << 50 (so the model can regroup them)
-    "cls_dearest": ("max",),               # (importer x manufacturer, hts4) -> its dearest line's rate (bp,
-                                           #   capped at 2^24 - 1) << 38 | that line's HTS number (hts10 code)
 }
 # What each field may hold, checked when a state is read: "count" >= 0 (lines, cents, a
 # rate in basis points), "day" an entry day of the data contract, "any" any int64 (sums
@@ -74,7 +74,7 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "duty": ("count", "count"), "origin_lines": ("count",), "claims": ("count",), "ap_days": ("day", "day", "count"),
     "ap_earliest": ("any",), "cls_group_max": ("count", "count"), "cls_port_max": ("count", "count"), "cls_hts": ("any", "count"),
     "acct_port": ("count", "any"), "acct": ("day", "day", "count", "count", "any", "count"), "acct_month": ("count", "any"),
-    "cls_hts_lines": ("count",), "port_uv": ("count", "any", "any", "any"), "cls_dearest": ("count",),
+    "cls_hts_lines": ("count",), "port_uv": ("count", "any", "any", "any"),
 }
 # The unit-value tallies hold level-0 groups (``uv_group``) only, coarser levels being
 # rolled up from them: keys below these bits (histogram keys: the group, then the bin).

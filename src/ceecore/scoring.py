@@ -60,7 +60,9 @@ LINE_NUMBERS: tuple[str, ...] = ("log_value", "log_unit_value", "duty_rate", "pe
 # 5: unit_value_low's thresholds for sustained and scattered shortfalls; 6: new_importer's
 # thresholds for a line's value against its product's mean line; 7: port_unit_value_low (the
 # port_uv tally, its thresholds); 8: port_spread's thresholds for the evidence of a spread
-# given the account's lines; 9: classification_price (the cls_dearest tally, its thresholds).
+# given the account's lines; 9: classification_price (its thresholds; cls_group_max keeps the
+# heading's dearest HTS number with its rate), the acct tally's line values, new_importer's
+# value thresholds as a z, unit_value_low's sustained thresholds in the new standard error.
 MODEL_FORMAT = "ceecore.model/9"
 # The largest model file loaded (checked before reading it): a model fitted on 2M
 # generated lines takes 38 MB, 42 MB with learned trees.

@@ -22,12 +22,12 @@ from ceecore._kernels._tally cimport Tally, TallyTable, tally_add, tally_prefetc
 # The tallies this kernel updates, in the order they are passed.
 FIT_TALLIES = ("uv_hist", "uv_moments", "ap_uv", "duty", "origin_lines", "claims", "ap_days", "ap_earliest",
                "cls_group_max", "cls_port_max", "cls_hts", "acct_port", "acct", "acct_month", "cls_hts_lines",
-               "port_uv", "cls_dearest")
+               "port_uv")
 
 cdef enum:
     T_UV_HIST, T_UV_MOMENTS, T_AP_UV, T_DUTY, T_ORIGIN, T_CLAIMS, T_AP_DAYS, T_AP_EARLIEST
     T_CLS_GROUP, T_CLS_PORT, T_CLS_HTS, T_ACCT_PORT, T_ACCT, T_ACCT_MONTH, T_CLS_HTS_LINES
-    T_PORT_UV, T_CLS_DEAREST
+    T_PORT_UV
     N_TALLIES
 
 cdef enum:
@@ -87,8 +87,6 @@ cdef inline void line_keys(const Lines* f, int64_t i, int which, uint64_t* k) no
         k[0] = month_key(importer, f.day[i])
     elif which == T_CLS_HTS_LINES:
         k[0] = cls_hts_port_key(maker, hts10, f.port[i])
-    elif which == T_CLS_DEAREST:
-        k[0] = cls_group_key(maker, f.hts4[i])
     else:
         k[0] = port_uv_key(importer, hts10, country, f.basis[i], f.port[i])
 
@@ -137,13 +135,14 @@ cdef inline int fold_line(TallyTable* t, int which, const Lines* f, int64_t i, c
     if which <= T_CLS_HTS:  # the classification tallies, lines with a manufacturer: (rate or group key, lines)
         if f.maker[i] == 0:
             return 0
-        v[0], v[1] = <int64_t>k[1] if which == T_CLS_HTS else f.rate_bp[i], 1
+        if which == T_CLS_GROUP:  # the heading's dearest line: its rate and HTS number, packed
+            v[0] = dearest_pack(f.rate_bp[i], f.hts10[i])
+        else:
+            v[0] = <int64_t>k[1] if which == T_CLS_HTS else f.rate_bp[i]
+        v[1] = 1
         return tally_add(t, k[0], v)
     if which == T_CLS_HTS_LINES:  # lines of a manufacturer's number at the port
         return tally_add(t, k[0], &one) if f.maker[i] != 0 else 0
-    if which == T_CLS_DEAREST:  # the dearest line's (rate, HTS number), packed so that max keeps the pair
-        v[0] = dearest_pack(f.rate_bp[i], f.hts10[i])
-        return tally_add(t, k[0], v) if f.maker[i] != 0 and v[0] >= 0 else 0
     v[0], v[1] = 1, <int64_t>f.importer[i]  # acct_port, acct_month: lines, and the importer they belong to
     return tally_add(t, k[0], v)
 

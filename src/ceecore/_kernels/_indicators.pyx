@@ -53,7 +53,7 @@ THRESHOLDS = (
 # The tallies and norms a context binds (None where the model has no such table).
 LOOKUPS = ("norm_index", "uv_moments", "ap_uv", "duty", "claims", "origin_lines", "ap_earliest", "ap_days",
            "cls_group_max", "cls_port_max", "cls_hts_count", "effective_ports", "acct", "acct_month", "typical_month",
-           "cls_hts_lines", "cls_hts", "port_price", "origin_mix", "cls_dearest")
+           "cls_hts_lines", "cls_hts", "port_price", "origin_mix")
 
 cdef double LN10 = 2.302585092994046
 # Where a strength's linear rise bends towards 1 (see ramp).
@@ -87,7 +87,7 @@ cdef enum:
 cdef enum:
     L_NORM_INDEX, L_UV_MOMENTS, L_AP_UV, L_DUTY, L_CLAIMS, L_ORIGIN_LINES, L_AP_EARLIEST, L_AP_DAYS
     L_CLS_GROUP_MAX, L_CLS_PORT_MAX, L_CLS_HTS_COUNT, L_EFFECTIVE_PORTS, L_ACCT, L_ACCT_MONTH, L_TYPICAL_MONTH
-    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE, L_ORIGIN_MIX, L_CLS_DEAREST
+    L_CLS_HTS_LINES, L_CLS_HTS, L_PORT_PRICE, L_ORIGIN_MIX
     N_LOOKUPS
     MAX_REASONS = 16
     AHEAD = 3               # lines between the prefetch of a line's slots and its scoring
@@ -398,10 +398,10 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     at this port only, on a share of the heading's lines there too large for none of its
     lines at the other ports to have it by chance."""
     cdef uint64_t group = cls_group_key(L.maker, L.hts4)
-    cdef const int64_t* heading = find(c.t[L_CLS_GROUP_MAX], group)  # dearest rate, lines
+    cdef const int64_t* heading = find(c.t[L_CLS_GROUP_MAX], group)  # dearest (rate, number), lines
     cdef const int64_t* heading_port = find(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
     cdef const int64_t* number = find(c.t[L_CLS_HTS], cls_hts_key(L.maker, L.hts10))  # group key, lines
-    cdef int64_t group_max = heading[0] if heading != NULL else -1
+    cdef int64_t group_max = dearest_rate(heading[0]) if heading != NULL else -1
     cdef int64_t port_max = heading_port[0] if heading_port != NULL else -1
     cdef int64_t numbers = get1(c.t[L_CLS_HTS_COUNT], group, 0)
     cdef int64_t here, everywhere, heading_here, heading_elsewhere
@@ -436,7 +436,7 @@ cdef inline void classification_price(const Context* c, const Line* L, const Pri
     (each a normal in the product's spread, with the standard error of the account's
     lines and of what it is compared with), where the dearest number pays more duty than
     the line does."""
-    cdef const int64_t* dearest = find(c.t[L_CLS_DEAREST], cls_group_key(L.maker, L.hts4))
+    cdef const int64_t* dearest = find(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
     cdef const int64_t* theirs
     cdef int64_t number, lines
     cdef double variance, own, dearer, evidence
@@ -558,7 +558,7 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
     if c.on[PORT_UNIT_VALUE_LOW]:
         ahead(c.t[L_PORT_PRICE], acct_port_key(L.importer, L.port))
     if c.on[CLASSIFICATION_PRICE] and L.maker != 0:
-        ahead(c.t[L_CLS_DEAREST], cls_group_key(L.maker, L.hts4))
+        ahead(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
     if c.on[NEW_IMPORTER]:
         ahead(c.t[L_ACCT], L.importer)
     if c.on[VOLUME_SURGE]:

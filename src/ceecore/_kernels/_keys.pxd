@@ -106,13 +106,14 @@ cdef inline uint64_t month_key(uint64_t importer, int64_t day) noexcept nogil:
     return key2(TAG_ACCT_MONTH, importer, <uint64_t>month_of(day))
 
 
-# cls_dearest packs a line's rate (basis points, capped) above its HTS number (the
-# ``hts10`` code, digits * 16 + digit count), so that the tally's max keeps the pair.
+# cls_group_max packs a line's rate (basis points, capped at 2^24 - 1) above its HTS
+# number (the ``hts10`` code, digits * 16 + digit count), so that the tally's max keeps
+# the heading's dearest rate and the number declared at it.
 cdef inline int64_t dearest_pack(int64_t rate_bp, int64_t hts10) noexcept nogil:
-    """The packed (rate, HTS number); -1 for a code too large to pack."""
+    """The packed (rate, HTS number); a code too large to pack (none of 10 digits is) as 0."""
     cdef int64_t hts_limit = (<int64_t>1) << 38, rate_limit = (<int64_t>1) << 24
     if hts10 < 0 or hts10 >= hts_limit:
-        return -1
+        hts10 = 0
     return min(max(rate_bp, 0), rate_limit - 1) * hts_limit + hts10
 
 

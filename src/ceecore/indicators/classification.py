@@ -36,7 +36,7 @@ CLASSIFICATION_PRICE = Indicator(
     doc="the account's goods under the line's HTS number are priced like those it declares under the dearest number "
         "the same importer + manufacturer declares in the heading, not like the line's number's norm (misclassified "
         "goods keep their own price), wherever the importer files them",
-    tallies=("cls_dearest", "uv_hist", "uv_moments", "ap_uv"),
+    tallies=("cls_group_max", "uv_hist", "uv_moments", "ap_uv"),
     raw=("dearer_price_evidence",),
     thresholds=("classification_price_from", "classification_price_to", "others_min_lines"),
     lookups=unit_value_lookups,
