@@ -565,7 +565,7 @@ def test_a_learned_model_without_its_trees_or_its_history_is_refused(files, tmp_
 def _account_model(path: Path, config: scoring.ScoringConfig, importer: int, lines: int) -> Path:
     """A model of one account with ``lines`` lines (near 2**63 here)."""
     baselines = Baselines(config.tallies)
-    baselines.tallies["acct"].add(np.array([importer], np.uint64), np.array([[20_000, 20_010, lines]]))
+    baselines.tallies["acct"].add(np.array([importer], np.uint64), np.array([[20_000, 20_010, lines, 0, 0, 0]]))
     Model(baselines, config, model_meta(baselines)).save(path)
     return path
 
