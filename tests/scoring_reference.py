@@ -279,10 +279,18 @@ class Reference:
         self.port_price = {}
         for importer, ports in by_port.items():
             weight, pooled = sums.get(importer, (0.0, 0.0))
+            # Against the national norms: the port's z, and its level below the account's dearest port.
+            dearest = max((levels[(importer, port)][0] / levels[(importer, port)][1] for port in ports
+                           if ports[port] >= 5 and levels.get((importer, port), (0.0, 0.0))[1] > 0), default=-math.inf)
             for port in ports if weight > 0 else ():
                 side = -1 if port == main[importer] else 1
-                self.port_price[(importer, port)] = (round(side * pooled / math.sqrt(weight) * 1e6) / 1e6,
-                                                     round(side * pooled / weight * 1e6) / 1e6)
+                z, gap = side * pooled / math.sqrt(weight), side * pooled / weight
+                weighted, place_weight = levels.get((importer, port), (0.0, 0.0))
+                level = weighted / place_weight if place_weight > 0 else 0.0
+                norm_z, norm_gap = level * math.sqrt(place_weight), level - dearest
+                if norm_z < z and math.isfinite(norm_gap):
+                    z, gap = norm_z, norm_gap
+                self.port_price[(importer, port)] = (round(z * 1e6) / 1e6, round(gap * 1e6) / 1e6)
 
     def _norm(self, p: dict[str, Any], own: int, max_level: int, max_own_share: float, min_level: int = 0
               ) -> tuple[float, float, int]:

@@ -321,7 +321,8 @@ def test_goods_declared_lower_away_from_the_main_port_are_port_shopping():
     assert away["port_unit_value_z"] < -5 and away["port_unit_value_low"] > 0.95
     assert all(scored[f"PA{h}-{port}-{i}"]["port_unit_value_low"] == away["port_unit_value_low"]
                for h in (0, 1) for port in ("1001", "3001", "5301") for i in range(8))
-    assert scored["P0-0"]["port_unit_value_z"] == -away["port_unit_value_z"]  # the main port: the high side
+    # The main port: the high side against the others, at the norm against the country: not low either way.
+    assert 0 < scored["P0-0"]["port_unit_value_z"] < -away["port_unit_value_z"]
     assert all(scored[f"P{h}-{i}"]["port_unit_value_low"] == 0 for h in (0, 1) for i in range(30))
     assert all(scored[f"H{h}-{i}"]["port_unit_value_low"] == 0 for h in (0, 1) for i in range(40))
     assert abs(scored["H0-0"]["port_unit_value_z"]) < 0.1
@@ -330,6 +331,38 @@ def test_goods_declared_lower_away_from_the_main_port_are_port_shopping():
     port_price = model.lookups["port_price"]
     assert set(port_price.items()[0]) <= set(ceecore.fit(table).baselines.tallies["acct_port"].items()[0])
     assert len(port_price) == 4 + 2 + 2 + 20 * 2  # P's four ports, H's two, Q's two, each I's two
+
+
+def test_ports_declared_lower_than_the_country_and_the_accounts_dearest_port_are_port_shopping():
+    """Sixty importers file a product from CN at $10 a unit (log-normal quantiles, sigma
+    0.3), 10 lines each, at one port. S files 6 lines at its own port at $10 and 20 at
+    each of three others at $7.5: its honest port holds a tenth of its lines, too few to
+    be its main port, so against its main port (a cheap one) nothing is low. Against the
+    country each cheap port is about 0.9 spreads low over 20 lines (z < -3) and a quarter
+    below its dearest port: port shopping. U files the same ports, all at $7.5: low
+    everywhere, no dearer port to shop from, no port shopping (unit_value_low's to tell).
+    H files the same ports at $10: nothing."""
+    quantiles = np.array([-1.64, -1.04, -0.67, -0.39, -0.13, 0.13, 0.39, 0.67, 1.04, 1.64])
+
+    def row(entry: str, importer: str, port: str, i: int, price: float) -> dict:
+        return {**_row(entry, importer, "8471300100", port, 5.0), "entered_value": round(
+            10 * price * np.exp(0.3 * quantiles[i % 10]), 2), "entry_date": dt.date(2025, 1, 1) + dt.timedelta(i)}
+    rows = [row(f"E{k}-{i}", f"I{k}", "2704", i, 10.0) for k in range(60) for i in range(10)]
+    for importer, cheap in (("S", 7.5), ("U", 7.5), ("H", 10.0)):
+        rows += [row(f"{importer}A{i}", importer, "1001", i, 7.5 if importer == "U" else 10.0) for i in range(2, 8)]
+        rows += [row(f"{importer}{port}-{i}", importer, port, i, cheap) for port in ("3001", "5301", "4601")
+                 for i in range(20)]
+    table = pa.Table.from_pylist(rows)
+    config = ceecore.ScoringConfig.from_doc({"weights": {n: 0.9 if n == "port_unit_value_low" else 0.0
+                                                         for n in indicators.INDICATORS}})
+    scored = {r["entry_number"]: r for r in ceecore.score(table, ceecore.fit(table, config=config)).lines.to_pylist()}
+    cheap = [scored[f"S{port}-{i}"] for port in ("3001", "5301", "4601") for i in range(20)]
+    assert all(r["port_unit_value_z"] < -3 and r["port_unit_value_low"] > 0.5 for r in cheap)
+    assert all(scored[f"SA{i}"]["port_unit_value_low"] == 0 for i in range(2, 8))
+    assert all(r["port_unit_value_low"] == 0 for entry, r in scored.items() if entry[0] in "UHE")
+    reference = Reference(rows, config)
+    want = [reference.strengths(line)["port_unit_value_low"] for line in reference.lines]
+    assert [scored[r["entry_number"]]["port_unit_value_low"] for r in rows] == pytest.approx(want, abs=1e-6)
 
 
 @settings(max_examples=25, deadline=None)

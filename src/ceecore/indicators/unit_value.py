@@ -14,6 +14,7 @@ __all__ = ["PORT_UNIT_VALUE_LOW", "UNIT_VALUE_LOW", "UNIT_VALUE_OUTLIER"]
 
 ACCT_PORT_TAG = 7  # TAG_ACCT_PORT of _kernels/_keys.pxd: port_price is keyed as acct_port is
 MAJOR_PORT_SHARE = 0.2  # a port with this share of an account's priced lines may be its main port
+REFERENCE_MIN_LINES = 5  # priced lines a port needs to be the account's dearest against the norms
 
 
 def origin_prices(uv_moments: Tally) -> np.ndarray:
@@ -73,7 +74,14 @@ def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
     ``gap = sum(w d) / sum(w)`` (log units) and ``z = sum(w d) / sqrt(sum(w))``, the
     pooled test of lower prices away from the main port, in standard errors: one test
     per account, whatever its number of ports or products. Accounts without such a
-    product are left out."""
+    product are left out.
+
+    A port is also judged against the national norms: ``z`` its products' pooled gap to
+    their medians (weighed ``n / s^2``, in standard errors), and ``gap`` its price level
+    below the account's dearest port (of those with ``REFERENCE_MIN_LINES`` priced
+    lines); where that ``z`` is the lower, it and that gap are kept. A shopper whose
+    honest port holds too few of its lines to be a major one is found so; an account
+    low at every port is no port shopper (its gap to its dearest port is small)."""
     _, fields = port_uv.items()
     lines, sums = fields[:, 0], fields[:, 1].astype(float)
     importer, packed = fields[:, 2], fields[:, 3].view(np.uint64)
@@ -131,9 +139,21 @@ def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
     account[at] = owner[judged]
     side = np.ones(len(cells))  # away from the main port: as measured; at it, the other way round
     side[at] = np.where(at_main[judged], -1.0, 1.0)
+    z = side * pooled[account] / np.sqrt(weight[account])
+    gap = side * pooled[account] / weight[account]
+    # Against the national norms: the port's z, and its gap below the account's dearest
+    # port (of those with REFERENCE_MIN_LINES priced lines), where that test is the lower.
+    reference = np.full(len(accounts), -np.inf)
+    enough = (place_lines >= REFERENCE_MIN_LINES) & (place_weight > 0)
+    np.maximum.at(reference, (places // 16384)[enough], place_level[enough])
+    place_of = np.searchsorted(places, owner[judged] * 16384 + port[judged])
+    norm_z, norm_gap = np.zeros(len(cells)), np.zeros(len(cells))
+    norm_z[at] = place_level[place_of] * np.sqrt(place_weight[place_of])
+    norm_gap[at] = place_level[place_of] - reference[owner[judged]]
+    lower = (norm_z < z) & np.isfinite(norm_gap)
     out = Tally("min", "min")
-    out.add(cells, np.stack([np.round(side * pooled[account] / np.sqrt(weight[account]) * 1e6),
-                             np.round(side * pooled[account] / weight[account] * 1e6)], axis=1).astype(np.int64))
+    out.add(cells, np.stack([np.round(np.where(lower, norm_z, z) * 1e6),
+                             np.round(np.where(lower, norm_gap, gap) * 1e6)], axis=1).astype(np.int64))
     return out
 
 
