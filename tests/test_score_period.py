@@ -58,11 +58,7 @@ def small(tmp_path_factory) -> tuple[Path, pa.Table, pa.Table]:
     return d, history, new
 
 
-@pytest.mark.parametrize("variants", [False, pytest.param(True, marks=pytest.mark.xfail(
-    reason="detection of the variant shapes is issue 12's open part: this period finds port shopping at 0.587 "
-           "(the bar is 0.60 for each family; undervaluation 0.649 and misclassification 0.743 now reach it)",
-    strict=False))],
-    ids=["default", "variants"])
+@pytest.mark.parametrize("variants", [False, True], ids=["default", "variants"])
 def test_fitted_on_nine_months_score_finds_the_schemes_of_the_last_three(tmp_path, variants):
     history, new = split(synth.Synthesizer(synth.SynthConfig(lines=LINES, seed=31, variants=variants)).table())
     pq.write_table(history, tmp_path / "history.parquet")
