@@ -31,7 +31,7 @@ from ceecore.privacy import PRIVATE_COLUMNS, PSEUDONYM_KEY, Pseudonymiser, check
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
-from ceecore.trends import Trends, history_accounts, read_pieces
+from ceecore.trends import PIECE_TALLIES, WHOLE_TALLIES, Trends, history_accounts, read_pieces
 from ceecore.uniformity import Uniformity, comparison_table
 from ceecore.worklist import AccountEvidence, BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
@@ -492,7 +492,7 @@ class PeriodViews:
             self.trends.update(intake)
             self.uniformity.update(intake)
             return
-        self.trends.update(intake, _WHOLE)
+        self.trends.update(intake, WHOLE_TALLIES)
         center = intake.parsed["center"]
         order = np.argsort(center, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(center[order]) != 0])
@@ -557,7 +557,7 @@ class PeriodViews:
             kept.close()
             trends, uniformity = Trends(self.trends.centers, self.trends.known), Uniformity(self.uniformity.centers)
             for intake in kept.intakes():
-                trends.update(intake, _PIECE)
+                trends.update(intake, PIECE_TALLIES)
                 uniformity.update(intake)
             os.unlink(kept.path)
             yield c, trends, uniformity
@@ -572,10 +572,9 @@ class PeriodViews:
             self.scratch = None
 
 
-# The trends' tallies folded while scoring with a scratch directory, and from each Center's lines.
-_WHOLE, _PIECE = ("month", "account"), ("origin", "entry")
-# The canonical columns each Center's kept lines carry beside their parse (the views read the outcomes).
-_VIEW_COLUMNS = {name: kind for name, kind in scoring_input_types().items() if name in OUTCOME_COLUMNS}
+# The canonical columns each Center's kept lines carry beside their parse (the outcomes; the
+# importers' ids, for the accounts a finding names).
+_VIEW_COLUMNS = {name: kind for name, kind in scoring_input_types().items() if name in ("importer_id", *OUTCOME_COLUMNS)}
 
 
 def score(
