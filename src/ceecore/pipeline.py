@@ -494,18 +494,20 @@ class PeriodViews:
             return
         self.trends.update(intake, WHOLE_TALLIES)
         center = intake.parsed["center"]
-        order = np.argsort(center, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(center[order]) != 0])
-        parts = {}
-        for start, end in zip(starts, [*starts[1:], len(order)]):
-            c = int(center[order[start]])
-            if c >= 0:  # (lines of no Center are in no view)
-                rows = order[start:end]
-                parts[c] = Intake(intake.canonical, intake.codes, {k: v[rows] for k, v in intake.parsed.items()})
+        rows = np.flatnonzero(center >= 0)  # (lines of no Center are in no view)
+        rows = rows[np.argsort(center[rows], kind="stable")]
+        if len(rows) == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, np.diff(center[rows]) != 0])
+        ends = [*starts[1:], len(rows)]
         with self._lock:
-            for c, part in parts.items():
-                kept = self._kept.setdefault(c, LineSpill(self.scratch / f".views-{c}.arrow", _VIEW_COLUMNS))
-                kept.write(kept.batch(part))
+            kept = [self._kept.setdefault(int(c), LineSpill(self.scratch / f".views-{c}.arrow", _VIEW_COLUMNS))
+                    for c in center[rows[starts]]]
+        # One batch of the lines by Center, written a Center's slice to its file.
+        batch = kept[0].batch(Intake(intake.canonical, intake.codes, {k: v[rows] for k, v in intake.parsed.items()}))
+        with self._lock:
+            for spill, start, end in zip(kept, starts, ends):
+                spill.write(batch.slice(start, end - start))
 
     def merge(self, other: PeriodViews) -> None:
         """Adds the views of other lines (another process's, say): exact, in any order."""
