@@ -468,10 +468,11 @@ class PeriodViews:
     pass reads (no read of its own).
 
     Their state grows with the lines' distinct keys, nearly as fast as the lines. Given
-    a ``scratch`` directory, it is never held whole: while the lines are scored only
-    the trends' monthly totals and accounts are folded, and each Center's lines are kept
-    in a file of their own there (their parse and outcomes); :meth:`write` then reads
-    them one Center at a time, once the scores are written (see the README)."""
+    a ``scratch`` directory, it is never held whole: while the lines are scored, only
+    the trends' :data:`~ceecore.trends.WHOLE_TALLIES` are folded (monthly totals, each
+    account's first and last month), and each Center's lines are kept in a file of their
+    own there (their parse, outcomes and importer ids); :meth:`write` then reads them one
+    Center at a time, once the scores are written (see the README)."""
 
     trends: Trends
     uniformity: Uniformity
@@ -482,7 +483,7 @@ class PeriodViews:
     @classmethod
     def of(cls, centers: CenterMap, history: Model | None = None, scratch: Path | None = None) -> PeriodViews:
         """Empty views; with ``history`` (the model a period is scored against), an
-        account is new only if that history never saw it."""
+        account is new only if that history never saw it; ``scratch``: see the class."""
         trends = Trends.for_model(history, centers) if history is not None else Trends(centers)
         return cls(trends, Uniformity(centers), scratch)
 
@@ -503,7 +504,7 @@ class PeriodViews:
         with self._lock:
             kept = [self._kept.setdefault(int(c), LineSpill(self.scratch / f".views-{c}.arrow", _VIEW_COLUMNS))
                     for c in center[rows[starts]]]
-        # One batch of the lines by Center, written a Center's slice to its file.
+        # One batch of the lines sorted by Center; each Center's slice goes to its file.
         batch = kept[0].batch(Intake(intake.canonical, intake.codes, {k: v[rows] for k, v in intake.parsed.items()}))
         with self._lock:
             for spill, start, end in zip(kept, starts, ends):
@@ -539,36 +540,39 @@ class PeriodViews:
         compared: list[dict[str, np.ndarray]] = []
 
         def pieces() -> Iterator[Trends]:
-            for _, trends, uniformity in self._pieces():
+            for trends, uniformity in self._pieces():
                 compared.append(uniformity.comparisons())
                 del uniformity
                 _release_memory()
                 yield trends
+                del trends  # (before the next piece is folded)
 
         series, shifts = read_pieces(self.trends, pieces())
         write_table(shifts, out / "shifts.parquet")
         write_table(series, out / "trends.parquet")
         write_table(comparison_table(compared, self.uniformity.centers), out / "uniformity.parquet")
 
-    def _pieces(self) -> Iterator[tuple[int, Trends, Uniformity]]:
-        """Each Center's kept lines folded into a piece of the trends (origins and entries)
-        and a uniformity state, one Center at a time; each file removed once read."""
+    def _pieces(self) -> Iterator[tuple[Trends, Uniformity]]:
+        """Each Center's kept lines folded into a piece of the trends and a uniformity
+        state, one Center at a time (nothing of a piece held here once it is handed out)."""
         while self._kept:
-            c = min(self._kept)
-            kept = self._kept.pop(c)
-            kept.close()
-            trends, uniformity = Trends(self.trends.centers, self.trends.known), Uniformity(self.uniformity.centers)
-            for intake in kept.intakes():
-                trends.update(intake, PIECE_TALLIES)
-                uniformity.update(intake)
-            os.unlink(kept.path)
-            yield c, trends, uniformity
-            del trends, uniformity
+            yield self._piece(self._kept.pop(min(self._kept)))
+
+    def _piece(self, kept: LineSpill) -> tuple[Trends, Uniformity]:
+        """The trends' :data:`~ceecore.trends.PIECE_TALLIES` and the uniformity state of
+        one Center's kept lines; their file removed."""
+        kept.close()
+        trends, uniformity = Trends(self.trends.centers, self.trends.known), Uniformity(self.uniformity.centers)
+        for intake in kept.intakes():
+            trends.update(intake, PIECE_TALLIES)
+            uniformity.update(intake)
+        os.unlink(kept.path)
+        return trends, uniformity
 
     def _fold(self) -> None:
         """The kept lines folded into the states (wanted whole: to merge or to send)."""
         if self.scratch is not None:
-            for _, trends, uniformity in self._pieces():
+            for trends, uniformity in self._pieces():
                 self.trends.merge(trends)
                 self.uniformity.merge(uniformity)
             self.scratch = None
