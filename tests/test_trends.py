@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 
 import ceecore
 from ceecore import synth
-from ceecore.accounts import AccountBook
+from ceecore.accounts import AccountBook, Intake
 from ceecore.centers import CenterMap
 from ceecore._fdr import benjamini_hochberg
-from ceecore.accounts import Intake
 from ceecore.trends import PIECE_TALLIES, SERIES_SCHEMA, SHIFTS_SCHEMA, WHOLE_TALLIES, Trends, _step_test, read_pieces
 from ceecore_cli.main import cli
 

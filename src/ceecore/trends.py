@@ -44,7 +44,7 @@ from ceecore.scoring import Model
 if TYPE_CHECKING:
     from ceecore.pipeline import IntakeStats
 
-__all__ = ["PIECE_TALLIES", "SERIES_SCHEMA", "SHIFTS_SCHEMA", "TALLIES", "TrendReport", "Trends", "WHOLE_TALLIES",
+__all__ = ["PIECE_TALLIES", "SERIES_SCHEMA", "SHIFTS_SCHEMA", "TALLIES", "WHOLE_TALLIES", "TrendReport", "Trends",
            "history_accounts", "read_pieces", "trends"]
 
 SERIES_SCHEMA = pa.schema([("center", pa.string()), ("measure", pa.string()), ("key", pa.string()),
