@@ -221,6 +221,15 @@ def test_state_refuses_tallies_that_disagree(small):
 
     with pytest.raises(ValueError, match="span"):
         Trends.from_arrow(altered(later_span))
+    first = next(i for i, r in enumerate(rows) if r["tally"] == "span" and r["field"] == 0 and r["value"] > 0)
+
+    def earlier_first(r: dict) -> dict:  # one account's first month a month before its first line
+        if r == rows[first]:
+            r["value"] -= 1
+        return r
+
+    with pytest.raises(ValueError, match="first and last month"):
+        Trends.from_arrow(altered(earlier_first))
     no_span = table.filter(pa.compute.not_equal(table.column("tally"), "span"))
     with pytest.raises(ValueError, match="span"):
         Trends.from_arrow(no_span)

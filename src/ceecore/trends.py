@@ -324,20 +324,25 @@ def _check_values(name: str, keys: np.ndarray, values: np.ndarray, n_centers: in
 
 def _check_agree(state: Trends) -> None:
     """Refuses tallies that contradict each other: a (Center, month) with lines in one
-    tally but none in the month tally, an account's month outside its span."""
+    tally but none in the month tally, a span that is not its account's first and last
+    month, origin lines of an account without one."""
     cms = state.tallies["month"].items()[0].astype(np.int64)
     for name, at in (("entry", lambda v: v), ("account", lambda v: v[:, 1]), ("origin", lambda v: v[:, 1] >> 30)):
         if not np.isin(at(state.tallies[name].items()[1]), cms).all():
             raise ValueError(f"trends tally {name!r} holds a Center and month with no lines in the month tally")
     importers, span = state.tallies["span"].items()
     account = state.tallies["account"].items()[1]
-    at = np.minimum(np.searchsorted(importers, account[:, 2].view(np.uint64)), max(len(importers) - 1, 0))
-    month = account[:, 1] & ((1 << _MONTH_BITS) - 1)
-    if len(account) and (len(importers) == 0 or np.any((importers[at] != account[:, 2].view(np.uint64))
-                                                       | (month < span[at, 0]) | (month > span[at, 1]))):
-        raise ValueError("trends tally 'account' holds a month outside its account's span")
-    if not np.isin(span, cms & ((1 << _MONTH_BITS) - 1)).all():
-        raise ValueError("trends tally 'span' holds a month with no lines in the month tally")
+    who, month = account[:, 2].view(np.uint64), account[:, 1] & ((1 << _MONTH_BITS) - 1)
+    at = np.minimum(np.searchsorted(importers, who), max(len(importers) - 1, 0))
+    lo, hi = np.full(len(importers), 1 << 62), np.full(len(importers), -1)
+    if len(who) and (len(importers) == 0 or np.any(importers[at] != who)):
+        raise ValueError("trends tally 'account' holds an account without a span")
+    np.minimum.at(lo, at, month)
+    np.maximum.at(hi, at, month)
+    if not (np.array_equal(lo, span[:, 0]) and np.array_equal(hi, span[:, 1])):
+        raise ValueError("trends tally 'span' is not each account's first and last month")
+    if not np.isin(state.tallies["origin"].items()[1][:, 2].view(np.uint64), importers).all():
+        raise ValueError("trends tally 'origin' holds lines of an account without a span")
 
 
 # ---------------------------------------------------------------------------- reading the state
