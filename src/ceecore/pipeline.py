@@ -539,13 +539,13 @@ class PeriodViews:
             return
         compared: list[dict[str, np.ndarray]] = []
 
-        def pieces() -> Iterator[Trends]:
+        def pieces() -> Iterator[Trends]:  # (a Center's trends read and let go before its ports are compared)
             for trends, uniformity in self._pieces():
+                yield trends
+                del trends
                 compared.append(uniformity.comparisons())
                 del uniformity
                 _release_memory()
-                yield trends
-                del trends  # (before the next piece is folded)
 
         series, shifts = read_pieces(self.trends, pieces())
         write_table(shifts, out / "shifts.parquet")
