@@ -730,8 +730,8 @@ def run(
 
     Writes the set of :func:`write_set` (``lines.parquet``, ``accounts.parquet``,
     ``worklist.parquet``, the period's views unless ``views`` is false (``trends.parquet``,
-    ``shifts.parquet``, ``uniformity.parquet``: they take time, about 10 CPU seconds at
-    5M lines, and little memory), ``rejects.parquet``, ``summary.json``) and ``model.arrow``.
+    ``shifts.parquet``, ``uniformity.parquet``: they take time, about 14 s at 5M
+    lines, and little memory), ``rejects.parquet``, ``summary.json``) and ``model.arrow``.
     They are built in a hidden directory beside ``outdir`` and swapped in whole once the
     job is done (see :func:`ceecore.io.swap_directory`): a reader of ``outdir`` sees the
     whole previous set or the whole new one, and a failed run (or one that rejected more
