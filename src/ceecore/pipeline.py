@@ -550,6 +550,7 @@ class PeriodViews:
         series, shifts = read_pieces(self.trends, pieces())
         write_table(shifts, out / "shifts.parquet")
         write_table(series, out / "trends.parquet")
+        del series, shifts
         write_table(comparison_table(compared, self.uniformity.centers), out / "uniformity.parquet")
 
     def _pieces(self) -> Iterator[tuple[Trends, Uniformity]]:
