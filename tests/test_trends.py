@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 import ceecore
 from ceecore import synth
-from ceecore.accounts import AccountBook
+from ceecore.accounts import AccountBook, Intake
 from ceecore.centers import CenterMap
 from ceecore._fdr import benjamini_hochberg
-from ceecore.trends import SERIES_SCHEMA, SHIFTS_SCHEMA, Trends, _step_test
+from ceecore.trends import PIECE_TALLIES, SERIES_SCHEMA, SHIFTS_SCHEMA, WHOLE_TALLIES, Trends, _step_test, read_pieces
 from ceecore_cli.main import cli
 
 
@@ -137,6 +137,105 @@ def test_state_round_trips_and_refuses_tampering(small, tmp_path):
         Trends.from_arrow(table.set_column(2, "key", pa.array(keys, pa.uint64())))
     with pytest.raises(ValueError, match="columns"):
         Trends.from_arrow(table.drop_columns(["text"]))
+
+
+@pytest.fixture(scope="module")
+def shifted() -> pa.Table:
+    """A small world with a trade diversion (a shift is flagged in it)."""
+    return synth.Synthesizer(synth.SynthConfig(lines=60_000, seed=1, trend=True)).table()
+
+
+def _of_centers(intake: Intake, centers: list[int]) -> Intake:
+    """The lines of an intake whose Center index is among ``centers``."""
+    rows = np.flatnonzero(np.isin(intake.parsed["center"], centers))
+    return Intake(intake.canonical, intake.codes, {k: v[rows] for k, v in intake.parsed.items()})
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_read_in_pieces_gives_the_whole_states_tables(shifted, data):
+    """A state kept in pieces (the monthly totals and spans of every line; origins,
+    entries and accounts by disjoint sets of Centers), any grouping, batching and order
+    of the pieces, with or without a history's accounts: the whole state's tables."""
+    importers = np.unique(AccountBook(threads=1).parse(shifted.to_batches()[0]).parsed["importer_hash"])
+    known = importers[::3] if data.draw(st.booleans(), label="history") else None
+    expected = Trends(known=known)
+    book = AccountBook(threads=1)
+    n_centers = len(CenterMap.default().codes)
+    groups = data.draw(st.lists(st.integers(0, 3), min_size=n_centers, max_size=n_centers), label="groups")
+    cuts = data.draw(st.lists(st.integers(1, shifted.num_rows - 1), max_size=5), label="cuts")
+    whole, pieces = Trends(known=known), {g: Trends(known=known) for g in set(groups)}
+    for a, b in itertools.pairwise([0, *sorted(set(cuts)), shifted.num_rows]):
+        intake = book.parse(shifted.slice(a, b - a).combine_chunks().to_batches()[0], columns=Trends.columns)
+        expected.update(intake)
+        whole.update(intake, WHOLE_TALLIES)
+        for g, piece in pieces.items():
+            piece.update(_of_centers(intake, [c for c, k in enumerate(groups) if k == g]), PIECE_TALLIES)
+    order = data.draw(st.permutations(sorted(pieces)), label="order")
+    series, shifts = read_pieces(whole, (pieces.pop(g) for g in order))
+    want = expected.result()
+    assert want[1].num_rows > 0
+    assert series.equals(want[0]) and shifts.equals(want[1])
+
+
+def test_period_views_read_in_pieces_write_the_same_set(shifted, tmp_path):
+    """A run's views (kept by Center in a scratch directory while scoring, from several
+    threads, read one Center at a time) write the tables the views folded whole write,
+    and leave no file behind; asked for their state, they give the same as folded whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ceecore.pipeline import PeriodViews
+
+    book, centers = AccountBook(threads=1), CenterMap.default()
+    intakes = [book.parse(b, columns=Trends.columns) for b in shifted.to_batches(max_chunksize=7_000)]
+    for name in ("kept", "sent", "folded_out", "kept_out"):
+        (tmp_path / name).mkdir()
+    folded, kept, sent = (PeriodViews.of(centers, scratch=tmp_path / name if name else None)
+                          for name in (None, "kept", "sent"))
+    with ThreadPoolExecutor(3) as pool:
+        for views in (folded, kept, sent):
+            list(pool.map(views.update, intakes))
+    assert ".views-0.arrow" in {p.name for p in (tmp_path / "kept").iterdir()}
+    folded.write(tmp_path / "folded_out")
+    kept.write(tmp_path / "kept_out")
+    for name in ("trends.parquet", "shifts.parquet", "uniformity.parquet"):
+        assert pq.read_table(tmp_path / "kept_out" / name).equals(pq.read_table(tmp_path / "folded_out" / name))
+    assert [t.equals(u) for t, u in zip(sent.to_arrow(), folded.to_arrow())] == [True, True]
+    assert not list((tmp_path / "kept").iterdir()) and not list((tmp_path / "sent").iterdir())
+
+
+def test_state_refuses_tallies_that_disagree(small):
+    """Tallies that no lines could give together: an account's month outside its span, a
+    span of an account with no lines in the month tally's months, no span at all."""
+    table = _state([small.slice(0, 3000)]).to_arrow()
+    rows = table.to_pylist()
+
+    def altered(change) -> pa.Table:
+        return pa.Table.from_pylist([change(dict(r)) for r in rows], table.schema).replace_schema_metadata(
+            table.schema.metadata)
+
+    def later_span(r: dict) -> dict:  # every account's first month a year later
+        if r["tally"] == "span":
+            r["value"] += 12
+        return r
+
+    with pytest.raises(ValueError, match="span"):
+        Trends.from_arrow(altered(later_span))
+    first = next(i for i, r in enumerate(rows) if r["tally"] == "span" and r["field"] == 0 and r["value"] > 0)
+
+    def earlier_first(r: dict) -> dict:  # one account's first month a month before its first line
+        if r == rows[first]:
+            r["value"] -= 1
+        return r
+
+    with pytest.raises(ValueError, match="first and last month"):
+        Trends.from_arrow(altered(earlier_first))
+    no_span = table.filter(pa.compute.not_equal(table.column("tally"), "span"))
+    with pytest.raises(ValueError, match="span"):
+        Trends.from_arrow(no_span)
+    no_months = table.filter(pa.compute.not_equal(table.column("tally"), "month"))
+    with pytest.raises(ValueError, match="month tally"):
+        Trends.from_arrow(no_months)
 
 
 def test_bh_matches_the_definition():

@@ -21,11 +21,12 @@ from scipy import stats
 
 import ceecore
 from ceecore import synth
-from ceecore.accounts import AccountBook
+from ceecore.accounts import AccountBook, Intake
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS
 from ceecore._fdr import benjamini_hochberg
 from ceecore.uniformity import (
+    comparison_table,
     _MAX_BIN,
     COUNTS,
     HISTOGRAMS,
@@ -250,6 +251,25 @@ def test_same_result_whatever_the_batches_and_merge_order(small, data):
         merged.merge(Uniformity.from_arrow(parts[i].to_arrow()) if i % 2 else parts[i])
     assert merged.to_arrow().equals(whole.to_arrow())
     assert merged.result(min_lines=4).equals(whole.result(min_lines=4))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_pieces_of_disjoint_centers_give_the_same_table(small, data):
+    """States of the lines of disjoint sets of Centers (any grouping and batching; how a
+    run reads its views, a Center at a time), their comparisons joined in any order:
+    the whole state's table (every comparison is within a Center; the FDR over all)."""
+    n_centers = len(CenterMap.default().codes)
+    groups = data.draw(st.lists(st.integers(0, 3), min_size=n_centers, max_size=n_centers), label="groups")
+    cuts = data.draw(st.lists(st.integers(1, small.num_rows - 1), max_size=4), label="cuts")
+    pieces = {g: Uniformity() for g in set(groups)}
+    for intake in _intakes(small, cuts):
+        for g, piece in pieces.items():
+            rows = np.flatnonzero(np.isin(intake.parsed["center"], [c for c, k in enumerate(groups) if k == g]))
+            piece.update(Intake(intake.canonical, intake.codes, {k: v[rows] for k, v in intake.parsed.items()}))
+    order = data.draw(st.permutations(sorted(pieces)), label="order")
+    compared = [pieces[g].comparisons(5) for g in order]
+    assert comparison_table(compared, CenterMap.default()).equals(_state(small).result(5))
 
 
 @settings(max_examples=40, deadline=None)

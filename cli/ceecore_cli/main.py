@@ -435,8 +435,8 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
 @click.option("--show-ids", is_flag=True,
               help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
 @click.option("--views/--no-views", default=True, show_default=True,
-              help="Write the period's trends, shifts and uniformity across ports with the set (they take memory: "
-                   "about 0.85 GB more at 5M lines).")
+              help="Write the period's trends, shifts and uniformity across ports with the set (they take time: "
+                   "about 14 s more at 5M lines).")
 @_cluster_option
 def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects: str | None, preset: str | None,
                   mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
@@ -490,8 +490,8 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 @click.option("--show-ids", is_flag=True,
               help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
 @click.option("--views/--no-views", default=True, show_default=True,
-              help="Write the period's trends, shifts and uniformity across ports with the set (they take memory: "
-                   "about 0.85 GB more at 5M lines).")
+              help="Write the period's trends, shifts and uniformity across ports with the set (they take time: "
+                   "about 14 s more at 5M lines).")
 @_cluster_option
 def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, preset: str | None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,8 @@ from ceecore.scoring import Model
 if TYPE_CHECKING:
     from ceecore.pipeline import IntakeStats
 
-__all__ = ["SERIES_SCHEMA", "SHIFTS_SCHEMA", "TrendReport", "Trends", "history_accounts", "trends"]
+__all__ = ["PIECE_TALLIES", "SERIES_SCHEMA", "SHIFTS_SCHEMA", "TALLIES", "WHOLE_TALLIES", "TrendReport", "Trends",
+           "history_accounts", "read_pieces", "trends"]
 
 SERIES_SCHEMA = pa.schema([("center", pa.string()), ("measure", pa.string()), ("key", pa.string()),
                            ("month", pa.date32()), ("value", pa.float64()), ("lines", pa.int64())])
@@ -54,7 +55,7 @@ SHIFTS_SCHEMA = pa.schema([("center", pa.string()), ("measure", pa.string()), ("
                            ("finding", pa.string())])
 STATE_SCHEMA = pa.schema([("tally", pa.dictionary(pa.int8(), pa.string())), ("field", pa.int8()),
                           ("key", pa.uint64()), ("value", pa.int64()), ("text", pa.large_string())])
-FORMAT = 1
+FORMAT = 2                        # (2: the span tally)
 
 # name -> the fold of each field (see the module docstring).
 TALLIES: dict[str, tuple[str, ...]] = {
@@ -64,7 +65,10 @@ TALLIES: dict[str, tuple[str, ...]] = {
                                       #   (center, month, hts6, origin), importer
     "entry": ("max",),            # hash of (entry, center, month) -> (center, month)
     "account": ("sum", "max", "max"),  # hash of (importer, center, month) -> lines, (center, month), importer
+    "span": ("min", "max"),       # importer -> its first and last month (with a Center)
 }
+# A state read in pieces (see read_pieces): the tallies of every line, and those of a piece's.
+WHOLE_TALLIES, PIECE_TALLIES = ("month", "span"), ("origin", "entry", "account")
 IDS = "ids"                       # rows of the state table holding each importer hash's id
 
 # What the tests ask of a series before testing it, and what a shift must clear.
@@ -125,33 +129,38 @@ class Trends:
 
     # ------------------------------------------------------------ folding
 
-    def update(self, intake: Intake) -> None:
-        """Folds the accepted lines of one ingested batch in."""
+    def update(self, intake: Intake, tallies: Collection[str] = tuple(TALLIES)) -> None:
+        """Folds the accepted lines of one ingested batch in: into ``tallies`` only, for a
+        state read in pieces (see :func:`read_pieces`)."""
         f = line_fields(intake)
         keep = np.flatnonzero(f.center >= 0)  # (chapters 98 and 99 belong to no Center)
         if len(keep) == 0:
             return
         cm = ((f.center[keep] + 1) << _MONTH_BITS) | _months(f.day[keep])
         one = np.ones(len(keep), np.int64)
-        outcome = _outcomes(intake, f.rows[keep])
-        month = np.column_stack([one, f.value_cents[keep], f.duty_cents[keep], *outcome])
-        packed = (cm << 30) | (f.hts6[keep] << 10) | f.country[keep]
         importer = f.importer[keep]
-        origin_key = combine(3, importer, packed)
-        origin = np.column_stack([one, packed, importer.view(np.int64)])
-        entry_key = combine(1, intake.parsed["entry_hash"][keep], cm)
-        account_key = combine(2, importer, cm)
-        account = np.column_stack([one, cm, importer.view(np.int64)])
+        add = {}
+        if "month" in tallies:
+            month = np.column_stack([one, f.value_cents[keep], f.duty_cents[keep], *_outcomes(intake, f.rows[keep])])
+            add["month"] = (cm.astype(np.uint64), month)
+        if "origin" in tallies:
+            packed = (cm << 30) | (f.hts6[keep] << 10) | f.country[keep]
+            add["origin"] = (combine(3, importer, packed), np.column_stack([one, packed, importer.view(np.int64)]))
+        if "entry" in tallies:
+            add["entry"] = (combine(1, intake.parsed["entry_hash"][keep], cm), cm.reshape(-1, 1))
+        if "account" in tallies:
+            add["account"] = (combine(2, importer, cm), np.column_stack([one, cm, importer.view(np.int64)]))
+        if "span" in tallies:
+            add["span"] = (importer, np.column_stack([cm & ((1 << _MONTH_BITS) - 1)] * 2))
         with self._lock:
-            self.tallies["month"].add(cm.astype(np.uint64), np.ascontiguousarray(month, np.int64))
-            self.tallies["origin"].add(origin_key, np.ascontiguousarray(origin))
-            self.tallies["entry"].add(entry_key, cm.reshape(-1, 1))
-            self.tallies["account"].add(account_key, np.ascontiguousarray(account))
-            unseen = np.flatnonzero(self._named.get(importer, 0) == 0)
-            if len(unseen):
-                hashes, first = np.unique(importer[unseen], return_index=True)
-                ids = intake.canonical.column("importer_id").take(pa.array(f.rows[keep][unseen[first]]))
-                self._name(hashes, ids.to_pylist())
+            for name, (keys, values) in add.items():
+                self.tallies[name].add(keys, np.ascontiguousarray(values, np.int64))
+            if "account" in tallies:  # (the ids of the accounts a finding may name)
+                unseen = np.flatnonzero(self._named.get(importer, 0) == 0)
+                if len(unseen):
+                    hashes, first = np.unique(importer[unseen], return_index=True)
+                    ids = intake.canonical.column("importer_id").take(pa.array(f.rows[keep][unseen[first]]))
+                    self._name(hashes, ids.to_pylist())
 
     def _name(self, hashes: np.ndarray, ids: list[str]) -> None:
         """Records the id of each importer hash (the same id always has the same hash)."""
@@ -237,6 +246,7 @@ class Trends:
             v = np.column_stack([values[p] for p in parts]) if len(k) else np.zeros((0, len(folds)), np.int64)
             _check_values(name, k, v, n_centers)
             state.tallies[name].add(k, np.ascontiguousarray(v))
+        _check_agree(state)
         rows = np.flatnonzero(which == IDS)
         text = table.column("text").take(pa.array(rows))
         if text.null_count or (len(rows) > 1 and np.any(keys[rows][1:] <= keys[rows][:-1])):
@@ -251,10 +261,8 @@ class Trends:
         measure, key, month) and the shifts flagged at ``q < alpha``
         (:data:`SHIFTS_SCHEMA`, most significant first)."""
         with self._lock:
-            view = _View.of(self)
-        if len(view.months) == 0:  # (no lines with a Center)
-            return SERIES_SCHEMA.empty_table(), SHIFTS_SCHEMA.empty_table()
-        return view.series(), view.shifts(alpha)
+            view = _View.of(self, [self])
+        return view.result(alpha)
 
     def write(self, series: str | os.PathLike[str], shifts: str | os.PathLike[str],
               into: OutputSet | None = None) -> None:
@@ -306,18 +314,55 @@ def _check_values(name: str, keys: np.ndarray, values: np.ndarray, n_centers: in
             and bool(np.all((packed >> 10) & ((1 << 20) - 1) < 10**6)) and (values[:, 0] >= 1).all()
     elif name == "entry":
         ok = not bad_cm(values[:, 0])
+    elif name == "span":
+        ok = bool(np.all((values[:, 0] >= 0) & (values[:, 0] <= values[:, 1]) & (values[:, 1] < 300 * 12)))
     else:
         ok = not bad_cm(values[:, 1]) and (values[:, 0] >= 1).all()
     if not ok:
         raise ValueError(f"trends tally {name!r} holds keys or values no lines could give")
 
 
+def _check_agree(state: Trends) -> None:
+    """Refuses tallies that contradict each other: a (Center, month) with lines in one
+    tally but none in the month tally, a span that is not its account's first and last
+    month, origin lines of an account without one."""
+    cms = state.tallies["month"].items()[0].astype(np.int64)
+    for name, at in (("entry", lambda v: v), ("account", lambda v: v[:, 1]), ("origin", lambda v: v[:, 1] >> 30)):
+        if not np.isin(at(state.tallies[name].items()[1]), cms).all():
+            raise ValueError(f"trends tally {name!r} holds a Center and month with no lines in the month tally")
+    importers, span = state.tallies["span"].items()
+    account = state.tallies["account"].items()[1]
+    who, month = account[:, 2].view(np.uint64), account[:, 1] & ((1 << _MONTH_BITS) - 1)
+    at = np.minimum(np.searchsorted(importers, who), max(len(importers) - 1, 0))
+    lo, hi = np.full(len(importers), 1 << 62), np.full(len(importers), -1)
+    if len(who) and (len(importers) == 0 or np.any(importers[at] != who)):
+        raise ValueError("trends tally 'account' holds an account without a span")
+    np.minimum.at(lo, at, month)
+    np.maximum.at(hi, at, month)
+    if not (np.array_equal(lo, span[:, 0]) and np.array_equal(hi, span[:, 1])):
+        raise ValueError("trends tally 'span' is not each account's first and last month")
+    if not np.isin(state.tallies["origin"].items()[1][:, 2].view(np.uint64), importers).all():
+        raise ValueError("trends tally 'origin' holds lines of an account without a span")
+
+
 # ---------------------------------------------------------------------------- reading the state
+
+
+def read_pieces(whole: Trends, pieces: Iterable[Trends], alpha: float = ALPHA) -> tuple[pa.Table, pa.Table]:
+    """:meth:`Trends.result` of a state kept in pieces: ``whole`` holds the
+    :data:`WHOLE_TALLIES` of every line (monthly totals, each account's first and last
+    month); ``pieces`` the :data:`PIECE_TALLIES` of the lines of disjoint sets of
+    Centers, each read and let go before the next is taken (a generator can fold each
+    from its lines then), so that one piece is held at a time, not the whole state.
+    The same tables as the whole state's."""
+    return _View.of(whole, pieces).result(alpha)
 
 
 @dataclass
 class _View:
-    """The state laid out for reading: dense (Center, month) grids and the tallies' items."""
+    """The state laid out for reading: dense (Center, month) grids, the accounts' lines
+    per Center and month, and the origins' lines per (Center, month, HTS6, origin) of all
+    accounts and of the steady ones (the importers summed out)."""
 
     centers: CenterMap
     months: np.ndarray              # month indices, first to last of the data, every month between
@@ -325,53 +370,88 @@ class _View:
     entries: np.ndarray             # (centers, months) distinct entries
     active: np.ndarray              # (centers, months) distinct accounts
     new: np.ndarray                 # (centers, months) accounts new that month
-    origin: tuple[np.ndarray, ...]  # center, month position, hts6, country, lines, steady account: per origin key
+    span: tuple[np.ndarray, ...]    # importer hashes (sorted), their first and last month positions
     account: tuple[np.ndarray, ...]  # importer, center, month position, lines: one per account tally key
+    origin: tuple[np.ndarray, ...]  # center, month position, hts6, country, lines, steady accounts' or not
     ids: dict[int, str]
+    known: np.ndarray | None
 
     @classmethod
-    def of(cls, state: Trends) -> _View:
-        n_centers = len(state.centers.codes)
-        keys, values = state.tallies["month"].items()
+    def of(cls, whole: Trends, pieces: Iterable[Trends]) -> _View:
+        """The view of the :data:`WHOLE_TALLIES` of ``whole`` and the
+        :data:`PIECE_TALLIES` of ``pieces`` (see :func:`read_pieces`; a whole state:
+        ``of(state, [state])``)."""
+        n_centers = len(whole.centers.codes)
+        keys, values = whole.tallies["month"].items()
         values = values.reshape(len(keys), 7)
         cm = keys.astype(np.int64)
         center, month = (cm >> _MONTH_BITS) - 1, cm & ((1 << _MONTH_BITS) - 1)
         months = np.arange(month.min(), month.max() + 1) if len(month) else np.zeros(0, np.int64)
-        first = int(months[0]) if len(months) else 0
-        grid = np.zeros((n_centers, len(months), 7), np.int64)
+        m, first = len(months), int(months[0]) if len(months) else 0
+        grid = np.zeros((n_centers, m, 7), np.int64)
         grid[center, month - first] = values
+        importers, span = whole.tallies["span"].items()
+        grids = [np.zeros((n_centers, m), np.int64) for _ in range(3)]
+        view = cls(whole.centers, months, grid, *grids, (importers, span[:, 0] - first, span[:, 1] - first), (), (),
+                   {}, whole.known)
+        accounts, origins = [], []
+        for piece in pieces:
+            account, origin = view._read(piece)
+            accounts.append(account)
+            origins.append(origin)
+            del piece  # (before the next piece is taken)
+        none = np.zeros(0, np.int64)
+        view.account = tuple(np.concatenate(parts) for parts in zip(*accounts)) if accounts else (none,) * 4
+        view.origin = tuple(np.concatenate(parts) for parts in zip(*origins)) if origins else \
+            (none,) * 5 + (np.zeros(0, bool),)
+        return view
 
-        def counted(cms: np.ndarray) -> np.ndarray:
-            out = np.zeros((n_centers, len(months)), np.int64)
-            np.add.at(out, ((cms >> _MONTH_BITS) - 1, (cms & ((1 << _MONTH_BITS) - 1)) - first), 1)
-            return out
+    def _counted(self, cms: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.entries.shape, np.int64)
+        if len(self.months):
+            np.add.at(out, ((cms >> _MONTH_BITS) - 1, (cms & ((1 << _MONTH_BITS) - 1)) - self.months[0]), 1)
+        return out
 
-        entries = counted(state.tallies["entry"].items()[1].ravel())
-        k, v = state.tallies["account"].items()
-        v = v.reshape(len(k), 3)
+    def _read(self, piece: Trends) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """Adds a piece's entries and accounts to the grids; returns its accounts and
+        origin rows (see the fields)."""
+        first = int(self.months[0]) if len(self.months) else 0
+        self.entries += self._counted(piece.tallies["entry"].items()[1].ravel())
+        _, v = piece.tallies["account"].items()
+        v = v.reshape(len(v), 3)
         a_cm, importer = v[:, 1], v[:, 2].view(np.uint64)
         a_center, a_month = (a_cm >> _MONTH_BITS) - 1, (a_cm & ((1 << _MONTH_BITS) - 1)) - first
-        # Each account's first and last month: it is new in its first month within the
-        # input (unless the model knew it); it is steady if active from the input's
-        # first month to its last (origin shares of steady accounts compare like with like).
-        accounts, inverse = np.unique(importer, return_inverse=True)
-        lo = np.full(len(accounts), len(months))
-        hi = np.full(len(accounts), -1)
-        np.minimum.at(lo, inverse, a_month)
-        np.maximum.at(hi, inverse, a_month)
-        is_new = a_month == lo[inverse]
-        if state.known is not None:
-            is_new &= ~np.isin(importer, state.known)
-        steady = accounts[(lo == 0) & (hi == len(months) - 1)]
-        new = counted(a_cm[is_new])
-        ok, ov = state.tallies["origin"].items()
+        # An account is new in its first month within the input (unless the model knew
+        # it); it is steady if active from the input's first month to its last (origin
+        # shares of steady accounts compare like with like).
+        importers, lo, hi = self.span
+        at = np.searchsorted(importers, importer)
+        is_new = a_month == lo[at]
+        if self.known is not None:
+            is_new &= ~np.isin(importer, self.known)
+        self.active += self._counted(a_cm)
+        self.new += self._counted(a_cm[is_new])
+        self.ids.update(piece._ids)
+        ok, ov = piece.tallies["origin"].items()
         ov = ov.reshape(len(ok), 3)
+        del ok
         o_cm = ov[:, 1] >> 30
-        origin = ((o_cm >> _MONTH_BITS) - 1, (o_cm & ((1 << _MONTH_BITS) - 1)) - first,
-                  (ov[:, 1] >> 10) & ((1 << 20) - 1), ov[:, 1] & 1023, ov[:, 0],
-                  np.isin(ov[:, 2].view(np.uint64), steady))
-        return cls(state.centers, months, grid, entries, counted(a_cm), new, origin,
-                   (importer, a_center, a_month, v[:, 0]), dict(state._ids))
+        o_at = np.searchsorted(importers, ov[:, 2].view(np.uint64))
+        steady = (lo[o_at] == 0) & (hi[o_at] == len(self.months) - 1)
+        # One row per (Center, month, HTS6, origin, steady accounts' or not): 8 + 12 + 20 + 10 + 1 bits.
+        row = ((o_cm >> _MONTH_BITS) - 1) << 43 | ((o_cm & ((1 << _MONTH_BITS) - 1)) - first) << 31 \
+            | (ov[:, 1] & ((1 << 30) - 1)) << 1 | steady
+        rows, inverse = np.unique(row, return_inverse=True)
+        lines = np.zeros(len(rows), np.int64)
+        np.add.at(lines, inverse.ravel(), ov[:, 0])
+        origin = (rows >> 43, (rows >> 31) & 4095, (rows >> 11) & ((1 << 20) - 1), (rows >> 1) & 1023, lines,
+                  (rows & 1).astype(bool))
+        return (importer, a_center, a_month, v[:, 0]), origin
+
+    def result(self, alpha: float) -> tuple[pa.Table, pa.Table]:
+        if len(self.months) == 0:  # (no lines with a Center)
+            return SERIES_SCHEMA.empty_table(), SHIFTS_SCHEMA.empty_table()
+        return self.series(), self.shifts(alpha)
 
     @property
     def codes(self) -> np.ndarray:

@@ -52,8 +52,8 @@ from ceecore.schema import ColumnMapping
 if TYPE_CHECKING:
     from ceecore.pipeline import IntakeStats
 
-__all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "STATE_SCHEMA", "Uniformity", "fisher_greater",
-           "fisher_two_sided", "rank_test", "read_uniformity", "uniformity"]
+__all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "STATE_SCHEMA", "Uniformity", "comparison_table",
+           "fisher_greater", "fisher_two_sided", "rank_test", "read_uniformity", "uniformity"]
 
 LEVELS: tuple[str, ...] = ("center", "hts6", "hts10")
 MEASURES: tuple[str, ...] = ("duty_rate", "preference_share", "unit_value", "hts_mix", "inspection_rate",
@@ -203,21 +203,44 @@ class Uniformity:
         """Every testable comparison (:data:`RESULT_SCHEMA`), sorted by q-value, then
         p-value (its log, where it underflows to 0; then by Center, level, HTS, origin,
         port and measure)."""
+        return comparison_table([self.comparisons(min_lines)], self.centers)
+
+    def comparisons(self, min_lines: int = MIN_LINES) -> dict[str, np.ndarray]:
+        """The testable comparisons as arrays, their p-values not yet adjusted (as logs):
+        what :func:`comparison_table` makes the table of."""
         if min_lines < 2:
             raise ValueError("min_lines must be at least 2")
         state = self.tallies()
         if len(state.k1) == 0:
-            return RESULT_SCHEMA.empty_table()
-        levels = [_compare(state, level, min_lines) for level in LEVELS]
-        offset = np.cumsum([0] + [len(found["log_p"]) for found in levels])
-        for found, start in zip(levels, offset):
-            found["violation_row"] = np.where(found["violation_row"] >= 0, found["violation_row"] + start, -1)
-        rows = {name: np.concatenate([found[name] for found in levels]) for name in levels[0]}
-        rows["p"] = np.exp(rows["log_p"])
-        rows["q"] = benjamini_hochberg(rows["p"])
-        order = np.lexsort((rows["measure"], rows["port"], rows["origin"], rows["hts"], rows["level"], rows["center"],
-                            rows["log_p"], rows["q"]))
-        return _table(rows, order, {int(c.code): c.name for c in self.centers.centers})
+            return {}
+        return _joined([_compare(state, level, min_lines) for level in LEVELS])
+
+
+def comparison_table(parts: list[dict[str, np.ndarray]], centers: CenterMap) -> pa.Table:
+    """The table (:data:`RESULT_SCHEMA`) of the :meth:`Uniformity.comparisons` of one
+    state, or of the pieces of one (states of the lines of disjoint sets of Centers:
+    every comparison is within a Center, so the same table as their merged state's),
+    with the false discovery rate controlled over them all."""
+    rows = _joined([part for part in parts if part])
+    if not rows:
+        return RESULT_SCHEMA.empty_table()
+    rows["p"] = np.exp(rows["log_p"])
+    rows["q"] = benjamini_hochberg(rows["p"])
+    order = np.lexsort((rows["measure"], rows["port"], rows["origin"], rows["hts"], rows["level"], rows["center"],
+                        rows["log_p"], rows["q"]))
+    return _table(rows, order, {int(c.code): c.name for c in centers.centers})
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Rows of comparisons one after the other (an inspection row's reference to its
+    violation row shifted with them)."""
+    if not parts:
+        return {}
+    offset = np.cumsum([0] + [len(found["log_p"]) for found in parts])
+    rows = {name: np.concatenate([found[name] for found in parts]) for name in parts[0]}
+    rows["violation_row"] = np.concatenate([np.where(found["violation_row"] >= 0, found["violation_row"] + start, -1)
+                                            for found, start in zip(parts, offset)])
+    return rows
 
 
 # ---------------------------------------------------------------- the tallies
