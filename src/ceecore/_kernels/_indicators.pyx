@@ -287,8 +287,8 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     raw[ACCOUNT_UNIT_VALUE_Z] = size
     strength = min(ramp(evidence, c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
                    ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
-    # A shallow price sustained over many lines: the evidence alone, at a stricter
-    # significance, where the account declares at least a material shortfall. Only
+    # A shallow price sustained over many lines: the evidence alone, with no size in
+    # spreads asked, where the account declares at least a material shortfall. Only
     # against the norm of the same number and origin (its robust median, or the other
     # accounts' mean where the account is too large a part of it): across origins the
     # price index is an average, not this origin's price.
@@ -297,7 +297,9 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     # A few deep lines among an account's usual ones: an account-product whose lines
     # scatter around their own mean more widely than the product's spread makes likely
     # (chi-square of the account's variance in that spread, count - 1 degrees of
-    # freedom), on its lines below their norm.
+    # freedom), on its lines below their norm. Its shortfall is then its low lines':
+    # the account-level tests above count on a line only as far as the line itself is
+    # below the norm (in full from the depth ramp's start), not on its usual lines.
     if n.count > 2:
         scatter = chi2_evidence(n.count * n.variance / (spread * spread), n.count - 1)
         if scatter >= c.th[UV_SCATTER_FROM]:
@@ -432,10 +434,10 @@ cdef inline void classification_price(const Context* c, const Line* L, const Pri
     """The account's goods under the line's HTS number are priced like those it declares
     under the dearest number the same importer + manufacturer declares in the heading,
     not like the line's number's norm: misclassified goods keep their own price. The
-    evidence is -log10 of the likelihood ratio of the account's mean price under the two
-    (each a normal in the product's spread, with the standard error of the account's
-    lines and of what it is compared with), where the dearest number pays more duty than
-    the line does."""
+    evidence is log10 of the likelihood ratio of the account's mean price under "priced
+    as its dearest number" against "priced as its own number's norm" (each a normal in
+    the product's spread, with the standard error of the account's lines and of what it
+    is compared with), where the dearest number pays more duty than the line does."""
     cdef const int64_t* dearest = find(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
     cdef const int64_t* theirs
     cdef int64_t number, lines
