@@ -4,6 +4,7 @@ validation on load, and the bar of issue 13 on generated data with planted dispa
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from collections import defaultdict
@@ -285,6 +286,18 @@ def test_messy_lines_any_layout_any_batches(lines, data):
     assert parts.to_arrow().equals(whole.to_arrow())
     assert parts.result(min_lines=2).equals(whole.result(min_lines=2))
     assert whole.result(min_lines=2).schema == RESULT_SCHEMA
+
+
+def test_the_table_built_in_chunks_is_the_table_built_whole(small, monkeypatch):
+    """The result table is built a chunk of rows at a time; a row's words may refer to a
+    row of an earlier chunk (the port that stands out the other way): any chunk size
+    gives the same table."""
+    whole = _state(small).result()
+    assert whole.num_rows > 50 and any("the other ports include port" in f for f in whole.column("finding").to_pylist())
+    module = importlib.import_module("ceecore.uniformity")  # (ceecore.uniformity is also the API's function)
+    for rows in (1, 7, 50):
+        monkeypatch.setattr(module, "TABLE_CHUNK", rows)
+        assert _state(small).result().equals(whole)
 
 
 def test_threads_do_not_change_the_table(small):

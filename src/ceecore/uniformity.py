@@ -56,6 +56,7 @@ __all__ = ["LEVELS", "MEASURES", "MIN_LINES", "RESULT_SCHEMA", "STATE_SCHEMA", "
            "fisher_greater", "fisher_two_sided", "rank_test", "read_uniformity", "uniformity"]
 
 LEVELS: tuple[str, ...] = ("center", "hts6", "hts10")
+TABLE_CHUNK = 16_384  # rows of the result table built at a time (their words are Python strings)
 MEASURES: tuple[str, ...] = ("duty_rate", "preference_share", "unit_value", "hts_mix", "inspection_rate",
                              "violation_rate", "revenue_per_inspected")
 # A comparison needs this many lines (for the decided rates: of the measure's own
@@ -908,43 +909,55 @@ def _origin_text(origin: int) -> str:
 
 
 def _table(rows: dict[str, np.ndarray], order: np.ndarray, names: dict[int, str]) -> pa.Table:
-    """The rows in ``order`` as :data:`RESULT_SCHEMA`, each with its finding in words."""
+    """The rows in ``order`` as :data:`RESULT_SCHEMA`, each with its finding in words,
+    built :data:`TABLE_CHUNK` rows at a time (a row's words are Python objects: a whole
+    table of them at once costs a hundred megabytes at 5M lines)."""
     r = {name: values[order] for name, values in rows.items()}
     position = np.empty(len(order), np.int64)
     position[order] = np.arange(len(order))
     ref = np.where(r["violation_row"] >= 0, position[np.maximum(r["violation_row"], 0)], -1)
-    center = [f"{c:03d}" for c in r["center"].tolist()]
-    hts = [_hts_text(h) for h in r["hts"].tolist()]
-    origin = [_origin_text(o) for o in r["origin"].tolist()]
-    port = [f"{p:04d}" for p in r["port"].tolist()]
-    measure = [MEASURES[m] for m in r["measure"].tolist()]
-    detail = [_hts_text(d) for d in r["detail"].tolist()]
-    level = [LEVELS[v] for v in r["level"].tolist()]
+    direction = np.sign(np.nan_to_num(r["port_value"] - r["other_value"]))
+    strongest: dict[tuple, int] = {}  # per group and measure, its most significant row (rows come in that order)
+    chunks = [_table_chunk(r, ref, direction, strongest, names, start, min(start + TABLE_CHUNK, len(order)))
+              for start in range(0, len(order), TABLE_CHUNK)]
+    return pa.concat_tables(chunks) if chunks else RESULT_SCHEMA.empty_table()
+
+
+def _table_chunk(r: dict[str, np.ndarray], ref: np.ndarray, direction: np.ndarray, strongest: dict[tuple, int],
+                 names: dict[int, str], start: int, stop: int) -> pa.Table:
+    """Rows ``start:stop`` of :func:`_table` (``strongest`` carries on from the rows before)."""
+    part = slice(start, stop)
+    center = [f"{c:03d}" for c in r["center"][part].tolist()]
+    hts = [_hts_text(h) for h in r["hts"][part].tolist()]
+    origin = [_origin_text(o) for o in r["origin"][part].tolist()]
+    port = [f"{p:04d}" for p in r["port"][part].tolist()]
+    measure = [MEASURES[m] for m in r["measure"][part].tolist()]
+    detail = [_hts_text(d) for d in r["detail"][part].tolist()]
+    level = [LEVELS[v] for v in r["level"][part].tolist()]
     columns = {"port_value": r["port_value"], "other_value": r["other_value"], "effect": r["effect"],
                "port_lines": r["port_lines"], "other_lines": r["other_lines"], "p_value": r["p"], "q_value": r["q"]}
-    values = {k: v.tolist() for k, v in (columns | {"importers": r["port_importers"],
-                                                    "other_importers": r["other_importers"]}).items()}
-    direction = np.sign(np.nan_to_num(r["port_value"] - r["other_value"])).tolist()
-    strongest: dict[tuple, int] = {}  # per group and measure, its most significant row (rows come in that order)
+    values = {k: v[part].tolist() for k, v in (columns | {"importers": r["port_importers"],
+                                                         "other_importers": r["other_importers"]}).items()}
     findings = []
-    for i in range(len(order)):
-        subject = f"{names.get(int(r['center'][i]), 'Center ' + center[i])} goods" if level[i] == "center" else \
+    for i in range(stop - start):
+        row = start + i
+        subject = f"{names.get(int(r['center'][row]), 'Center ' + center[i])} goods" if level[i] == "center" else \
             f"HTS {hts[i]} from {origin[i]}"
         context = None
-        if ref[i] >= 0:
-            j = int(ref[i])
-            context = (f"violations found on {values['port_value'][j]:.1%} vs {values['other_value'][j]:.1%} of "
-                       f"inspected lines ({'not ' if values['q_value'][j] >= 0.05 else ''}a significant difference)")
+        if ref[row] >= 0:
+            j = int(ref[row])
+            context = (f"violations found on {float(r['port_value'][j]):.1%} vs {float(r['other_value'][j]):.1%} of "
+                       f"inspected lines ({'not ' if r['q'][j] >= 0.05 else ''}a significant difference)")
         text = _finding(measure[i], port[i], subject, {k: v[i] for k, v in values.items()}, detail[i], context)
         # A port that stands out makes "the other ports" of every other port lean its way: say so
         # on the rows it mirrors (the other way, less significant), not to blame them for it.
-        top = strongest.setdefault((center[i], level[i], hts[i], origin[i], measure[i]), i)
-        if top != i and measure[i] != "hts_mix" and values["q_value"][top] < 0.05 \
-                and direction[i] * direction[top] < 0:
-            text += f"; the other ports include port {port[top]}, which differs the other way more (see its row)"
+        top = strongest.setdefault((center[i], level[i], hts[i], origin[i], measure[i]), row)
+        if top != row and measure[i] != "hts_mix" and r["q"][top] < 0.05 and direction[row] * direction[top] < 0:
+            text += f"; the other ports include port {int(r['port'][top]):04d}, which differs the other way more " \
+                    "(see its row)"
         findings.append(text)
     table = {"center": center, "level": level, "hts": hts, "origin": origin, "port": port, "measure": measure,
-             **columns, "finding": findings}
+             **{k: v[part] for k, v in columns.items()}, "finding": findings}
     return pa.table({name: pa.array(table[name], RESULT_SCHEMA.field(name).type) for name in RESULT_SCHEMA.names})
 
 
