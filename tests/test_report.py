@@ -379,7 +379,10 @@ def test_the_page_renders_in_chromium_alone(which: str, request: pytest.FixtureR
         page.write_text(request.getfixturevalue("full_page"), encoding="utf-8")
     browser.get_log("performance")  # (what came before)
     browser.get(page.as_uri())
-    assert browser.execute_script("return document.readyState") == "complete"
+    # get() returns once the page loads, but on a loaded machine Chromium has been seen to
+    # answer "loading" first: wait for it (a page that never completes still fails, in 60 s).
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
     assert browser.get_log("browser") == []  # no console message at all: no error, no blocked load
     requested = set()
     for entry in browser.get_log("performance"):
