@@ -394,13 +394,14 @@ cdef inline void origin_switch(const Context* c, const Line* L, double* s) noexc
     s[ORIGIN_SWITCH] = strength
 
 
-cdef inline void classification_disparity(const Context* c, const Line* L, double* s) noexcept nogil:
+cdef inline void classification_disparity(const Context* c, const Line* L, const int64_t* heading,
+                                          double* s) noexcept nogil:
     """The same importer + manufacturer + heading under a dearer HTS number at other ports:
     no line at this port has the dearer number, or the line's cheaper number is declared
     at this port only, on a share of the heading's lines there too large for none of its
-    lines at the other ports to have it by chance."""
+    lines at the other ports to have it by chance. ``heading``: the line's importer x
+    manufacturer x heading in ``cls_group_max`` (its dearest (rate, number), lines), or NULL."""
     cdef uint64_t group = cls_group_key(L.maker, L.hts4)
-    cdef const int64_t* heading = find(c.t[L_CLS_GROUP_MAX], group)  # dearest (rate, number), lines
     cdef const int64_t* heading_port = find(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
     cdef const int64_t* number = find(c.t[L_CLS_HTS], cls_hts_key(L.maker, L.hts10))  # group key, lines
     cdef int64_t group_max = dearest_rate(heading[0]) if heading != NULL else -1
@@ -429,16 +430,16 @@ cdef inline void classification_disparity(const Context* c, const Line* L, doubl
     s[CLASSIFICATION_DISPARITY] = strength
 
 
-cdef inline void classification_price(const Context* c, const Line* L, const PriceNorm* n, double* s,
-                                      double* raw) noexcept nogil:
+cdef inline void classification_price(const Context* c, const Line* L, const PriceNorm* n, const int64_t* dearest,
+                                      double* s, double* raw) noexcept nogil:
     """The account's goods under the line's HTS number are priced like those it declares
     under the dearest number the same importer + manufacturer declares in the heading,
     not like the line's number's norm: misclassified goods keep their own price. The
     evidence is log10 of the likelihood ratio of the account's mean price under "priced
     as its dearest number" against "priced as its own number's norm" (each a normal in
     the product's spread, with the standard error of the account's lines and of what it
-    is compared with), where the dearest number pays more duty than the line does."""
-    cdef const int64_t* dearest = find(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
+    is compared with), where the dearest number pays more duty than the line does.
+    ``dearest``: the line's importer x manufacturer x heading in ``cls_group_max``, or NULL."""
     cdef const int64_t* theirs
     cdef int64_t number, lines
     cdef double variance, own, dearer, evidence
@@ -549,8 +550,9 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
     if c.on[ORIGIN_SWITCH]:
         ahead(c.t[L_AP_EARLIEST], earliest_key(L.importer, L.hts10))
         ahead(c.t[L_AP_DAYS], ap_day_key(L.importer, L.hts10, L.country))
-    if c.on[CLASSIFICATION_DISPARITY] and L.maker != 0:
+    if (c.on[CLASSIFICATION_DISPARITY] or c.on[CLASSIFICATION_PRICE]) and L.maker != 0:
         ahead(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
+    if c.on[CLASSIFICATION_DISPARITY] and L.maker != 0:
         ahead(c.t[L_CLS_PORT_MAX], cls_port_key(L.maker, L.hts4, L.port))
         ahead(c.t[L_CLS_HTS_COUNT], cls_group_key(L.maker, L.hts4))
         ahead(c.t[L_CLS_HTS_LINES], cls_hts_port_key(L.maker, L.hts10, L.port))
@@ -559,8 +561,6 @@ cdef inline void prefetch_line(const Context* c, const Line* L) noexcept nogil:
         ahead(c.t[L_EFFECTIVE_PORTS], L.importer)
     if c.on[PORT_UNIT_VALUE_LOW]:
         ahead(c.t[L_PORT_PRICE], acct_port_key(L.importer, L.port))
-    if c.on[CLASSIFICATION_PRICE] and L.maker != 0:
-        ahead(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
     if c.on[NEW_IMPORTER]:
         ahead(c.t[L_ACCT], L.importer)
     if c.on[VOLUME_SURGE]:
@@ -581,6 +581,7 @@ cdef inline void score_line(const Context* c, const Line* L, double* s, double* 
     """Every enabled indicator's strength (``s``, by indicator id) and raw values (by raw id)."""
     cdef int j
     cdef PriceNorm price
+    cdef const int64_t* heading = NULL
     for j in range(N_INDICATORS):
         s[j] = 0.0
     for j in range(N_RAW):
@@ -598,10 +599,12 @@ cdef inline void score_line(const Context* c, const Line* L, double* s, double* 
         origin_rare(c, L, s, raw)
     if c.on[ORIGIN_SWITCH]:
         origin_switch(c, L, s)
+    if (c.on[CLASSIFICATION_DISPARITY] or c.on[CLASSIFICATION_PRICE]) and L.maker != 0:  # one lookup for both
+        heading = find(c.t[L_CLS_GROUP_MAX], cls_group_key(L.maker, L.hts4))
     if c.on[CLASSIFICATION_DISPARITY]:
-        classification_disparity(c, L, s)
+        classification_disparity(c, L, heading, s)
     if c.on[CLASSIFICATION_PRICE]:
-        classification_price(c, L, &price, s, raw)
+        classification_price(c, L, &price, heading, s, raw)
     if account_level(c, L.importer, s, raw) and c.on[NEW_IMPORTER]:
         new_importer(c, L, s, raw)
     if c.on[VOLUME_SURGE]:

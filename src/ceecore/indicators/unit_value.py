@@ -146,7 +146,7 @@ def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
     reference = np.full(len(accounts), -np.inf)
     enough = (place_lines >= REFERENCE_MIN_LINES) & (place_weight > 0)
     np.maximum.at(reference, (places // 16384)[enough], place_level[enough])
-    place_of = np.searchsorted(places, owner[judged] * 16384 + port[judged])
+    place_of = place[judged]
     norm_z, norm_gap = np.zeros(len(cells)), np.zeros(len(cells))
     norm_z[at] = place_level[place_of] * np.sqrt(place_weight[place_of])
     norm_gap[at] = place_level[place_of] - reference[owner[judged]]
