@@ -240,6 +240,20 @@ def test_sigterm_removes_staging_and_exits_143(tmp_path, inputs):
     assert listing(tmp_path) == []
 
 
+def test_sigterm_during_generated_code_still_exits_143(tmp_path):
+    """CPython remembers an interrupt that ended code run from a string (a dataclass being
+    made, say) even once caught, and a ``python -m`` process then dies of SIGINT (-2, seen
+    in CI when SIGTERM landed there); the job still exits 143."""
+    (tmp_path / "interrupted_job.py").write_text(
+        "from ceecore_cli.main import _exit_terminated\n"
+        "try:\n"
+        "    exec('raise KeyboardInterrupt', {})  # as _terminate raises it inside generated code\n"
+        "except KeyboardInterrupt:\n"
+        "    _exit_terminated()\n")
+    proc = subprocess.run([sys.executable, "-m", "interrupted_job"], cwd=tmp_path, env=ENV, capture_output=True)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr.decode()
+
+
 # ------------------------------------------------------------------ finding 6: the pieces
 
 

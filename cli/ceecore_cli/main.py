@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import pyarrow as pa
@@ -835,14 +835,25 @@ def _terminate(signum: int, frame: Any) -> None:
 _terminated = False
 
 
+def _exit_terminated() -> NoReturn:
+    """Ends a job SIGTERM stopped with the conventional code, 143.
+
+    CPython (3.11, 3.12) remembers a KeyboardInterrupt that ended code run from a string
+    (the methods a dataclass or namedtuple generates as it is made, say), even one caught
+    since, and a ``python -m`` process then kills itself with SIGINT instead of exiting
+    with its code. The next evaluation of a string clears that memory."""
+    exec("")  # (a constant: nothing from outside is evaluated)
+    sys.exit(128 + signal.SIGTERM)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     bound_heap()  # freed batch memory goes back to the system (see its docstring)
     try:
         cli(prog_name="ceecore")
     except SystemExit:
-        if _terminated:  # (click said "Aborted!"): the conventional code of a process ended by SIGTERM
-            sys.exit(128 + signal.SIGTERM)
+        if _terminated:  # (click said "Aborted!")
+            _exit_terminated()
         raise
 
 
