@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ceecore.baselines import BIN_WIDTH, LOG_LOW, N_BINS
+from ceecore.indicators.unit_value import ORIGIN_FIT_ROUNDS
 from ceecore.scoring import ACCOUNT_INDICATORS, INDICATORS, ScoringConfig
 
 EPOCH = dt.date(1970, 1, 1)
@@ -181,17 +182,28 @@ class Reference:
         self._port_prices()
 
     def _origin_index(self) -> None:
-        sums: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for (level, basis, hts, country), (n, s, _) in self.moments.items():
-            if level != 0:
-                continue
-            whole_n, whole_s, _ = self.moments[(1, basis, hts, None)]
-            rest = whole_n - n
-            gap = (s / max(n, 1) - (whole_s - s) / max(rest, 1)) / 1e6
-            w = min(n, rest)
-            sums[(country, basis)][0] += w * gap
-            sums[(country, basis)][1] += w
-        self.origin_price = {k: v[0] / max(v[1], 1) for k, v in sums.items()}
+        # Each origin's part in an additive fit, HTS number + origin, by alternating means.
+        cells = [(basis, hts, country, n, s / n / 1e6) for (level, basis, hts, country), (n, s, _)
+                 in self.moments.items() if level == 0 and n > 0]
+        part: dict[tuple, float] = defaultdict(float)
+        for _ in range(ORIGIN_FIT_ROUNDS):
+            number: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for basis, hts, country, n, mean in cells:
+                number[(basis, hts)][0] += n * (mean - part[(country, basis)])
+                number[(basis, hts)][1] += n
+            sums: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
+            for basis, hts, country, n, mean in cells:
+                level_ = number[(basis, hts)][0] / number[(basis, hts)][1]
+                sums[(country, basis)][0] += n * (mean - level_)
+                sums[(country, basis)][1] += n
+            fitted = {k: v[0] / v[1] for k, v in sums.items()}
+            done = all(abs(v - part[k]) < 1e-9 for k, v in fitted.items())
+            part = defaultdict(float, fitted)
+            if done:
+                break
+        centre = {b: sum(sums[k][1] * v for k, v in part.items() if k[1] == b)
+                  / max(sum(sums[k][1] for k in part if k[1] == b), 1) for b in (0, 1)}
+        self.origin_price = {k: v - centre[k[1]] for k, v in part.items()}
         # Per HTS10 (and basis): the mean price index of its lines' origins.
         mix: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0])
         for (level, basis, hts, country), (n, _, _) in self.moments.items():
@@ -199,6 +211,28 @@ class Reference:
                 mix[(basis, hts)][0] += n * self.origin_price.get((country, basis), 0.0)
                 mix[(basis, hts)][1] += n
         self.origin_mix = {k: round(v[0] / max(v[1], 1) * 1e6) / 1e6 for k, v in mix.items()}
+        # How far an origin's price for one HTS number strays from its index, beyond the
+        # sampling error of the means (over origins and rest with others_min_lines lines).
+        least = self.config.thresholds["others_min_lines"]
+        squared_shares: dict[tuple, float] = defaultdict(float)  # per HTS number: its origins' shares squared
+        for (level, basis, hts, country), (n, _, _) in self.moments.items():
+            if level == 0:
+                squared_shares[(basis, hts)] += (n / self.moments[(1, basis, hts, None)][0]) ** 2
+        total, weights = 0.0, 0.0
+        for (level, basis, hts, country), (n, s, q) in self.moments.items():
+            whole_n, whole_s, whole_q = self.moments.get((1, basis, hts, None), (0, 0, 0))
+            rest = whole_n - n
+            if level != 0 or n < least or rest < least:
+                continue
+            mean, rest_mean = s / n / 1e6, (whole_s - s) / rest / 1e6
+            var = max(q / n / 1e6 - mean**2, 0.0)
+            rest_var = max((whole_q - q) / rest / 1e6 - rest_mean**2, 0.0)
+            expected = whole_s / whole_n / 1e6 + self.origin_price.get((country, basis), 0.0) \
+                - self.origin_mix.get((basis, hts), 0.0)
+            sampling = (rest / whole_n) ** 2 * (var / n + rest_var / rest)
+            total += min(n, rest) * ((mean - expected) ** 2 - sampling)
+            weights += min(n, rest) * (1 - 2 * n / whole_n + squared_shares[(basis, hts)])  # the stray it shows
+        self.origin_variance = max(total / weights, 0.0) if weights else 0.0
 
     def _account_norms(self) -> None:
         th = self.config.thresholds
@@ -302,9 +336,10 @@ class Reference:
         return math.nan, math.nan, -1
 
     def _account_price(self, p: dict[str, Any], own_n: int, own_s: int, own_q: int
-                       ) -> tuple[float, float, float, float, int]:
+                       ) -> tuple[float, float, float, float, int, float]:
         """The account's mean for the line's product, and the norm it is judged against:
-        (mean, centre, spread, the lines the norm rests on besides the account's, level)."""
+        (mean, centre, spread, the lines the norm rests on besides the account's, level,
+        the norm's error beyond theirs)."""
         th = self.config.thresholds
         mean = own_s / own_n / 1e6 if own_n else p["log_uv"]
         for level, group in enumerate(_groups(p)[:2]):  # per level: the robust median, else the others' mean
@@ -324,11 +359,12 @@ class Reference:
                 used = level
                 break
         else:
-            return mean, math.nan, math.nan, math.nan, -1
+            return mean, math.nan, math.nan, math.nan, -1, 0.0
         if used == 1:
             centre += self.origin_price.get((p["country"], p["basis"]), 0.0) \
                 - self.origin_mix.get((p["basis"], p["hts10"]), 0.0)
-        return mean, centre, spread, others, used
+            return mean, centre, spread, others, used, self.origin_variance
+        return mean, centre, spread, others, used, 0.0
 
     def strengths(self, p: dict[str, Any]) -> dict[str, float]:
         th = self.config.thresholds
@@ -338,14 +374,14 @@ class Reference:
         if x is None:
             s["unit_value_low"] = s["unit_value_outlier"] = 0.0
         else:
-            mean, centre, spread, others, used = self._account_price(p, own_n, own_s, own_q)
+            mean, centre, spread, others, used, stray = self._account_price(p, own_n, own_s, own_q)
             size = (mean - centre) / spread if centre == centre else math.nan
             n = max(own_n, 1)  # the shortfall in the standard error of the account's mean and of the norm's
-            evidence = -size / math.sqrt(1 / n + 1 / max(others, 1)) if size == size else None
+            evidence = -size / math.sqrt(1 / n + 1 / max(others, 1) + stray / spread**2) if size == size else None
             s["unit_value_low"] = min(
                 _ramp(evidence, th["unit_value_low_z_from"], th["unit_value_low_z_to"]),
                 _ramp(-size if size == size else None, th["unit_value_low_size_from"], th["unit_value_low_size_to"]))
-            if used == 0 and 1 - math.exp(mean - centre) >= th["unit_value_low_shortfall"]:  # sustained, shallow
+            if used >= 0 and 1 - math.exp(mean - centre) >= th["unit_value_low_shortfall"]:  # sustained, shallow
                 s["unit_value_low"] = max(s["unit_value_low"], _ramp(evidence, th["unit_value_low_sustained_from"],
                                                                      th["unit_value_low_sustained_to"]))
             median, spread, _ = self._norm(p, 0, 3, 0.25)
@@ -419,7 +455,7 @@ class Reference:
             own_n, own_s, own_q = self.ap.get((p["importer"], p["hts10"], p["country"], p["basis"]), (0, 0, 0))
             theirs = self.ap.get((p["importer"], number, p["country"], p["basis"]), (0, 0, 0))
             if number != p["hts10"] and rate > p["rate_bp"] and own_n and theirs[0]:
-                mean, centre, spread, others, used = self._account_price(p, own_n, own_s, own_q)
+                mean, centre, spread, others, used, _ = self._account_price(p, own_n, own_s, own_q)
                 if used >= 0:
                     own = (mean - centre) ** 2 / (spread**2 * (1 / own_n + 1 / max(others, 1)))
                     dearer = (mean - theirs[1] / theirs[0] / 1e6) ** 2 / (spread**2 * (1 / own_n + 1 / theirs[0]))

@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 import ceecore
 from ceecore import indicators
 from ceecore._kernels._indicators import INDICATOR_IDS, RAW_IDS, THRESHOLDS, ScoringContext, score_lines
-from ceecore.baselines import TALLIES
+from ceecore._kernels._tally import Tally
+from ceecore.baselines import MOMENT_LEVELS, TALLIES, roll_up, uv_group
 from ceecore.indicators.account import port_spread_evidence
+from ceecore.indicators.unit_value import origin_mix, origin_price_variance, origin_prices
 from ceecore.synth import generate_table
 from scoring_reference import Reference, _ramp, _spread_evidence  # noqa: I001 (tests/ is on the path)
 
@@ -255,6 +257,28 @@ def test_a_shallow_shortfall_counts_when_sustained_over_many_lines():
     assert all(shipped[f"S{i}"]["unit_value_low"] == shipped["S0"]["unit_value_low"] for i in range(60))
     assert shipped["F4"]["unit_value_low"] == strict["F4"]["unit_value_low"] == 0  # two lines are no evidence
     assert all(shipped[f"E{k}-0"]["unit_value_low"] == 0 for k in range(20))
+
+
+@pytest.mark.parametrize("stray", [0.0, 0.1, 0.2])
+def test_how_far_origins_stray_from_their_price_index_is_measured_beyond_sampling(stray):
+    """300 HTS numbers, each from 4 of 8 origins at 40 lines (log unit values in a
+    spread of 0.3 about the number's price plus the origin's effect plus, per number and
+    origin, a stray of ``stray``): the variance the norms across origins take in is
+    ``stray``^2 (the means' sampling error, 0.3^2 / 40 each, taken out)."""
+    rng = np.random.default_rng(5)
+    keys, fields = [], []
+    effect = rng.normal(0, 0.5, 8)
+    for hts in range(300):
+        price = rng.normal(3, 1)
+        for origin in rng.choice(8, 4, replace=False):
+            x = price + effect[origin] + rng.normal(0, stray) + rng.normal(0, 0.3, 40)
+            keys.append(uv_group(0, np.array([0]), np.array([hts * 16 + 10]), np.array([origin]))[0])
+            fields.append([40, round(x.sum() * 1e6), round((x * x).sum() * 1e6)])
+    moments = Tally(*TALLIES["uv_moments"])
+    moments.add(*roll_up(np.array(keys, np.uint64), np.array(fields, np.int64), levels=MOMENT_LEVELS))
+    price = origin_prices(moments)
+    variance = origin_price_variance(moments, price, origin_mix(moments, price), 10)
+    assert variance == pytest.approx(stray**2, abs=0.003)
 
 
 def test_a_few_deep_lines_count_where_the_account_scatters_too_widely_to_be_chance():

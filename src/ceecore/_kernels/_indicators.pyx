@@ -119,6 +119,7 @@ ctypedef struct Context:
     const int64_t* norm_lines
     int64_t n_norms
     const double* origin_price     # per origin * 2 + basis
+    double origin_variance         # how far an origin's price for one HTS number strays from its index (log units^2)
     int64_t min_group_lines
     double bin_width
     double ports_norm
@@ -224,6 +225,8 @@ ctypedef struct PriceNorm:
     double centre       # the norm ...
     double spread       # ... its spread ...
     double others       # ... and the lines it rests on besides the account's
+    double stray        # ... and its error beyond theirs (log units^2): across origins, how far an origin
+                        # strays from its price index for one HTS number
 
 
 cdef inline void account_price(const Context* c, const Line* L, int64_t line_level, double line_spread,
@@ -244,7 +247,7 @@ cdef inline void account_price(const Context* c, const Line* L, int64_t line_lev
         n.count, own_sum, own_sq = own[0], own[1], own[2]
     n.mean = own_sum / <double>(n.count if n.count > 1 else 1) / 1e6 if n.count > 0 else L.log_uv
     n.variance = fmax(own_sq / <double>n.count / 1e6 - n.mean * n.mean, 0.0) if n.count > 0 else 0.0
-    n.level, n.centre, n.spread, n.others = -1, NAN, NAN, NAN
+    n.level, n.centre, n.spread, n.others, n.stray = -1, NAN, NAN, NAN, 0.0
     for lv in range(2):
         if norm_lookup(c, L, n.count, lv, 0.1, &n.centre, &n.spread, &lines, lv) == lv:
             n.level, n.others = lv, <double>(lines - n.count)
@@ -261,9 +264,12 @@ cdef inline void account_price(const Context* c, const Line* L, int64_t line_lev
             break
     # Across origins (level 1), the norm is moved by the origin's national price index
     # relative to the mean index of the HTS number's lines (their mix of origins).
+    # That index is an average over HTS numbers: for one number the origin's price
+    # strays from it by about ``origin_variance``, which the norm's error takes in.
     if n.level == 1 and c.origin_price != NULL:
         n.centre = n.centre + c.origin_price[L.country * 2 + L.basis] \
             - get1(c.t[L_ORIGIN_MIX], uv_group(1, L.basis, L.hts10, ANY_ORIGIN), 0) / 1e6
+        n.stray = c.origin_variance
 
 
 cdef inline void unit_value(const Context* c, const Line* L, double* s, double* raw, PriceNorm* n) noexcept nogil:
@@ -283,16 +289,16 @@ cdef inline void unit_value(const Context* c, const Line* L, double* s, double* 
     if not c.on[UNIT_VALUE_LOW]:
         return
     size = (n.mean - n.centre) / n.spread
-    evidence = -size / sqrt(1.0 / (n.count if n.count > 1 else 1) + 1.0 / fmax(n.others, 1.0))
+    evidence = -size / sqrt(1.0 / (n.count if n.count > 1 else 1) + 1.0 / fmax(n.others, 1.0)
+                            + n.stray / (n.spread * n.spread))
     raw[ACCOUNT_UNIT_VALUE_Z] = size
     strength = min(ramp(evidence, c.th[UV_LOW_Z_FROM], c.th[UV_LOW_Z_TO]),
                    ramp(-size, c.th[UV_LOW_SIZE_FROM], c.th[UV_LOW_SIZE_TO]))
     # A shallow price sustained over many lines: the evidence alone, with no size in
-    # spreads asked, where the account declares at least a material shortfall. Only
-    # against the norm of the same number and origin (its robust median, or the other
-    # accounts' mean where the account is too large a part of it): across origins the
-    # price index is an average, not this origin's price.
-    if n.level == 0 and 1.0 - exp(n.mean - n.centre) >= c.th[UV_SHORTFALL]:
+    # spreads asked, where the account declares at least a material shortfall. Across
+    # origins the evidence is in the error of the origin's price index too, so a sole
+    # importer of a product from its origin is judged as far as the index can tell.
+    if n.level >= 0 and 1.0 - exp(n.mean - n.centre) >= c.th[UV_SHORTFALL]:
         strength = fmax(strength, ramp(evidence, c.th[UV_SUSTAINED_FROM], c.th[UV_SUSTAINED_TO]))
     # A few deep lines among an account's usual ones: an account-product whose lines
     # scatter around their own mean more widely than the product's spread makes likely
@@ -659,6 +665,7 @@ cdef class ScoringContext:
         self.c.value_centre = float(lookups.get("value_centre", 0.0))
         self.c.value_between = float(lookups.get("value_between", 1.0))
         self.c.value_within = float(lookups.get("value_within", 0.0))
+        self.c.origin_variance = float(lookups.get("origin_price_variance", 0.0))
         self.c.first_day = first_day
 
     def _array(self, values, dtype):

@@ -17,23 +17,39 @@ MAJOR_PORT_SHARE = 0.2  # a port with this share of an account's priced lines ma
 REFERENCE_MIN_LINES = 5  # priced lines a port needs to be the account's dearest against the norms
 
 
+ORIGIN_FIT_ROUNDS = 50  # at most this many rounds of the origin index's fit (each a pass over the numbers' origins)
+
+
 def origin_prices(uv_moments: Tally) -> np.ndarray:
-    """Each origin's price index, per (origin * 2 + basis): how far its lines' mean log unit
-    value for an HTS number sits above that of the other origins, averaged over HTS
-    numbers (weighted by the smaller side, so that no product dominated by one origin
-    sets it). ``uv_moments`` holds the rolled-up levels."""
+    """Each origin's price index, per (origin * 2 + basis): the origin's part of its
+    lines' mean log unit values in an additive fit, HTS number plus origin (least
+    squares weighed by lines, fitted by alternating the two parts' means), centred on
+    its lines' mean. Unlike each origin's mean gap to the other origins of the same
+    number, this does not overstate an origin's part where few origins share a number
+    (two origins: twice). ``uv_moments`` holds the rolled-up levels."""
     keys, moments = uv_moments.items()
     level0 = (keys >> np.uint64(50)) == 0
-    keys, lines, sums = keys[level0], moments[level0, 0], moments[level0, 1]
+    keys, lines, sums = keys[level0], moments[level0, 0].astype(float), moments[level0, 1] / 1e6
     basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
-    hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
     origin = (keys & np.uint64(1023)).astype(np.int64)
-    whole_moments = uv_moments.get(uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN)))
-    rest = whole_moments[:, 0] - lines
-    gap = (sums / np.maximum(lines, 1) - (whole_moments[:, 1] - sums) / np.maximum(rest, 1)) / 1e6
     slot = origin * 2 + basis
-    weight = np.minimum(lines, rest).astype(float)
-    return np.bincount(slot, weight * gap, minlength=2048) / np.maximum(np.bincount(slot, weight, minlength=2048), 1)
+    _, number = np.unique(keys >> np.uint64(10), return_inverse=True)  # (basis, HTS10)
+    mean = sums / np.maximum(lines, 1)
+    number_lines = np.maximum(np.bincount(number, lines), 1)
+    slot_lines = np.maximum(np.bincount(slot, lines, minlength=2048), 1)
+    part = np.zeros(2048)
+    for _ in range(ORIGIN_FIT_ROUNDS if len(keys) else 0):
+        level = np.bincount(number, lines * (mean - part[slot])) / number_lines
+        part, before = np.bincount(slot, lines * (mean - level[number]), minlength=2048) / slot_lines, part
+        if np.max(np.abs(part - before)) < 1e-9:
+            break
+    seen = np.bincount(slot, lines, minlength=2048) > 0
+    for b in (0, 1):  # centred per basis on the lines' mean (only differences count)
+        on = seen & (np.arange(2048) % 2 == b)
+        if on.any():
+            weight = np.bincount(slot, lines, minlength=2048)[on]
+            part[on] -= np.sum(weight * part[on]) / np.sum(weight)
+    return np.where(seen, part, 0.0)
 
 
 def origin_mix(uv_moments: Tally, price: np.ndarray) -> Tally:
@@ -53,6 +69,43 @@ def origin_mix(uv_moments: Tally, price: np.ndarray) -> Tally:
     out = Tally("max")
     out.add(groups, np.round(mix * 1e6).astype(np.int64)[:, None])
     return out
+
+
+def origin_price_variance(uv_moments: Tally, price: np.ndarray, mix: Tally, min_lines: float) -> float:
+    """How far an origin's price for one HTS number strays from where its price index
+    puts it (the HTS number's mean, plus the origin's index less the number's mix), as
+    a variance in log units beyond the sampling error of the means: the uncertainty of
+    a norm taken across origins. Over the HTS numbers' origins with ``min_lines`` lines
+    and as many of other origins, weighed by the smaller side."""
+    keys, moments = uv_moments.items()
+    level0 = (keys >> np.uint64(50)) == 0
+    keys, moments = keys[level0], moments[level0].astype(float)
+    basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
+    hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
+    origin = (keys & np.uint64(1023)).astype(np.int64)
+    group = uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN))
+    whole = uv_moments.get(group).astype(float)
+    n, rest = moments[:, 0], whole[:, 0] - moments[:, 0]
+    use = (n >= min_lines) & (rest >= min_lines)
+    if not use.any():
+        return 0.0
+    # The HTS number's mean holds every origin's stray, weighed by its share w: a stray
+    # shows less its share, in variance 1 - 2 w + the sum of the shares squared.
+    _, at = np.unique(group, return_inverse=True)
+    share = n / whole[:, 0]
+    shown = (1 - 2 * share + np.bincount(at, share**2)[at])[use]
+    n, rest, all_lines = n[use], rest[use], whole[use, 0]
+    sums, squares = moments[use, 1] / 1e6, moments[use, 2] / 1e6
+    whole_sums, whole_squares = whole[use, 1] / 1e6, whole[use, 2] / 1e6
+    mean, rest_mean = sums / n, (whole_sums - sums) / rest
+    variance = np.maximum(squares / n - mean**2, 0.0)
+    rest_variance = np.maximum((whole_squares - squares) / rest - rest_mean**2, 0.0)
+    slot = origin[use] * 2 + basis[use]
+    stray = mean - (whole_sums / all_lines + price[slot] - mix.get(group[use]) / 1e6)
+    # stray is rest / all_lines * (mean - rest_mean) less constants: its sampling variance
+    sampling = (rest / all_lines) ** 2 * (variance / n + rest_variance / rest)
+    weight = np.minimum(n, rest)
+    return float(max(np.sum(weight * (stray**2 - sampling)) / np.sum(weight * shown), 0.0))
 
 
 def port_prices(port_uv: Tally, norms: Norms, min_lines: float) -> Tally:
@@ -167,7 +220,9 @@ def unit_value_lookups(tallies: Mapping[str, Tally], thresholds: Mapping[str, fl
         moments = Tally(*TALLIES["uv_moments"])
         moments.add(*roll_up(*tallies["uv_moments"].items(), levels=MOMENT_LEVELS))
         price = origin_prices(moments)
-        out.update(uv_moments=moments, origin_price=price, origin_mix=origin_mix(moments, price))
+        mix = origin_mix(moments, price)
+        out.update(uv_moments=moments, origin_price=price, origin_mix=mix,
+                   origin_price_variance=origin_price_variance(moments, price, mix, thresholds["others_min_lines"]))
     if "port_uv" in tallies:
         out["port_price"] = port_prices(tallies["port_uv"], norms, thresholds["others_min_lines"])
     return out
