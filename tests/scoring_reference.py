@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import statistics
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
-from ceecore.baselines import BIN_WIDTH, LOG_LOW, N_BINS
+from ceecore.baselines import BIN_WIDTH, LOG_LOW, N_BINS, SPREAD_MIN_LINES, SPREAD_SAMPLING
 from ceecore.indicators.unit_value import ORIGIN_FIT_ROUNDS
 from ceecore.scoring import ACCOUNT_INDICATORS, INDICATORS, ScoringConfig
 
@@ -177,9 +178,26 @@ class Reference:
                 v[0] += 1; v[1] += round(log_value * 1e6); v[2] += round(log_value * log_value * 1e6)  # noqa: E702
         self.norms = {g: (sum(b.values()), _quantile(b, 0.5),
                           max((_quantile(b, 0.75) - _quantile(b, 0.25)) / 1.349, BIN_WIDTH)) for g, b in hist.items()}
+        self._shrink_spreads()
         self._origin_index()
         self._account_norms()
         self._port_prices()
+
+    def _shrink_spreads(self) -> None:
+        """Per level: each spread drawn towards the level's median spread (in logs) by
+        between / (between + 1.36 / lines), between the spreads' variance beyond sampling."""
+        for level in {g[0] for g in self.norms}:
+            groups = [g for g in self.norms if g[0] == level]
+            big = [g for g in groups if self.norms[g][0] >= SPREAD_MIN_LINES]
+            if len(big) < 10:
+                continue
+            centre = statistics.median(math.log(self.norms[g][2]) for g in big)
+            deviation = statistics.median(abs(math.log(self.norms[g][2]) - centre) for g in big) / 0.6745
+            between = max(deviation**2 - statistics.median(SPREAD_SAMPLING / self.norms[g][0] for g in big), 0.0)
+            for g in groups:
+                n, median, spread = self.norms[g]
+                weight = between / (between + SPREAD_SAMPLING / max(n, 1))
+                self.norms[g] = (n, median, math.exp(centre + weight * (math.log(spread) - centre)))
 
     def _origin_index(self) -> None:
         # Each origin's part in an additive fit, HTS number + origin, by alternating means.

@@ -22,7 +22,7 @@ from benchmarks.jobs import JOBS
 from ceecore import scoring, synth
 from ceecore._kernels._scores import combine as combine_contributions
 from ceecore._kernels._tally import Tally, combine, hash_strings
-from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines, Norms
+from ceecore.baselines import BIN_WIDTH, LOG_LOW, Baselines, Norms, shrunk_spreads
 from ceecore.scoring import INDICATOR_RAW_VALUES, INDICATOR_TALLIES, INDICATORS, RAW_VALUES, Model, ScoringConfig
 from ceecore_cli.main import cli
 
@@ -148,6 +148,25 @@ def test_norms_are_the_median_and_robust_spread_of_unit_values():
     assert norms.median == pytest.approx(np.median(logs), abs=0.03)
     iqr = np.subtract(*np.percentile(logs, [75, 25])) / 1.349
     assert norms.spread == pytest.approx(iqr, abs=0.03)
+
+
+@pytest.mark.parametrize("differ", [0.0, 0.5])
+def test_spreads_shrink_towards_their_levels_as_far_as_groups_differ_no_more(differ):
+    """400 groups of 20 to 400 lines whose true spreads differ by ``differ`` (sd of log
+    spread): alike, the shrunk spreads are far nearer the truth than the sample's (40
+    lines: off by a fifth as often as not); unlike, the groups keep their own, and the
+    shrunk spreads are at least as near the truth as the sample's."""
+    rng = np.random.default_rng(3)
+    lines = rng.integers(20, 400, 400)
+    truth = 0.3 * np.exp(rng.normal(0, differ, 400))
+    sample = np.array([np.subtract(*np.percentile(rng.normal(0, t, n), [75, 25])) / 1.349 for t, n in zip(truth, lines)])
+    shrunk = shrunk_spreads(sample, lines, np.zeros(400, np.int64))
+    raw_error, shrunk_error = np.mean(np.log(sample / truth) ** 2), np.mean(np.log(shrunk / truth) ** 2)
+    if differ == 0:
+        assert shrunk_error < 0.2 * raw_error
+    else:
+        assert shrunk_error <= raw_error
+        assert np.corrcoef(np.log(shrunk), np.log(truth))[0, 1] > 0.95  # each keeps its own
 
 
 def _state(table: pa.Table, batch_rows: int) -> pa.Table:
