@@ -354,6 +354,17 @@ def test_empty_book():
     assert_same_book(empty, filled)
 
 
+def test_a_cleared_book_is_empty_and_folds_anew():
+    """clear() lets the state go (a job that took its accounts): the book is then as new."""
+    batch = generate_table(lines=2_000, accounts=50).to_batches()[0]
+    book, _ = book_of(batch)
+    assert len(book) > 0
+    book.clear()
+    assert len(book) == 0 and book.result().num_rows == 0
+    book.update(batch)
+    assert_same_book(book, book_of(batch)[0])
+
+
 def test_result_schema(centers):
     result = ceecore.consolidate(generate_table(lines=2_000, accounts=30))
     assert [(f.name, f.type) for f in result.schema][:len(RESULT_SCHEMA)] == RESULT_SCHEMA

@@ -848,7 +848,8 @@ def _exit_terminated() -> NoReturn:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
-    bound_heap()  # freed batch memory goes back to the system (see its docstring)
+    if sys.argv[1:2] != ["generate"]:  # (generate holds no state: the fresh mappings would cost it a tenth)
+        bound_heap()  # freed batch memory goes back to the system (see its docstring)
     try:
         cli(prog_name="ceecore")
     except SystemExit:

@@ -826,14 +826,23 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
     spill = LineSpill(out / ".lines.arrow", scoring_input_types(model.history.extra if model.learned else None))
     _read(_twice(reading), book, period, model.input_columns, stats, paths["rejects.parquet"], None, spill,
           after=span[1] if span else None)
+    accounts = _accounts_taken(book)
     judged = _extended(model, period)
     _release_memory()
     fitted = time.perf_counter()
     scored = _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
                           span[1] if span and model.learned is not None else None,
                           PeriodViews.of(book.centers, model, out) if views else None)
-    return write_set(out, judged, book.result(), scored, stats, (started, fitted), final=final, given=model,
+    return write_set(out, judged, accounts, scored, stats, (started, fitted), final=final, given=model,
                      model_path=None if path is None else str(path))
+
+
+def _accounts_taken(book: AccountBook) -> pa.Table:
+    """The book's accounts, its state let go: the lines are all read, and scoring them
+    does not need it."""
+    accounts = book.result()
+    book.clear()
+    return accounts
 
 
 def _twice(reading: Reading) -> Reading:
@@ -988,6 +997,7 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     stats = IntakeStats()
     model, spill = _fit(_twice(reading), book, config, labels, stats, out / "rejects.parquet", None,
                         spill=out / ".lines.arrow")
+    accounts = _accounts_taken(book)
     _release_memory()  # what the first pass's batches held goes back to the system before the second
     model.save(out / "model.arrow")
     fitted = time.perf_counter()
@@ -996,7 +1006,7 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
                           span[1] if span and labels is not None else None,
                           PeriodViews.of(book.centers, scratch=out) if views else None)
     _release_memory()  # and what the scoring pass's batches held, before the accounts are scored
-    return write_set(out, model, book.result(), scored, stats, (started, fitted), final=final)
+    return write_set(out, model, accounts, scored, stats, (started, fitted), final=final)
 
 
 def consolidate(source: Any, **options: Any) -> pa.Table:
