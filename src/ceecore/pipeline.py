@@ -830,11 +830,11 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
     judged = _extended(model, period)
     _release_memory()
     fitted = time.perf_counter()
-    scored = _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
-                          span[1] if span and model.learned is not None else None,
-                          PeriodViews.of(book.centers, model, out) if views else None)
-    return write_set(out, judged, accounts, scored, stats, (started, fitted), final=final, given=model,
-                     model_path=None if path is None else str(path))
+    return write_set(out, judged, accounts,
+                     _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
+                                  span[1] if span and model.learned is not None else None,
+                                  PeriodViews.of(book.centers, model, out) if views else None),
+                     stats, (started, fitted), final=final, given=model, model_path=None if path is None else str(path))
 
 
 def _accounts_taken(book: AccountBook) -> pa.Table:
@@ -891,25 +891,29 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
     (``trends.parquet``, ``shifts.parquet``, ``uniformity.parquet``: see
     :class:`PeriodViews`) and ``summary.json``.
 
-    ``model`` judged the lines (``scored``: what :func:`_score` collected from them);
-    ``stats`` counted the read; ``clock`` is (start, end of fitting), ``perf_counter``
+    ``model`` judged the lines (``scored``: what :func:`_score` collected from them,
+    handed over: its best lines and evidence are let go once the accounts and worklist
+    are written, before the views take their memory); ``stats`` counted the read; ``clock`` is (start, end of fitting), ``perf_counter``
     times. summary.json names the files as in ``final`` (default ``out``) and reports
     ``given`` (the model as given, if ``model`` extends it), ``model_path`` and ``extra``
     (what else the caller reports: a cluster's timings, say); it lists the other files the
     caller put in ``out`` too (a run's model).
     """
     paths = {name: out / name for name in SET_OUTPUTS}
-    scored_accounts = account_scores(accounts, scored.accounts_top.summary(model), model, scored.evidence)
+    top, accounts_top, evidence, views = scored.top, scored.accounts_top, scored.evidence, scored.views
+    del scored
+    _release_memory()  # what the scoring pass's batches held, before the accounts are scored
+    scored_accounts = account_scores(accounts, accounts_top.summary(model), model, evidence)
     write_table(scored_accounts, paths["accounts.parquet"])
     explore = round(model.config.worklist * model.config.exploration_share)
-    write_table(worklist(scored.top.picks(explore), scored_accounts, model.config.worklist, explore,
+    write_table(worklist(top.picks(explore), scored_accounts, model.config.worklist, explore,
                          model.config.exploration_seed), paths["worklist.parquet"])
     n_accounts = scored_accounts.num_rows
     dates = [pc.min(accounts.column("first_entry_date")).as_py(), pc.max(accounts.column("last_entry_date")).as_py()]
-    if scored.views is not None:
-        del scored_accounts, accounts  # (the views are read from here on: what the accounts' scoring held goes first)
+    if views is not None:
+        del scored_accounts, accounts, top, accounts_top, evidence  # (the views are read from here on)
         _release_memory()
-        scored.views.write(out)
+        views.write(out)
     started, fitted = clock
     done = time.perf_counter()
     summary = RunSummary({}, stats,
@@ -1002,11 +1006,11 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     model.save(out / "model.arrow")
     fitted = time.perf_counter()
     span = model.baselines.day_range()
-    scored = _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
-                          span[1] if span and labels is not None else None,
-                          PeriodViews.of(book.centers, scratch=out) if views else None)
-    _release_memory()  # and what the scoring pass's batches held, before the accounts are scored
-    return write_set(out, model, accounts, scored, stats, (started, fitted), final=final)
+    return write_set(out, model, accounts,
+                     _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
+                                  span[1] if span and labels is not None else None,
+                                  PeriodViews.of(book.centers, scratch=out) if views else None),
+                     stats, (started, fitted), final=final)
 
 
 def consolidate(source: Any, **options: Any) -> pa.Table:
