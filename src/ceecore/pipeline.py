@@ -893,9 +893,10 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
 
     ``model`` judged the lines (``scored``: what :func:`_score` collected from them,
     handed over: its best lines and evidence are let go once the accounts and worklist
-    are written, before the views take their memory); ``stats`` counted the read; ``clock`` is (start, end of fitting), ``perf_counter``
-    times. summary.json names the files as in ``final`` (default ``out``) and reports
-    ``given`` (the model as given, if ``model`` extends it), ``model_path`` and ``extra``
+    are written, before the views take their memory); ``stats`` counted the read;
+    ``clock`` is (start, end of fitting), ``perf_counter`` times. summary.json names the
+    files as in ``final`` (default ``out``) and reports ``given`` (the model as given, if
+    ``model`` extends it), ``model_path`` and ``extra``
     (what else the caller reports: a cluster's timings, say); it lists the other files the
     caller put in ``out`` too (a run's model).
     """

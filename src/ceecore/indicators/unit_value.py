@@ -15,8 +15,6 @@ __all__ = ["PORT_UNIT_VALUE_LOW", "UNIT_VALUE_LOW", "UNIT_VALUE_OUTLIER"]
 ACCT_PORT_TAG = 7  # TAG_ACCT_PORT of _kernels/_keys.pxd: port_price is keyed as acct_port is
 MAJOR_PORT_SHARE = 0.2  # a port with this share of an account's priced lines may be its main port
 REFERENCE_MIN_LINES = 5  # priced lines a port needs to be the account's dearest against the norms
-
-
 ORIGIN_FIT_ROUNDS = 50  # at most this many rounds of the origin index's fit (each a pass over the numbers' origins)
 
 
@@ -36,19 +34,19 @@ def origin_prices(uv_moments: Tally) -> np.ndarray:
     _, number = np.unique(keys >> np.uint64(10), return_inverse=True)  # (basis, HTS10)
     mean = sums / np.maximum(lines, 1)
     number_lines = np.maximum(np.bincount(number, lines), 1)
-    slot_lines = np.maximum(np.bincount(slot, lines, minlength=2048), 1)
+    slot_lines = np.bincount(slot, lines, minlength=2048)
     part = np.zeros(2048)
     for _ in range(ORIGIN_FIT_ROUNDS if len(keys) else 0):
         level = np.bincount(number, lines * (mean - part[slot])) / number_lines
-        part, before = np.bincount(slot, lines * (mean - level[number]), minlength=2048) / slot_lines, part
+        fitted = np.bincount(slot, lines * (mean - level[number]), minlength=2048) / np.maximum(slot_lines, 1)
+        before, part = part, fitted
         if np.max(np.abs(part - before)) < 1e-9:
             break
-    seen = np.bincount(slot, lines, minlength=2048) > 0
+    seen = slot_lines > 0
     for b in (0, 1):  # centred per basis on the lines' mean (only differences count)
         on = seen & (np.arange(2048) % 2 == b)
         if on.any():
-            weight = np.bincount(slot, lines, minlength=2048)[on]
-            part[on] -= np.sum(weight * part[on]) / np.sum(weight)
+            part[on] -= np.sum(slot_lines[on] * part[on]) / np.sum(slot_lines[on])
     return np.where(seen, part, 0.0)
 
 
