@@ -896,9 +896,9 @@ def write_set(out: Path, model: Model, accounts: pa.Table, scored: ScoreRun, sta
     are written, before the views take their memory); ``stats`` counted the read;
     ``clock`` is (start, end of fitting), ``perf_counter`` times. summary.json names the
     files as in ``final`` (default ``out``) and reports ``given`` (the model as given, if
-    ``model`` extends it), ``model_path`` and ``extra``
-    (what else the caller reports: a cluster's timings, say); it lists the other files the
-    caller put in ``out`` too (a run's model).
+    ``model`` extends it), ``model_path`` and ``extra`` (what else the caller reports: a
+    cluster's timings, say); it lists the other files the caller put in ``out`` too (a
+    run's model).
     """
     paths = {name: out / name for name in SET_OUTPUTS}
     top, accounts_top, evidence, views = scored.top, scored.accounts_top, scored.evidence, scored.views

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,25 @@ REFERENCE_MIN_LINES = 5  # priced lines a port needs to be the account's dearest
 ORIGIN_FIT_ROUNDS = 50  # at most this many rounds of the origin index's fit (each a pass over the numbers' origins)
 
 
+class _OriginRows(NamedTuple):
+    """The rolled-up unit-value moments at HTS10 x origin (level 0), decoded."""
+
+    moments: np.ndarray  # (lines, sum, sum of squares), as floats (sums x 1e6)
+    slot: np.ndarray     # origin * 2 + basis
+    number: np.ndarray   # the HTS number's level-1 group key (basis, HTS10, any origin)
+
+
+def _origin_rows(uv_moments: Tally) -> _OriginRows:
+    keys, moments = uv_moments.items()
+    level0 = (keys >> np.uint64(50)) == 0
+    keys = keys[level0]
+    basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
+    hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
+    origin = (keys & np.uint64(1023)).astype(np.int64)
+    return _OriginRows(moments[level0].astype(float), origin * 2 + basis,
+                       uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN)))
+
+
 def origin_prices(uv_moments: Tally) -> np.ndarray:
     """Each origin's price index, per (origin * 2 + basis): the origin's part of its
     lines' mean log unit values in an additive fit, HTS number plus origin (least
@@ -25,18 +45,14 @@ def origin_prices(uv_moments: Tally) -> np.ndarray:
     its lines' mean. Unlike each origin's mean gap to the other origins of the same
     number, this does not overstate an origin's part where few origins share a number
     (two origins: twice). ``uv_moments`` holds the rolled-up levels."""
-    keys, moments = uv_moments.items()
-    level0 = (keys >> np.uint64(50)) == 0
-    keys, lines, sums = keys[level0], moments[level0, 0].astype(float), moments[level0, 1] / 1e6
-    basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
-    origin = (keys & np.uint64(1023)).astype(np.int64)
-    slot = origin * 2 + basis
-    _, number = np.unique(keys >> np.uint64(10), return_inverse=True)  # (basis, HTS10)
-    mean = sums / np.maximum(lines, 1)
+    rows = _origin_rows(uv_moments)
+    lines, slot = rows.moments[:, 0], rows.slot
+    _, number = np.unique(rows.number, return_inverse=True)
+    mean = rows.moments[:, 1] / 1e6 / np.maximum(lines, 1)
     number_lines = np.maximum(np.bincount(number, lines), 1)
     slot_lines = np.bincount(slot, lines, minlength=2048)
     part = np.zeros(2048)
-    for _ in range(ORIGIN_FIT_ROUNDS if len(keys) else 0):
+    for _ in range(ORIGIN_FIT_ROUNDS if len(lines) else 0):
         level = np.bincount(number, lines * (mean - part[slot])) / number_lines
         fitted = np.bincount(slot, lines * (mean - level[number]), minlength=2048) / np.maximum(slot_lines, 1)
         before, part = part, fitted
@@ -55,14 +71,10 @@ def origin_mix(uv_moments: Tally, price: np.ndarray) -> Tally:
     index of its lines' origins (x 1e6). A norm across origins sits at that mix, so an
     origin's norm is the group's plus its own index less the mix, not plus its index
     alone (which would hold only where the group's origins average out to 0)."""
-    keys, moments = uv_moments.items()
-    level0 = (keys >> np.uint64(50)) == 0
-    keys, lines = keys[level0], moments[level0, 0].astype(float)
-    basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
-    hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
-    origin = (keys & np.uint64(1023)).astype(np.int64)
-    groups, at = np.unique(uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN)), return_inverse=True)
-    mix = np.bincount(at, lines * price[origin * 2 + basis], minlength=len(groups)) \
+    rows = _origin_rows(uv_moments)
+    lines = rows.moments[:, 0]
+    groups, at = np.unique(rows.number, return_inverse=True)
+    mix = np.bincount(at, lines * price[rows.slot], minlength=len(groups)) \
         / np.maximum(np.bincount(at, lines, minlength=len(groups)), 1)
     out = Tally("max")
     out.add(groups, np.round(mix * 1e6).astype(np.int64)[:, None])
@@ -75,13 +87,7 @@ def origin_price_variance(uv_moments: Tally, price: np.ndarray, mix: Tally, min_
     a variance in log units beyond the sampling error of the means: the uncertainty of
     a norm taken across origins. Over the HTS numbers' origins with ``min_lines`` lines
     and as many of other origins, weighed by the smaller side."""
-    keys, moments = uv_moments.items()
-    level0 = (keys >> np.uint64(50)) == 0
-    keys, moments = keys[level0], moments[level0].astype(float)
-    basis = ((keys >> np.uint64(49)) & np.uint64(1)).astype(np.int64)
-    hts = ((keys >> np.uint64(10)) & np.uint64((1 << 38) - 1)).astype(np.int64)
-    origin = (keys & np.uint64(1023)).astype(np.int64)
-    group = uv_group(1, basis, hts, np.full(len(keys), ANY_ORIGIN))
+    moments, slot, group = _origin_rows(uv_moments)
     whole = uv_moments.get(group).astype(float)
     n, rest = moments[:, 0], whole[:, 0] - moments[:, 0]
     use = (n >= min_lines) & (rest >= min_lines)
@@ -98,8 +104,7 @@ def origin_price_variance(uv_moments: Tally, price: np.ndarray, mix: Tally, min_
     mean, rest_mean = sums / n, (whole_sums - sums) / rest
     variance = np.maximum(squares / n - mean**2, 0.0)
     rest_variance = np.maximum((whole_squares - squares) / rest - rest_mean**2, 0.0)
-    slot = origin[use] * 2 + basis[use]
-    stray = mean - (whole_sums / all_lines + price[slot] - mix.get(group[use]) / 1e6)
+    stray = mean - (whole_sums / all_lines + price[slot[use]] - mix.get(group[use]) / 1e6)
     # stray is rest / all_lines * (mean - rest_mean) less constants: its sampling variance
     sampling = (rest / all_lines) ** 2 * (variance / n + rest_variance / rest)
     weight = np.minimum(n, rest)
