@@ -180,8 +180,8 @@ def test_read_in_pieces_gives_the_whole_states_tables(shifted, data):
 
 def test_period_views_read_in_pieces_write_the_same_set(shifted, tmp_path):
     """A run's views (kept by Center in a scratch directory while scoring, from several
-    threads, read one Center at a time) write the tables the views folded whole write,
-    and leave no file behind; asked for their state, they give the same as folded whole."""
+    threads, read a Center per thread at a time) write the tables the views folded whole
+    write, and leave no file behind; asked for their state, they give the same as folded whole."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ceecore.pipeline import PeriodViews
@@ -190,8 +190,8 @@ def test_period_views_read_in_pieces_write_the_same_set(shifted, tmp_path):
     intakes = [book.parse(b, columns=Trends.columns) for b in shifted.to_batches(max_chunksize=7_000)]
     for name in ("kept", "sent", "folded_out", "kept_out"):
         (tmp_path / name).mkdir()
-    folded, kept, sent = (PeriodViews.of(centers, scratch=tmp_path / name if name else None)
-                          for name in (None, "kept", "sent"))
+    folded, kept, sent = (PeriodViews.of(centers, scratch=tmp_path / name if name else None, threads=threads)
+                          for name, threads in ((None, 1), ("kept", 3), ("sent", 1)))
     with ThreadPoolExecutor(3) as pool:
         for views in (folded, kept, sent):
             list(pool.map(views.update, intakes))

@@ -479,20 +479,24 @@ class PeriodViews:
     the trends' :data:`~ceecore.trends.WHOLE_TALLIES` are folded (monthly totals, each
     account's first and last month), and each Center's lines are kept in a file of their
     own there (their parse, outcomes and importer ids); :meth:`write` then reads them one
-    Center at a time, once the scores are written (see the README)."""
+    Center per thread at a time (``threads`` of them side by side), once the scores are
+    written (see the README)."""
 
     trends: Trends
     uniformity: Uniformity
     scratch: Path | None = None
+    threads: int = 1
     _kept: dict[int, LineSpill] = field(default_factory=dict)  # Center index -> its lines
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def of(cls, centers: CenterMap, history: Model | None = None, scratch: Path | None = None) -> PeriodViews:
+    def of(cls, centers: CenterMap, history: Model | None = None, scratch: Path | None = None,
+           threads: int = 1) -> PeriodViews:
         """Empty views; with ``history`` (the model a period is scored against), an
-        account is new only if that history never saw it; ``scratch``: see the class."""
+        account is new only if that history never saw it; ``scratch`` and ``threads``: see
+        the class."""
         trends = Trends.for_model(history, centers) if history is not None else Trends(centers)
-        return cls(trends, Uniformity(centers), scratch)
+        return cls(trends, Uniformity(centers), scratch, threads)
 
     def update(self, intake: Intake) -> None:
         """Folds one batch's lines in (any thread)."""
@@ -546,12 +550,11 @@ class PeriodViews:
             return
         compared: list[dict[str, np.ndarray]] = []
 
-        def pieces() -> Iterator[Trends]:  # (a Center's trends read and let go before its ports are compared)
-            for trends, uniformity in self._pieces():
+        def pieces() -> Iterator[Trends]:  # (a piece per thread in flight; each let go once read)
+            for trends, found in in_order(self._taken(), self._compared, self.threads, ahead=self.threads):
                 yield trends
                 del trends
-                compared.append(uniformity.comparisons())
-                del uniformity
+                compared.append(found)
                 _release_memory()
 
         series, shifts = read_pieces(self.trends, pieces())
@@ -560,11 +563,23 @@ class PeriodViews:
         del series, shifts
         write_table(comparison_table(compared, self.uniformity.centers), out / "uniformity.parquet")
 
+    def _taken(self) -> Iterator[LineSpill]:
+        """Each Center's kept lines handed over (no longer held here): the most lines
+        first, then the fewest, the next most, ... (read side by side, two large
+        Centers are never held at once)."""
+        by_lines = sorted(self._kept, key=lambda c: (-self._kept[c].lines, c))
+        for i in range(len(by_lines)):
+            yield self._kept.pop(by_lines[i // 2] if i % 2 == 0 else by_lines[-1 - i // 2])
+
     def _pieces(self) -> Iterator[tuple[Trends, Uniformity]]:
         """Each Center's kept lines folded into a piece of the trends and a uniformity
         state, one Center at a time (nothing of a piece held here once it is handed out)."""
-        while self._kept:
-            yield self._piece(self._kept.pop(min(self._kept)))
+        return map(self._piece, self._taken())
+
+    def _compared(self, kept: LineSpill) -> tuple[Trends, dict[str, np.ndarray]]:
+        """A Center's piece of the trends and its ports' comparisons (its uniformity state let go)."""
+        trends, uniformity = self._piece(kept)
+        return trends, uniformity.comparisons()
 
     def _piece(self, kept: LineSpill) -> tuple[Trends, Uniformity]:
         """The trends' :data:`~ceecore.trends.PIECE_TALLIES` and the uniformity state of
@@ -833,7 +848,7 @@ def _score_period(reading: Reading, book: AccountBook, model: Model, path: Path 
     return write_set(out, judged, accounts,
                      _score_spill(spill, judged, book, paths["lines.parquet"], False, reading.progress,
                                   span[1] if span and model.learned is not None else None,
-                                  PeriodViews.of(book.centers, model, out) if views else None),
+                                  PeriodViews.of(book.centers, model, out, book.threads) if views else None),
                      stats, (started, fitted), final=final, given=model, model_path=None if path is None else str(path))
 
 
@@ -1010,7 +1025,7 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     return write_set(out, model, accounts,
                      _score_spill(spill, model, book, out / "lines.parquet", labels is not None, reading.progress,
                                   span[1] if span and labels is not None else None,
-                                  PeriodViews.of(book.centers, scratch=out) if views else None),
+                                  PeriodViews.of(book.centers, scratch=out, threads=book.threads) if views else None),
                      stats, (started, fitted), final=final)
 
 
