@@ -103,8 +103,12 @@ _UNITS = ("NO", "KG", "DOZ", "PRS", "M2", "L", "X")  # X: no quantity is reporte
 _NO, _KG, _DOZ, _PRS, _M2, _L, _X = range(7)
 _COUNTED = np.array([True, False, True, True, False, False, False])  # whole quantities
 _UNIT_TEXT = pa.array(_UNITS)
-_ENTRY_TYPES = np.array([b"01", b"03", b"11"])  # consumption, AD/CVD, informal
+_ENTRY_TYPE_TEXT = pa.array(["01", "03", "11"])  # consumption, AD/CVD, informal
 _SCHEME_TEXT = pa.array(SCHEMES)
+# Text columns drawn from a small vocabulary. Parts make them as dictionary arrays (codes
+# into the world's vocabulary): a Parquet file takes them so without hashing a string.
+CODED = ("port_code", "country_of_origin", "quantity_unit", "filer_code", "entry_type", "spi", "country_of_export",
+         "scheme")
 # Per unit: log unit value (USD) mean and spread across products; log kg per unit.
 _UNIT_LOG_VALUE = np.array([[3.7, 1.4], [1.8, 1.1], [4.1, 0.8], [2.7, 0.7], [2.1, 0.8], [1.4, 1.0], [2.3, 1.0]])
 _UNIT_LOG_KG = np.array([[0.4, 1.5], [0.0, 0.0], [0.7, 0.4], [0.0, 0.3], [-1.2, 0.5], [0.0, 0.1], [-1.0, 1.0]])
@@ -308,10 +312,10 @@ def _read_table(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
 
 
-def _take(strings: pa.Array, index: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-    """``strings[index]``, null where ``valid`` is False."""
-    idx = pa.array(index, pa.int32(), mask=None if valid is None else ~valid)
-    return pc.take(strings, idx)
+def _coded(vocabulary: pa.Array, index: np.ndarray, valid: np.ndarray | None = None) -> pa.DictionaryArray:
+    """``vocabulary[index]`` as a dictionary array, null where ``valid`` is False."""
+    codes = pa.array(index, pa.int32(), mask=None if valid is None else ~valid)
+    return pa.DictionaryArray.from_arrays(codes, vocabulary)
 
 
 # ---------------------------------------------------------------- the world
@@ -331,6 +335,8 @@ class Synthesizer:
         self.centers = centers or CenterMap.default()
         self.schema = arrow_schema(CANONICAL).append(pa.field("scheme", pa.string())).append(
             pa.field("duty_lost", pa.float64()))
+        self.coded_schema = pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in CODED else f
+                                       for f in self.schema])
         rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(0,)))
         # The schemes' draws: the world's stream for the default shapes (as they always
         # were), a stream of their own for the variants.
@@ -378,13 +384,13 @@ class Synthesizer:
         self.hubs = np.array([i for i, r in enumerate(rows) if r["hub"]])
         self.china = self.country_codes.index("CN")
         self.country_bytes = np.frombuffer("".join(self.country_codes).encode(), np.uint8).reshape(-1, 2)
-        self.country_s = _fixed(self.country_bytes)
+        self.country_text = _fixed_text(self.country_bytes)
 
     def _ports(self) -> None:
         rows = _read_table("ports.csv")
         self.port_codes = np.array([int(r["port"]) for r in rows])
         self.port_weight = np.array([float(r["weight"]) for r in rows])
-        self.port_s = _fixed(_digits(self.port_codes, 4))
+        self.port_text = _fixed_text(_digits(self.port_codes, 4))
 
     def _products(self, rng: np.random.Generator) -> None:
         """HTS10 products under headings of every Center (its heading exceptions included)."""
@@ -798,6 +804,7 @@ class Synthesizer:
         code = _permute(np.arange(n_brokers), 26 * 36 * 36, cfg.seed)  # a letter, then two of 36
         filer = alphabet[np.stack([10 + code // 1296, code // 36 % 36, code % 36], axis=1)]
         self.filer_s = _fixed(filer)
+        self.filer_text = _fixed_text(self.filer_s)
         # Luhn sums of the check digit's payload: the filer code's part, and the parts of
         # the serial's first three and last four digits (doubling every other position
         # from the right of the 10-character payload).
@@ -947,8 +954,9 @@ class Synthesizer:
 
     # ------------------------------------------------------------ lines
 
-    def blocks(self, threads: int | None = None) -> Iterator[pa.RecordBatch]:
-        """The lines in generation order, one record batch per part of a day.
+    def blocks(self, threads: int | None = None, coded: bool = False) -> Iterator[pa.RecordBatch]:
+        """The lines in generation order, one record batch per part of a day; ``coded``:
+        the :data:`CODED` columns as dictionary arrays (:attr:`coded_schema`).
 
         Parts are generated on ``threads`` threads (numpy and Arrow release the GIL);
         only the entry serial numbers, which run on per filer, are drawn in order.
@@ -957,13 +965,16 @@ class Synthesizer:
         serial = self.broker_serial.copy()
         dirty_at = (np.arange(cfg.dirty) * 2 + 1) * cfg.lines // (2 * cfg.dirty) if cfg.dirty else np.zeros(0, np.int64)
         parts = self._parts()
+        schema = self.coded_schema if coded else self.schema
         done = 0
-        for part in in_order(parts, lambda spec: self._part(*spec), resolve_threads(threads)):
-            batch = self._numbered(part, serial)
+        for part in in_order(parts, lambda spec: self._part(*spec, coded=coded), resolve_threads(threads)):
+            batch = self._numbered(part, serial, schema)
             size = batch.num_rows
             here = dirty_at[(dirty_at >= done) & (dirty_at < done + size)] - done
             if len(here):
-                batch = _with_dirty(batch, here, int(np.searchsorted(dirty_at, done)))
+                plain = pa.Table.from_batches([batch]).cast(self.schema).combine_chunks().to_batches()[0]
+                batch = _with_dirty(plain, here, int(np.searchsorted(dirty_at, done)))
+                batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
             done += size
             yield batch
 
@@ -972,14 +983,16 @@ class Synthesizer:
         for table in self.tables(batch_rows, threads):
             yield table.to_batches()[0] if table.column(0).num_chunks == 1 else table.combine_chunks().to_batches()[0]
 
-    def tables(self, batch_rows: int = 1 << 18, threads: int | None = None) -> Iterator[pa.Table]:
+    def tables(self, batch_rows: int = 1 << 18, threads: int | None = None, coded: bool = False) -> Iterator[pa.Table]:
         """The lines as tables of exactly ``batch_rows`` rows (the last may be shorter), each
-        made of the parts' slices: writers take them as they are, with no copy to join them."""
+        made of the parts' slices: writers take them as they are, with no copy to join them
+        (``coded``: see :meth:`blocks`)."""
         if batch_rows < 1:
             raise ValueError("batch_rows must be >= 1")
+        schema = self.coded_schema if coded else self.schema
         pieces: list[pa.RecordBatch] = []
         held = 0
-        for block in self.blocks(threads):
+        for block in self.blocks(threads, coded):
             offset = 0
             while offset < block.num_rows:
                 take = min(batch_rows - held, block.num_rows - offset)
@@ -987,10 +1000,10 @@ class Synthesizer:
                 held += take
                 offset += take
                 if held == batch_rows:
-                    yield pa.Table.from_batches(pieces, self.schema)
+                    yield pa.Table.from_batches(pieces, schema)
                     pieces, held = [], 0
         if held:
-            yield pa.Table.from_batches(pieces, self.schema)
+            yield pa.Table.from_batches(pieces, schema)
 
     def table(self, threads: int | None = None) -> pa.Table:
         """All lines in one table (for small configurations)."""
@@ -1019,11 +1032,12 @@ class Synthesizer:
             parts.append((group[0], 0, count[group[0]:group[-1] + 1]))
         return parts
 
-    def _part(self, first_day: int, part: int, day_lines: np.ndarray) -> _Part:
+    def _part(self, first_day: int, part: int, day_lines: np.ndarray, coded: bool = False) -> _Part:
         """``day_lines[i]`` lines of whole entries filed on day ``first_day + i``.
 
         An entry never spans two days or parts (the last of a part may be cut short).
-        Everything but the entry numbers, which :meth:`_numbered` adds in order.
+        Everything but the entry numbers, which :meth:`_numbered` adds in order; the
+        :data:`CODED` columns as dictionary arrays if ``coded``, else as text.
         """
         cfg = self.config
         take = np.take
@@ -1160,32 +1174,35 @@ class Synthesizer:
             rate, duty = np.where(free, 0.0, rate), np.where(free, 0.0, duty)
         inspected = rng.random(size) < chance
 
-        return _Part(broker, ranks, line_entry, [
+        columns = [
             pa.array(line_number, pa.int64()),
             _fixed_text(take(self.importer_s, acct)),
-            _fixed_text(take(take(self.port_s, port), line_entry)),
+            _coded(self.port_text, take(port, line_entry)),
             pa.array(take(self.day_dates, line_day), pa.date32()),
             _fixed_text(take(self.hts_s, declared)),
-            _fixed_text(take(self.country_s, country)),
+            _coded(self.country_text, country),
             pa.array(value),
             pa.array(duty),
             pa.array(rate),
             pa.array(quantity, mask=~has_quantity),
-            pc.take(_UNIT_TEXT, pa.array(unit)),
+            _coded(_UNIT_TEXT, unit),
             pa.array(weight),
             pc.take(self.mid_text, pa.array(mfr)),
-            _fixed_text(take(self.filer_s, take(broker, line_entry))),
-            _fixed_text(take(_ENTRY_TYPES, take(entry_type, line_entry))),
-            _take(self.programs, np.maximum(claim, 0), claim >= 0),
-            _fixed_text(take(self.country_s, export)),
+            _coded(self.filer_text, take(broker, line_entry)),
+            _coded(_ENTRY_TYPE_TEXT, take(entry_type, line_entry)),
+            _coded(self.programs, np.maximum(claim, 0), claim >= 0),
+            _coded(self.country_text, export),
             pa.array(inspected),
             pa.array(violation, mask=~inspected),
             pa.array(lost, mask=~inspected),
-            _take(_SCHEME_TEXT, np.maximum(scheme - 1, 0), violation),
+            _coded(_SCHEME_TEXT, np.maximum(scheme - 1, 0), violation),
             pa.array(lost),
-        ])
+        ]
+        if not coded:
+            columns = [c.dictionary_decode() if isinstance(c, pa.DictionaryArray) else c for c in columns]
+        return _Part(broker, ranks, line_entry, columns)
 
-    def _numbered(self, part: _Part, serial: np.ndarray) -> pa.RecordBatch:
+    def _numbered(self, part: _Part, serial: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
         """The part's lines with entry numbers: filer code, the filer's next 7-digit
         serial (``serial`` holds it per filer and moves on), a check digit."""
         take = np.take
@@ -1200,7 +1217,7 @@ class Synthesizer:
         number[:, 6:10] = take(self.serial_lo, lo).view(np.uint8).reshape(-1, 4)
         number[:, 10] = (10 - luhn % 10) % 10 + 48
         entry_number = _fixed_text(take(number.view("S11").ravel(), part.line_entry))
-        return pa.record_batch([entry_number, *part.columns], schema=self.schema)
+        return pa.record_batch([entry_number, *part.columns], schema=schema)
 
 
 class Trend(NamedTuple):
@@ -1287,9 +1304,12 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """How generated lines are written: dictionaries for the text columns that repeat (not
     the entry numbers, nearly unique per line, nor the numbers), statistics for the entry
     date only. On 2M lines pyarrow's one writer thread took 1.55 s so, 2.25 s with its
-    defaults (a dictionary tried on every column, statistics everywhere)."""
+    defaults (a dictionary tried on every column, statistics everywhere). The :data:`CODED`
+    columns come as dictionary arrays, but the file keeps no Arrow schema: readers see
+    them as the text they are."""
     text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    return {"use_dictionary": [name for name in text if name != "entry_number"], "write_statistics": ["entry_date"]}
+    return {"use_dictionary": [name for name in text if name != "entry_number"], "write_statistics": ["entry_date"],
+            "store_schema": False}
 
 
 def generate(config: SynthConfig | None = None, batch_rows: int = 1 << 18, threads: int | None = None,
@@ -1351,16 +1371,19 @@ def write(
                          "(or a directory name without a suffix)")
     world = Synthesizer(_config(config, params), threads=threads)
     written = Written(os.fspath(path), dirty=world.config.dirty, world=world)
+    coded = not name.endswith((".csv", ".csv.gz", ".arrow", ".ipc", ".feather"))  # (Parquet takes them coded)
     with output_set(outputs) as into:
-        _write(target, world, _counted(world, written, batch_rows, threads, progress), batch_rows, file_rows, into)
+        _write(target, world, _counted(world, written, batch_rows, threads, progress, coded), batch_rows, file_rows,
+               into)
     written.seconds = time.perf_counter() - started
     return written
 
 
 def _counted(world: Synthesizer, written: Written, batch_rows: int, threads: int | None,
-            progress: Callable[[int], None] | None) -> Iterator[pa.Table]:
-    """The world's batches, each counted into ``written`` and reported to ``progress``."""
-    for table in world.tables(batch_rows, threads):
+             progress: Callable[[int], None] | None, coded: bool) -> Iterator[pa.Table]:
+    """The world's batches (``coded``: see :meth:`Synthesizer.blocks`), each counted into
+    ``written`` and reported to ``progress``."""
+    for table in world.tables(batch_rows, threads, coded):
         yield table
         written.count(table)
         if progress:
@@ -1373,7 +1396,7 @@ def _write(target: Path, world: Synthesizer, tables: Iterator[pa.Table], batch_r
     name = target.name.lower()
 
     if name.endswith(".parquet"):
-        with ParquetSink(target, world.schema, into, **parquet_options(world.schema)) as sink:
+        with ParquetSink(target, world.coded_schema, into, **parquet_options(world.schema)) as sink:
             for table in tables:
                 sink.write(table)
     elif name.endswith((".csv", ".csv.gz")):
@@ -1442,7 +1465,8 @@ def _write_dataset(target: Path, synth: Synthesizer, batches: Iterator[pa.Table]
         part, rows = 0, 0
         for batch in batches:
             if sink is None:
-                sink = ParquetSink(staging / f"part-{part:05d}.parquet", synth.schema, **parquet_options(synth.schema))
+                sink = ParquetSink(staging / f"part-{part:05d}.parquet", synth.coded_schema,
+                                   **parquet_options(synth.schema))
             sink.write(batch)
             rows += batch.num_rows
             if rows >= file_rows:
