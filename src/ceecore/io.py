@@ -50,6 +50,12 @@ class Chunk:
     first_row: int
     batch: pa.RecordBatch
     malformed: np.ndarray | None = None
+    unchecked: bool = False  # its check is left to the reader's caller (see open_sources)
+
+    def check(self, columns: Collection[str] | None = None) -> None:
+        """:func:`check_batch` of this chunk (of ``columns``, if given), if it is owed."""
+        if self.unchecked:
+            check_batch(self.batch, self.source, self.first_row, columns)
 
 
 @dataclass(frozen=True)
@@ -62,18 +68,22 @@ class Source:
 
 
 def open_sources(sources: Any, text_columns: Iterable[str] = (), batch_rows: int = BATCH_ROWS,
-                 columns: Iterable[str] | None = None) -> tuple[list[Source], Iterator[Chunk]]:
+                 columns: Iterable[str] | None = None, checked: bool = True) -> tuple[list[Source], Iterator[Chunk]]:
     """Resolves ``sources`` (paths, directories, Arrow producers, or a list of them).
 
     Returns the resolved sources (for progress totals) and a lazy stream of chunks.
     ``text_columns`` are read as text from CSV, so that codes keep their leading zeros
     and unparseable numbers become reject rows rather than a failed read. With
     ``columns``, Parquet files are read for those of them they have, and no others.
+    Each chunk is :func:`check_batch`-ed as it is read, unless ``checked`` is False: then
+    the caller checks each chunk itself (:meth:`Chunk.check`, on its worker threads). A
+    CSV file's chunks need no check: pyarrow's reader builds them, and the reading nulls
+    and marks the rows whose text is not UTF-8.
     """
     resolved = list(_resolve(sources))
     text = set(text_columns)
     wanted = None if columns is None else set(columns)
-    return resolved, (chunk for src in resolved for chunk in _read(src, text, batch_rows, wanted))
+    return resolved, (chunk for src in resolved for chunk in _read(src, text, batch_rows, wanted, checked))
 
 
 def _resolve(sources: Any) -> Iterator[Source]:
@@ -139,18 +149,20 @@ def _file_source(path: Path) -> Source:
     return Source(str(path), path, rows)
 
 
-def _read(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None) -> Iterator[Chunk]:
+def _read(src: Source, text: set[str], batch_rows: int, wanted: set[str] | None, checked: bool = True
+          ) -> Iterator[Chunk]:
     row = 0
     csv = isinstance(src.obj, Path) and _kind(src.obj) == "csv"  # pyarrow's CSV reader builds valid arrays
     marked = _csv_batches(src.obj, text, wanted) if csv else ((b, None) for b in _batches(src, text, batch_rows, wanted))
     try:
         for batch, malformed in marked:
-            if not csv:
+            if checked and not csv:
                 check_batch(batch, src.name, row, wanted)
             for start in range(0, max(batch.num_rows, 1), batch_rows):  # the caller's batches may be larger
                 part = batch.slice(start, batch_rows)
                 within = None if malformed is None else malformed[(malformed >= start) & (malformed < start + batch_rows)]
-                yield Chunk(src.name, row, part, None if within is None or not len(within) else within - start)
+                yield Chunk(src.name, row, part, None if within is None or not len(within) else within - start,
+                            unchecked=not (checked or csv))
                 row += part.num_rows
     except (OSError, pa.ArrowException) as exc:
         ragged = _RAGGED.search(str(exc))

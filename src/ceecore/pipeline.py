@@ -184,12 +184,13 @@ class Reading:
         mapping = self.mapping
         wanted = [mapping.source_of(c) for c in dict.fromkeys(CONSOLIDATION_COLUMNS + columns)]
         private = tuple(mapping.source_of(c) for c in PRIVATE_COLUMNS)
-        sources, chunks = open_sources(self.source, text_columns=wanted, columns=wanted)
+        sources, chunks = open_sources(self.source, text_columns=wanted, columns=wanted, checked=False)
         if self.on_start is not None:
             rows = [s.rows for s in sources]
             self.on_start(None if None in rows else sum(rows))
 
         def job(chunk: Chunk) -> tuple[Chunk, np.ndarray, T]:
+            chunk.check(wanted)  # (here, on the worker threads: not in the read's one thread)
             if self.pseudonyms is not None:
                 chunk = replace(chunk, batch=self.pseudonyms.batch(chunk.batch, private))
             intake = ingest(chunk.batch, mapping, chunk.source, columns)
