@@ -348,6 +348,16 @@ def test_threads_do_not_change_outputs(tmp_path, data):
     invoke("consolidate", data.parquet, "--threads", 0, code=2)
 
 
+def test_threads_cap_arrows_own_pool(tmp_path, data, monkeypatch):
+    """``--threads N`` sizes Arrow's pool (Parquet decoding, compute) to N as well."""
+    before = pa.cpu_count()
+    monkeypatch.setattr(pa, "set_cpu_count", lambda n: seen.append(n))  # (the test process's pool stays as it is)
+    seen: list[int] = []
+    invoke("consolidate", data.parquet, "--threads", 1, "-o", tmp_path / "acc.parquet", "-q")
+    invoke("consolidate", data.parquet, "-o", tmp_path / "acc2.parquet", "-q")  # (no --threads: left alone)
+    assert seen == [1] and pa.cpu_count() == before
+
+
 # ------------------------------------------------------------------------ bad input: exit 2, one line
 
 

@@ -172,7 +172,18 @@ def _options(*options: Any) -> Any:
 _reject_share_option = click.option(
     "--max-reject-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
     help="Fail (exit 2, no output written) if more than this share of the rows is rejected.")
-_threads_option = click.option("--threads", type=click.IntRange(1, 256),
+
+
+def _cap_arrow_threads(ctx: click.Context, param: click.Parameter, threads: int | None) -> int | None:
+    """``--threads`` caps Arrow's own pool too (Parquet decoding and encoding, compute
+    functions), which is sized to the cores otherwise; the kernels and LightGBM take the
+    number as they are given it. (Process-wide, so the library leaves it to its host.)"""
+    if threads is not None:
+        pa.set_cpu_count(threads)
+    return threads
+
+
+_threads_option = click.option("--threads", type=click.IntRange(1, 256), callback=_cap_arrow_threads,
                                help="Threads [default: OMP_NUM_THREADS or all cores].")
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 _cluster_option = click.option(
