@@ -31,7 +31,7 @@ from ceecore.privacy import PRIVATE_COLUMNS, PSEUDONYM_KEY, Pseudonymiser, check
 from ceecore.schema import CANONICAL, REJECT_REASONS, ColumnMapping, plain_rows, reason_code
 from ceecore.scoring import LINES_PARQUET_OPTIONS, Model, ScoringConfig, score_intake, scoring_input_types
 from ceecore.spill import LineSpill
-from ceecore.trends import PIECE_TALLIES, WHOLE_TALLIES, Trends, history_accounts, read_pieces
+from ceecore.trends import PIECE_TALLIES, WHOLE_TALLIES, PieceRows, Trends, TrendsView, history_accounts
 from ceecore.uniformity import Uniformity, comparison_table
 from ceecore.worklist import AccountEvidence, BestLinesPerAccount, BestLinesPerCenter, account_scores, worklist
 
@@ -549,16 +549,13 @@ class PeriodViews:
             self.trends.write(out / "trends.parquet", out / "shifts.parquet")
             write_table(self.uniformity.result(), out / "uniformity.parquet")
             return
-        compared: list[dict[str, np.ndarray]] = []
-
-        def pieces() -> Iterator[Trends]:  # (a piece per thread in flight; each let go once read)
-            for trends, found in in_order(self._taken(), self._compared, self.threads, ahead=self.threads):
-                yield trends
-                del trends
-                compared.append(found)
-                _release_memory()
-
-        series, shifts = read_pieces(self.trends, pieces())
+        view, compared = TrendsView.start(self.trends), []
+        for rows, found in in_order(self._taken(), lambda kept: self._read(kept, view), self.threads,
+                                    ahead=self.threads):  # (a Center per thread in flight)
+            view.add(rows)
+            compared.append(found)
+            _release_memory()
+        series, shifts = view.result()
         write_table(shifts, out / "shifts.parquet")
         write_table(series, out / "trends.parquet")
         del series, shifts
@@ -577,10 +574,13 @@ class PeriodViews:
         state, one Center at a time (nothing of a piece held here once it is handed out)."""
         return map(self._piece, self._taken())
 
-    def _compared(self, kept: LineSpill) -> tuple[Trends, dict[str, np.ndarray]]:
-        """A Center's piece of the trends and its ports' comparisons (its uniformity state let go)."""
+    def _read(self, kept: LineSpill, view: TrendsView) -> tuple[PieceRows, dict[str, np.ndarray]]:
+        """A Center's rows of the trends ``view`` and its ports' comparisons, each of its
+        states let go once read (any thread)."""
         trends, uniformity = self._piece(kept)
-        return trends, uniformity.comparisons()
+        rows = view.rows(trends)
+        del trends  # (before the ports are compared)
+        return rows, uniformity.comparisons()
 
     def _piece(self, kept: LineSpill) -> tuple[Trends, Uniformity]:
         """The trends' :data:`~ceecore.trends.PIECE_TALLIES` and the uniformity state of

@@ -23,8 +23,8 @@ import datetime as dt
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -44,8 +44,8 @@ from ceecore.scoring import Model
 if TYPE_CHECKING:
     from ceecore.pipeline import IntakeStats
 
-__all__ = ["PIECE_TALLIES", "SERIES_SCHEMA", "SHIFTS_SCHEMA", "TALLIES", "WHOLE_TALLIES", "TrendReport", "Trends",
-           "history_accounts", "read_pieces", "trends"]
+__all__ = ["PIECE_TALLIES", "SERIES_SCHEMA", "SHIFTS_SCHEMA", "TALLIES", "WHOLE_TALLIES", "PieceRows", "TrendReport",
+           "Trends", "TrendsView", "history_accounts", "read_pieces", "trends"]
 
 SERIES_SCHEMA = pa.schema([("center", pa.string()), ("measure", pa.string()), ("key", pa.string()),
                            ("month", pa.date32()), ("value", pa.float64()), ("lines", pa.int64())])
@@ -261,7 +261,7 @@ class Trends:
         measure, key, month) and the shifts flagged at ``q < alpha``
         (:data:`SHIFTS_SCHEMA`, most significant first)."""
         with self._lock:
-            view = _View.of(self, [self])
+            view = TrendsView.of(self, [self])
         return view.result(alpha)
 
     def write(self, series: str | os.PathLike[str], shifts: str | os.PathLike[str],
@@ -354,15 +354,32 @@ def read_pieces(whole: Trends, pieces: Iterable[Trends], alpha: float = ALPHA) -
     month); ``pieces`` the :data:`PIECE_TALLIES` of the lines of disjoint sets of
     Centers, each read and let go before the next is taken (a generator can fold each
     from its lines then), so that one piece is held at a time, not the whole state.
-    The same tables as the whole state's."""
-    return _View.of(whole, pieces).result(alpha)
+    The same tables as the whole state's (to read pieces on several threads, see
+    :class:`TrendsView`)."""
+    return TrendsView.of(whole, pieces).result(alpha)
+
+
+class PieceRows(NamedTuple):
+    """What a :class:`TrendsView` keeps of one piece (:meth:`TrendsView.rows`): its counts
+    per (Center, month), its importers' ids, its accounts' and origins' rows."""
+
+    entries: np.ndarray
+    active: np.ndarray
+    new: np.ndarray
+    ids: dict[int, str]
+    account: tuple[np.ndarray, ...]
+    origin: tuple[np.ndarray, ...]
 
 
 @dataclass
-class _View:
+class TrendsView:
     """The state laid out for reading: dense (Center, month) grids, the accounts' lines
     per Center and month, and the origins' lines per (Center, month, HTS6, origin) of all
-    accounts and of the steady ones (the importers summed out)."""
+    accounts and of the steady ones (the importers summed out).
+
+    A state kept in pieces is read by :meth:`start` with the whole tallies, then the
+    :meth:`rows` of each piece (on any thread: the piece may be let go then) :meth:`add`-ed
+    in any order, on one thread; :meth:`result` then gives :func:`read_pieces`' tables."""
 
     centers: CenterMap
     months: np.ndarray              # month indices, first to last of the data, every month between
@@ -375,12 +392,22 @@ class _View:
     origin: tuple[np.ndarray, ...]  # center, month position, hts6, country, lines, steady accounts' or not
     ids: dict[int, str]
     known: np.ndarray | None
+    _added: list[PieceRows] = field(default_factory=list)  # (the pieces' rows, joined when read)
 
     @classmethod
-    def of(cls, whole: Trends, pieces: Iterable[Trends]) -> _View:
+    def of(cls, whole: Trends, pieces: Iterable[Trends]) -> TrendsView:
         """The view of the :data:`WHOLE_TALLIES` of ``whole`` and the
         :data:`PIECE_TALLIES` of ``pieces`` (see :func:`read_pieces`; a whole state:
         ``of(state, [state])``)."""
+        view = cls.start(whole)
+        for piece in pieces:
+            view.add(view.rows(piece))
+            del piece  # (before the next piece is taken)
+        return view
+
+    @classmethod
+    def start(cls, whole: Trends) -> TrendsView:
+        """A view of the :data:`WHOLE_TALLIES` of ``whole``, no piece added yet."""
         n_centers = len(whole.centers.codes)
         keys, values = whole.tallies["month"].items()
         values = values.reshape(len(keys), 7)
@@ -392,19 +419,24 @@ class _View:
         grid[center, month - first] = values
         importers, span = whole.tallies["span"].items()
         grids = [np.zeros((n_centers, m), np.int64) for _ in range(3)]
-        view = cls(whole.centers, months, grid, *grids, (importers, span[:, 0] - first, span[:, 1] - first), (), (),
-                   {}, whole.known)
-        accounts, origins = [], []
-        for piece in pieces:
-            account, origin = view._read(piece)
-            accounts.append(account)
-            origins.append(origin)
-            del piece  # (before the next piece is taken)
         none = np.zeros(0, np.int64)
-        view.account = tuple(np.concatenate(parts) for parts in zip(*accounts)) if accounts else (none,) * 4
-        view.origin = tuple(np.concatenate(parts) for parts in zip(*origins)) if origins else \
-            (none,) * 5 + (np.zeros(0, bool),)
-        return view
+        return cls(whole.centers, months, grid, *grids, (importers, span[:, 0] - first, span[:, 1] - first),
+                   (np.zeros(0, np.uint64),) + (none,) * 3, (none,) * 5 + (np.zeros(0, bool),), {}, whole.known)
+
+    def add(self, rows: PieceRows) -> None:
+        """Adds the :meth:`rows` of a piece (any order gives the same view)."""
+        self.entries += rows.entries
+        self.active += rows.active
+        self.new += rows.new
+        self.ids.update(rows.ids)
+        self._added.append(rows)
+
+    def _join(self) -> None:
+        """The added pieces' accounts and origins joined to the view's."""
+        if self._added:
+            self.account = tuple(np.concatenate(parts) for parts in zip(self.account, *(r.account for r in self._added)))
+            self.origin = tuple(np.concatenate(parts) for parts in zip(self.origin, *(r.origin for r in self._added)))
+            self._added = []
 
     def _counted(self, cms: np.ndarray) -> np.ndarray:
         out = np.zeros(self.entries.shape, np.int64)
@@ -412,11 +444,12 @@ class _View:
             np.add.at(out, ((cms >> _MONTH_BITS) - 1, (cms & ((1 << _MONTH_BITS) - 1)) - self.months[0]), 1)
         return out
 
-    def _read(self, piece: Trends) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-        """Adds a piece's entries and accounts to the grids; returns its accounts and
-        origin rows (see the fields)."""
+    def rows(self, piece: Trends) -> PieceRows:
+        """What the view keeps of a piece (for :meth:`add`): its entries, accounts and new
+        accounts counted per (Center, month), its accounts' and origins' rows (see the
+        fields). Reads the view, never changes it: any thread."""
         first = int(self.months[0]) if len(self.months) else 0
-        self.entries += self._counted(piece.tallies["entry"].items()[1].ravel())
+        entries = self._counted(piece.tallies["entry"].items()[1].ravel())
         _, v = piece.tallies["account"].items()
         v = v.reshape(len(v), 3)
         a_cm, importer = v[:, 1], v[:, 2].view(np.uint64)
@@ -429,9 +462,6 @@ class _View:
         is_new = a_month == lo[at]
         if self.known is not None:
             is_new &= ~np.isin(importer, self.known)
-        self.active += self._counted(a_cm)
-        self.new += self._counted(a_cm[is_new])
-        self.ids.update(piece._ids)
         ok, ov = piece.tallies["origin"].items()
         ov = ov.reshape(len(ok), 3)
         del ok
@@ -446,9 +476,12 @@ class _View:
         np.add.at(lines, inverse.ravel(), ov[:, 0])
         origin = (rows >> 43, (rows >> 31) & 4095, (rows >> 11) & ((1 << 20) - 1), (rows >> 1) & 1023, lines,
                   (rows & 1).astype(bool))
-        return (importer, a_center, a_month, v[:, 0]), origin
+        return PieceRows(entries, self._counted(a_cm), self._counted(a_cm[is_new]), dict(piece._ids),
+                         (importer, a_center, a_month, v[:, 0]), origin)
 
-    def result(self, alpha: float) -> tuple[pa.Table, pa.Table]:
+    def result(self, alpha: float = ALPHA) -> tuple[pa.Table, pa.Table]:
+        """The monthly series and the shifts (:data:`SERIES_SCHEMA`, :data:`SHIFTS_SCHEMA`)."""
+        self._join()
         if len(self.months) == 0:  # (no lines with a Center)
             return SERIES_SCHEMA.empty_table(), SHIFTS_SCHEMA.empty_table()
         return self.series(), self.shifts(alpha)
@@ -720,7 +753,7 @@ def _rows(center: np.ndarray, measure: str, key: np.ndarray, month: pa.Array, va
                      pa.array(np.asarray(lines, np.int64))], schema=SERIES_SCHEMA)
 
 
-def _shift_rows(t: _Tested, flagged: np.ndarray, change: np.ndarray, view: _View) -> pa.Table:
+def _shift_rows(t: _Tested, flagged: np.ndarray, change: np.ndarray, view: TrendsView) -> pa.Table:
     months = view.months[t.step.split[flagged]] if len(flagged) else np.zeros(0, np.int64)
     dates = _month_date(months)
     words = [t.finding(int(i), dt.date.fromisoformat(str(d)).strftime("%B %Y")) for i, d in zip(flagged, dates)]
