@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -550,8 +551,7 @@ class PeriodViews:
             write_table(self.uniformity.result(), out / "uniformity.parquet")
             return
         view, compared = TrendsView.start(self.trends), []
-        for rows, found in in_order(self._taken(), lambda kept: self._read(kept, view), self.threads,
-                                    ahead=self.threads):  # (a Center per thread in flight)
+        for rows, found in self._side_by_side(lambda kept: self._read(kept, view)):
             view.add(rows)
             compared.append(found)
             _release_memory()
@@ -561,18 +561,32 @@ class PeriodViews:
         del series, shifts
         write_table(comparison_table(compared, self.uniformity.centers), out / "uniformity.parquet")
 
-    def _taken(self) -> Iterator[LineSpill]:
-        """Each Center's kept lines handed over (no longer held here): the most lines
-        first, then the fewest, the next most, ... (read side by side, two large
-        Centers are never held at once)."""
-        by_lines = sorted(self._kept, key=lambda c: (-self._kept[c].lines, c))
-        for i in range(len(by_lines)):
-            yield self._kept.pop(by_lines[i // 2] if i % 2 == 0 else by_lines[-1 - i // 2])
+    def _side_by_side(self, work: Callable[[LineSpill], T]) -> Iterator[T]:
+        """``work`` of each Center's kept lines (handed over: no longer held here) on the
+        threads, the results as they come. The most lines first; a Center is started
+        beside others only if the lines in flight stay within 1.25 times the largest
+        Center's, so reading side by side holds little more at once than reading the
+        largest alone (see the README)."""
+        waiting = sorted(self._kept.values(), key=lambda kept: -kept.lines)
+        self._kept.clear()
+        budget = waiting[0].lines * 5 // 4 if waiting else 0
+        running: dict[Future[T], int] = {}
+        with ThreadPoolExecutor(self.threads) as pool:
+            while waiting or running:
+                for kept in list(waiting):
+                    if len(running) < self.threads and (not running or sum(running.values()) + kept.lines <= budget):
+                        waiting.remove(kept)
+                        running[pool.submit(work, kept)] = kept.lines
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del running[future]
+                    yield future.result()
 
     def _pieces(self) -> Iterator[tuple[Trends, Uniformity]]:
         """Each Center's kept lines folded into a piece of the trends and a uniformity
         state, one Center at a time (nothing of a piece held here once it is handed out)."""
-        return map(self._piece, self._taken())
+        while self._kept:
+            yield self._piece(self._kept.pop(min(self._kept)))
 
     def _read(self, kept: LineSpill, view: TrendsView) -> tuple[PieceRows, dict[str, np.ndarray]]:
         """A Center's rows of the trends ``view`` and its ports' comparisons, each of its
