@@ -22,19 +22,17 @@ def resolve_threads(threads: int | None = None) -> int:
     return threads
 
 
-def in_order(items: Iterable[Any], work: Callable[[Any], T], threads: int, ahead: int | None = None) -> Iterator[T]:
+def in_order(items: Iterable[Any], work: Callable[[Any], T], threads: int) -> Iterator[T]:
     """``work(item)`` for each item on ``threads`` threads, the results in item order.
 
-    At most ``ahead`` items (default ``2 * threads + 1``) are in flight, so memory stays
-    bounded; the work must release the GIL (numpy, Arrow, the kernels) for the threads
-    to help.
+    At most ``2 * threads + 1`` items are in flight, so memory stays bounded; the work
+    must release the GIL (numpy, Arrow, the kernels) for the threads to help.
     """
-    limit = max(1, 2 * threads + 1 if ahead is None else ahead)
     with ThreadPoolExecutor(max(1, threads)) as pool:
         running: deque[Future[T]] = deque()
         for item in items:
             running.append(pool.submit(work, item))
-            if len(running) >= limit:
+            if len(running) > 2 * threads:
                 yield running.popleft().result()
         while running:
             yield running.popleft().result()
