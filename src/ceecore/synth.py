@@ -603,18 +603,24 @@ class Synthesizer:
         # Products by popularity (home ones from the home Center's pool), drawn again
         # where an account got one twice, so each is in a catalogue at most once.
         redraw = np.ones(self.n_items, bool)
+        checked = np.arange(self.n_items)  # the items of the accounts that may hold a product twice
         for _ in range(8):
             u = rng.random(self.n_items)
             at_home, away = redraw & ~is_away, redraw & is_away
             pick = np.searchsorted(self.pool_cdf, home[at_home] + u[at_home], side="right")
             product[at_home] = self.pool_product[np.minimum(pick, self.n_products - 1)]
             product[away] = np.minimum(np.searchsorted(self.all_cdf, u[away], side="right"), self.n_products - 1)
-            key = item_account * self.n_products + product
+            key = item_account[checked] * self.n_products + product[checked]
             order = np.argsort(key, kind="stable")
             redraw = np.zeros(self.n_items, bool)
-            redraw[order[1:]] = key[order[1:]] == key[order[:-1]]
+            redraw[checked[order[1:]]] = key[order[1:]] == key[order[:-1]]
             if not redraw.any():
                 break
+            # Only an account with an item drawn again can hold a product twice next time.
+            again = np.unique(item_account[redraw])
+            counts = n_items[again]
+            checked = np.repeat(self.account_item_start[again] - np.r_[0, np.cumsum(counts)[:-1]], counts) \
+                + np.arange(counts.sum())
         self.item_unique = ~redraw
         self.item_account = item_account
         self.item_product = product
