@@ -166,9 +166,12 @@ def duckdb_mad_scores(source: str, output: str) -> None:
 
 
 def ceecore_run(source: str, output: str, unit_value_only: bool = False) -> None:
+    """``ceecore run`` as the command runs it (its process-wide heap bound included)."""
     import ceecore
     from ceecore.indicators import INDICATORS
+    from ceecore.pipeline import bound_heap
 
+    bound_heap()
     config = ceecore.ScoringConfig.from_doc(
         {"weights": {name: 1.0 if name == "unit_value_outlier" else 0.0 for name in INDICATORS}}) \
         if unit_value_only else None
