@@ -186,6 +186,13 @@ def _cap_arrow_threads(ctx: click.Context, param: click.Parameter, threads: int 
 _threads_option = click.option("--threads", type=click.IntRange(1, 256), callback=_cap_arrow_threads,
                                help="Threads [default: OMP_NUM_THREADS or all cores].")
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+_show_ids_option = click.option(
+    "--show-ids", is_flag=True,
+    help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
+_views_option = click.option(
+    "--views/--no-views", default=True, show_default=True,
+    help="Write the period's trends, shifts and uniformity across ports with the set (they take time: about 10 s "
+         "more at 5M lines).")
 _cluster_option = click.option(
     "--cluster", "cluster_spec", metavar="SPEC",
     help="Run on Dask (ceecore[dask]): local:N starts N worker processes here; tcp://HOST:PORT uses a running "
@@ -443,11 +450,8 @@ def merge_command(models: tuple[str, ...], output: str) -> None:
                    "but the model; or FILE.parquet: the scored lines only.")
 @_rejects_option
 @_mapping_options
-@click.option("--show-ids", is_flag=True,
-              help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
-@click.option("--views/--no-views", default=True, show_default=True,
-              help="Write the period's trends, shifts and uniformity across ports with the set (they take time: "
-                   "about 14 s more at 5M lines).")
+@_show_ids_option
+@_views_option
 @_cluster_option
 def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects: str | None, preset: str | None,
                   mapping_file: str | None, pairs: tuple[str, ...], date_format: str | None, key_file: str | None,
@@ -498,11 +502,8 @@ def score_command(inputs: tuple[str, ...], model_path: str, output: str, rejects
 @_label_options
 @_config_option
 @_mapping_options
-@click.option("--show-ids", is_flag=True,
-              help="Print the riskiest accounts' importer ids (hidden by default: they may be SSNs or EINs).")
-@click.option("--views/--no-views", default=True, show_default=True,
-              help="Write the period's trends, shifts and uniformity across ports with the set (they take time: "
-                   "about 14 s more at 5M lines).")
+@_show_ids_option
+@_views_option
 @_cluster_option
 def run_command(inputs: tuple[str, ...], outdir: str, labels: str | None, revenue: str | None,
                 history_keys: tuple[str, ...], config_file: str | None, preset: str | None,
