@@ -632,6 +632,35 @@ def test_the_worklist_reserves_exploration_picks(tmp_path):
     assert set(pl.read_parquet(tmp_path / "none" / "worklist.parquet")["pick"]) == {"score"}
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 4)), min_size=20, max_size=300),
+       st.lists(st.integers(1, 20), min_size=1, max_size=8), st.integers(1, 4), st.integers(1, 12))
+def test_each_accounts_best_lines_are_the_plain_top_k(rows, cuts, k, cut_rows):
+    """BestLinesPerAccount keeps, per account, the k lines of highest score (of equal
+    scores, the earliest), whatever the batches and however often it cuts its buffer down
+    (and so whichever floors leave lines out on the way): against a plain sort."""
+    from ceecore.worklist import BestLinesPerAccount
+
+    hashes = np.array([10 + a for a, _ in rows], np.uint64)
+    scores = np.array([s / 4 for _, s in rows], np.float64)  # (few distinct scores: many ties)
+    strengths = np.arange(len(rows), dtype=np.float64)        # (each line's arrival, to check which line won)
+    best = BestLinesPerAccount(k, ("x",))
+    best.cut_rows = cut_rows
+    start, i = 0, 0
+    while start < len(rows):
+        end = min(len(rows), start + cuts[i % len(cuts)])
+        batch = pa.record_batch({"score": scores[start:end], "x": strengths[start:end]})
+        best.add(best.of(batch, hashes[start:end]))
+        start, i = end, i + 1
+    if best.parts:
+        best._reduce()
+    got = best.parts[0] if best.parts else (np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, 1)))
+    want = sorted(range(len(rows)), key=lambda r: (hashes[r], -scores[r], r))
+    want = [r for j, r in enumerate(want) if sum(hashes[q] == hashes[r] for q in want[max(0, j - k):j]) < k]
+    assert got[0].tolist() == hashes[want].tolist()
+    assert got[2][:, 0].tolist() == [float(r) for r in want]
+
+
 def test_cli_fit_score_run_demo(tmp_path):
     runner = CliRunner()
     data = tmp_path / "lines.parquet"

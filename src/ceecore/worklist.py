@@ -33,7 +33,11 @@ class BestLinesPerAccount:
 
     Each batch is cut down to its own best ``k`` lines per account (:meth:`of`, on the
     worker that scored it); those are buffered and cut down again whenever the buffer
-    grows by half, so the memory stays about ``k`` lines per account.
+    grows by half, so the memory stays about ``k`` lines per account. Of two lines with
+    the same score, the one added first ranks first. Once an account has ``k`` lines kept,
+    a later line that does not beat the ``k``-th of them cannot enter: :meth:`of` leaves it
+    out on the worker (by the floors of the last cut: lines added before any batch still
+    being scored), so the buffer grows slowly once accounts fill up.
     """
 
     def __init__(self, k: int, names: tuple[str, ...]) -> None:
@@ -42,13 +46,22 @@ class BestLinesPerAccount:
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.kept = 0
         self.buffered = 0
+        self._floors: Tally | None = None  # importer hash -> the k-th best score (float64 bits) of a full account
+        self.cut_rows = 1 << 18  # the buffer is cut down once past this, or past 1.5 x what the last cut kept
 
     def of(self, lines: pa.RecordBatch, importers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A batch's best ``k`` lines per account, for :meth:`add`; ``importers`` are the
-        lines' importer hashes (from the parse: the ids are not hashed again)."""
-        strengths = np.stack([lines.column(name).to_numpy(zero_copy_only=False) for name in self.names], axis=1) \
-            if self.names else np.zeros((lines.num_rows, 0))
-        return self._best(importers, lines.column("score").to_numpy(zero_copy_only=False), strengths)
+        """A batch's best ``k`` lines per account, for :meth:`add`, without the lines that
+        cannot enter (see the class); ``importers`` are the lines' importer hashes (from the
+        parse: the ids are not hashed again)."""
+        scores = lines.column("score").to_numpy(zero_copy_only=False)
+        columns = [lines.column(name).to_numpy(zero_copy_only=False) for name in self.names]
+        floors = self._floors  # (a cut replaces it whole: read once)
+        if floors is not None and len(importers):
+            floor = floors.get(np.ascontiguousarray(importers, np.uint64), _NO_FLOOR).view(np.float64).ravel()
+            rows = np.flatnonzero(~(scores <= floor))
+            importers, scores, columns = importers[rows], scores[rows], [column[rows] for column in columns]
+        strengths = np.stack(columns, axis=1) if self.names else np.zeros((len(scores), 0))
+        return self._best(importers, scores, strengths)
 
     def _best(self, hashes: np.ndarray, scores: np.ndarray, strengths: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,7 +72,7 @@ class BestLinesPerAccount:
     def add(self, part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         self.parts.append(part)
         self.buffered += len(part[0])
-        if self.buffered > max(1 << 18, self.kept + self.kept // 2):
+        if self.buffered > max(self.cut_rows, self.kept + self.kept // 2):
             self._reduce()
 
     def _reduce(self) -> None:
@@ -68,6 +81,10 @@ class BestLinesPerAccount:
         best = self._best(*joined)
         self.parts = [best]
         self.kept = self.buffered = len(best[0])
+        full = np.flatnonzero(group_ranks(best[0]) == self.k - 1)  # (each full account's k-th best line)
+        floors = Tally("max")
+        floors.add(np.ascontiguousarray(best[0][full], np.uint64), best[1][full].astype(np.float64).view(np.int64))
+        self._floors = floors
 
     def summary(self, model: Model) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
         """Per account (sorted importer hashes): the mean of its top line scores, its
@@ -84,6 +101,9 @@ class BestLinesPerAccount:
             np.zeros((0, len(self.names)))
         top, fired = top_contributors(totals, model.config.reasons)
         return accounts, means, scores[start], reason_lists(top, fired, self.names).to_pylist()
+
+
+_NO_FLOOR = int(np.float64(np.nan).view(np.int64))  # (no line compares <= NaN: every line may enter)
 
 
 class AccountEvidence:
