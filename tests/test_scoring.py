@@ -634,24 +634,31 @@ def test_the_worklist_reserves_exploration_picks(tmp_path):
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 4)), min_size=20, max_size=300),
-       st.lists(st.integers(1, 20), min_size=1, max_size=8), st.integers(1, 4), st.integers(1, 12))
-def test_each_accounts_best_lines_are_the_plain_top_k(rows, cuts, k, cut_rows):
+       st.lists(st.integers(1, 20), min_size=1, max_size=8), st.integers(1, 4), st.integers(1, 12),
+       st.integers(0, 3), st.sampled_from([np.float64, np.float32]))
+def test_each_accounts_best_lines_are_the_plain_top_k(rows, cuts, k, cut_rows, ahead, dtype):
     """BestLinesPerAccount keeps, per account, the k lines of highest score (of equal
-    scores, the earliest), whatever the batches and however often it cuts its buffer down
-    (and so whichever floors leave lines out on the way): against a plain sort."""
+    scores, the earliest), whatever the batches, however often it cuts its buffer down
+    (and so whichever floors leave lines out on the way) and however many batches the
+    workers cut down (``of``) ahead of those added in order: against a plain sort."""
     from ceecore.worklist import BestLinesPerAccount
 
     hashes = np.array([10 + a for a, _ in rows], np.uint64)
-    scores = np.array([s / 4 for _, s in rows], np.float64)  # (few distinct scores: many ties)
-    strengths = np.arange(len(rows), dtype=np.float64)        # (each line's arrival, to check which line won)
+    scores = np.array([s / 4 for _, s in rows], dtype)  # (few distinct scores: many ties)
+    strengths = np.arange(len(rows), dtype=np.float64)  # (each line's arrival, to check which line won)
     best = BestLinesPerAccount(k, ("x",))
     best.cut_rows = cut_rows
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     start, i = 0, 0
     while start < len(rows):
         end = min(len(rows), start + cuts[i % len(cuts)])
         batch = pa.record_batch({"score": scores[start:end], "x": strengths[start:end]})
-        best.add(best.of(batch, hashes[start:end]))
+        pending.append(best.of(batch, hashes[start:end]))
+        if len(pending) > ahead:
+            best.add(pending.pop(0))
         start, i = end, i + 1
+    for part in pending:
+        best.add(part)
     if best.parts:
         best._reduce()
     got = best.parts[0] if best.parts else (np.zeros(0, np.uint64), np.zeros(0), np.zeros((0, 1)))

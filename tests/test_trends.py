@@ -204,6 +204,29 @@ def test_period_views_read_in_pieces_write_the_same_set(shifted, tmp_path):
     assert not list((tmp_path / "kept").iterdir()) and not list((tmp_path / "sent").iterdir())
 
 
+def test_period_views_that_fail_keep_the_centers_not_read(shifted, tmp_path, monkeypatch):
+    """A Center whose read fails stops the views' write with that error; the Centers not
+    started yet stay kept (their files are still the views' to remove), none is lost."""
+    from ceecore.pipeline import PeriodViews
+
+    book = AccountBook(threads=1)
+    views = PeriodViews.of(CenterMap.default(), scratch=tmp_path, threads=1)
+    for batch in shifted.to_batches(max_chunksize=7_000):
+        views.update(book.parse(batch, columns=Trends.columns))
+    centers = set(views._kept)
+    assert len(centers) > 2
+    largest = max(centers, key=lambda c: views._kept[c].lines)
+
+    def fail(self, kept, view):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(PeriodViews, "_read", fail)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(RuntimeError, match="boom"):
+        views.write(tmp_path / "out")
+    assert set(views._kept) == centers - {largest}  # (the largest is read first; one thread)
+
+
 def test_state_refuses_tallies_that_disagree(small):
     """Tallies that no lines could give together: an account's month outside its span, a
     span of an account with no lines in the month tally's months, no span at all."""

@@ -544,43 +544,51 @@ class PeriodViews:
 
     def write(self, out: Path) -> None:
         """``trends.parquet``, ``shifts.parquet`` and ``uniformity.parquet`` into ``out``;
-        the lines kept in ``scratch`` are read (one Center at a time: the same tables as
-        the whole states give) and removed."""
+        the lines kept in ``scratch`` are read (by Center, a few side by side: the same
+        tables as the whole states give) and removed."""
         if self.scratch is None:
             self.trends.write(out / "trends.parquet", out / "shifts.parquet")
             write_table(self.uniformity.result(), out / "uniformity.parquet")
             return
         view, compared = TrendsView.start(self.trends), []
-        for rows, found in self._side_by_side(lambda kept: self._read(kept, view)):
-            view.add(rows)
-            compared.append(found)
+
+        def taken(read: tuple[PieceRows, dict[str, np.ndarray]]) -> None:
+            view.add(read[0])
+            compared.append(read[1])
             _release_memory()
+
+        self._side_by_side(lambda kept: self._read(kept, view), taken)
         series, shifts = view.result()
         write_table(shifts, out / "shifts.parquet")
         write_table(series, out / "trends.parquet")
         del series, shifts
         write_table(comparison_table(compared, self.uniformity.centers), out / "uniformity.parquet")
 
-    def _side_by_side(self, work: Callable[[LineSpill], T]) -> Iterator[T]:
+    def _side_by_side(self, work: Callable[[LineSpill], T], taken: Callable[[T], None]) -> None:
         """``work`` of each Center's kept lines (handed over: no longer held here) on the
-        threads, the results as they come. The most lines first; a Center is started
-        beside others only if the lines in flight stay within 1.25 times the largest
-        Center's, so reading side by side holds little more at once than reading the
-        largest alone (see the README)."""
-        waiting = sorted(self._kept.values(), key=lambda kept: -kept.lines)
+        threads, each result handed to ``taken`` on this thread as it comes. The most
+        lines first; a Center is started beside others only if the lines in flight stay
+        within 1.25 times the largest Center's, so reading side by side holds little more
+        at once than reading the largest alone (see the README). If anything fails, the
+        Centers not yet started stay kept here."""
+        waiting = sorted(self._kept.items(), key=lambda item: (-item[1].lines, item[0]))
         self._kept.clear()
-        budget = waiting[0].lines * 5 // 4 if waiting else 0
+        budget = waiting[0][1].lines * 5 // 4 if waiting else 0
         running: dict[Future[T], int] = {}
-        with ThreadPoolExecutor(self.threads) as pool:
-            while waiting or running:
-                for kept in list(waiting):
-                    if len(running) < self.threads and (not running or sum(running.values()) + kept.lines <= budget):
-                        waiting.remove(kept)
-                        running[pool.submit(work, kept)] = kept.lines
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    del running[future]
-                    yield future.result()
+        try:
+            with ThreadPoolExecutor(self.threads) as pool:
+                while waiting or running:
+                    for item in list(waiting):
+                        lines = item[1].lines
+                        if len(running) < self.threads and (not running or sum(running.values()) + lines <= budget):
+                            waiting.remove(item)
+                            running[pool.submit(work, item[1])] = lines
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        del running[future]
+                        taken(future.result())
+        finally:
+            self._kept.update(waiting)
 
     def _pieces(self) -> Iterator[tuple[Trends, Uniformity]]:
         """Each Center's kept lines folded into a piece of the trends and a uniformity
@@ -768,7 +776,7 @@ def run(
 
     Writes the set of :func:`write_set` (``lines.parquet``, ``accounts.parquet``,
     ``worklist.parquet``, the period's views unless ``views`` is false (``trends.parquet``,
-    ``shifts.parquet``, ``uniformity.parquet``: they take time, about 14 s at 5M
+    ``shifts.parquet``, ``uniformity.parquet``: they take time, about 10 s at 5M
     lines, and little memory), ``rejects.parquet``, ``summary.json``) and ``model.arrow``.
     They are built in a hidden directory beside ``outdir`` and swapped in whole once the
     job is done (see :func:`ceecore.io.swap_directory`): a reader of ``outdir`` sees the

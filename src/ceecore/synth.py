@@ -36,6 +36,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -977,10 +978,12 @@ class Synthesizer:
             batch = self._numbered(part, serial, schema)
             size = batch.num_rows
             here = dirty_at[(dirty_at >= done) & (dirty_at < done + size)] - done
-            if len(here):
-                plain = pa.Table.from_batches([batch]).cast(self.schema).combine_chunks().to_batches()[0]
-                batch = _with_dirty(plain, here, int(np.searchsorted(dirty_at, done)))
-                batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+            if len(here):  # (contract-breaking copies are text a vocabulary does not hold)
+                if coded:
+                    batch = pa.Table.from_batches([batch]).cast(self.schema).combine_chunks().to_batches()[0]
+                batch = _with_dirty(batch, here, int(np.searchsorted(dirty_at, done)))
+                if coded:
+                    batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
             done += size
             yield batch
 
@@ -1377,9 +1380,8 @@ def write(
                          "(or a directory name without a suffix)")
     world = Synthesizer(_config(config, params), threads=threads)
     written = Written(os.fspath(path), dirty=world.config.dirty, world=world)
-    coded = not name.endswith((".csv", ".csv.gz", ".arrow", ".ipc", ".feather"))  # (Parquet takes them coded)
     with output_set(outputs) as into:
-        _write(target, world, _counted(world, written, batch_rows, threads, progress, coded), batch_rows, file_rows,
+        _write(target, world, partial(_counted, world, written, batch_rows, threads, progress), batch_rows, file_rows,
                into)
     written.seconds = time.perf_counter() - started
     return written
@@ -1396,27 +1398,28 @@ def _counted(world: Synthesizer, written: Written, batch_rows: int, threads: int
             progress(table.num_rows)
 
 
-def _write(target: Path, world: Synthesizer, tables: Iterator[pa.Table], batch_rows: int, file_rows: int | None,
-           into: OutputSet) -> None:
-    """The lines into ``target`` (its format by its name, see :func:`write`) as part of ``into``."""
+def _write(target: Path, world: Synthesizer, tables: Callable[[bool], Iterator[pa.Table]], batch_rows: int,
+           file_rows: int | None, into: OutputSet) -> None:
+    """The lines into ``target`` (its format by its name, see :func:`write`) as part of
+    ``into``; ``tables(coded)`` streams them (Parquet takes them coded)."""
     name = target.name.lower()
 
     if name.endswith(".parquet"):
         with ParquetSink(target, world.coded_schema, into, **parquet_options(world.schema)) as sink:
-            for table in tables:
+            for table in tables(True):
                 sink.write(table)
     elif name.endswith((".csv", ".csv.gz")):
         with atomic_path(target, into) as tmp:
             stream = pa.CompressedOutputStream(str(tmp), "gzip") if name.endswith(".gz") else pa.OSFile(str(tmp), "wb")
             with stream, pacsv.CSVWriter(stream, world.schema) as writer:
-                for table in tables:
+                for table in tables(False):
                     writer.write_table(table)
     elif name.endswith((".arrow", ".ipc", ".feather")):
         with atomic_path(target, into) as tmp, ipc.new_file(tmp, world.schema) as writer:
-            for table in tables:
+            for table in tables(False):
                 writer.write_table(table)
     else:
-        _write_dataset(target, world, tables, file_rows or 4 * batch_rows, into)
+        _write_dataset(target, world, tables(True), file_rows or 4 * batch_rows, into)
 
 
 def scheme_recall(scored: pa.Table, truth: pa.Table, top_share: float = 0.05) -> dict[str, float]:

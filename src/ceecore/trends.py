@@ -379,7 +379,8 @@ class TrendsView:
 
     A state kept in pieces is read by :meth:`start` with the whole tallies, then the
     :meth:`rows` of each piece (on any thread: the piece may be let go then) :meth:`add`-ed
-    in any order, on one thread; :meth:`result` then gives :func:`read_pieces`' tables."""
+    in any order, on one thread (add is not thread-safe); :meth:`result` then gives
+    :func:`read_pieces`' tables."""
 
     centers: CenterMap
     months: np.ndarray              # month indices, first to last of the data, every month between
@@ -392,7 +393,8 @@ class TrendsView:
     origin: tuple[np.ndarray, ...]  # center, month position, hts6, country, lines, steady accounts' or not
     ids: dict[int, str]
     known: np.ndarray | None
-    _added: list[PieceRows] = field(default_factory=list)  # (the pieces' rows, joined when read)
+    _added: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] = field(default_factory=list)
+    # (the added pieces' account and origin rows, joined when read)
 
     @classmethod
     def of(cls, whole: Trends, pieces: Iterable[Trends]) -> TrendsView:
@@ -429,13 +431,13 @@ class TrendsView:
         self.active += rows.active
         self.new += rows.new
         self.ids.update(rows.ids)
-        self._added.append(rows)
+        self._added.append((rows.account, rows.origin))
 
     def _join(self) -> None:
         """The added pieces' accounts and origins joined to the view's."""
         if self._added:
-            self.account = tuple(np.concatenate(parts) for parts in zip(self.account, *(r.account for r in self._added)))
-            self.origin = tuple(np.concatenate(parts) for parts in zip(self.origin, *(r.origin for r in self._added)))
+            self.account = tuple(np.concatenate(parts) for parts in zip(self.account, *(a for a, _ in self._added)))
+            self.origin = tuple(np.concatenate(parts) for parts in zip(self.origin, *(o for _, o in self._added)))
             self._added = []
 
     def _counted(self, cms: np.ndarray) -> np.ndarray:
