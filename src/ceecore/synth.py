@@ -313,6 +313,13 @@ def _read_table(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
 
 
+def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s types (itself if it has them already)."""
+    if batch.schema.equals(schema):
+        return batch
+    return pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+
+
 def _coded(vocabulary: pa.Array, index: np.ndarray, valid: np.ndarray | None = None) -> pa.DictionaryArray:
     """``vocabulary[index]`` as a dictionary array, null where ``valid`` is False."""
     codes = pa.array(index, pa.int32(), mask=None if valid is None else ~valid)
@@ -979,11 +986,8 @@ class Synthesizer:
             size = batch.num_rows
             here = dirty_at[(dirty_at >= done) & (dirty_at < done + size)] - done
             if len(here):  # (contract-breaking copies are text a vocabulary does not hold)
-                if coded:
-                    batch = pa.Table.from_batches([batch]).cast(self.schema).combine_chunks().to_batches()[0]
-                batch = _with_dirty(batch, here, int(np.searchsorted(dirty_at, done)))
-                if coded:
-                    batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+                batch = _with_dirty(_cast(batch, self.schema), here, int(np.searchsorted(dirty_at, done)))
+                batch = _cast(batch, schema)
             done += size
             yield batch
 
