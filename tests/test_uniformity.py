@@ -362,6 +362,31 @@ def test_pairs_as_numpys_unique_rows(a, b, picks):
     assert np.array_equal(got, want) and np.array_equal(got_at, at.ravel())
 
 
+def test_the_fold_kernel_refuses_rows_out_of_bounds():
+    """The compiled fold reads its rows by index: an index or bin out of range is refused
+    before anything is folded (never a read past an array)."""
+    from ceecore._kernels._keyfold import KeyFold
+    one, two = np.ones(2, np.int64), np.zeros(2, np.int64)
+    hashes = np.array([3, 4], np.uint64)
+
+    def add(fold: KeyFold, hist_row=(0,), hist_field=(0,), hist_bin=(0,), imp_row=(1,), columns=None) -> None:
+        h = np.array(hist_row, np.int64)
+        fold.add(hashes, one, two, columns if columns is not None else [None, two], h,
+                 np.array(hist_field, np.int64), np.array(hist_bin, np.int64), np.ones(len(h), np.int64),
+                 np.array(imp_row, np.int64), np.ones(len(imp_row), np.int64))
+
+    fold = KeyFold(2, 8)
+    for bad in ({"hist_row": (2,)}, {"hist_row": (-1,)}, {"hist_field": (4,)}, {"hist_bin": (9,)},
+                {"hist_bin": (-9,)}, {"imp_row": (2,)}, {"columns": [None]}, {"columns": [None, one[:1]]}):
+        with pytest.raises(ValueError):
+            add(fold, **bad)
+        assert fold.n == 0
+    add(fold)
+    assert fold.n == 2 and np.array_equal(fold.counts(), [[1, 0], [1, 0]])
+    with pytest.raises(RuntimeError, match="share a 64-bit hash"):  # the same hashes, other keys
+        fold.add(hashes, two, two, [None, two], *(np.zeros(0, np.int64),) * 4, *(np.zeros(0, np.int64),) * 2)
+
+
 def test_a_hash_collision_stops_the_fold(small, monkeypatch):
     """Keys (or a key's importers) that share a hash would be summed as one: the fold
     checks every id against its key and refuses instead."""

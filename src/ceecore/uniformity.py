@@ -41,7 +41,8 @@ import pyarrow as pa
 
 from ceecore._checks import json_metadata
 from ceecore._fdr import benjamini_hochberg
-from ceecore._kernels._tally import Tally, combine
+from ceecore._kernels._keyfold import KeyFold
+from ceecore._kernels._tally import combine
 from ceecore.accounts import Intake
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, line_fields
@@ -402,22 +403,20 @@ class _Tallies(NamedTuple):
 class _Fold:
     """The state while lines are folded in, growing with its distinct keys, bins and
     importers, never with the lines, and updated in place (no per-batch sort, no
-    re-sorting merges): each key (k1, k2) gets a dense id from a hash table of its
-    64-bit hash (every line checked against the key its id stands for, so a hash
-    collision stops the fold instead of mixing two keys) and its counts a column of a
-    growing array (a row per count); histogram rows are counted in a hash table keyed
-    exactly by (id, histogram, bin), importers kept in one keyed by the hash of
-    (id, importer) that holds both (checked alike). Integer sums throughout: exact in any
-    order. :meth:`take` lays the state out in canonical order."""
+    re-sorting merges), in one compiled pass per batch (:class:`KeyFold`): each key
+    (k1, k2) gets a dense id from a hash table of its 64-bit hash (every line checked
+    against the key its id stands for, so a hash collision stops the fold instead of
+    mixing two keys) and its counts a row of a growing array; histogram rows are counted
+    in a hash table keyed exactly by (id, histogram, bin), importers kept in one keyed by
+    the hash of (id, importer) that holds both (checked alike). Integer sums throughout:
+    exact in any order. :meth:`take` lays the state out in canonical order."""
 
     def __init__(self) -> None:
-        self.n = 0
-        self.ids = Tally("max")                # hash of (k1, k2) -> id
-        self.k1 = np.zeros(0, np.int64)         # per id, its key
-        self.k2 = np.zeros(0, np.int64)
-        self.counts = np.zeros((len(COUNTS), 0), np.int64)  # per count, per id
-        self.hist = Tally("sum")               # id << 24 | histogram << 22 | bin + _MAX_BIN -> lines
-        self.importers = Tally("max", "max")   # hash of (id, importer) -> (id, importer)
+        self._kernel = KeyFold(len(COUNTS), _MAX_BIN)
+
+    @property
+    def n(self) -> int:
+        return self._kernel.n
 
     def add(self, k1: np.ndarray, k2: np.ndarray, columns: list[np.ndarray | None], hist_row: np.ndarray,
             hist_field: np.ndarray, hist_bin: np.ndarray, hist_count: np.ndarray, imp_row: np.ndarray,
@@ -425,69 +424,40 @@ class _Fold:
         """Adds rows (keys may repeat): per row its key (``k1``, ``k2``) and its value of
         each of :data:`COUNTS` (``columns[i]``; None: 1); histogram rows (``hist_row``
         indexes the rows) and importer rows (the same)."""
-        if len(k1) == 0:
-            return
-        hashes = combine(1, k1, k2)
-        ids = self.ids.get(hashes, -1)
-        miss = np.flatnonzero(ids < 0)
-        if len(miss):
-            new, first, which = np.unique(hashes[miss], return_index=True, return_inverse=True)
-            at = np.arange(self.n, self.n + len(new))
-            self._grow(self.n + len(new))
-            self.k1[at], self.k2[at] = k1[miss[first]], k2[miss[first]]
-            self.ids.add(new, at.reshape(-1, 1))
-            self.n += len(new)
-            ids[miss] = at[which.ravel()]
-        if not (np.array_equal(self.k1[ids], k1) and np.array_equal(self.k2[ids], k2)):
-            raise RuntimeError("uniformity: two keys share a 64-bit hash (astronomically rare): stopped before mixing them")
-        for i, column in enumerate(columns):  # (int64 values: numpy's fast path of add.at)
-            if column is None:
-                np.add.at(self.counts[i], ids, 1)
-            elif column.any():  # (outcomes, claims, a unit basis: often none in a batch)
-                np.add.at(self.counts[i], ids, np.asarray(column, np.int64))
-        packed = (ids[hist_row] << 24) | (hist_field << 22) | (hist_bin + _MAX_BIN)
-        self.hist.add(packed.view(np.uint64), hist_count.reshape(-1, 1))
-        pairs = np.column_stack([ids[imp_row], imp_hash])
-        hashes = combine(2, pairs[:, 0], pairs[:, 1])
-        self.importers.add(hashes, pairs)
-        if not np.array_equal(self.importers.get(hashes, -1), pairs):
-            raise RuntimeError("uniformity: two importers of a key share a 64-bit hash (astronomically rare)")
+        def int64(values: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(values, np.int64)
 
-    def _grow(self, n: int) -> None:
-        if n > len(self.k1):
-            size = max(1024, n, len(self.k1) * 3 // 2)
-            self.k1, self.k2 = np.resize(self.k1, size), np.resize(self.k2, size)
-            counts = np.zeros((len(COUNTS), size), np.int64)
-            counts[:, :self.n] = self.counts[:, :self.n]
-            self.counts = counts
+        self._kernel.add(combine(1, k1, k2), int64(k1), int64(k2),
+                         [None if column is None else int64(column) for column in columns],
+                         int64(hist_row), int64(hist_field), int64(hist_bin), int64(hist_count), int64(imp_row),
+                         int64(imp_hash))
 
     def take(self) -> _Tallies:
         """The state in canonical order (as :meth:`_Tallies.summed` lays it out), the fold
         emptied as it goes: each part let go once laid out, so the two forms of the state
         are never both held whole."""
-        n = self.n
+        kernel, n = self._kernel, self._kernel.n
+        self.__init__()
         if n == 0:
             return _Tallies.empty()
-        order = np.lexsort((self.k2[:n], self.k1[:n]))
+        k1, k2 = kernel.keys()
+        order = np.lexsort((k2, k1))
         rank = np.empty(n, np.int64)
         rank[order] = np.arange(n)
-        keys, h_count = self.hist.items()
-        self.hist = Tally("sum")
+        keys, h_count = kernel.take_histogram()
         packed = keys.view(np.int64)
         hist = (rank[packed >> 24] << 24) | (packed & ((1 << 24) - 1))
         del keys, packed
         h_order = np.argsort(hist)
         hist, h_count = hist[h_order], h_count[h_order]
         del h_order
-        pairs = self.importers.items()[1].reshape(-1, 2)
-        self.importers = Tally("max", "max")
+        pairs = kernel.take_importers()
         importers = _distinct(rank[pairs[:, 0]], pairs[:, 1])
         del pairs
-        counts = np.ascontiguousarray(self.counts[:, :n].T[order])
-        k1, k2 = self.k1[order], self.k2[order]
-        self.__init__()
-        return _Tallies(k1, k2, counts, hist >> 24, (hist >> 22) & 3, (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count,
-                        *importers)
+        counts = kernel.counts()[order]
+        del kernel
+        return _Tallies(k1[order], k2[order], counts, hist >> 24, (hist >> 22) & 3,
+                        (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count, *importers)
 
 
 def _distinct(key: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

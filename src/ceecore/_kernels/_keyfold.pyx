@@ -1,0 +1,232 @@
+# cython: language_level=3
+"""The uniformity state's fold in one compiled pass per batch (``ceecore.uniformity._Fold``).
+
+Rows come with a key (``k1``, ``k2``) and its 64-bit hash; each distinct key gets a dense
+id (in order of first sight) from a hash table of those hashes, every row checked against
+the key its id stands for, so a hash collision stops the fold instead of mixing two keys.
+A key's counts are one row of a growing C array (``width`` int64 per key); histogram
+rows are summed in a tally keyed exactly by (id, histogram, bin); importers kept in one
+keyed by the hash of (id, importer) that holds both (checked alike). Integer sums
+throughout (wrapping as numpy's do; the caller's values stay far from the limits): the
+same rows give the same state whatever the batches. The GIL is released while folding.
+"""
+
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memset
+
+import numpy as np
+
+cimport numpy as cnp
+
+from ceecore._kernels._hashtable cimport prefetch
+from ceecore._kernels._tally cimport TALLY_NO_MEMORY, Tally, TallyTable, key2, tally_add, tally_find, tally_prefetch
+
+cnp.import_array()
+
+cdef enum:
+    MAX_WIDTH = 64
+    AHEAD = 8              # rows between a slot's prefetch and its probe (the big tables miss the cache)
+    BIN_BITS = 22          # histogram << 22 | bin + bin offset, below the id's bits
+    ID_SHIFT = 24
+    OK = 0
+    NO_MEMORY = 1
+    KEY_COLLISION = 2
+    IMPORTER_COLLISION = 3
+
+
+cdef class KeyFold:
+    """Rows of (key, ``width`` counts) folded per key, with histogram and importer rows
+    per key: see the module. ``add`` folds a batch in; ``keys``, ``counts``,
+    ``take_histogram`` and ``take_importers`` read the state out (ids in order of first
+    sight; the caller lays it out in canonical order)."""
+
+    cdef Tally _ids         # key hash -> id
+    cdef Tally _hist        # id << 24 | histogram << 22 | bin + offset -> rows' count
+    cdef Tally _importers   # hash of (id, importer) -> (id, importer)
+    cdef int64_t* _k1
+    cdef int64_t* _k2
+    cdef int64_t* _counts   # per id, `width` counts
+    cdef int64_t _capacity  # ids the arrays hold
+    cdef readonly int64_t n
+    cdef readonly int width
+    cdef readonly int64_t bin_offset
+
+    def __cinit__(self, int width, int64_t bin_offset):
+        if not 0 < width <= MAX_WIDTH:
+            raise ValueError(f"KeyFold: width must be 1 to {MAX_WIDTH}")
+        if not 0 <= bin_offset < (1 << (BIN_BITS - 1)):
+            raise ValueError("KeyFold: bin offset out of range")
+        self.width, self.bin_offset = width, bin_offset
+        self._ids, self._hist, self._importers = Tally("max"), Tally("sum"), Tally("max", "max")
+        self._k1 = self._k2 = self._counts = NULL
+        self._capacity = self.n = 0
+
+    def __dealloc__(self):
+        free(self._k1); free(self._k2); free(self._counts)
+
+    cdef int _grow(self, int64_t wanted) noexcept nogil:
+        """Room for ``wanted`` ids (new counts zeroed); NO_MEMORY if it cannot be had."""
+        cdef int64_t capacity = self._capacity
+        cdef int64_t* k1
+        cdef int64_t* k2
+        cdef int64_t* counts
+        if wanted <= capacity:
+            return OK
+        capacity = max(wanted, capacity + capacity // 2, 1024)
+        k1 = <int64_t*>realloc(self._k1, capacity * sizeof(int64_t))
+        if k1 == NULL:
+            return NO_MEMORY
+        self._k1 = k1
+        k2 = <int64_t*>realloc(self._k2, capacity * sizeof(int64_t))
+        if k2 == NULL:
+            return NO_MEMORY
+        self._k2 = k2
+        counts = <int64_t*>realloc(self._counts, capacity * self.width * sizeof(int64_t))
+        if counts == NULL:
+            return NO_MEMORY
+        memset(counts + self._capacity * self.width, 0, (capacity - self._capacity) * self.width * sizeof(int64_t))
+        self._counts, self._capacity = counts, capacity
+        return OK
+
+    def add(self, const uint64_t[::1] hashes, const int64_t[::1] k1, const int64_t[::1] k2, list columns,
+            const int64_t[::1] hist_row, const int64_t[::1] hist_field, const int64_t[::1] hist_bin,
+            const int64_t[::1] hist_count, const int64_t[::1] imp_row, const int64_t[::1] imp_hash):
+        """Folds rows in: per row its key's ``hashes``, ``k1`` and ``k2`` and each count
+        (``columns[j]``, int64 per row; None: 1 a row); histogram rows (``hist_row``
+        indexes the rows; histogram 0 to 3, bin within the offset) and importer rows
+        (``imp_row`` the same). Raises (before any change) on arguments out of bounds,
+        and RuntimeError on a hash shared by two keys, or by two importers of a key."""
+        cdef int64_t n = hashes.shape[0], m = hist_row.shape[0], q = imp_row.shape[0], i, r, id_, row
+        cdef int j, w = self.width, rc = OK
+        cdef const int64_t* column[MAX_WIDTH]
+        cdef const int64_t[::1] view
+        cdef int64_t* ids
+        cdef int64_t* counts
+        cdef uint64_t* keys
+        cdef int64_t pair[2]
+        cdef const int64_t* found
+        cdef TallyTable* id_table = &self._ids.t
+        cdef TallyTable* hist = &self._hist.t
+        cdef TallyTable* importers = &self._importers.t
+        if k1.shape[0] != n or k2.shape[0] != n or len(columns) != w:
+            raise ValueError("KeyFold.add: keys of one length and one column per count")
+        if hist_field.shape[0] != m or hist_bin.shape[0] != m or hist_count.shape[0] != m or imp_hash.shape[0] != q:
+            raise ValueError("KeyFold.add: histogram and importer rows of one length each")
+        keep = []
+        for j in range(w):
+            if columns[j] is None:
+                column[j] = NULL
+                continue
+            view = columns[j]
+            if view.shape[0] != n:
+                raise ValueError("KeyFold.add: a count column of another length than the keys")
+            keep.append(view)
+            column[j] = &view[0] if n else NULL
+        for r in range(m):
+            if not (0 <= hist_row[r] < n and 0 <= hist_field[r] < 4 and -self.bin_offset <= hist_bin[r] <= self.bin_offset):
+                raise ValueError("KeyFold.add: a histogram row out of bounds")
+        for r in range(q):
+            if not 0 <= imp_row[r] < n:
+                raise ValueError("KeyFold.add: an importer row out of bounds")
+        if n == 0:
+            return
+        ids = <int64_t*>malloc(n * sizeof(int64_t))
+        keys = <uint64_t*>malloc(max(m, q) * sizeof(uint64_t))
+        try:
+            if ids == NULL or (keys == NULL and max(m, q) > 0):
+                raise MemoryError()
+            with nogil:
+                for i in range(n):
+                    if i + AHEAD < n:
+                        tally_prefetch(id_table, hashes[i + AHEAD])
+                    found = tally_find(id_table, hashes[i])
+                    if found != NULL:
+                        id_ = found[0]
+                        if self._k1[id_] != k1[i] or self._k2[id_] != k2[i]:
+                            rc = KEY_COLLISION
+                            break
+                    else:
+                        id_ = self.n
+                        if self._grow(id_ + 1) != OK or tally_add(id_table, hashes[i], &id_) == TALLY_NO_MEMORY:
+                            rc = NO_MEMORY
+                            break
+                        self._k1[id_], self._k2[id_] = k1[i], k2[i]
+                        self.n += 1
+                    ids[i] = id_
+                if rc == OK:
+                    for i in range(n):
+                        if i + AHEAD < n:
+                            prefetch(&self._counts[ids[i + AHEAD] * w])
+                            prefetch(&self._counts[ids[i + AHEAD] * w + w - 1])
+                        counts = &self._counts[ids[i] * w]
+                        for j in range(w):  # (as unsigned: wraps as numpy's int64 sums do, never undefined)
+                            counts[j] = <int64_t>(<uint64_t>counts[j]
+                                                  + <uint64_t>(column[j][i] if column[j] != NULL else 1))
+                    for r in range(m):
+                        keys[r] = (<uint64_t>ids[hist_row[r]] << ID_SHIFT) | (<uint64_t>hist_field[r] << BIN_BITS) \
+                            | <uint64_t>(hist_bin[r] + self.bin_offset)
+                    for r in range(m):
+                        if r + AHEAD < m:
+                            tally_prefetch(hist, keys[r + AHEAD])
+                        if tally_add(hist, keys[r], &hist_count[r]) == TALLY_NO_MEMORY:
+                            rc = NO_MEMORY
+                            break
+                if rc == OK:
+                    for r in range(q):
+                        keys[r] = key2(2, <uint64_t>ids[imp_row[r]], <uint64_t>imp_hash[r])
+                    for r in range(q):
+                        if r + AHEAD < q:
+                            tally_prefetch(importers, keys[r + AHEAD])
+                        pair[0], pair[1] = ids[imp_row[r]], imp_hash[r]
+                        found = tally_find(importers, keys[r])
+                        if found != NULL:
+                            if found[0] != pair[0] or found[1] != pair[1]:
+                                rc = IMPORTER_COLLISION
+                                break
+                        elif tally_add(importers, keys[r], pair) == TALLY_NO_MEMORY:
+                            rc = NO_MEMORY
+                            break
+        finally:
+            free(ids)
+            free(keys)
+        if rc == NO_MEMORY:
+            raise MemoryError("KeyFold.add: out of memory")
+        if rc == KEY_COLLISION:
+            raise RuntimeError("uniformity: two keys share a 64-bit hash (astronomically rare): stopped before mixing them")
+        if rc == IMPORTER_COLLISION:
+            raise RuntimeError("uniformity: two importers of a key share a 64-bit hash (astronomically rare)")
+
+    def keys(self):
+        """``(k1, k2)`` per id."""
+        cdef cnp.ndarray[int64_t, ndim=1] k1 = np.empty(self.n, np.int64)
+        cdef cnp.ndarray[int64_t, ndim=1] k2 = np.empty(self.n, np.int64)
+        cdef int64_t i
+        for i in range(self.n):
+            k1[i], k2[i] = self._k1[i], self._k2[i]
+        return k1, k2
+
+    def counts(self):
+        """The counts per id, ``(n, width)``."""
+        out = np.empty((self.n, self.width), np.int64)
+        cdef int64_t[:, ::1] o = out
+        cdef int64_t i
+        cdef int j
+        for i in range(self.n):
+            for j in range(self.width):
+                o[i, j] = self._counts[i * self.width + j]
+        return out
+
+    def take_histogram(self):
+        """The histogram rows ``(id << 24 | histogram << 22 | bin + offset, count)``
+        sorted by key; the fold's histogram is emptied."""
+        out = self._hist.items()
+        self._hist = Tally("sum")
+        return out
+
+    def take_importers(self):
+        """The distinct (id, importer) rows, ``(rows, 2)`` in hash order; the fold's
+        importers are emptied."""
+        pairs = self._importers.items()[1].reshape(-1, 2)
+        self._importers = Tally("max", "max")
+        return pairs
