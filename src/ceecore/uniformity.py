@@ -897,37 +897,40 @@ def _table_chunk(r: dict[str, np.ndarray], ref: np.ndarray, direction: np.ndarra
                  names: dict[int, str], start: int, stop: int) -> pa.Table:
     """Rows ``start:stop`` of :func:`_table` (``strongest`` carries on from the rows before)."""
     part = slice(start, stop)
-    center = [f"{c:03d}" for c in r["center"][part].tolist()]
-    hts = [_hts_text(h) for h in r["hts"][part].tolist()]
-    origin = [_origin_text(o) for o in r["origin"][part].tolist()]
-    port = [f"{p:04d}" for p in r["port"][part].tolist()]
-    measure = [MEASURES[m] for m in r["measure"][part].tolist()]
-    detail = [_hts_text(d) for d in r["detail"][part].tolist()]
-    level = [LEVELS[v] for v in r["level"][part].tolist()]
-    columns = {"port_value": r["port_value"], "other_value": r["other_value"], "effect": r["effect"],
-               "port_lines": r["port_lines"], "other_lines": r["other_lines"], "p_value": r["p"], "q_value": r["q"]}
-    values = {k: v[part].tolist() for k, v in (columns | {"importers": r["port_importers"],
-                                                         "other_importers": r["other_importers"]}).items()}
+
+    def values(name: str) -> list[Any]:
+        return r[name][part].tolist()
+
+    center = [f"{c:03d}" for c in values("center")]
+    hts = [_hts_text(h) for h in values("hts")]
+    origin = [_origin_text(o) for o in values("origin")]
+    port = [f"{p:04d}" for p in values("port")]
+    measure = [MEASURES[m] for m in values("measure")]
+    level = [LEVELS[v] for v in values("level")]
+    subjects = [f"{names.get(int(c), 'Center ' + code)} goods" if lv == "center" else f"HTS {h} from {o}"
+                for c, code, lv, h, o in zip(values("center"), center, level, hts, origin)]
+    who = [f"{a:,} vs {b:,} importer{'s' if b != 1 else ''}" for a, b in zip(values("port_importers"),
+                                                                            values("other_importers"))]
+    q, mine_all, theirs_all, port_all = r["q"], r["port_value"], r["other_value"], r["port"]
     findings = []
-    for i in range(stop - start):
-        row = start + i
-        subject = f"{names.get(int(r['center'][row]), 'Center ' + center[i])} goods" if level[i] == "center" else \
-            f"HTS {hts[i]} from {origin[i]}"
+    for i, (row, m, p, subject, mine, theirs, effect, n1, n2, number, j) in enumerate(zip(
+            range(start, stop), measure, port, subjects, values("port_value"), values("other_value"),
+            values("effect"), values("port_lines"), values("other_lines"), values("detail"), ref[part].tolist())):
         context = None
-        if ref[row] >= 0:
-            j = int(ref[row])
-            context = (f"violations found on {float(r['port_value'][j]):.1%} vs {float(r['other_value'][j]):.1%} of "
-                       f"inspected lines ({'not ' if r['q'][j] >= 0.05 else ''}a significant difference)")
-        text = _finding(measure[i], port[i], subject, {k: v[i] for k, v in values.items()}, detail[i], context)
+        if j >= 0:
+            context = (f"violations found on {float(mine_all[j]):.1%} vs {float(theirs_all[j]):.1%} of "
+                       f"inspected lines ({'not ' if q[j] >= 0.05 else ''}a significant difference)")
+        text = _finding(m, p, subject, mine, theirs, effect, n1, n2, who[i], number, context)
         # A port that stands out makes "the other ports" of every other port lean its way: say so
         # on the rows it mirrors (the other way, less significant), not to blame them for it.
-        top = strongest.setdefault((center[i], level[i], hts[i], origin[i], measure[i]), row)
-        if top != row and measure[i] != "hts_mix" and r["q"][top] < 0.05 and direction[row] * direction[top] < 0:
-            text += f"; the other ports include port {int(r['port'][top]):04d}, which differs the other way more " \
+        top = strongest.setdefault((center[i], level[i], hts[i], origin[i], m), row)
+        if top != row and m != "hts_mix" and q[top] < 0.05 and direction[row] * direction[top] < 0:
+            text += f"; the other ports include port {int(port_all[top]):04d}, which differs the other way more " \
                     "(see its row)"
         findings.append(text)
     table = {"center": center, "level": level, "hts": hts, "origin": origin, "port": port, "measure": measure,
-             **{k: v[part] for k, v in columns.items()}, "finding": findings}
+             **{k: r[k][part] for k in ("port_value", "other_value", "effect", "port_lines", "other_lines")},
+             "p_value": r["p"][part], "q_value": r["q"][part], "finding": findings}
     return pa.table({name: pa.array(table[name], RESULT_SCHEMA.field(name).type) for name in RESULT_SCHEMA.names})
 
 
@@ -937,13 +940,13 @@ def _times(ratio: float) -> str:
     return f"{ratio:.1f}x as often as the other ports" if ratio >= 0.1 else f"{ratio:.2f}x as often as the other ports"
 
 
-def _finding(measure: str, port: str, subject: str, v: dict[str, Any], number: str, context: str | None) -> str:
-    """One comparison in plain words."""
-    mine, theirs, n1, n2 = v["port_value"], v["other_value"], v["port_lines"], v["other_lines"]
-    who = f"{v['importers']:,} vs {v['other_importers']:,} importer{'s' if v['other_importers'] != 1 else ''}"
+def _finding(measure: str, port: str, subject: str, mine: float, theirs: float, effect: float, n1: int, n2: int,
+             who: str, number: int, context: str | None) -> str:
+    """One comparison in plain words (``who``: the importers on each side; ``number``: the
+    HTS number a mix finding names)."""
     lines = f"{n1:,} vs {n2:,} lines; {who}"
     if measure == "inspection_rate":
-        text = f"Port {port} inspects {subject} {_times(v['effect'])} ({mine:.1%} vs {theirs:.1%} of {lines})"
+        text = f"Port {port} inspects {subject} {_times(effect)} ({mine:.1%} vs {theirs:.1%} of {lines})"
         return text + (f"; {context}" if context else "")
     if measure == "violation_rate":
         return (f"Port {port} finds violations on {mine:.1%} of inspected lines of {subject} vs {theirs:.1%} at the "
@@ -960,8 +963,8 @@ def _finding(measure: str, port: str, subject: str, v: dict[str, Any], number: s
     if measure == "unit_value":
         return (f"Port {port}: {subject} declared at a unit value of ${mine:,.2f} vs ${theirs:,.2f} at the other ports "
                 f"(geometric means; {lines})")
-    return (f"Port {port} declares {subject} as HTS {number} on {mine:.1%} of its lines vs {theirs:.1%} at the "
-            f"other ports ({lines})")
+    return (f"Port {port} declares {subject} as HTS {_hts_text(number)} on {mine:.1%} of its lines vs {theirs:.1%} at "
+            f"the other ports ({lines})")
 
 
 # ---------------------------------------------------------------- the job
