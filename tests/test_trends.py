@@ -227,6 +227,36 @@ def test_period_views_that_fail_keep_the_centers_not_read(shifted, tmp_path, mon
     assert set(views._kept) == centers - {largest}  # (the largest is read first; one thread)
 
 
+def test_period_views_read_at_most_twice_the_largest_center_at_once():
+    """The views read Centers side by side, the most lines first, never more lines in
+    flight than twice the largest Center's (their memory), and every Center once."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from ceecore.pipeline import PeriodViews
+
+    sizes = {0: 100, 1: 90, 2: 80, 3: 30, 4: 20, 5: 10, 6: 5}
+    views = PeriodViews.of(CenterMap.default(), threads=4)
+    views._kept.update({c: SimpleNamespace(lines=n) for c, n in sizes.items()})
+    lock, flight, most, started, done = threading.Lock(), [], [0], [], []
+
+    def work(kept):
+        with lock:
+            flight.append(kept.lines)
+            started.append(kept.lines)
+            most[0] = max(most[0], sum(flight))
+        time.sleep(0.02)
+        with lock:
+            flight.remove(kept.lines)
+        return kept.lines
+
+    views._side_by_side(work, done.append)
+    assert sorted(done) == sorted(sizes.values()) and not views._kept
+    assert started[0] == 100 and most[0] <= 200
+    assert most[0] > 100  # (side by side: more than the largest alone at some point)
+
+
 def test_state_refuses_tallies_that_disagree(small):
     """Tallies that no lines could give together: an account's month outside its span, a
     span of an account with no lines in the month tally's months, no span at all."""
