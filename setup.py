@@ -36,7 +36,7 @@ def kernel(name: str, parallel: bool = False) -> Extension:
     )
 
 
-extensions = [kernel(name) for name in ("_columns", "_tally", "_indicators", "_scores", "_trees", "_keyfold")]
+extensions = [kernel(name) for name in ("_columns", "_tally", "_indicators", "_scores", "_trees", "_views")]
 extensions += [kernel(name, parallel=True) for name in ("_accounts", "_fit")]
 
 setup(

@@ -473,3 +473,73 @@ def test_step_test_matches_the_plain_reference(relative, up, down, share):
     for i in range(n):
         split, p = _plain_step(y[i], w[i], valid[i], margin, relative, up, down, share)
         assert step.split[i] == split and step.p[i] == pytest.approx(p, rel=1e-7, abs=1e-12), i
+
+
+# ---------------------------------------------------------------- the compiled fold against a plain one
+
+
+def test_month_index_as_numpys_calendar():
+    """The fold's month of a day is numpy's datetime64 month, over four centuries either side."""
+    from ceecore._kernels._views import months
+
+    days = np.r_[np.arange(-150_000, 150_000, 7), np.arange(-800, 800), [-719468, -719469, 0, 59, 60, 11016, 11017]]
+    want = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) + 840
+    assert np.array_equal(months(days.astype(np.int64)), want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_the_trends_fold_against_plain_keys(data):
+    """Each tally the compiled fold fills, against the same keys and values made with
+    numpy and added to a tally plainly, for any subset of the tallies."""
+    from ceecore._kernels._tally import Tally, combine
+    from ceecore._kernels._views import fold_trends
+    from ceecore.trends import TALLIES
+
+    n = data.draw(st.integers(0, 300), label="lines")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    center = rng.integers(-1, 10, n)
+    day = rng.integers(19_000, 21_000, n)
+    hts6, country = rng.integers(0, 1 << 20, n), rng.integers(0, 1000, n)
+    importer = rng.integers(0, 6, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # (a few, of any bits)
+    entry = rng.integers(0, 40, n).astype(np.uint64) * np.uint64(0x632BE59BD9B4E019)
+    value, duty = rng.integers(0, 1 << 40, n), rng.integers(0, 1 << 30, n)
+    keep = np.flatnonzero(center >= 0)
+    outcomes = [rng.integers(0, 2, len(keep)) for _ in range(4)]
+    wanted = data.draw(st.sets(st.sampled_from(list(TALLIES))), label="tallies")
+
+    got = {name: Tally(*folds) for name, folds in TALLIES.items()}
+    fold_trends(*[got[name] if name in wanted else None for name in TALLIES], keep, center, day, hts6, country,
+                importer, entry, value, duty, outcomes if "month" in wanted else [])
+
+    cm = ((center[keep] + 1) << 12) | (day[keep].astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) + 840)
+    one, who = np.ones(len(keep), np.int64), importer[keep]
+    packed = (cm << 30) | (hts6[keep] << 10) | country[keep]
+    plain = {"month": (cm.astype(np.uint64), np.column_stack([one, value[keep], duty[keep], *outcomes])),
+             "origin": (combine(3, who, packed), np.column_stack([one, packed, who.view(np.int64)])),
+             "entry": (combine(1, entry[keep], cm), cm.reshape(-1, 1)),
+             "account": (combine(2, who, cm), np.column_stack([one, cm, who.view(np.int64)])),
+             "span": (who, np.column_stack([cm & 4095] * 2))}
+    for name, folds in TALLIES.items():
+        want = Tally(*folds)
+        if name in wanted:
+            want.add(plain[name][0], np.ascontiguousarray(plain[name][1], np.int64).reshape(len(keep), len(folds)))
+        (gk, gv), (wk, wv) = got[name].items(), want.items()
+        assert np.array_equal(gk, wk) and np.array_equal(gv, wv), name
+
+
+def test_the_trends_fold_refuses_rows_out_of_bounds():
+    from ceecore._kernels._tally import Tally
+    from ceecore._kernels._views import fold_trends
+
+    z, u = np.zeros(3, np.int64), np.zeros(3, np.uint64)
+    tallies = [Tally(*["sum"] * 7), Tally("sum", "max", "max"), Tally("max"), Tally("sum", "max", "max"),
+               Tally("min", "max")]
+    outcomes = [np.zeros(1, np.int64)] * 4
+    for rows, center in (([3], z), ([-1], z), ([0], np.array([-1, 0, 0]))):
+        with pytest.raises(ValueError):
+            fold_trends(*tallies, np.array(rows, np.int64), center, z, z, z, u, u, z, z, outcomes)
+    with pytest.raises(ValueError):  # (a tally of another width than its fields)
+        fold_trends(None, Tally("sum"), None, None, None, np.zeros(1, np.int64), z, z, z, z, u, u, z, z, [])
+    fold_trends(*tallies, np.zeros(1, np.int64), z, z, z, z, u, u, z, z, outcomes)
+    assert len(tallies[0]) == 1

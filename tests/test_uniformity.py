@@ -365,7 +365,7 @@ def test_pairs_as_numpys_unique_rows(a, b, picks):
 def test_the_fold_kernel_refuses_rows_out_of_bounds():
     """The compiled fold reads its rows by index: an index or bin out of range is refused
     before anything is folded (never a read past an array)."""
-    from ceecore._kernels._keyfold import KeyFold
+    from ceecore._kernels._views import KeyFold
     one, two = np.ones(2, np.int64), np.zeros(2, np.int64)
     hashes = np.array([3, 4], np.uint64)
 

@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 
 from ceecore._checks import json_metadata
 from ceecore._fdr import benjamini_hochberg
-from ceecore._kernels._tally import Tally, combine
+from ceecore._kernels._tally import Tally
+from ceecore._kernels._views import fold_trends
 from ceecore.accounts import Intake, _map_digest
 from ceecore.centers import CenterMap
 from ceecore.fields import OUTCOME_COLUMNS, line_fields
@@ -86,11 +87,6 @@ _MONTH_BITS, _CENTER_BITS = 12, 8
 _MONTH0 = 840                     # months from 1900-01 to 1970-01: month index 0 is January 1900
 
 
-def _months(day: np.ndarray) -> np.ndarray:
-    """Month index (0 = January 1900) of days since 1970-01-01."""
-    return day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) + _MONTH0
-
-
 def _month_date(month: np.ndarray) -> np.ndarray:
     return (np.asarray(month, np.int64) - _MONTH0).astype("datetime64[M]").astype("datetime64[D]")
 
@@ -136,26 +132,13 @@ class Trends:
         keep = np.flatnonzero(f.center >= 0)  # (chapters 98 and 99 belong to no Center)
         if len(keep) == 0:
             return
-        cm = ((f.center[keep] + 1) << _MONTH_BITS) | _months(f.day[keep])
-        one = np.ones(len(keep), np.int64)
-        importer = f.importer[keep]
-        add = {}
-        if "month" in tallies:
-            month = np.column_stack([one, f.value_cents[keep], f.duty_cents[keep], *_outcomes(intake, f.rows[keep])])
-            add["month"] = (cm.astype(np.uint64), month)
-        if "origin" in tallies:
-            packed = (cm << 30) | (f.hts6[keep] << 10) | f.country[keep]
-            add["origin"] = (combine(3, importer, packed), np.column_stack([one, packed, importer.view(np.int64)]))
-        if "entry" in tallies:
-            add["entry"] = (combine(1, intake.parsed["entry_hash"][keep], cm), cm.reshape(-1, 1))
-        if "account" in tallies:
-            add["account"] = (combine(2, importer, cm), np.column_stack([one, cm, importer.view(np.int64)]))
-        if "span" in tallies:
-            add["span"] = (importer, np.column_stack([cm & ((1 << _MONTH_BITS) - 1)] * 2))
+        outcomes = _outcomes(intake, f.rows[keep]) if "month" in tallies else []
+        folded = [self.tallies[name] if name in tallies else None for name in TALLIES]
         with self._lock:
-            for name, (keys, values) in add.items():
-                self.tallies[name].add(keys, np.ascontiguousarray(values, np.int64))
+            fold_trends(*folded, keep, f.center, f.day, f.hts6, f.country, f.importer, intake.parsed["entry_hash"],
+                        f.value_cents, f.duty_cents, outcomes)
             if "account" in tallies:  # (the ids of the accounts a finding may name)
+                importer = f.importer[keep]
                 unseen = np.flatnonzero(self._named.get(importer, 0) == 0)
                 if len(unseen):
                     hashes, first = np.unique(importer[unseen], return_index=True)

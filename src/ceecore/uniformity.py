@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from ceecore._checks import json_metadata
 from ceecore._fdr import benjamini_hochberg
-from ceecore._kernels._keyfold import KeyFold
+from ceecore._kernels._views import KeyFold
 from ceecore._kernels._tally import combine
 from ceecore.accounts import Intake
 from ceecore.centers import CenterMap

@@ -1,14 +1,16 @@
 # cython: language_level=3
-"""The uniformity state's fold in one compiled pass per batch (``ceecore.uniformity._Fold``).
+"""The period views' folds, each one compiled pass per batch without the GIL: the
+trends' tallies (:func:`fold_trends`, for ``ceecore.trends.Trends``) and the uniformity
+state (:class:`KeyFold`, for ``ceecore.uniformity._Fold``).
 
-Rows come with a key (``k1``, ``k2``) and its 64-bit hash; each distinct key gets a dense
+KeyFold: rows come with a key (``k1``, ``k2``) and its 64-bit hash; each distinct key gets a dense
 id (in order of first sight) from a hash table of those hashes, every row checked against
 the key its id stands for, so a hash collision stops the fold instead of mixing two keys.
 A key's counts are one row of a growing C array (``width`` int64 per key); histogram
 rows are summed in a tally keyed exactly by (id, histogram, bin); importers kept in one
 keyed by the hash of (id, importer) that holds both (checked alike). Integer sums
 throughout (wrapping as numpy's do; the caller's values stay far from the limits): the
-same rows give the same state whatever the batches. The GIL is released while folding.
+same rows give the same state whatever the batches.
 """
 
 from libc.stdint cimport int64_t, uint64_t
@@ -20,7 +22,9 @@ import numpy as np
 cimport numpy as cnp
 
 from ceecore._kernels._hashtable cimport prefetch
-from ceecore._kernels._tally cimport TALLY_NO_MEMORY, Tally, TallyTable, key2, tally_add, tally_find, tally_prefetch
+from ceecore._kernels._tally cimport (
+    TALLY_NO_MEMORY, Tally, TallyTable, key2, tally_add, tally_find, tally_prefetch,
+)
 
 cnp.import_array()
 
@@ -230,3 +234,127 @@ cdef class KeyFold:
         pairs = self._importers.items()[1].reshape(-1, 2)
         self._importers = Tally("max", "max")
         return pairs
+
+
+# ------------------------------------------------------------------ the trends' tallies
+
+cdef enum:
+    MONTH_BITS = 12        # as ceecore.trends._MONTH_BITS
+    MONTH0 = 840           # months from 1900-01 to 1970-01 (ceecore.trends._MONTH0)
+    MAX_OUTCOMES = 8
+
+
+cdef inline int64_t month_of(int64_t day) noexcept nogil:
+    """The month index (0 = January 1900) of a day since 1970-01-01: the proleptic
+    Gregorian calendar's month, exactly as numpy's datetime64[D] -> [M] gives it."""
+    cdef int64_t z = day + 719468
+    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
+    cdef int64_t doe = z - era * 146097
+    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef int64_t mp = (5 * doy + 2) // 153
+    cdef int64_t m = mp + 3 if mp < 10 else mp - 9
+    cdef int64_t y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return (y - 1970) * 12 + (m - 1) + MONTH0
+
+
+def months(const int64_t[::1] day):
+    """:func:`month_of` of each day (what the trends fold keys months by)."""
+    out = np.empty(day.shape[0], np.int64)
+    cdef int64_t[::1] o = out
+    cdef int64_t i
+    with nogil:
+        for i in range(day.shape[0]):
+            o[i] = month_of(day[i])
+    return out
+
+
+def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally span, const int64_t[::1] rows,
+                const int64_t[::1] center, const int64_t[::1] day, const int64_t[::1] hts6,
+                const int64_t[::1] country, const uint64_t[::1] importer, const uint64_t[::1] entry_hash,
+                const int64_t[::1] value_cents, const int64_t[::1] duty_cents, list outcomes):
+    """Folds the lines ``rows`` (indexes into the per-line arrays; each with a Center)
+    into the trends' tallies given (None: not folded), keyed as ``ceecore.trends.TALLIES``
+    describes: ``cm = (center + 1) << 12 | month``; month: ``cm`` -> (1, value, duty,
+    *outcomes); origin: the hash of (importer, cm << 30 | hts6 << 10 | origin) -> (1,
+    that packed key, importer); entry: the hash of (entry, cm) -> cm; account: the hash of
+    (importer, cm) -> (1, cm, importer); span: importer -> (month, month). ``outcomes``
+    are int64 arrays per row of ``rows`` (as many as the month tally's fields less 3)."""
+    cdef int64_t n = center.shape[0], k = rows.shape[0], i, r, cm, packed
+    cdef int j, w = len(outcomes), rc = 0
+    cdef const int64_t* outcome[MAX_OUTCOMES]
+    cdef const int64_t[::1] view
+    cdef int64_t values[3 + MAX_OUTCOMES]
+    cdef int64_t pair[2]
+    cdef int64_t* cms
+    cdef uint64_t* keys   # per row: its origin, entry and account keys
+    cdef TallyTable* table[3]
+    cdef int t
+    if (day.shape[0] != n or hts6.shape[0] != n or country.shape[0] != n or importer.shape[0] != n
+            or entry_hash.shape[0] != n or value_cents.shape[0] != n or duty_cents.shape[0] != n):
+        raise ValueError("fold_trends: per-line arrays of one length")
+    if w > MAX_OUTCOMES or (month is not None and len(month.folds) != 3 + w):
+        raise ValueError("fold_trends: the month tally's fields are lines, value, duty and the outcomes")
+    for tally, width in ((origin, 3), (entry, 1), (account, 3), (span, 2)):
+        if tally is not None and len(tally.folds) != width:
+            raise ValueError("fold_trends: a tally of the wrong width")
+    keep = []
+    for j in range(w):
+        view = outcomes[j]
+        if view.shape[0] != k:
+            raise ValueError("fold_trends: an outcome array of another length than the rows")
+        keep.append(view)
+        outcome[j] = &view[0] if k else NULL
+    for i in range(k):
+        if not 0 <= rows[i] < n:
+            raise ValueError("fold_trends: a row out of bounds")
+        if not 0 <= center[rows[i]] < (1 << 8) - 1:
+            raise ValueError("fold_trends: a line without a Center (or past the Center bits)")
+    if k == 0:
+        return
+    table[0] = &origin.t if origin is not None else NULL
+    table[1] = &entry.t if entry is not None else NULL
+    table[2] = &account.t if account is not None else NULL
+    cms = <int64_t*>malloc(k * sizeof(int64_t))
+    keys = <uint64_t*>malloc(3 * k * sizeof(uint64_t))
+    try:
+        if cms == NULL or keys == NULL:
+            raise MemoryError()
+        with nogil:
+            for i in range(k):
+                r = rows[i]
+                cm = ((center[r] + 1) << MONTH_BITS) | month_of(day[r])
+                cms[i] = cm
+                keys[3 * i] = key2(3, importer[r], <uint64_t>((cm << 30) | (hts6[r] << 10) | country[r]))
+                keys[3 * i + 1] = key2(1, entry_hash[r], <uint64_t>cm)
+                keys[3 * i + 2] = key2(2, importer[r], <uint64_t>cm)
+            for i in range(k):
+                if i + AHEAD < k:
+                    for t in range(3):
+                        if table[t] != NULL:
+                            tally_prefetch(table[t], keys[3 * (i + AHEAD) + t])
+                r, cm = rows[i], cms[i]
+                values[0] = 1
+                if month is not None:
+                    values[1], values[2] = value_cents[r], duty_cents[r]
+                    for j in range(w):
+                        values[3 + j] = outcome[j][i]
+                    rc |= tally_add(&month.t, <uint64_t>cm, values)
+                if origin is not None:
+                    values[1], values[2] = (cm << 30) | (hts6[r] << 10) | country[r], <int64_t>importer[r]
+                    rc |= tally_add(&origin.t, keys[3 * i], values)
+                if entry is not None:
+                    rc |= tally_add(&entry.t, keys[3 * i + 1], &cms[i])
+                if account is not None:
+                    values[1], values[2] = cm, <int64_t>importer[r]
+                    rc |= tally_add(&account.t, keys[3 * i + 2], values)
+                if span is not None:
+                    pair[0] = pair[1] = cm & ((1 << MONTH_BITS) - 1)
+                    rc |= tally_add(&span.t, importer[r], pair)
+                if rc != 0:
+                    break
+    finally:
+        free(cms)
+        free(keys)
+    if rc != 0:
+        raise MemoryError("fold_trends: out of memory")
