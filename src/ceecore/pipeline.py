@@ -327,9 +327,12 @@ def fit(
 
 def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labels: Labels | None,
          stats: IntakeStats, rejects: str | os.PathLike[str] | None, into: OutputSet | None,
-         spill: str | os.PathLike[str] | None = None) -> tuple[Model, LineSpill | None]:
+         spill: str | os.PathLike[str] | None = None, on_read: Callable[[], None] | None = None
+         ) -> tuple[Model, LineSpill | None]:
     """The model of :func:`fit`; with ``spill`` (a file path), also the accepted lines,
-    parsed, kept there for a scoring pass that does not read the input again."""
+    parsed, kept there for a scoring pass that does not read the input again. ``on_read``
+    is called once every line is read, before the model's lookups are built (the fit's
+    peak): :func:`run` takes the accounts then, letting the book's state go first."""
     config = config or ScoringConfig.default()
     if labels is not None:
         labels.check(reading.mapping)
@@ -337,7 +340,9 @@ def _fit(reading: Reading, book: AccountBook, config: ScoringConfig | None, labe
     baselines = Baselines(config.tallies)
     kept = LineSpill(spill, scoring_input_types(labels.history_keys if labels else None)) if spill else None
     histories = _read(reading, book, baselines, columns, stats, rejects, into, kept, labels)
-    _release_memory()  # the read's batches, before the model's lookups are built
+    if on_read is not None:
+        on_read()
+    _release_memory()  # the read's batches (and what on_read let go), before the model's lookups are built
     history = labels.history() if labels else None
     for part in histories:
         history.merge(part)
@@ -1038,9 +1043,10 @@ def _run(reading: Reading, book: AccountBook, out: Path, final: Path, config: Sc
     lines scored (as :func:`score_period` would score them, replayed from the fit's pass)."""
     started = time.perf_counter()
     stats = IntakeStats()
+    taken: list[pa.Table] = []
     model, spill = _fit(_twice(reading), book, config, labels, stats, out / "rejects.parquet", None,
-                        spill=out / ".lines.arrow")
-    accounts = _accounts_taken(book)
+                        spill=out / ".lines.arrow", on_read=lambda: taken.append(_accounts_taken(book)))
+    accounts = taken.pop()
     _release_memory()  # what the first pass's batches held goes back to the system before the second
     model.save(out / "model.arrow")
     fitted = time.perf_counter()
