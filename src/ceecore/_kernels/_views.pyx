@@ -22,6 +22,7 @@ import numpy as np
 cimport numpy as cnp
 
 from ceecore._kernels._hashtable cimport prefetch
+from ceecore._kernels._keys cimport month_of
 from ceecore._kernels._tally cimport (
     TALLY_NO_MEMORY, Tally, TallyTable, key2, tally_add, tally_find, tally_prefetch,
 )
@@ -37,6 +38,22 @@ cdef enum:
     NO_MEMORY = 1
     KEY_COLLISION = 2
     IMPORTER_COLLISION = 3
+
+
+cdef int column_pointers(list arrays, int64_t length, const int64_t** out, list keep, str what) except -1:
+    """Points ``out[j]`` at ``arrays[j]`` (int64, ``length`` long; None: NULL, a count of 1
+    a row), each buffer kept alive in ``keep`` while the pointers are read."""
+    cdef const int64_t[::1] view
+    for j, array in enumerate(arrays):
+        if array is None:
+            out[j] = NULL
+            continue
+        view = array
+        if view.shape[0] != length:
+            raise ValueError(f"{what}: an array of another length than its rows")
+        keep.append(view)
+        out[j] = &view[0] if length else NULL
+    return 0
 
 
 cdef class KeyFold:
@@ -104,7 +121,6 @@ cdef class KeyFold:
         cdef int64_t n = hashes.shape[0], m = hist_row.shape[0], q = imp_row.shape[0], i, r, id_, row
         cdef int j, w = self.width, rc = OK
         cdef const int64_t* column[MAX_WIDTH]
-        cdef const int64_t[::1] view
         cdef int64_t* ids
         cdef int64_t* counts
         cdef uint64_t* keys
@@ -118,15 +134,7 @@ cdef class KeyFold:
         if hist_field.shape[0] != m or hist_bin.shape[0] != m or hist_count.shape[0] != m or imp_hash.shape[0] != q:
             raise ValueError("KeyFold.add: histogram and importer rows of one length each")
         keep = []
-        for j in range(w):
-            if columns[j] is None:
-                column[j] = NULL
-                continue
-            view = columns[j]
-            if view.shape[0] != n:
-                raise ValueError("KeyFold.add: a count column of another length than the keys")
-            keep.append(view)
-            column[j] = &view[0] if n else NULL
+        column_pointers(columns, n, column, keep, "KeyFold.add")
         for r in range(m):
             if not (0 <= hist_row[r] < n and 0 <= hist_field[r] < 4 and -self.bin_offset <= hist_bin[r] <= self.bin_offset):
                 raise ValueError("KeyFold.add: a histogram row out of bounds")
@@ -244,28 +252,20 @@ cdef enum:
     MAX_OUTCOMES = 8
 
 
-cdef inline int64_t month_of(int64_t day) noexcept nogil:
-    """The month index (0 = January 1900) of a day since 1970-01-01: the proleptic
-    Gregorian calendar's month, exactly as numpy's datetime64[D] -> [M] gives it."""
-    cdef int64_t z = day + 719468
-    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
-    cdef int64_t doe = z - era * 146097
-    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    cdef int64_t mp = (5 * doy + 2) // 153
-    cdef int64_t m = mp + 3 if mp < 10 else mp - 9
-    cdef int64_t y = yoe + era * 400 + (1 if m <= 2 else 0)
-    return (y - 1970) * 12 + (m - 1) + MONTH0
+cdef inline int64_t trends_month(int64_t day) noexcept nogil:
+    """The trends' month index of a day since 1970-01-01: 0 is January 1900."""
+    return month_of(day) + MONTH0
 
 
 def months(const int64_t[::1] day):
-    """:func:`month_of` of each day (what the trends fold keys months by)."""
+    """The trends' month index (0 = January 1900) of each day since 1970-01-01, as the
+    trends fold keys months (the civil calendar's month: numpy's datetime64[M])."""
     out = np.empty(day.shape[0], np.int64)
     cdef int64_t[::1] o = out
     cdef int64_t i
     with nogil:
         for i in range(day.shape[0]):
-            o[i] = month_of(day[i])
+            o[i] = trends_month(day[i])
     return out
 
 
@@ -283,7 +283,6 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
     cdef int64_t n = center.shape[0], k = rows.shape[0], i, r, cm, packed
     cdef int j, w = len(outcomes), rc = 0
     cdef const int64_t* outcome[MAX_OUTCOMES]
-    cdef const int64_t[::1] view
     cdef int64_t values[3 + MAX_OUTCOMES]
     cdef int64_t pair[2]
     cdef int64_t* cms
@@ -298,13 +297,10 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
     for tally, width in ((origin, 3), (entry, 1), (account, 3), (span, 2)):
         if tally is not None and len(tally.folds) != width:
             raise ValueError("fold_trends: a tally of the wrong width")
+    if any(outcome is None for outcome in outcomes):
+        raise ValueError("fold_trends: every outcome is an array")
     keep = []
-    for j in range(w):
-        view = outcomes[j]
-        if view.shape[0] != k:
-            raise ValueError("fold_trends: an outcome array of another length than the rows")
-        keep.append(view)
-        outcome[j] = &view[0] if k else NULL
+    column_pointers(outcomes, k, outcome, keep, "fold_trends")
     for i in range(k):
         if not 0 <= rows[i] < n:
             raise ValueError("fold_trends: a row out of bounds")
@@ -323,7 +319,7 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
         with nogil:
             for i in range(k):
                 r = rows[i]
-                cm = ((center[r] + 1) << MONTH_BITS) | month_of(day[r])
+                cm = ((center[r] + 1) << MONTH_BITS) | trends_month(day[r])
                 cms[i] = cm
                 keys[3 * i] = key2(3, importer[r], <uint64_t>((cm << 30) | (hts6[r] << 10) | country[r]))
                 keys[3 * i + 1] = key2(1, entry_hash[r], <uint64_t>cm)
