@@ -539,6 +539,14 @@ def test_the_trends_fold_refuses_rows_out_of_bounds():
     for rows, center in (([3], z), ([-1], z), ([0], np.array([-1, 0, 0]))):
         with pytest.raises(ValueError):
             fold_trends(*tallies, np.array(rows, np.int64), center, z, z, z, u, u, z, z, outcomes)
+    def line(value: int) -> np.ndarray:
+        return np.array([value, 0, 0], np.int64)
+
+    before_1900, far, after_2240 = line(-30_000), line(2**62), line(100_000)  # (months 0 to 4095: 1900 to 2241)
+    for day, hts6, country in ((before_1900, z, z), (far, z, z), (after_2240, z, z), (z, line(-1), z),
+                               (z, line(1 << 20), z), (z, z, line(-1)), (z, z, line(1024))):
+        with pytest.raises(ValueError, match="past what the keys hold"):
+            fold_trends(*tallies, np.zeros(1, np.int64), z, day, hts6, country, u, u, z, z, outcomes)
     with pytest.raises(ValueError):  # (a tally of another width than its fields)
         fold_trends(None, Tally("sum"), None, None, None, np.zeros(1, np.int64), z, z, z, z, u, u, z, z, [])
     fold_trends(*tallies, np.zeros(1, np.int64), z, z, z, z, u, u, z, z, outcomes)

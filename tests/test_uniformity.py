@@ -382,7 +382,10 @@ def test_the_fold_kernel_refuses_rows_out_of_bounds():
             add(fold, **bad)
         assert fold.n == 0
     add(fold)
-    assert fold.n == 2 and np.array_equal(fold.counts(), [[1, 0], [1, 0]])
+    assert fold.n == 2 and np.array_equal(fold.counts(np.array([1, 0])), [[1, 0], [1, 0]])
+    for order in ([0], [0, 2], [-1, 0]):
+        with pytest.raises(ValueError):
+            fold.counts(np.array(order, np.int64))
     with pytest.raises(RuntimeError, match="share a 64-bit hash"):  # the same hashes, other keys
         fold.add(hashes, two, two, [None, two], *(np.zeros(0, np.int64),) * 4, *(np.zeros(0, np.int64),) * 2)
 

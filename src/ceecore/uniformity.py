@@ -454,7 +454,7 @@ class _Fold:
         pairs = kernel.take_importers()
         importers = _distinct(rank[pairs[:, 0]], pairs[:, 1])
         del pairs
-        counts = kernel.counts()[order]
+        counts = kernel.counts(order)
         del kernel
         return _Tallies(k1[order], k2[order], counts, hist >> 24, (hist >> 22) & 3,
                         (hist & ((1 << 22) - 1)) - _MAX_BIN, h_count, *importers)

@@ -15,7 +15,9 @@ same rows give the same state whatever the batches.
 
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+
+import threading
 
 import numpy as np
 
@@ -60,7 +62,8 @@ cdef class KeyFold:
     """Rows of (key, ``width`` counts) folded per key, with histogram and importer rows
     per key: see the module. ``add`` folds a batch in; ``keys``, ``counts``,
     ``take_histogram`` and ``take_importers`` read the state out (ids in order of first
-    sight; the caller lays it out in canonical order)."""
+    sight; the caller lays it out in canonical order). Safe on any thread: each call
+    holds the fold's own lock (the GIL is released while folding)."""
 
     cdef Tally _ids         # key hash -> id
     cdef Tally _hist        # id << 24 | histogram << 22 | bin + offset -> rows' count
@@ -72,6 +75,7 @@ cdef class KeyFold:
     cdef readonly int64_t n
     cdef readonly int width
     cdef readonly int64_t bin_offset
+    cdef object _lock
 
     def __cinit__(self, int width, int64_t bin_offset):
         if not 0 < width <= MAX_WIDTH:
@@ -82,6 +86,7 @@ cdef class KeyFold:
         self._ids, self._hist, self._importers = Tally("max"), Tally("sum"), Tally("max", "max")
         self._k1 = self._k2 = self._counts = NULL
         self._capacity = self.n = 0
+        self._lock = threading.Lock()
 
     def __dealloc__(self):
         free(self._k1); free(self._k2); free(self._counts)
@@ -145,6 +150,7 @@ cdef class KeyFold:
             return
         ids = <int64_t*>malloc(n * sizeof(int64_t))
         keys = <uint64_t*>malloc(max(m, q) * sizeof(uint64_t))
+        self._lock.acquire()
         try:
             if ids == NULL or (keys == NULL and max(m, q) > 0):
                 raise MemoryError()
@@ -200,6 +206,7 @@ cdef class KeyFold:
                             rc = NO_MEMORY
                             break
         finally:
+            self._lock.release()
             free(ids)
             free(keys)
         if rc == NO_MEMORY:
@@ -214,33 +221,42 @@ cdef class KeyFold:
         cdef cnp.ndarray[int64_t, ndim=1] k1 = np.empty(self.n, np.int64)
         cdef cnp.ndarray[int64_t, ndim=1] k2 = np.empty(self.n, np.int64)
         cdef int64_t i
-        for i in range(self.n):
-            k1[i], k2[i] = self._k1[i], self._k2[i]
+        with self._lock:
+            for i in range(self.n):
+                k1[i], k2[i] = self._k1[i], self._k2[i]
         return k1, k2
 
-    def counts(self):
-        """The counts per id, ``(n, width)``."""
-        out = np.empty((self.n, self.width), np.int64)
+    def counts(self, const int64_t[::1] order):
+        """The counts of the ids in ``order`` (each id once: a permutation), ``(n, width)``:
+        laid out as the caller sorts the keys, without a copy in id order first."""
+        cdef int64_t i, n = self.n
+        cdef int w = self.width
+        if order.shape[0] != n:
+            raise ValueError("KeyFold.counts: the order must hold every id")
+        for i in range(n):
+            if not 0 <= order[i] < n:
+                raise ValueError("KeyFold.counts: an id out of range")
+        out = np.empty((n, w), np.int64)
         cdef int64_t[:, ::1] o = out
-        cdef int64_t i
-        cdef int j
-        for i in range(self.n):
-            for j in range(self.width):
-                o[i, j] = self._counts[i * self.width + j]
+        with self._lock:
+            for i in range(n):
+                memcpy(&o[i, 0], &self._counts[order[i] * w], w * sizeof(int64_t))
         return out
 
     def take_histogram(self):
         """The histogram rows ``(id << 24 | histogram << 22 | bin + offset, count)``
         sorted by key; the fold's histogram is emptied."""
-        out = self._hist.items()
-        self._hist = Tally("sum")
+        with self._lock:
+            out = self._hist.items()
+            self._hist = Tally("sum")
         return out
 
     def take_importers(self):
         """The distinct (id, importer) rows, ``(rows, 2)`` in hash order; the fold's
         importers are emptied."""
-        pairs = self._importers.items()[1].reshape(-1, 2)
-        self._importers = Tally("max", "max")
+        with self._lock:
+            pairs = self._importers.items()[1].reshape(-1, 2)
+            self._importers = Tally("max", "max")
         return pairs
 
 
@@ -249,7 +265,11 @@ cdef class KeyFold:
 cdef enum:
     MONTH_BITS = 12        # as ceecore.trends._MONTH_BITS
     MONTH0 = 840           # months from 1900-01 to 1970-01 (ceecore.trends._MONTH0)
+    HTS6_BITS = 20         # an HTS6 number (6 digits) and an origin code, as the origin key packs them
+    ORIGIN_BITS = 10
     MAX_OUTCOMES = 8
+
+cdef int64_t MAX_DAYS = (<int64_t>1) << 40  # days either side of 1970 the calendar arithmetic takes safely
 
 
 cdef inline int64_t trends_month(int64_t day) noexcept nogil:
@@ -263,6 +283,9 @@ def months(const int64_t[::1] day):
     out = np.empty(day.shape[0], np.int64)
     cdef int64_t[::1] o = out
     cdef int64_t i
+    for i in range(day.shape[0]):
+        if not -MAX_DAYS < day[i] < MAX_DAYS:
+            raise ValueError("months: a day out of range")
     with nogil:
         for i in range(day.shape[0]):
             o[i] = trends_month(day[i])
@@ -304,8 +327,12 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
     for i in range(k):
         if not 0 <= rows[i] < n:
             raise ValueError("fold_trends: a row out of bounds")
-        if not 0 <= center[rows[i]] < (1 << 8) - 1:
+        r = rows[i]
+        if not 0 <= center[r] < (1 << 8) - 1:
             raise ValueError("fold_trends: a line without a Center (or past the Center bits)")
+        if not (-MAX_DAYS < day[r] < MAX_DAYS and 0 <= trends_month(day[r]) < (1 << MONTH_BITS)
+                and 0 <= hts6[r] < (1 << HTS6_BITS) and 0 <= country[r] < (1 << ORIGIN_BITS)):
+            raise ValueError("fold_trends: a day, HTS6 number or origin past what the keys hold")
     if k == 0:
         return
     table[0] = &origin.t if origin is not None else NULL
