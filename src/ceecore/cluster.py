@@ -604,7 +604,7 @@ def _with_trees(model: Model, X: np.ndarray, y: np.ndarray, labels: Labels, thre
     trees = train(X, y, model.feature_names(), threads=threads)
     training = {"lines": int(len(y)), "violations": int(y.sum()), "params": TRAINING, "prior": model.history.prior}
     learned = Learned(labels.label, labels.revenue, trees, training)
-    return Model(model.baselines, model.config, model.meta, model.history, learned)
+    return model.with_learned(learned)
 
 
 # ---------------------------------------------------------------------------- on the client

@@ -411,7 +411,7 @@ def _learn(reading: Reading, book: AccountBook, model: Model, labels: Labels) ->
     trees = train(X, y, model.feature_names(), threads=book.threads)
     training = {"lines": int(len(y)), "violations": int(y.sum()), "params": TRAINING, "prior": model.history.prior}
     learned = Learned(labels.label, labels.revenue, trees, training)
-    return Model(model.baselines, model.config, model.meta, model.history, learned)
+    return model.with_learned(learned)
 
 
 def _check_replayed(lines: int, second: IntakeStats) -> None:

@@ -14,6 +14,7 @@ Every line gets a strength in [0, 1] per indicator (:data:`INDICATORS`), its sco
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -203,16 +204,11 @@ class Model:
         self.config = config or ScoringConfig.default()
         self.meta = dict(meta or {})
         self.history = history
-        self.learned = learned
-        if learned is not None and (history is None or learned.trees.features != tuple(self.feature_names())):
-            raise ValueError("the learned trees do not match this model's features")
         # The canonical (and extra) columns scoring reads beyond consolidation's.
         self.input_columns = SCORING_COLUMNS + (("filer_code", *history.extra) if history is not None else ())
         t = baselines.tallies
         self.enabled = frozenset(self.config.enabled)
-        kinds = history.kinds if learned is not None else ()
-        self.lines_schema = lines_schema(self.config.enabled, kinds)
-        self.scored_schema = scored_schema(self.config.enabled, kinds)
+        self._learn(learned)
         missing = [f"{tally} (for {name})" for name in self.enabled for tally in INDICATOR_TALLIES[name]
                    if tally not in t]
         if missing:
@@ -224,6 +220,22 @@ class Model:
         self.lookups = lookups(config.enabled, t, config.thresholds)
         self.context = ScoringContext(self.lookups, config.thresholds, config.weights, config.min_group_lines,
                                       BIN_WIDTH, self.first_day)
+
+    def _learn(self, learned: Learned | None) -> None:
+        """Takes ``learned`` trees (None: none), which must read this model's features."""
+        if learned is not None and (self.history is None or learned.trees.features != tuple(self.feature_names())):
+            raise ValueError("the learned trees do not match this model's features")
+        self.learned = learned
+        kinds = self.history.kinds if learned is not None else ()
+        self.lines_schema = lines_schema(self.config.enabled, kinds)
+        self.scored_schema = scored_schema(self.config.enabled, kinds)
+
+    def with_learned(self, learned: Learned) -> Model:
+        """This model with ``learned`` trees: the same baselines, history and lookups (shared,
+        read-only: not built again)."""
+        model = copy.copy(self)
+        model._learn(learned)
+        return model
 
     # ------------------------------------------------------------ artifact
 
