@@ -529,6 +529,8 @@ def test_the_trends_fold_against_plain_keys(data):
 
 
 def test_the_trends_fold_refuses_rows_out_of_bounds():
+    """The compiled fold reads lines by index and packs their fields into keys: a row, a
+    Center, a day, an HTS6 number or an origin out of range is refused before any fold."""
     from ceecore._kernels._tally import Tally
     from ceecore._kernels._views import fold_trends
 
@@ -539,6 +541,7 @@ def test_the_trends_fold_refuses_rows_out_of_bounds():
     for rows, center in (([3], z), ([-1], z), ([0], np.array([-1, 0, 0]))):
         with pytest.raises(ValueError):
             fold_trends(*tallies, np.array(rows, np.int64), center, z, z, z, u, u, z, z, outcomes)
+
     def line(value: int) -> np.ndarray:
         return np.array([value, 0, 0], np.int64)
 
@@ -547,6 +550,7 @@ def test_the_trends_fold_refuses_rows_out_of_bounds():
                                (z, line(1 << 20), z), (z, z, line(-1)), (z, z, line(1024))):
         with pytest.raises(ValueError, match="past what the keys hold"):
             fold_trends(*tallies, np.zeros(1, np.int64), z, day, hts6, country, u, u, z, z, outcomes)
+    assert all(len(tally) == 0 for tally in tallies)
     with pytest.raises(ValueError):  # (a tally of another width than its fields)
         fold_trends(None, Tally("sum"), None, None, None, np.zeros(1, np.int64), z, z, z, z, u, u, z, z, [])
     fold_trends(*tallies, np.zeros(1, np.int64), z, z, z, z, u, u, z, z, outcomes)

@@ -573,9 +573,9 @@ class PeriodViews:
         """``work`` of each Center's kept lines (handed over: no longer held here) on the
         threads, each result handed to ``taken`` on this thread as it comes. The most
         lines first; a Center is started beside others only if the lines in flight stay
-        within twice the largest Center's (two of the largest at most: with the uniformity
-        fold compiled, two Centers in flight hold less than the fit's end, see the README).
-        If anything fails, the Centers not yet started stay kept here."""
+        within twice the largest Center's (two of the largest at most; with the folds
+        compiled, this did not raise a run's peak where measured: see the README). If
+        anything fails, the Centers not yet started stay kept here."""
         waiting = sorted(self._kept.items(), key=lambda item: (-item[1].lines, item[0]))
         self._kept.clear()
         budget = 2 * waiting[0][1].lines if waiting else 0

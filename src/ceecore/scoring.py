@@ -234,6 +234,7 @@ class Model:
         """This model with ``learned`` trees: the same baselines, history and lookups (shared,
         read-only: not built again)."""
         model = copy.copy(self)
+        model.meta = dict(self.meta)
         model._learn(learned)
         return model
 

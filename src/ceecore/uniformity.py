@@ -41,8 +41,8 @@ import pyarrow as pa
 
 from ceecore._checks import json_metadata
 from ceecore._fdr import benjamini_hochberg
-from ceecore._kernels._views import KeyFold
 from ceecore._kernels._tally import combine
+from ceecore._kernels._views import KeyFold
 from ceecore.accounts import Intake
 from ceecore.centers import CenterMap
 from ceecore.fields import SCORING_COLUMNS, line_fields
