@@ -123,7 +123,7 @@ cdef class KeyFold:
         indexes the rows; histogram 0 to 3, bin within the offset) and importer rows
         (``imp_row`` the same). Raises (before any change) on arguments out of bounds,
         and RuntimeError on a hash shared by two keys, or by two importers of a key."""
-        cdef int64_t n = hashes.shape[0], m = hist_row.shape[0], q = imp_row.shape[0], i, r, id_, row
+        cdef int64_t n = hashes.shape[0], m = hist_row.shape[0], q = imp_row.shape[0], i, r, id_
         cdef int j, w = self.width, rc = OK
         cdef const int64_t* column[MAX_WIDTH]
         cdef int64_t* ids
@@ -303,7 +303,7 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
     that packed key, importer); entry: the hash of (entry, cm) -> cm; account: the hash of
     (importer, cm) -> (1, cm, importer); span: importer -> (month, month). ``outcomes``
     are int64 arrays per row of ``rows`` (as many as the month tally's fields less 3)."""
-    cdef int64_t n = center.shape[0], k = rows.shape[0], i, r, cm, packed
+    cdef int64_t n = center.shape[0], k = rows.shape[0], i, r, cm
     cdef int j, w = len(outcomes), rc = 0
     cdef const int64_t* outcome[MAX_OUTCOMES]
     cdef int64_t values[3 + MAX_OUTCOMES]
@@ -320,7 +320,7 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
     for tally, width in ((origin, 3), (entry, 1), (account, 3), (span, 2)):
         if tally is not None and len(tally.folds) != width:
             raise ValueError("fold_trends: a tally of the wrong width")
-    if any(outcome is None for outcome in outcomes):
+    if any(array is None for array in outcomes):
         raise ValueError("fold_trends: every outcome is an array")
     keep = []
     column_pointers(outcomes, k, outcome, keep, "fold_trends")
