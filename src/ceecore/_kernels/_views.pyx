@@ -131,9 +131,9 @@ cdef class KeyFold:
         cdef uint64_t* keys
         cdef int64_t pair[2]
         cdef const int64_t* found
-        cdef TallyTable* id_table = &self._ids.t
-        cdef TallyTable* hist = &self._hist.t
-        cdef TallyTable* importers = &self._importers.t
+        cdef TallyTable* id_table
+        cdef TallyTable* hist
+        cdef TallyTable* importers
         if k1.shape[0] != n or k2.shape[0] != n or len(columns) != w:
             raise ValueError("KeyFold.add: keys of one length and one column per count")
         if hist_field.shape[0] != m or hist_bin.shape[0] != m or hist_count.shape[0] != m or imp_hash.shape[0] != q:
@@ -154,6 +154,8 @@ cdef class KeyFold:
         try:
             if ids == NULL or (keys == NULL and max(m, q) > 0):
                 raise MemoryError()
+            # (the tables as of now: the lock keeps them from being taken while this folds)
+            id_table, hist, importers = &self._ids.t, &self._hist.t, &self._importers.t
             with nogil:
                 for i in range(n):
                     if i + AHEAD < n:
