@@ -326,15 +326,6 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
         raise ValueError("fold_trends: every outcome is an array")
     keep = []
     column_pointers(outcomes, k, outcome, keep, "fold_trends")
-    for i in range(k):
-        if not 0 <= rows[i] < n:
-            raise ValueError("fold_trends: a row out of bounds")
-        r = rows[i]
-        if not 0 <= center[r] < (1 << 8) - 1:
-            raise ValueError("fold_trends: a line without a Center (or past the Center bits)")
-        if not (-MAX_DAYS < day[r] < MAX_DAYS and 0 <= trends_month(day[r]) < (1 << MONTH_BITS)
-                and 0 <= hts6[r] < (1 << HTS6_BITS) and 0 <= country[r] < (1 << ORIGIN_BITS)):
-            raise ValueError("fold_trends: a day, HTS6 number or origin past what the keys hold")
     if k == 0:
         return
     table[0] = &origin.t if origin is not None else NULL
@@ -345,11 +336,22 @@ def fold_trends(Tally month, Tally origin, Tally entry, Tally account, Tally spa
     try:
         if cms == NULL or keys == NULL:
             raise MemoryError()
+        for i in range(k):  # each line checked, its (center, month) kept for the fold
+            if not 0 <= rows[i] < n:
+                raise ValueError("fold_trends: a row out of bounds")
+            r = rows[i]
+            if not 0 <= center[r] < (1 << 8) - 1:
+                raise ValueError("fold_trends: a line without a Center (or past the Center bits)")
+            if not -MAX_DAYS < day[r] < MAX_DAYS:
+                raise ValueError("fold_trends: a day, HTS6 number or origin past what the keys hold")
+            cm = trends_month(day[r])
+            if not (0 <= cm < (1 << MONTH_BITS) and 0 <= hts6[r] < (1 << HTS6_BITS)
+                    and 0 <= country[r] < (1 << ORIGIN_BITS)):
+                raise ValueError("fold_trends: a day, HTS6 number or origin past what the keys hold")
+            cms[i] = ((center[r] + 1) << MONTH_BITS) | cm
         with nogil:
             for i in range(k):
-                r = rows[i]
-                cm = ((center[r] + 1) << MONTH_BITS) | trends_month(day[r])
-                cms[i] = cm
+                r, cm = rows[i], cms[i]
                 keys[3 * i] = key2(3, importer[r], <uint64_t>((cm << 30) | (hts6[r] << 10) | country[r]))
                 keys[3 * i + 1] = key2(1, entry_hash[r], <uint64_t>cm)
                 keys[3 * i + 2] = key2(2, importer[r], <uint64_t>cm)
