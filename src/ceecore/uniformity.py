@@ -901,14 +901,15 @@ def _table_chunk(r: dict[str, np.ndarray], ref: np.ndarray, direction: np.ndarra
     def values(name: str) -> list[Any]:
         return r[name][part].tolist()
 
-    center = [f"{c:03d}" for c in values("center")]
+    codes = values("center")
+    center = [f"{c:03d}" for c in codes]
     hts = [_hts_text(h) for h in values("hts")]
     origin = [_origin_text(o) for o in values("origin")]
     port = [f"{p:04d}" for p in values("port")]
     measure = [MEASURES[m] for m in values("measure")]
     level = [LEVELS[v] for v in values("level")]
-    subjects = [f"{names.get(int(c), 'Center ' + code)} goods" if lv == "center" else f"HTS {h} from {o}"
-                for c, code, lv, h, o in zip(values("center"), center, level, hts, origin)]
+    subjects = [f"{names.get(c, 'Center ' + code)} goods" if lv == "center" else f"HTS {h} from {o}"
+                for c, code, lv, h, o in zip(codes, center, level, hts, origin)]
     who = [f"{a:,} vs {b:,} importer{'s' if b != 1 else ''}" for a, b in zip(values("port_importers"),
                                                                             values("other_importers"))]
     q, mine_all, theirs_all, port_all = r["q"], r["port_value"], r["other_value"], r["port"]
